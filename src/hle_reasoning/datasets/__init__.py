@@ -1,0 +1,22 @@
+"""Kedro datasets of the project: HLE exports, tokenizers, models, and atomic file writers."""
+
+from hle_reasoning.datasets.atomic import (
+    CSVDataset,
+    JSONDataset,
+    MatplotlibDataset,
+    ParquetDataset,
+    TextDataset,
+)
+from hle_reasoning.datasets.hle import HLEDataset
+from hle_reasoning.datasets.models import BaseModelDataset, TokenizerDataset
+
+__all__ = [
+    "BaseModelDataset",
+    "CSVDataset",
+    "HLEDataset",
+    "JSONDataset",
+    "MatplotlibDataset",
+    "ParquetDataset",
+    "TextDataset",
+    "TokenizerDataset",
+]

@@ -1,0 +1,97 @@
+"""Datasets that load models' tokenizers (and, for training and evaluation, models)."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+from pathlib import Path
+from typing import Any
+
+from kedro.io import AbstractDataset, DatasetError
+
+from hle_reasoning.modeling.models import BuiltModel, load_tokenizer
+
+
+class TokenizerDataset(AbstractDataset[None, Any]):
+    """Load-only: the tokenizer of ``name_or_path`` (``tiny``, a local directory or a hub id).
+
+    YAML::
+
+        tokenizer:
+          type: hle_reasoning.datasets.TokenizerDataset
+          name_or_path: ${globals:model.name_or_path}
+    """
+
+    def __init__(self, *, name_or_path: str, metadata: dict[str, Any] | None = None) -> None:
+        self._name_or_path = name_or_path
+        self.metadata = metadata
+
+    def load(self) -> Any:
+        return load_tokenizer(self._name_or_path)
+
+    def save(self, data: Any) -> None:
+        raise DatasetError("TokenizerDataset is read-only.")
+
+    def _describe(self) -> dict[str, Any]:
+        return {"name_or_path": self._name_or_path}
+
+
+class BaseModelDataset(AbstractDataset[Any, str]):
+    """The study's base model: saved weights for a built model, else a reference to it.
+
+    Saving a ``BuiltModel`` writes ``save_pretrained`` output (model and processor) to ``path``
+    atomically; saving a string (hub id or directory) records only the reference. Loading returns
+    the ``name_or_path`` to hand to ``load_model``/``load_processor``.
+
+    YAML::
+
+        base_model:
+          type: hle_reasoning.datasets.BaseModelDataset
+          path: data/06_models/base_model
+    """
+
+    REF_FILE = "model_ref.json"
+
+    def __init__(self, *, path: str, metadata: dict[str, Any] | None = None) -> None:
+        self._path = Path(path)
+        self.metadata = metadata
+
+    def load(self) -> str:
+        ref = self._path / self.REF_FILE
+        if not ref.exists():
+            raise DatasetError(
+                f"{ref} does not exist: run the training pipeline first "
+                "(`kedro run --pipelines training`), which prepares the base model."
+            )
+        return json.loads(ref.read_text())["name_or_path"]
+
+    def save(self, data: Any) -> None:
+        tmp = self._path.with_name(f".{self._path.name}.tmp-{os.getpid()}")
+        shutil.rmtree(tmp, ignore_errors=True)
+        tmp.mkdir(parents=True)
+        try:
+            if isinstance(data, BuiltModel):
+                data.model.save_pretrained(tmp)
+                data.processor.save_pretrained(tmp)
+                ref = {"name_or_path": str(self._path), "built_from": data.built_from}
+            elif isinstance(data, str):
+                ref = {"name_or_path": data, "built_from": None}
+            else:
+                raise DatasetError(
+                    f"BaseModelDataset saves a BuiltModel or a name_or_path string, got {type(data).__name__}"
+                )
+            (tmp / self.REF_FILE).write_text(json.dumps(ref, indent=2) + "\n")
+            old = self._path.with_name(f".{self._path.name}.old-{os.getpid()}")
+            if self._path.exists():
+                self._path.rename(old)
+            tmp.rename(self._path)
+            shutil.rmtree(old, ignore_errors=True)
+        finally:
+            shutil.rmtree(tmp, ignore_errors=True)
+
+    def _exists(self) -> bool:
+        return (self._path / self.REF_FILE).exists()
+
+    def _describe(self) -> dict[str, Any]:
+        return {"path": str(self._path)}

@@ -1,0 +1,249 @@
+"""The cais/hle record schema: loading exports, validating them and decoding their images."""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import io
+import json
+import logging
+import math
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import pandas as pd
+from PIL import Image, UnidentifiedImageError
+
+logger = logging.getLogger(__name__)
+
+REQUIRED_COLUMNS = ("id", "question", "image", "answer", "answer_type", "category")
+# Kept after validation when present; the rest (image_preview, rationale_image, canary, ...)
+# is dropped from the working copy, never from the source file.
+OPTIONAL_COLUMNS = ("raw_subject", "author_name", "rationale")
+ANSWER_TYPES = ("exactMatch", "multipleChoice")
+# The eight categories of the 2,700-question release, in the order the HLE paper lists them.
+CATEGORIES = (
+    "Math",
+    "Biology/Medicine",
+    "Computer Science/AI",
+    "Other",
+    "Physics",
+    "Humanities/Social Science",
+    "Chemistry",
+    "Engineering",
+)
+HUB_DATASET_ID = "cais/hle"
+LOCAL_SUFFIXES = (".jsonl", ".json", ".parquet")
+MAX_LISTED_PROBLEMS = 20
+
+
+class HLEDataError(ValueError):
+    """An HLE export that cannot be used; the message names the file, rows and columns."""
+
+
+@dataclass(frozen=True)
+class Problem:
+    """One thing wrong with one row of an export."""
+
+    row_id: str
+    column: str
+    message: str
+
+    def __str__(self) -> str:
+        return f"id {self.row_id!r}, column {self.column!r}: {self.message}"
+
+
+def _raise(source: str, problems: list[Problem]) -> None:
+    shown = "\n".join(f"  - {p}" for p in problems[:MAX_LISTED_PROBLEMS])
+    more = len(problems) - MAX_LISTED_PROBLEMS
+    tail = f"\n  ... and {more} more" if more > 0 else ""
+    raise HLEDataError(
+        f"{source}: {len(problems)} problem(s) in the HLE export; fix them at the source "
+        f"(the file is never modified by this project) and run again:\n{shown}{tail}"
+    )
+
+
+def is_hub_id(source: str) -> bool:
+    """True when ``source`` names a Hugging Face dataset rather than a local file."""
+    return source == HUB_DATASET_ID or (
+        source.count("/") == 1
+        and not Path(source).suffix
+        and not Path(source).exists()
+        and not source.startswith((".", "/", "~"))
+    )
+
+
+def read_export(path: str | Path) -> pd.DataFrame:
+    """Read a local ``.jsonl``, ``.json`` or ``.parquet`` export without coercing any value."""
+    path = Path(path)
+    if not path.exists():
+        raise HLEDataError(
+            f"{path}: no such file. Pass an existing .jsonl, .json or .parquet export "
+            f"(--params hle_source=PATH), {HUB_DATASET_ID!r} for the hub, or leave it out "
+            "for the bundled sample."
+        )
+    suffix = path.suffix.lower()
+    if suffix == ".parquet":
+        return pd.read_parquet(path)
+    if suffix == ".jsonl":
+        records = []
+        with path.open(encoding="utf-8") as fh:
+            for lineno, line in enumerate(fh, start=1):
+                if not line.strip():
+                    continue
+                try:
+                    records.append(json.loads(line))
+                except json.JSONDecodeError as exc:
+                    raise HLEDataError(
+                        f"{path}, line {lineno}: not valid JSON ({exc.msg})."
+                    ) from exc
+        return pd.DataFrame.from_records(records)
+    if suffix == ".json":
+        try:
+            payload = json.loads(path.read_text(encoding="utf-8"))
+        except json.JSONDecodeError as exc:
+            raise HLEDataError(f"{path}: not valid JSON ({exc.msg}, line {exc.lineno}).") from exc
+        if isinstance(payload, dict):
+            # Column-oriented ({"id": [...], ...}) or {"data": [...]} exports.
+            payload = payload.get("data", payload)
+        return pd.DataFrame(payload)
+    raise HLEDataError(
+        f"{path}: unsupported file type {suffix!r}; use one of {', '.join(LOCAL_SUFFIXES)}."
+    )
+
+
+def read_hub(dataset_id: str = HUB_DATASET_ID, split: str = "test") -> pd.DataFrame:
+    """Download the gated HLE release from the Hugging Face hub (needs ``HF_TOKEN``)."""
+    token = os.environ.get("HF_TOKEN") or os.environ.get("HUGGING_FACE_HUB_TOKEN")
+    if not token:
+        raise HLEDataError(
+            f"{dataset_id}: the dataset is gated on the Hugging Face hub and HF_TOKEN is not set. "
+            f"Accept its terms at https://huggingface.co/datasets/{dataset_id}, then "
+            "`export HF_TOKEN=hf_...` and run again (or pass a local export with "
+            "--params hle_source=PATH)."
+        )
+    import datasets
+
+    try:
+        ds = datasets.load_dataset(dataset_id, split=split, token=token)
+    except Exception as exc:  # the hub client raises many unrelated types
+        raise HLEDataError(
+            f"{dataset_id}: could not load split {split!r} from the Hugging Face hub "
+            f"({type(exc).__name__}: {exc}). Check the network, that HF_TOKEN has access to "
+            "the gated dataset, or pass a local export with --params hle_source=PATH."
+        ) from exc
+    keep = [c for c in ds.column_names if c not in ("image_preview", "rationale_image")]
+    return ds.select_columns(keep).to_pandas()
+
+
+def answer_to_text(value: object) -> str | None:
+    """HLE answers are strings, but real exports hold some as JSON numbers or booleans."""
+    if isinstance(value, str):
+        return value
+    if isinstance(value, bool):
+        return "True" if value else "False"
+    if isinstance(value, int):
+        return str(value)
+    if isinstance(value, float):
+        if math.isnan(value):
+            return None
+        return str(int(value)) if value.is_integer() and abs(value) < 1e15 else repr(value)
+    return None
+
+
+def decode_image(data_uri: str) -> bytes:
+    """Bytes of an HLE image given as ``data:image/<fmt>;base64,<payload>``."""
+    header, sep, payload = data_uri.partition(",")
+    if not sep or not header.startswith("data:image/") or ";base64" not in header:
+        raise ValueError("expected a data URI 'data:image/<format>;base64,<payload>'")
+    try:
+        return base64.b64decode(payload, validate=True)
+    except (binascii.Error, ValueError) as exc:
+        raise ValueError(f"base64 payload does not decode ({exc})") from exc
+
+
+def load_image(data_uri: str) -> Image.Image:
+    """A decoded RGB PIL image from an HLE data URI."""
+    with Image.open(io.BytesIO(decode_image(data_uri))) as img:
+        return img.convert("RGB")
+
+
+def has_image(value: object) -> bool:
+    return isinstance(value, str) and value.strip() != ""
+
+
+def validate_hle(df: pd.DataFrame, source: str) -> pd.DataFrame:
+    """Check an HLE export and return a clean copy; raise ``HLEDataError`` naming every problem.
+
+    The input frame is never modified. The copy keeps the required and optional columns; answers
+    stored as JSON numbers or booleans become strings; a missing image is normalised to ``""``.
+    """
+    missing = [c for c in REQUIRED_COLUMNS if c not in df.columns]
+    if missing:
+        raise HLEDataError(
+            f"{source}: missing required column(s) {missing}; an HLE export needs "
+            f"{list(REQUIRED_COLUMNS)} (the cais/hle schema). Found {list(df.columns)}."
+        )
+    if df.empty:
+        raise HLEDataError(f"{source}: the export holds no questions.")
+
+    keep = [*REQUIRED_COLUMNS, *(c for c in OPTIONAL_COLUMNS if c in df.columns)]
+    out = df[keep].copy()
+    problems: list[Problem] = []
+    ids = out["id"]
+    for pos, raw_id in enumerate(ids):
+        if not isinstance(raw_id, str) or not raw_id.strip():
+            problems.append(Problem(f"<row {pos}>", "id", f"empty or not a string ({raw_id!r})"))
+    dupes = ids[ids.duplicated(keep=False)]
+    for dup in sorted(set(map(str, dupes))):
+        n = int((ids.astype(str) == dup).sum())
+        problems.append(Problem(dup, "id", f"appears {n} times; ids must be unique"))
+
+    answers, images = [], []
+    for row in out.itertuples(index=False):
+        rid = str(row.id)
+        if not isinstance(row.question, str) or not row.question.strip():
+            problems.append(Problem(rid, "question", "empty or not a string"))
+        text = answer_to_text(row.answer)
+        if text is None or not text.strip():
+            problems.append(
+                Problem(rid, "answer", f"empty or not a string/number ({row.answer!r})")
+            )
+        answers.append(text)
+        if row.answer_type not in ANSWER_TYPES:
+            problems.append(
+                Problem(
+                    rid, "answer_type", f"{row.answer_type!r} is not one of {list(ANSWER_TYPES)}"
+                )
+            )
+        if not isinstance(row.category, str) or not row.category.strip():
+            problems.append(Problem(rid, "category", "empty or not a string"))
+        image = row.image
+        if image is None or (isinstance(image, float) and math.isnan(image)):
+            image = ""
+        if not isinstance(image, str):
+            problems.append(
+                Problem(rid, "image", f"expected a data URI string, got {type(image).__name__}")
+            )
+        elif image.strip():
+            try:
+                with Image.open(io.BytesIO(decode_image(image))) as img:
+                    img.verify()
+            except (
+                ValueError,
+                UnidentifiedImageError,
+                OSError,
+                SyntaxError,
+            ) as exc:  # PIL: SyntaxError on corrupt PNGs
+                problems.append(Problem(rid, "image", f"not a decodable image ({exc})"))
+        images.append(image if isinstance(image, str) else "")
+
+    if problems:
+        _raise(source, problems)
+    out["answer"] = answers
+    out["image"] = images
+    unknown = sorted(set(out["category"]) - set(CATEGORIES))
+    if unknown:
+        logger.warning("%s: categories outside the HLE release's eight: %s", source, unknown)
+    return out.reset_index(drop=True)

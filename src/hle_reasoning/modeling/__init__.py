@@ -1,0 +1,1 @@
+"""Models for the study: loading (hub, local, the offline tiny Mllama), quantization, LoRA, GRPO."""

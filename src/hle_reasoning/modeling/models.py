@@ -1,0 +1,277 @@
+"""Loading the study's models: the real hub checkpoint, a local one, or the offline tiny Mllama.
+
+One code path serves both setups. ``name_or_path`` is a hub id (``meta-llama/...``), a local
+directory written by ``save_pretrained``, or ``"tiny"``: a randomly initialised
+``MllamaForConditionalGeneration`` of the real architecture, built from config with the project's
+bundled tokenizer, so everything runs offline on a CPU.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+import torch
+
+logger = logging.getLogger(__name__)
+
+TINY = "tiny"
+HUB_MODEL_ID = "meta-llama/Llama-3.2-11B-Vision-Instruct"
+IMAGE_TOKEN = "<|image|>"
+SPECIAL_TOKENS = (
+    "<|begin_of_text|>",
+    "<|end_of_text|>",
+    "<|start_header_id|>",
+    "<|end_header_id|>",
+    "<|eot_id|>",
+    "<|finetune_right_pad_id|>",
+    IMAGE_TOKEN,
+)
+# A chat template with the same turn markup as Llama 3.2 Vision's, including its refusal of a
+# system message next to an image, so the tiny setup fails where the real one would.
+TINY_CHAT_TEMPLATE = (
+    "{{- bos_token }}"
+    "{%- set ns = namespace(has_images=false) %}"
+    "{%- for message in messages %}{%- if message['content'] is not string %}"
+    "{%- for part in message['content'] %}{%- if part['type'] == 'image' %}"
+    "{%- set ns.has_images = true %}{%- endif %}{%- endfor %}{%- endif %}{%- endfor %}"
+    "{%- for message in messages %}"
+    "{%- if message['role'] == 'system' and ns.has_images %}"
+    "{{- raise_exception('Prompting with images is incompatible with system messages.') }}"
+    "{%- endif %}"
+    "{{- '<|start_header_id|>' + message['role'] + '<|end_header_id|>\\n\\n' }}"
+    "{%- if message['content'] is string %}{{- message['content'] | trim }}{%- else %}"
+    "{%- for part in message['content'] %}"
+    "{%- if part['type'] == 'image' %}{{- '<|image|>' }}"
+    "{%- elif part['type'] == 'text' %}{{- part['text'] | trim }}{%- endif %}"
+    "{%- endfor %}{%- endif %}"
+    "{{- '<|eot_id|>' }}"
+    "{%- endfor %}"
+    "{%- if add_generation_prompt %}{{- '<|start_header_id|>assistant<|end_header_id|>\\n\\n' }}"
+    "{%- endif %}"
+)
+
+
+class ModelAccessError(RuntimeError):
+    """A model that cannot be loaded as configured; the message says what to change."""
+
+
+def tiny_tokenizer_dir() -> Path:
+    """The bundled byte-level BPE tokenizer of the tiny model (made by scripts/make_tiny_tokenizer.py)."""
+    return Path(str(resources.files("hle_reasoning") / "assets" / "tiny_tokenizer"))
+
+
+def is_hub_id(name_or_path: str) -> bool:
+    return name_or_path != TINY and not Path(name_or_path).exists() and name_or_path.count("/") == 1
+
+
+def hf_token() -> str | None:
+    return os.environ.get("HF_TOKEN") or os.environ.get("HUGGING_FACE_HUB_TOKEN")
+
+
+def check_model_access(name_or_path: str) -> None:
+    """Fail fast, before any download, when a configured model cannot be reached."""
+    if name_or_path == TINY:
+        return
+    path = Path(name_or_path)
+    if path.exists():
+        if not (path / "config.json").exists():
+            raise ModelAccessError(
+                f"model.name_or_path {name_or_path!r} is a directory without config.json; point it "
+                "at a directory written by save_pretrained, a hub id, or 'tiny'."
+            )
+        return
+    if not is_hub_id(name_or_path):
+        raise ModelAccessError(
+            f"model.name_or_path {name_or_path!r} is neither 'tiny', an existing directory, nor a "
+            "hub id of the form owner/name."
+        )
+    offline = os.environ.get("HF_HUB_OFFLINE") == "1"
+    if not hf_token() and not offline:
+        raise ModelAccessError(
+            f"{name_or_path} is gated on the Hugging Face hub and HF_TOKEN is not set. Request "
+            f"access at https://huggingface.co/{name_or_path}, then `export HF_TOKEN=hf_...` "
+            "(or `huggingface-cli login`) and run again. Without a GPU and the hub, use the "
+            "default setup (model.name_or_path: tiny)."
+        )
+
+
+def load_tokenizer(name_or_path: str):
+    """The configured model's tokenizer (the bundled one for ``"tiny"``)."""
+    from transformers import AutoTokenizer, PreTrainedTokenizerFast
+
+    check_model_access(name_or_path)
+    if name_or_path == TINY:
+        return PreTrainedTokenizerFast.from_pretrained(tiny_tokenizer_dir())
+    return AutoTokenizer.from_pretrained(name_or_path, token=hf_token())
+
+
+def tiny_image_processor(image_size: int, max_image_tiles: int):
+    from transformers.models.mllama.image_processing_pil_mllama import MllamaImageProcessorPil
+
+    return MllamaImageProcessorPil(
+        size={"height": image_size, "width": image_size}, max_image_tiles=max_image_tiles
+    )
+
+
+def build_tiny_processor(image_size: int = 28, max_image_tiles: int = 2):
+    """Mllama processor around the bundled tokenizer, with the tiny chat template."""
+    from transformers import MllamaProcessor
+
+    tokenizer = load_tokenizer(TINY)
+    return MllamaProcessor(
+        image_processor=tiny_image_processor(image_size, max_image_tiles),
+        tokenizer=tokenizer,
+        chat_template=TINY_CHAT_TEMPLATE,
+    )
+
+
+def _aspect_ratios(max_tiles: int) -> list[list[int]]:
+    """Tile layouts in the order Mllama's image processor numbers them."""
+    from transformers.models.mllama.image_processing_pil_mllama import (
+        get_all_supported_aspect_ratios,
+    )
+
+    return [list(r) for r in get_all_supported_aspect_ratios(max_tiles)]
+
+
+def build_tiny_mllama(tiny: dict[str, Any], seed: int = 0):
+    """A randomly initialised tiny ``MllamaForConditionalGeneration`` and its processor.
+
+    ``tiny`` holds the sizes (see ``model.tiny`` in conf/base/parameters.yml). Widths must be
+    multiples of 64: bitsandbytes quantizes in blocks of 64 on CPU.
+    """
+    from transformers import MllamaConfig, MllamaForConditionalGeneration
+
+    vision, text = dict(tiny["vision"]), dict(tiny["text"])
+    processor = build_tiny_processor(vision["image_size"], vision["max_num_tiles"])
+    tok = processor.tokenizer
+    n_intermediate = len(vision.get("intermediate_layers_indices", [0]))
+    vision.setdefault("intermediate_layers_indices", [0])
+    vision.setdefault("vision_output_dim", vision["hidden_size"] * (n_intermediate + 1))
+    vision.setdefault("supported_aspect_ratios", _aspect_ratios(vision["max_num_tiles"]))
+    config = MllamaConfig(
+        vision_config=vision,
+        text_config={
+            **text,
+            "vocab_size": len(tok),
+            "bos_token_id": tok.bos_token_id,
+            "eos_token_id": tok.eos_token_id,
+            "pad_token_id": tok.pad_token_id,
+        },
+        image_token_index=tok.convert_tokens_to_ids(IMAGE_TOKEN),
+    )
+    torch.manual_seed(seed)
+    model = MllamaForConditionalGeneration(config)
+    model.generation_config.pad_token_id = tok.pad_token_id
+    model.generation_config.eos_token_id = tok.eos_token_id
+    logger.info("Built tiny Mllama: %.2fM parameters", model.num_parameters() / 1e6)
+    return model.eval(), processor
+
+
+def load_processor(name_or_path: str):
+    """The model's processor (tokenizer + image processor + chat template)."""
+    from transformers import AutoProcessor
+
+    check_model_access(name_or_path)
+    if name_or_path == TINY:
+        return build_tiny_processor()
+    processor = AutoProcessor.from_pretrained(name_or_path, token=hf_token())
+    return processor
+
+
+def resolve_device(device: str) -> str:
+    """``auto`` picks CUDA when present; an explicit ``cuda`` without a GPU is an error."""
+    if device == "auto":
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    if device.startswith("cuda") and not torch.cuda.is_available():
+        raise ModelAccessError(
+            f"model.device is {device!r} but torch sees no CUDA device (torch {torch.__version__}). "
+            "Install a CUDA build of torch on a GPU machine, or set model.device: cpu."
+        )
+    return device
+
+
+def _dtype(name: str) -> torch.dtype:
+    try:
+        return {"bfloat16": torch.bfloat16, "float16": torch.float16, "float32": torch.float32}[
+            name
+        ]
+    except KeyError:
+        raise ValueError(f"unknown dtype {name!r}; use bfloat16, float16 or float32") from None
+
+
+def quantization_config(quantization: dict[str, Any] | None):
+    """bitsandbytes 4-bit settings from ``model.quantization`` (None or enabled: false = none)."""
+    if not quantization or not quantization.get("enabled", True):
+        return None
+    from transformers import BitsAndBytesConfig
+
+    if quantization.get("bits", 4) != 4:
+        raise ValueError("model.quantization.bits: only 4-bit (QLoRA) is supported")
+    return BitsAndBytesConfig(
+        load_in_4bit=True,
+        bnb_4bit_quant_type=quantization.get("quant_type", "nf4"),
+        bnb_4bit_compute_dtype=_dtype(quantization.get("compute_dtype", "bfloat16")),
+        bnb_4bit_use_double_quant=bool(quantization.get("double_quant", False)),
+    )
+
+
+def load_model(
+    name_or_path: str,
+    *,
+    quantization: dict[str, Any] | None = None,
+    device: str = "auto",
+    dtype: str = "float32",
+):
+    """Load a saved or hub Mllama, optionally 4-bit quantized, onto ``device``."""
+    from transformers import MllamaForConditionalGeneration
+
+    if name_or_path == TINY:
+        raise ModelAccessError(
+            "the tiny model is built, not loaded: run the training pipeline first, which saves it "
+            "to data/06_models/base_model, and load that directory."
+        )
+    check_model_access(name_or_path)
+    device = resolve_device(device)
+    quant = quantization_config(quantization)
+    kwargs: dict[str, Any] = {"token": hf_token(), "device_map": device}
+    if quant is not None:
+        kwargs["quantization_config"] = quant
+        kwargs["dtype"] = quant.bnb_4bit_compute_dtype
+    else:
+        kwargs["dtype"] = _dtype(dtype)
+    model = MllamaForConditionalGeneration.from_pretrained(name_or_path, **kwargs)
+    logger.info(
+        "Loaded %s on %s (%s)", name_or_path, device, "4-bit" if quant is not None else dtype
+    )
+    return model
+
+
+class BuiltModel:
+    """A model built in-process (the tiny one) with its processor, to be saved by the catalog."""
+
+    def __init__(self, model: Any, processor: Any, built_from: str) -> None:
+        self.model = model
+        self.processor = processor
+        self.built_from = built_from
+
+
+def prepare_base_model(model_params: dict[str, Any]) -> BuiltModel | str:
+    """The base model of the study: the tiny model built from config, or a reference to one.
+
+    For ``name_or_path: tiny`` this builds the model (seeded) and returns it for
+    ``BaseModelDataset`` to save under data/06_models/base_model; for a hub id or a local
+    directory it checks access (HF_TOKEN for gated repos) and returns the reference unchanged.
+    """
+    name = model_params["name_or_path"]
+    if name == TINY:
+        model, processor = build_tiny_mllama(
+            model_params["tiny"], seed=model_params["tiny"].get("seed", 0)
+        )
+        return BuiltModel(model, processor, built_from=TINY)
+    check_model_access(name)
+    return name

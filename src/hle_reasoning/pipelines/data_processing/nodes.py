@@ -1,0 +1,107 @@
+"""Nodes of the data_processing pipeline: thin adapters from config to hle_reasoning.hle."""
+
+from __future__ import annotations
+
+import logging
+import re
+from typing import Any
+
+import matplotlib.pyplot as plt
+import pandas as pd
+
+from hle_reasoning.hle import sampling, statistics
+
+logger = logging.getLogger(__name__)
+
+
+def split_questions(
+    questions: pd.DataFrame, split: dict[str, Any]
+) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:
+    """Per category, a Cochran-sized test set drawn stratified by answer type and image."""
+    return sampling.stratified_split(
+        questions,
+        confidence_level=split["confidence_level"],
+        margin_of_error=split["margin_of_error"],
+        proportion=split["proportion"],
+        seed=split["seed"],
+        z=split.get("z"),
+    )
+
+
+def select_focus(
+    train: pd.DataFrame, test: pd.DataFrame, focus_categories: list[str]
+) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """The train and test questions of the focus categories (the proposal: Math)."""
+    available = set(train["category"]) | set(test["category"])
+    missing = [c for c in focus_categories if c not in available]
+    if missing:
+        raise ValueError(
+            f"data_processing.focus_categories names {missing}, which the data does not contain; "
+            f"choose from {sorted(available)}."
+        )
+    focus_train = train[train["category"].isin(focus_categories)].reset_index(drop=True)
+    focus_test = test[test["category"].isin(focus_categories)].reset_index(drop=True)
+    logger.info(
+        "Focus %s: %d train / %d test questions (%d / %d with images)",
+        focus_categories,
+        len(focus_train),
+        len(focus_test),
+        int((focus_train["image"] != "").sum()),
+        int((focus_test["image"] != "").sum()),
+    )
+    return focus_train, focus_test
+
+
+def report_leaks(train: pd.DataFrame, test: pd.DataFrame) -> pd.DataFrame:
+    """Identical question texts on both sides of the split (HLE holds a few duplicates)."""
+    leaks = sampling.find_leaks(train, test)
+    if len(leaks):
+        logger.warning(
+            "%d question text(s) appear in both train and test (ids %s); see split_leaks.csv",
+            len(leaks),
+            ", ".join(f"{a}/{b}" for a, b in leaks[["train_id", "test_id"]].values[:5]),
+        )
+    return leaks
+
+
+def compute_statistics(questions: pd.DataFrame, test: pd.DataFrame, tokenizer: Any) -> pd.DataFrame:
+    """The proposal's Tables 3 and 4, per category and overall."""
+
+    def count(texts: list[str]) -> list[int]:
+        return [len(ids) for ids in tokenizer(texts, add_special_tokens=False)["input_ids"]]
+
+    tokens = statistics.token_lengths(questions["question"], count)
+    return statistics.dataset_statistics(questions, tokens, set(test["id"].astype(str)))
+
+
+def render_statistics_report(
+    hle_statistics: pd.DataFrame, split_sizes: pd.DataFrame, hle_source: str, tokenizer_name: str
+) -> str:
+    """Tables 2, 3 and 4 as Markdown."""
+    return statistics.statistics_markdown(hle_statistics, split_sizes, hle_source, tokenizer_name)
+
+
+def plot_category_counts(hle_statistics: pd.DataFrame, hle_source: str) -> plt.Figure:
+    """Figure 1: questions per category."""
+    return statistics.category_bar_chart(hle_statistics, f"Questions per category ({hle_source})")
+
+
+def _slug(name: str) -> str:
+    return re.sub(r"[^a-z0-9]+", "_", name.lower()).strip("_")
+
+
+def statistics_metrics(
+    hle_statistics: pd.DataFrame, split_sizes: pd.DataFrame, split_leaks: pd.DataFrame
+) -> dict[str, dict[str, float]]:
+    """The statistics as MLflow metrics: ``<category>.<statistic>`` (NaN values are skipped)."""
+    metrics: dict[str, dict[str, float]] = {}
+    for _, row in hle_statistics.iterrows():
+        for column, value in row.items():
+            if column == "category" or pd.isna(value):
+                continue
+            metrics[f"{_slug(row['category'])}.{column}"] = {"value": float(value), "step": 0}
+    for _, row in split_sizes.iterrows():
+        for column in ("test_size", "train_size"):
+            metrics[f"{_slug(row['category'])}.{column}"] = {"value": float(row[column]), "step": 0}
+    metrics["split.leaks"] = {"value": float(len(split_leaks)), "step": 0}
+    return metrics

@@ -1,0 +1,19 @@
+"""Project settings: config environments, the project's hooks, and the config loader."""
+
+import warnings
+
+from hle_reasoning.hooks import GitCommitHook
+
+# Library deprecation chatter that says nothing about the user's run.
+warnings.filterwarnings("ignore", message=".*register_new_resolver.*", category=UserWarning)
+warnings.filterwarnings("ignore", message=".*Add type hints to the `predict` method.*")
+
+HOOKS = (GitCommitHook(),)
+
+# `kedro run` reads conf/base, then conf/local (ignored by git, for secrets and machine-specific
+# overrides). `kedro run --env paper` reads conf/paper instead of conf/local: the proposal's
+# full setup (cais/hle, the 11B Vision model in 4-bit on CUDA).
+CONFIG_LOADER_ARGS = {
+    "base_env": "base",
+    "default_run_env": "local",
+}

@@ -1,0 +1,58 @@
+"""Shared fixtures: the bundled sample, the real HLE anchors (when ../shared exists), a project copy."""
+
+from __future__ import annotations
+
+import os
+import shutil
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from hle_reasoning.hle.schema import read_export, validate_hle
+
+PROJECT_ROOT = Path(__file__).resolve().parents[1]
+SAMPLE = PROJECT_ROOT / "data" / "01_raw" / "hle_sample.jsonl"
+SHARED = Path(os.environ.get("HLE_SHARED_DIR", PROJECT_ROOT.parent / "shared"))
+ANCHORS = SHARED / "anchors" / "hle"
+
+os.environ.setdefault("KEDRO_DISABLE_TELEMETRY", "1")
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+
+
+@pytest.fixture(scope="session")
+def sample_questions() -> pd.DataFrame:
+    return validate_hle(read_export(SAMPLE), str(SAMPLE))
+
+
+def anchor(name: str) -> Path:
+    """A file of the real HLE anchors in ../shared; skips the test when it is absent."""
+    path = ANCHORS / name
+    if not path.exists():
+        pytest.skip(f"real HLE anchor {path} not available (../shared is absent)")
+    return path
+
+
+@pytest.fixture(scope="session")
+def real_hle_path() -> Path:
+    return anchor("hle_verified_subset.jsonl")
+
+
+@pytest.fixture(scope="session")
+def real_questions(real_hle_path: Path) -> pd.DataFrame:
+    return validate_hle(read_export(real_hle_path), str(real_hle_path))
+
+
+@pytest.fixture
+def project_copy(tmp_path: Path) -> Path:
+    """A throw-away copy of the project (conf, bundled data, pyproject) to run Kedro in."""
+    dest = tmp_path / "project"
+    shutil.copytree(PROJECT_ROOT / "conf", dest / "conf", ignore=shutil.ignore_patterns("local"))
+    (dest / "conf" / "local").mkdir()
+    (dest / "data" / "01_raw").mkdir(parents=True)
+    shutil.copy(SAMPLE, dest / "data" / "01_raw" / SAMPLE.name)
+    shutil.copy(PROJECT_ROOT / "pyproject.toml", dest / "pyproject.toml")
+    shutil.copy(PROJECT_ROOT / ".telemetry", dest / ".telemetry")
+    # Kedro wants src/ beside conf/; the package itself is imported from the installed project.
+    (dest / "src").mkdir()
+    return dest

@@ -1,0 +1,151 @@
+import numpy as np
+import pandas as pd
+import pytest
+
+from hle_reasoning.hle.sampling import (
+    cochran_n,
+    cochran_sample_size,
+    find_leaks,
+    strata_labels,
+    stratified_split,
+    z_score,
+)
+
+# The proposal's Table 2: questions -> test size, with 90% confidence, 5% margin, p = 0.5.
+PROPOSAL_TABLE_2 = {
+    "Math": (1106, 218),
+    "Biology/Medicine": (303, 143),
+    "Chemistry": (170, 105),
+    "Computer Science/AI": (258, 132),
+    "Engineering": (130, 88),
+    "Humanities/Social Science": (235, 126),
+    "Other": (258, 132),
+    "Physics": (240, 127),
+}
+
+
+@pytest.mark.parametrize(("category", "sizes"), PROPOSAL_TABLE_2.items())
+def test_cochran_reproduces_the_proposals_table_2(category, sizes):
+    population, test_size = sizes
+    assert cochran_sample_size(population, 0.90, 0.05, 0.5) == test_size
+
+
+TABLE_2_MIN_TEST_PCT = {
+    303: 47.26,
+    170: 61.56,
+    258: 51.29,
+    130: 67.72,
+    235: 53.63,
+    1106: 19.67,
+    240: 53.10,
+}
+
+
+@pytest.mark.parametrize(("population", "pct"), TABLE_2_MIN_TEST_PCT.items())
+def test_table_2_min_test_percent_uses_the_rounded_z(population, pct):
+    # The proposal's unrounded shares come from z = 1.645; the exact quantile (1.6449) gives
+    # shares up to 0.01 lower and the same rounded test sizes.
+    assert round(100 * cochran_n(population, z=1.645) / population, 2) == pct
+    exact = 100 * cochran_n(population) / population
+    assert pct - 0.011 < exact < pct
+    assert cochran_sample_size(population, z=1.645) == cochran_sample_size(population)
+
+
+def test_z_scores():
+    assert z_score(0.90) == pytest.approx(1.644854, abs=1e-6)
+    assert z_score(0.95) == pytest.approx(1.959964, abs=1e-6)
+
+
+def test_cochran_limits():
+    assert cochran_sample_size(0) == 0
+    assert cochran_sample_size(1) == 1
+    # Small populations are tested whole; large ones approach n0 = 270.6.
+    assert cochran_sample_size(10) == 10
+    assert cochran_sample_size(10_000_000) == 271
+    # A wider margin needs fewer questions.
+    assert cochran_sample_size(1106, margin_of_error=0.10) < 218
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "message"),
+    [
+        ({"confidence_level": 1.5}, "confidence_level"),
+        ({"margin_of_error": 0.0}, "margin_of_error"),
+        ({"proportion": 1.0}, "proportion"),
+    ],
+)
+def test_cochran_rejects_bad_parameters(kwargs, message):
+    with pytest.raises(ValueError, match=message):
+        cochran_sample_size(100, **kwargs)
+
+
+def test_split_sizes_follow_cochran_per_category(sample_questions):
+    train, test, sizes = stratified_split(sample_questions, seed=1)
+    for row in sizes.itertuples():
+        assert row.test_size == cochran_sample_size(row.questions)
+        assert (test["category"] == row.category).sum() == row.test_size
+        assert (train["category"] == row.category).sum() == row.train_size
+    assert len(train) + len(test) == len(sample_questions)
+
+
+def test_split_is_disjoint_and_complete(sample_questions):
+    train, test, _ = stratified_split(sample_questions, seed=3)
+    assert set(train["id"]).isdisjoint(test["id"])
+    assert set(train["id"]) | set(test["id"]) == set(sample_questions["id"])
+
+
+def test_split_is_deterministic_for_a_seed_and_varies_across_seeds(sample_questions):
+    a = stratified_split(sample_questions, seed=7)[1]["id"].tolist()
+    b = stratified_split(sample_questions, seed=7)[1]["id"].tolist()
+    c = stratified_split(sample_questions, seed=8)[1]["id"].tolist()
+    assert a == b
+    assert sorted(a) != sorted(c)
+
+
+def test_split_does_not_depend_on_row_order(sample_questions):
+    shuffled = sample_questions.sample(frac=1.0, random_state=0)
+    a = set(stratified_split(sample_questions, seed=5)[1]["id"])
+    b = set(stratified_split(shuffled, seed=5)[1]["id"])
+    assert a == b
+
+
+def test_split_is_stratified_by_answer_type_and_image(real_questions):
+    # On real HLE questions each stratum's test share stays within one question of its
+    # category's test share (largest-remainder allocation).
+    train, test, sizes = stratified_split(real_questions, seed=42)
+    strata = strata_labels(real_questions)
+    is_test = real_questions["id"].isin(set(test["id"]))
+    for row in sizes.itertuples():
+        in_cat = real_questions["category"] == row.category
+        share = row.test_size / row.questions
+        for stratum in strata[in_cat].unique():
+            members = in_cat & (strata == stratum)
+            expected = members.sum() * share
+            assert abs(is_test[members].sum() - expected) <= 1.0, (row.category, stratum)
+
+
+def test_split_on_real_hle_counts(real_questions):
+    _, test, sizes = stratified_split(real_questions)
+    by_cat = sizes.set_index("category")
+    # Math has 255 real questions in the anchor subset: n = 270.6 / (1 + 269.6 / 255) = 131.5.
+    assert by_cat.loc["Math", "questions"] == 255
+    assert by_cat.loc["Math", "test_size"] == round(cochran_n(255))
+    assert len(test) == by_cat["test_size"].sum()
+
+
+def test_find_leaks_needs_same_text_and_same_image():
+    train = pd.DataFrame(
+        {"id": ["a", "b"], "question": ["What is  2+2?", "Area?"], "image": ["", "img1"]}
+    )
+    test = pd.DataFrame(
+        {"id": ["c", "d"], "question": ["what is 2+2?", "Area?"], "image": ["", "img2"]}
+    )
+    leaks = find_leaks(train, test)
+    assert leaks[["train_id", "test_id"]].values.tolist() == [["a", "c"]]
+
+
+def test_stratified_split_keeps_input_untouched(sample_questions):
+    before = sample_questions.copy()
+    stratified_split(sample_questions)
+    pd.testing.assert_frame_equal(sample_questions, before)
+    assert np.all(sample_questions.index == before.index)
