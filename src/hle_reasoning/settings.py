@@ -13,7 +13,10 @@ HOOKS = (GitCommitHook(),)
 # `kedro run` reads conf/base, then conf/local (ignored by git, for secrets and machine-specific
 # overrides). `kedro run --env paper` reads conf/paper instead of conf/local: the proposal's
 # full setup (cais/hle, the 11B Vision model in 4-bit on CUDA).
+# "soft" merging lets an environment override single keys of a nested block (model.device) instead
+# of replacing the whole block.
 CONFIG_LOADER_ARGS = {
     "base_env": "base",
     "default_run_env": "local",
+    "merge_strategy": {"parameters": "soft", "globals": "soft", "catalog": "soft"},
 }
