@@ -106,7 +106,8 @@ def statistics_markdown(
     statistics: pd.DataFrame, split_sizes: pd.DataFrame, source: str, tokenizer_name: str
 ) -> str:
     """The three dataset tables of the proposal's appendix, as Markdown."""
-    sizes = split_sizes.copy()
+    order = {c: i for i, c in enumerate(category_order(split_sizes["category"]))}
+    sizes = split_sizes.sort_values("category", key=lambda c: c.map(order)).reset_index(drop=True)
     total = {
         "category": ALL,
         "questions": int(sizes["questions"].sum()),
