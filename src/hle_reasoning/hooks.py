@@ -1,12 +1,14 @@
-"""Project hooks: tag every MLflow run with the git commit the code ran from."""
+"""Project hooks: tag MLflow runs with the git commit; close every run with a short summary."""
 
 from __future__ import annotations
 
 import logging
 import subprocess
+import time
 from pathlib import Path
 from typing import Any
 
+import click
 import mlflow
 from kedro.framework.hooks import hook_impl
 
@@ -59,3 +61,85 @@ class GitCommitHook:
         if tags:
             mlflow.set_tags(tags)
         self._tagged_run = run.info.run_id
+
+
+HEADLINE_SUFFIXES = ("accuracy", "accuracy_ci", "calibration_error")
+
+
+class StudySummaryHook:
+    """After a successful ``kedro run``: where the reports are, the headline numbers, what next."""
+
+    def __init__(self) -> None:
+        self._started = 0.0
+        self._mlflow_run: str | None = None
+
+    @hook_impl
+    def before_pipeline_run(self, run_params: dict, pipeline: Any, catalog: Any) -> None:
+        self._started = time.monotonic()
+        self._mlflow_run = None
+
+    @hook_impl
+    def before_node_run(
+        self, node: Any, catalog: Any, inputs: dict, is_async: bool, run_id: str
+    ) -> None:
+        run = mlflow.active_run()
+        if run is not None and self._mlflow_run is None:
+            self._mlflow_run = run.info.run_id
+
+    @hook_impl
+    def after_pipeline_run(
+        self, run_params: dict, run_result: Any, pipeline: Any, catalog: Any
+    ) -> None:
+        elapsed = time.monotonic() - self._started
+        reports = sorted(
+            {
+                str(path)
+                for path in (_filepath(catalog, name) for name in pipeline.all_outputs())
+                if path and "08_reporting" in str(path)
+            }
+        )
+        lines = [
+            f"hle-reasoning: {', '.join(run_params.get('pipeline_names') or ['the whole study'])} finished in {_duration(elapsed)}"
+        ]
+        if reports:
+            lines.append("Reports:")
+            lines += [f"  {p}" for p in reports]
+        headline = _headline_metrics(self._mlflow_run)
+        if headline:
+            lines.append(f"Headline metrics (MLflow run {self._mlflow_run}):")
+            lines += [f"  {key:<40} {value:8.2f}" for key, value in headline]
+        lines += [
+            "Compare runs:  mlflow ui --backend-store-uri sqlite:///mlflow.db   (http://127.0.0.1:5000)",
+            "See the graph: kedro viz run",
+        ]
+        click.echo("\n".join(["", *lines, ""]))
+
+
+def _filepath(catalog: Any, name: str) -> Path | None:
+    try:
+        dataset = catalog.get(name) if hasattr(catalog, "get") else None
+    except Exception:  # a dataset the catalog cannot describe is simply not listed
+        return None
+    path = getattr(dataset, "_filepath", None) or getattr(dataset, "_path", None)
+    if not path:
+        return None
+    path = Path(str(path))
+    try:
+        return path.relative_to(Path.cwd())
+    except ValueError:
+        return path
+
+
+def _headline_metrics(run_id: str | None) -> list[tuple[str, float]]:
+    if not run_id:
+        return []
+    try:
+        metrics = mlflow.MlflowClient().get_run(run_id).data.metrics
+    except Exception:  # MLflow disabled or unreachable: the summary goes without numbers
+        return []
+    return sorted((k, v) for k, v in metrics.items() if k.rsplit(".", 1)[-1] in HEADLINE_SUFFIXES)
+
+
+def _duration(seconds: float) -> str:
+    minutes, secs = divmod(int(round(seconds)), 60)
+    return f"{minutes} min {secs:02d} s" if minutes else f"{seconds:.1f} s"
