@@ -385,17 +385,16 @@ def judge_response(
     if pred_text and pred_text == gold_text:
         return Verdict(True, extracted, confidence, "normalised text matches", "text")
 
+    # Two numbers (with compatible units or none) are decided here: math-verify would drop units.
     numeric = _compare_numbers(answer, extracted, rel_tol)
-    if numeric is not None and numeric[0]:
-        return Verdict(True, extracted, confidence, numeric[1], "number")
+    if numeric is not None:
+        return Verdict(numeric[0], extracted, confidence, numeric[1], "number")
 
     if use_math_verify:
         symbolic = _compare_math(answer, extracted)
         if symbolic is not None:
             return Verdict(symbolic[0], extracted, confidence, symbolic[1], "math-verify")
 
-    if numeric is not None:
-        return Verdict(False, extracted, confidence, numeric[1], "number")
     return Verdict(
         False,
         extracted,
