@@ -1,0 +1,167 @@
+import math
+import warnings
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from hle_reasoning.hle.metrics import (
+    SmallSampleWarning,
+    accuracy_with_ci,
+    calibration_bins,
+    calibration_error,
+    summarize,
+)
+from tests.conftest import anchor
+
+# Five answers, bins of two: [10, 20] and [30, 40, 50] (the remainder joins the last bin).
+CONF = [30, 10, 50, 20, 40]
+CORRECT = [False, False, True, True, True]
+
+
+class TestAccuracy:
+    def test_hand_derived(self):
+        accuracy, half = accuracy_with_ci([True, False, False, True], n=8)
+        assert accuracy == 25.0
+        assert half == pytest.approx(1.96 * math.sqrt(25 * 75 / 8))
+
+    def test_missing_verdicts_count_as_wrong(self):
+        assert accuracy_with_ci([True], n=4)[0] == 25.0
+        with pytest.raises(ValueError, match="smaller than"):
+            accuracy_with_ci([True, True], n=1)
+
+    def test_extremes_and_empty(self):
+        assert accuracy_with_ci([True] * 3) == (100.0, 0.0)
+        assert all(math.isnan(x) for x in accuracy_with_ci([]))
+
+
+class TestCalibration:
+    def test_bins(self):
+        bins = calibration_bins(CONF, CORRECT, beta=2)
+        assert [(b.start, b.stop) for b in bins] == [(0, 2), (2, 5)]
+        assert bins[0].mean_confidence == 15.0 and bins[0].accuracy == 50.0
+        assert bins[1].mean_confidence == 40.0 and bins[1].accuracy == pytest.approx(200 / 3)
+        assert [b.in_official_sum for b in bins] == [True, False]
+
+    def test_official_leaves_the_last_bin_out(self):
+        # sqrt(2/5 * 0.35^2) with weights over all five answers.
+        value = calibration_error(CONF, CORRECT, beta=2, warn=False)
+        assert value == pytest.approx(100 * math.sqrt(0.4 * 0.35**2))
+
+    def test_all_bins(self):
+        expected = math.sqrt(0.4 * 0.35**2 + 0.6 * (0.4 - 2 / 3) ** 2)
+        value = calibration_error(CONF, CORRECT, beta=2, all_bins=True)
+        assert value == pytest.approx(100 * expected)
+
+    def test_p1_and_max(self):
+        assert calibration_error(CONF, CORRECT, beta=2, p=1, warn=False) == pytest.approx(14.0)
+        assert calibration_error(CONF, CORRECT, beta=2, p="max", warn=False) == pytest.approx(35.0)
+        assert calibration_error(CONF, CORRECT, beta=2, p="infty", warn=False) == pytest.approx(
+            35.0
+        )
+        with pytest.raises(ValueError, match="p must be"):
+            calibration_error(CONF, CORRECT, p=3)
+
+    def test_ties_keep_their_order(self):
+        # All confidences tie: the stable sort keeps the given order, so bin 0 is the first two.
+        assert calibration_error([50] * 4, [1, 0, 0, 0], beta=2, warn=False) == 0.0
+        assert calibration_error([50] * 4, [0, 0, 0, 1], beta=2, warn=False) == pytest.approx(
+            100 * math.sqrt(0.5 * 0.25)
+        )
+
+    def test_fewer_than_beta_answers_do_not_crash(self):
+        conf, correct = [100] * 73, [False] * 73
+        with pytest.warns(SmallSampleWarning, match="undefined"):
+            assert math.isnan(calibration_error(conf, correct))
+        assert calibration_error(conf, correct, all_bins=True) == pytest.approx(100.0)
+
+    def test_between_beta_and_two_beta_the_official_figure_is_zero(self):
+        rng = np.random.default_rng(0)
+        conf, correct = rng.integers(0, 101, 150), rng.random(150) < 0.3
+        with pytest.warns(SmallSampleWarning, match="lowest-confidence 0 answers"):
+            assert calibration_error(conf, correct) == 0.0
+        assert calibration_error(conf, correct, all_bins=True) > 0
+
+    def test_no_warning_from_two_beta(self):
+        with warnings.catch_warnings():
+            warnings.simplefilter("error")
+            calibration_error([90] * 200, [True] * 200)
+
+    def test_rejects_fractions_above_100_and_shape_mismatch(self):
+        with pytest.raises(ValueError, match="0..100"):
+            calibration_error([150], [True])
+        with pytest.raises(ValueError, match="same length"):
+            calibration_error([50, 60], [True])
+
+    def test_empty(self):
+        assert math.isnan(calibration_error([], [], all_bins=True))
+
+
+def test_summarize_names():
+    figures = summarize(CORRECT, CONF, n=10, beta=2)
+    assert figures["n"] == 10 and figures["judged"] == 5 and figures["correct"] == 3
+    assert figures["accuracy"] == 30.0
+    assert figures["accuracy_ci"] == pytest.approx(1.96 * math.sqrt(30 * 70 / 10))
+    assert figures["calibration_error"] == pytest.approx(100 * math.sqrt(0.4 * 0.35**2))
+    assert figures["mean_confidence"] == 30.0
+
+
+def _official_calib_err(confidence, correct, p="2", beta=100, last_bin=False):
+    """The official calib_err with a stable sort, written out as a cross-check."""
+    idxs = np.argsort(confidence, kind="stable")
+    confidence, correct = confidence[idxs], correct[idxs]
+    bins = [[i * beta, (i + 1) * beta] for i in range(len(confidence) // beta)]
+    bins[-1] = [bins[-1][0], len(confidence)]
+    cerr = 0.0
+    for start, stop in bins if last_bin else bins[:-1]:
+        diff = abs(np.nanmean(confidence[start:stop]) - np.nanmean(correct[start:stop]))
+        weight = (stop - start) / len(confidence)
+        if p == "2":
+            cerr += weight * diff**2
+        elif p == "1":
+            cerr += weight * diff
+        else:
+            cerr = max(cerr, diff)
+    return math.sqrt(cerr) if p == "2" else cerr
+
+
+class TestRealJudgedPredictions:
+    """DeepWriter (Gemini 3 Pro) on 878 text-only HLE questions, judged (../shared anchors)."""
+
+    @pytest.fixture(scope="class")
+    def judged(self):
+        frame = pd.read_csv(anchor("deepwriter_gemini3pro_hle_text878.csv"))
+        frame = frame[frame["id"] != "Totals:"]
+        confidence = frame["confidence"].str.rstrip("%").astype(float)
+        assert confidence.isna().sum() == 4  # no confidence: 100, as HLE's judge is told
+        return confidence.fillna(100).to_numpy(), frame["score"].astype(bool).to_numpy()
+
+    def test_accuracy(self, judged):
+        confidence, correct = judged
+        accuracy, half = accuracy_with_ci(correct)
+        assert len(correct) == 878 and correct.sum() == 447
+        assert accuracy == pytest.approx(50.911, abs=5e-4)
+        assert half == pytest.approx(1.96 * math.sqrt(accuracy * (100 - accuracy) / 878))
+        assert round(half, 2) == 3.31
+
+    def test_calibration_matches_the_stable_sort_figure(self, judged):
+        confidence, correct = judged
+        value = calibration_error(confidence, correct)
+        assert value == pytest.approx(36.66, abs=0.005)  # the anchors' README: 0.3666 stable
+        assert value == pytest.approx(100 * _official_calib_err(confidence / 100, correct))
+        # Inside the 0.353-0.381 range that random tie orders give.
+        assert 35.3 <= value <= 38.1
+
+    def test_variants(self, judged):
+        confidence, correct = judged
+        fractions = confidence / 100
+        every = calibration_error(confidence, correct, all_bins=True)
+        assert every == pytest.approx(100 * _official_calib_err(fractions, correct, last_bin=True))
+        assert every == pytest.approx(39.878, abs=1e-3)
+        for p, expected in (("1", 32.246), ("max", 47.81)):
+            value = calibration_error(confidence, correct, p=p)
+            assert value == pytest.approx(100 * _official_calib_err(fractions, correct, p=p))
+            assert value == pytest.approx(expected, abs=1e-3)
+        # The last bin (178 answers, all at 100%) is the worst calibrated one.
+        bins = calibration_bins(confidence, correct)
+        assert len(bins) == 8 and bins[-1].size == 178 and bins[-1].mean_confidence == 100.0
