@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import os
 import subprocess
 import time
 from pathlib import Path
@@ -143,3 +144,80 @@ def _headline_metrics(run_id: str | None) -> list[tuple[str, float]]:
 def _duration(seconds: float) -> str:
     minutes, secs = divmod(int(round(seconds)), 60)
     return f"{minutes} min {secs:02d} s" if minutes else f"{seconds:.1f} s"
+
+
+class PreflightError(RuntimeError):
+    """The run cannot work as configured; raised before any node runs."""
+
+
+def preflight_problems(
+    params: dict[str, Any], hle_source: str | None, uses_model: bool, uses_device: bool = True
+) -> list[str]:
+    """What would stop this run, found from config and environment alone (no downloads)."""
+    import torch
+
+    from hle_reasoning.hle.schema import is_hub_id as is_hub_dataset
+    from hle_reasoning.modeling.models import TINY, hf_token
+    from hle_reasoning.modeling.models import is_hub_id as is_hub_model
+
+    problems: list[str] = []
+    token = hf_token()
+    offline = os.environ.get("HF_HUB_OFFLINE") == "1"
+    if hle_source and is_hub_dataset(hle_source) and not token:
+        problems.append(
+            f"hle_source is the gated hub dataset {hle_source!r} but HF_TOKEN is not set: accept its "
+            f"terms at https://huggingface.co/datasets/{hle_source}, then `export HF_TOKEN=hf_...`; "
+            "or pass a local export with --params hle_source=PATH."
+        )
+    model = params.get("model") or {}
+    name = model.get("name_or_path", TINY)
+    if uses_model and name != TINY and is_hub_model(name):
+        if not token and not offline:
+            problems.append(
+                f"model.name_or_path is the gated hub model {name!r} but HF_TOKEN is not set: request "
+                f"access at https://huggingface.co/{name}, then `export HF_TOKEN=hf_...`."
+            )
+        elif offline:
+            problems.append(
+                f"HF_HUB_OFFLINE=1 but model.name_or_path is the hub model {name!r}: unset HF_HUB_OFFLINE "
+                "or point model.name_or_path at a local copy."
+            )
+    device = str(model.get("device", "auto"))
+    if uses_device and device.startswith("cuda") and not torch.cuda.is_available():
+        problems.append(
+            f"model.device is {device!r} but torch {torch.__version__} sees no CUDA GPU: run on a GPU "
+            "machine with a CUDA build of torch, or use the default setup (without --env paper)."
+        )
+    return problems
+
+
+class PreflightHook:
+    """Checks tokens, hub access settings and the GPU before the first node, listing every problem."""
+
+    @hook_impl
+    def before_pipeline_run(self, run_params: dict, pipeline: Any, catalog: Any) -> None:
+        datasets = set(pipeline.datasets())
+        params = {"model": _param(catalog, "params:model") or {}}
+        if "params:model" not in datasets:
+            for name in datasets:
+                if name.startswith("params:model."):
+                    params["model"][name.split(".", 1)[1]] = _param(catalog, name)
+        uses_model = bool({"base_model", "tokenizer", "params:model"} & datasets) or any(
+            n.startswith("params:model.") for n in datasets
+        )
+        # Loading weights needs the device; data_processing only needs the tokenizer.
+        uses_device = bool({"base_model", "params:model", "params:model.device"} & datasets)
+        hle_source = _param(catalog, "params:hle_source") if "hle_questions" in datasets else None
+        problems = preflight_problems(params, hle_source, uses_model, uses_device)
+        if problems:
+            raise PreflightError(
+                "This run cannot work as configured; no node was run and no output written:\n"
+                + "\n".join(f"  - {p}" for p in problems)
+            )
+
+
+def _param(catalog: Any, name: str) -> Any:
+    try:
+        return catalog.load(name)
+    except Exception:  # a parameter this run does not define
+        return None

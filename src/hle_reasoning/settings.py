@@ -2,13 +2,13 @@
 
 import warnings
 
-from hle_reasoning.hooks import GitCommitHook, StudySummaryHook
+from hle_reasoning.hooks import GitCommitHook, PreflightHook, StudySummaryHook
 
 # Library deprecation chatter that says nothing about the user's run.
 warnings.filterwarnings("ignore", message=".*register_new_resolver.*", category=UserWarning)
 warnings.filterwarnings("ignore", message=".*Add type hints to the `predict` method.*")
 
-HOOKS = (GitCommitHook(), StudySummaryHook())
+HOOKS = (PreflightHook(), GitCommitHook(), StudySummaryHook())
 
 # `kedro run` reads conf/base, then conf/local (ignored by git, for secrets and machine-specific
 # overrides). `kedro run --env paper` reads conf/paper instead of conf/local: the proposal's

@@ -1,0 +1,67 @@
+"""The proposal's full setup (`--env paper`) resolves, and fails early and clearly where this machine cannot run it."""
+
+import os
+
+import pytest
+from kedro.config import OmegaConfigLoader
+
+from hle_reasoning.hooks import preflight_problems
+from hle_reasoning.settings import CONFIG_LOADER_ARGS
+from tests.conftest import PROJECT_ROOT
+from tests.kedro_cli import kedro_run
+
+
+def paper_params() -> dict:
+    args = {**CONFIG_LOADER_ARGS, "default_run_env": "paper"}
+    return OmegaConfigLoader(str(PROJECT_ROOT / "conf"), **args)["parameters"]
+
+
+def test_paper_config_resolves_to_the_proposals_setup():
+    params = paper_params()
+    assert params["hle_source"] == "cais/hle"
+    model = params["model"]
+    assert model["name_or_path"] == "meta-llama/Llama-3.2-11B-Vision-Instruct"
+    assert model["device"] == "cuda"
+    assert model["quantization"] == {
+        "enabled": True,
+        "bits": 4,
+        "quant_type": "nf4",
+        "compute_dtype": "bfloat16",
+        "double_quant": False,
+    }
+    # Soft merge: keys the paper env does not override come from base.
+    assert params["data_processing"]["split"]["confidence_level"] == 0.90
+    assert params["data_processing"]["focus_categories"] == ["Math"]
+
+
+def test_preflight_lists_every_problem(monkeypatch):
+    monkeypatch.delenv("HF_TOKEN", raising=False)
+    monkeypatch.delenv("HUGGING_FACE_HUB_TOKEN", raising=False)
+    monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
+    problems = preflight_problems(paper_params(), "cais/hle", uses_model=True, uses_device=True)
+    text = "\n".join(problems)
+    assert len(problems) == 3
+    assert "hle_source is the gated hub dataset 'cais/hle' but HF_TOKEN is not set" in text
+    assert "model.name_or_path is the gated hub model" in text
+    assert "model.device is 'cuda' but torch" in text
+
+
+def test_preflight_is_quiet_for_the_default_setup():
+    params = OmegaConfigLoader(str(PROJECT_ROOT / "conf"), **CONFIG_LOADER_ARGS)["parameters"]
+    assert preflight_problems(params, params["hle_source"], uses_model=True, uses_device=True) == []
+
+
+@pytest.mark.slow
+def test_paper_run_without_token_stops_before_any_node(project_copy):
+    env_backup = {
+        k: os.environ.pop(k) for k in ("HF_TOKEN", "HUGGING_FACE_HUB_TOKEN") if k in os.environ
+    }
+    try:
+        result = kedro_run(project_copy, "--env", "paper", "--pipelines", "data_processing")
+    finally:
+        os.environ.update(env_backup)
+    output = result.stdout + result.stderr
+    assert result.returncode != 0
+    assert "no node was run" in output and "HF_TOKEN is not set" in output
+    assert "Running node" not in output
+    assert not (project_copy / "data" / "08_reporting").exists()
