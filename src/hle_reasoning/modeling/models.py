@@ -55,6 +55,10 @@ TINY_CHAT_TEMPLATE = (
 )
 
 
+# tanh(1) = 0.76: images weigh on the text about as much as the text itself.
+TINY_CROSS_ATTENTION_GATE = 1.0
+
+
 class ModelAccessError(RuntimeError):
     """A model that cannot be loaded as configured; the message says what to change."""
 
@@ -166,6 +170,13 @@ def build_tiny_mllama(tiny: dict[str, Any], seed: int = 0):
     )
     torch.manual_seed(seed)
     model = MllamaForConditionalGeneration(config)
+    # Mllama initialises its cross-attention gates to 0 (tanh(0) = 0), which cuts the image off
+    # from the text; the released checkpoint's gates are trained open. Open them so that images
+    # change the tiny model's outputs, as they do the real one's.
+    with torch.no_grad():
+        for name, param in model.named_parameters():
+            if name.endswith(("cross_attn_attn_gate", "cross_attn_mlp_gate")):
+                param.fill_(TINY_CROSS_ATTENTION_GATE)
     model.generation_config.pad_token_id = tok.pad_token_id
     model.generation_config.eos_token_id = tok.eos_token_id
     logger.info("Built tiny Mllama: %.2fM parameters", model.num_parameters() / 1e6)
