@@ -8,13 +8,14 @@ from hle_reasoning.datasets.atomic import (
     TextDataset,
 )
 from hle_reasoning.datasets.hle import HLEDataset
-from hle_reasoning.datasets.models import BaseModelDataset, TokenizerDataset
+from hle_reasoning.datasets.models import BaseModelDataset, LoraAdapterDataset, TokenizerDataset
 
 __all__ = [
     "BaseModelDataset",
     "CSVDataset",
     "HLEDataset",
     "JSONDataset",
+    "LoraAdapterDataset",
     "MatplotlibDataset",
     "ParquetDataset",
     "TextDataset",

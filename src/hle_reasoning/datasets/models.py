@@ -95,3 +95,60 @@ class BaseModelDataset(AbstractDataset[Any, str]):
 
     def _describe(self) -> dict[str, Any]:
         return {"path": str(self._path)}
+
+
+class LoraAdapterDataset(AbstractDataset[Any, str]):
+    """The trained LoRA adapter: a directory that ``peft.PeftModel.from_pretrained`` loads.
+
+    Saving a PEFT model (anything with ``save_pretrained``) writes its adapter to ``path``
+    atomically: into a temporary sibling first, renamed into place only once complete, so a failed
+    run leaves the previous adapter intact. Loading returns the directory as a ``str``::
+
+        PeftModel.from_pretrained(load_model(catalog.load("base_model")), catalog.load("lora_adapter"))
+
+    YAML::
+
+        lora_adapter:
+          type: hle_reasoning.datasets.LoraAdapterDataset
+          path: data/06_models/lora_adapter
+    """
+
+    CONFIG_FILE = "adapter_config.json"
+
+    def __init__(self, *, path: str, metadata: dict[str, Any] | None = None) -> None:
+        self._path = Path(path)
+        self.metadata = metadata
+
+    def load(self) -> str:
+        if not (self._path / self.CONFIG_FILE).exists():
+            raise DatasetError(
+                f"{self._path / self.CONFIG_FILE} does not exist: train an adapter first "
+                "(`kedro run --pipelines training`)."
+            )
+        return str(self._path)
+
+    def save(self, data: Any) -> None:
+        if not hasattr(data, "save_pretrained"):
+            raise DatasetError(f"LoraAdapterDataset saves a PEFT model, got {type(data).__name__}")
+        tmp = self._path.with_name(f".{self._path.name}.tmp-{os.getpid()}")
+        old = self._path.with_name(f".{self._path.name}.old-{os.getpid()}")
+        shutil.rmtree(tmp, ignore_errors=True)
+        tmp.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            data.save_pretrained(tmp)
+            if not (tmp / self.CONFIG_FILE).exists():
+                raise DatasetError(
+                    f"{type(data).__name__}.save_pretrained wrote no {self.CONFIG_FILE}"
+                )
+            if self._path.exists():
+                self._path.rename(old)
+            tmp.rename(self._path)
+            shutil.rmtree(old, ignore_errors=True)
+        finally:
+            shutil.rmtree(tmp, ignore_errors=True)
+
+    def _exists(self) -> bool:
+        return (self._path / self.CONFIG_FILE).exists()
+
+    def _describe(self) -> dict[str, Any]:
+        return {"path": str(self._path)}
