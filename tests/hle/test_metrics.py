@@ -78,14 +78,18 @@ class TestCalibration:
     def test_between_beta_and_two_beta_the_official_figure_is_zero(self):
         rng = np.random.default_rng(0)
         conf, correct = rng.integers(0, 101, 150), rng.random(150) < 0.3
-        with pytest.warns(SmallSampleWarning, match="lowest-confidence 0 answers"):
+        with pytest.warns(SmallSampleWarning, match="lowest-confidence 0 "):
             assert calibration_error(conf, correct) == 0.0
         assert calibration_error(conf, correct, all_bins=True) > 0
 
-    def test_no_warning_from_two_beta(self):
+    def test_warns_while_the_left_out_bin_is_most_answers(self):
+        # 218 answers (the paper's Math test split): only the lowest-confidence 100 are used.
+        with pytest.warns(SmallSampleWarning, match="lowest-confidence 100"):
+            calibration_error([90] * 218, [True] * 218)
         with warnings.catch_warnings():
             warnings.simplefilter("error")
-            calibration_error([90] * 200, [True] * 200)
+            calibration_error([90] * 300, [True] * 300)
+            calibration_error([90] * 218, [True] * 218, all_bins=True)
 
     def test_rejects_fractions_above_100_and_shape_mismatch(self):
         with pytest.raises(ValueError, match="0..100"):

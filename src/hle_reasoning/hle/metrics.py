@@ -19,9 +19,10 @@ Differences from the official code, all deliberate and documented in the README:
   half-width, and the calibration error to 2 decimals of a fraction, i.e. whole percent);
 * with fewer than ``beta`` answers the official code raises ``IndexError``; here the
   official-style figure is NaN (with a warning) and the all-bins variant is still defined;
-* ``all_bins=True`` sums every bin, the last included, as inspect_evals does. With fewer than
-  2 x beta answers the official figure is 0 (100..199 answers: the only bin is left out) or rests
-  on the lowest-confidence bins only, so the all-bins figure is the informative one there.
+* ``all_bins=True`` sums every bin, the last included, as inspect_evals does. The official
+  figure leaves out beta + (n mod beta) answers: with 100..199 answers it is 0 (the only bin is
+  left out), and below 3 x beta it rests on fewer than half of them (218 math questions: the
+  lowest-confidence 100), so the all-bins figure is the informative one there.
 
 Confidences are percentages (0..100, as the judge reports them) and so are the results.
 """
@@ -140,23 +141,16 @@ def calibration_error(
     (largest gap). ``all_bins=False`` leaves the last bin out as the official code does;
     ``True`` sums every bin. Weights are bin size / number of answers. Returns NaN for no
     answers, and for the official variant with fewer than ``beta`` answers (the official code
-    raises there); warns with ``SmallSampleWarning`` below 2 x ``beta`` answers.
+    raises there); warns with ``SmallSampleWarning`` while the left-out last bin holds more than
+    half of the answers (fewer than 3 x ``beta``; see ``small_sample_note``).
     """
     p = _check_p(p)
     bins = calibration_bins(confidence, correct, beta)
     n = sum(b.size for b in bins)
-    if warn and 0 < n < 2 * beta and not all_bins:
-        warnings.warn(
-            f"{n} answers with beta={beta}: the official calibration error "
-            + (
-                "is undefined (the official code raises below beta answers); see the all-bins variant"
-                if n < beta
-                else f"uses only the lowest-confidence {beta * (n // beta - 1)} answers (the last "
-                "bin is left out); see the all-bins variant"
-            ),
-            SmallSampleWarning,
-            stacklevel=2,
-        )
+    if warn and not all_bins:
+        note = small_sample_note(n, beta)
+        if note:
+            warnings.warn(note, SmallSampleWarning, stacklevel=2)
     if n == 0 or (n < beta and not all_bins):
         return math.nan
     used = bins if all_bins else [b for b in bins if b.in_official_sum]
@@ -169,6 +163,28 @@ def calibration_error(
     else:
         value = float(gaps.max()) if len(gaps) else 0.0
     return 100.0 * value
+
+
+def small_sample_note(n: int, beta: int = BETA) -> str | None:
+    """Why the official calibration error says little about ``n`` answers (None when it does).
+
+    The official figure leaves out the last bin, which holds beta + (n mod beta) answers: below
+    beta answers it is undefined, below 2 x beta it uses none, and below 3 x beta the left-out
+    bin still holds more than half of them (218 math questions: only the lowest-confidence 100
+    are used).
+    """
+    if n == 0 or n >= 3 * beta:
+        return None
+    if n < beta:
+        return (
+            f"{n} answers < beta = {beta}: the official calibration error is undefined (the "
+            "official code raises); the all-bins variant treats them as one bin"
+        )
+    used = beta * (n // beta - 1)
+    return (
+        f"{n} answers with beta = {beta}: the official calibration error uses only the "
+        f"lowest-confidence {used} (the last bin is left out); see the all-bins variant"
+    )
 
 
 def _check_p(p: str | int) -> str:
