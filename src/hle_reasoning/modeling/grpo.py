@@ -1,0 +1,263 @@
+"""GRPO for Llama 3.2 Vision: TRL's GRPOTrainer extended to Mllama's image inputs and a prompt cap.
+
+TRL 1.16's ``GRPOTrainer`` forwards the image fields of Qwen-, Gemma- and LLaVA-style models, not
+Mllama's: its ``cross_attention_mask`` (which text tokens see which image tiles),
+``aspect_ratio_ids`` and ``aspect_ratio_mask``. ``MllamaGRPOTrainer`` overrides only what differs:
+
+* ``_tokenize_prompts``: caps prompts at ``max_prompt_tokens`` (TRL 1.16 dropped
+  ``max_prompt_length``) and gives generation a cross-attention mask that matches the truncated,
+  left-padded prompts;
+* ``_get_per_token_logps_and_entropies``: passes the Mllama fields to every log-prob pass (old,
+  reference and policy), with the cross-attention mask rebuilt from the prompt tokens and extended
+  over the completion exactly as ``generate`` extends it (the last prompt row repeated);
+* ``_generate_and_score_completions`` / ``_compute_loss``: carry ``aspect_ratio_ids`` and
+  ``aspect_ratio_mask`` from generation to the loss, which TRL drops.
+
+Everything else (sampling, rewards, advantages, the loss, PEFT reference, checkpoints) is TRL's.
+Text-only models and text-only batches take TRL's own code path unchanged.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+from transformers.models.mllama.processing_mllama import get_cross_attention_token_mask
+from trl import GRPOConfig, GRPOTrainer
+from trl.trainer.utils import pad
+
+logger = logging.getLogger(__name__)
+
+# Mllama's per-image tensors, all batch-first: (batch, max_images, ...).
+MLLAMA_IMAGE_FIELDS = ("pixel_values", "aspect_ratio_ids", "aspect_ratio_mask")
+TRUNCATION_SIDES = ("left", "right")
+
+
+@dataclass
+class MllamaGRPOConfig(GRPOConfig):
+    """``GRPOConfig`` plus the prompt cap that TRL 1.16 no longer applies."""
+
+    max_prompt_tokens: int | None = field(
+        default=None,
+        metadata={
+            "help": "Keep at most this many tokens of each chat-templated prompt (None: no cap). "
+            "The proposal tokenizes inputs to at most 32 tokens."
+        },
+    )
+    truncation_side: str = field(
+        default="left",
+        metadata={
+            "help": "Which end of an over-long prompt is cut: 'left' keeps its end (the question's "
+            "last words, the image token and the assistant header), 'right' keeps its beginning."
+        },
+    )
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if self.truncation_side not in TRUNCATION_SIDES:
+            raise ValueError(
+                f"truncation_side must be one of {TRUNCATION_SIDES} (got {self.truncation_side!r})"
+            )
+        if self.max_prompt_tokens is not None and self.max_prompt_tokens < 1:
+            raise ValueError(
+                f"max_prompt_tokens must be >= 1 or None (got {self.max_prompt_tokens})"
+            )
+
+
+def truncate_prompt_ids(ids: list[int], max_tokens: int | None, side: str) -> list[int]:
+    """``ids`` cut to ``max_tokens`` from the ``side`` end (unchanged when short enough)."""
+    ids = list(ids)
+    if max_tokens is None or len(ids) <= max_tokens:
+        return ids
+    return ids[-max_tokens:] if side == "left" else ids[:max_tokens]
+
+
+def cross_attention_mask(
+    input_ids: torch.Tensor,
+    image_token_id: int,
+    aspect_ratio_mask: torch.Tensor,
+    keep: str = "last",
+) -> torch.Tensor:
+    """Mllama's cross-attention mask for a batch of (padded) prompt token ids.
+
+    Returns ``(batch, seq_len, max_images, max_tiles)`` with 1 where a text token attends an
+    image tile: from an image's ``<|image|>`` token to the next image's (or the end), over the
+    image's real tiles (``aspect_ratio_mask``), the rule of ``MllamaProcessor``. Padding needs no
+    special care as long as it sits outside those spans (left padding does). When truncation
+    removed some image tokens, the remaining ones belong to the ``keep="last"`` images (left
+    truncation) or the ``"first"`` ones (right truncation).
+    """
+    batch, length = input_ids.shape
+    _, max_images, max_tiles = aspect_ratio_mask.shape
+    mask = torch.zeros(
+        (batch, length, max_images, max_tiles), dtype=torch.long, device=input_ids.device
+    )
+    tiles = aspect_ratio_mask.to(device=input_ids.device, dtype=torch.long)
+    for row, ids in enumerate(input_ids.tolist()):
+        spans = get_cross_attention_token_mask(ids, image_token_id)
+        n_images = int((tiles[row].sum(-1) > 0).sum())
+        first = max(n_images - len(spans), 0) if keep == "last" else 0
+        for offset, (start, stop) in enumerate(spans[:n_images]):
+            image = first + offset
+            if image >= max_images:
+                break
+            end = length if stop == -1 else min(stop, length)
+            mask[row, start:end, image] = tiles[row, image]
+    return mask
+
+
+def extend_over_completion(mask: torch.Tensor, completion_length: int) -> torch.Tensor:
+    """The prompt's cross-attention mask extended over ``completion_length`` generated tokens.
+
+    ``MllamaForConditionalGeneration.generate`` repeats the last prompt row for every new token
+    (``_update_model_kwargs_for_generation``); the log-prob passes must see the same mask.
+    """
+    if completion_length <= 0:
+        return mask
+    tail = mask[:, -1:].expand(-1, completion_length, -1, -1)
+    return torch.cat([mask, tail], dim=1)
+
+
+class MllamaGRPOTrainer(GRPOTrainer):
+    """TRL's ``GRPOTrainer`` that trains Llama 3.2 Vision on image questions (see module docs).
+
+    Use it like ``GRPOTrainer`` with an ``MllamaGRPOConfig``; image questions go in an ``images``
+    column (a list of PIL images per row, empty for text questions) next to conversational
+    prompts whose image placeholders (``{"type": "image"}``) mark where the image goes.
+    """
+
+    args: MllamaGRPOConfig
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        model_type = getattr(self.model.config, "model_type", None)
+        self._is_mllama = model_type == "mllama" and self._is_vlm
+        self._image_token_id = self.processing_class.image_token_id if self._is_mllama else None
+        # Mllama fields of the batch being scored by _compute_loss, which TRL does not forward.
+        self._loss_image_fields: dict[str, torch.Tensor] = {}
+
+    # ----------------------------------------------------------------- settings with defaults
+    @property
+    def max_prompt_tokens(self) -> int | None:
+        return getattr(self.args, "max_prompt_tokens", None)
+
+    @property
+    def truncation_side(self) -> str:
+        return getattr(self.args, "truncation_side", "left")
+
+    # ----------------------------------------------------------------- prompts and generation
+    def _tokenize_prompts(self, prompts: list):
+        prompt_ids, images, fields = super()._tokenize_prompts(prompts)
+        prompt_ids = [
+            truncate_prompt_ids(ids, self.max_prompt_tokens, self.truncation_side)
+            for ids in prompt_ids
+        ]
+        if self._is_mllama and "pixel_values" in fields:
+            # Mllama's processor wants an (empty) image list for text rows of a mixed batch.
+            images = [list(row or []) for row in images]
+            fields = {k: torch.as_tensor(fields[k]) for k in MLLAMA_IMAGE_FIELDS}
+            # generate() needs the mask of the prompts as TRL pads them (left, to the longest).
+            padded = pad(
+                [torch.tensor(ids) for ids in prompt_ids],
+                padding_value=self._tokenizer.pad_token_id,
+                padding_side="left",
+                pad_to_multiple_of=self.pad_to_multiple_of,
+            )
+            fields["cross_attention_mask"] = self._prompt_cross_attention_mask(
+                padded, fields["aspect_ratio_mask"]
+            )
+        return prompt_ids, images, fields
+
+    def _prompt_cross_attention_mask(
+        self, prompt_ids: torch.Tensor, aspect_ratio_mask: torch.Tensor
+    ) -> torch.Tensor:
+        keep = "last" if self.truncation_side == "left" else "first"
+        return cross_attention_mask(prompt_ids, self._image_token_id, aspect_ratio_mask, keep)
+
+    def _generate_and_score_completions(self, inputs: list[dict[str, Any]]) -> dict[str, Any]:
+        output = super()._generate_and_score_completions(inputs)
+        if self._is_mllama and "pixel_values" in output:
+            # TRL keeps pixel_values for the loss but drops Mllama's aspect-ratio fields.
+            images = [list(example.get("images") or []) for example in inputs]
+            fields = self.processing_class.image_processor(images=images, return_tensors="pt")
+            device = output["pixel_values"].device
+            for key in ("aspect_ratio_ids", "aspect_ratio_mask"):
+                output[key] = fields[key].to(device)
+        return output
+
+    def _compute_loss(self, model, inputs):
+        self._loss_image_fields = {
+            k: inputs[k] for k in ("aspect_ratio_ids", "aspect_ratio_mask") if k in inputs
+        }
+        try:
+            return super()._compute_loss(model, inputs)
+        finally:
+            self._loss_image_fields = {}
+
+    # ----------------------------------------------------------------- log-prob passes
+    def _get_per_token_logps_and_entropies(
+        self,
+        model,
+        input_ids,
+        attention_mask,
+        logits_to_keep,
+        batch_size=None,
+        compute_entropy=False,
+        compute_aux_loss=False,
+        pixel_values=None,
+        aspect_ratio_ids=None,
+        aspect_ratio_mask=None,
+        cross_attention_mask=None,  # noqa: ARG002 - rebuilt from input_ids (see below)
+        **kwargs,
+    ):
+        if not self._is_mllama or pixel_values is None:
+            return super()._get_per_token_logps_and_entropies(
+                model,
+                input_ids,
+                attention_mask,
+                logits_to_keep,
+                batch_size=batch_size,
+                compute_entropy=compute_entropy,
+                compute_aux_loss=compute_aux_loss,
+                pixel_values=pixel_values,
+                **kwargs,
+            )
+        if aspect_ratio_ids is None:
+            aspect_ratio_ids = self._loss_image_fields["aspect_ratio_ids"]
+            aspect_ratio_mask = self._loss_image_fields["aspect_ratio_mask"]
+        # The processor's mask covers the untruncated prompts; rebuild it from the tokens scored.
+        prompt_ids = input_ids[:, : input_ids.size(1) - logits_to_keep]
+        cross_mask = extend_over_completion(
+            self._prompt_cross_attention_mask(prompt_ids, aspect_ratio_mask), logits_to_keep
+        )
+        batch_size = batch_size or input_ids.size(0)
+        all_logps, all_entropies, all_aux = [], [], []
+        for start in range(0, input_ids.size(0), batch_size):
+            rows = slice(start, start + batch_size)
+            ids, mask = input_ids[rows], attention_mask[rows]
+            model_inputs = {
+                "input_ids": ids,
+                "attention_mask": mask,
+                "pixel_values": pixel_values[rows],
+                "aspect_ratio_ids": aspect_ratio_ids[rows],
+                "aspect_ratio_mask": aspect_ratio_mask[rows],
+                "cross_attention_mask": cross_mask[rows],
+            }
+            if compute_aux_loss:
+                model_inputs["output_router_logits"] = True
+            # Only the completion tokens are scored (as in TRL).
+            labels = ids.masked_fill(mask == 0, -100)
+            labels[:, :-logits_to_keep] = -100
+            with self.accelerator.autocast():
+                outputs = model(**model_inputs, labels=labels, fused_lm_head=True)
+            all_logps.append(outputs.log_probs[:, -logits_to_keep:])
+            if compute_entropy:
+                all_entropies.append(outputs.entropy[:, -logits_to_keep:])
+            if compute_aux_loss:
+                all_aux.append(outputs.aux_loss)
+        logps = torch.cat(all_logps, dim=0)
+        entropies = torch.cat(all_entropies, dim=0) if compute_entropy else None
+        aux_loss = torch.stack(all_aux).mean() if compute_aux_loss else None
+        return logps, entropies, aux_loss

@@ -1,0 +1,25 @@
+"""training: base model -> QLoRA + GRPO on focus_train -> LoRA adapter, metrics, summary."""
+
+from kedro.pipeline import Pipeline, node, pipeline
+
+from hle_reasoning.pipelines.training import nodes
+
+
+def create_pipeline(**kwargs) -> Pipeline:
+    return pipeline(
+        [
+            node(
+                nodes.prepare_base_model,
+                inputs=["params:model", "params:training"],
+                outputs="base_model",
+                name="prepare_base_model_node",
+            ),
+            node(
+                nodes.train_grpo,
+                inputs=["base_model", "focus_train", "params:model", "params:training"],
+                outputs=["lora_adapter", "training_metrics", "training_summary"],
+                name="train_grpo_node",
+            ),
+        ],
+        tags="training",
+    )
