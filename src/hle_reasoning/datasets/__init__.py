@@ -7,6 +7,11 @@ from hle_reasoning.datasets.atomic import (
     ParquetDataset,
     TextDataset,
 )
+from hle_reasoning.datasets.evaluation import (
+    JSONLinesStore,
+    JudgeEndpointDataset,
+    MlflowChildRunDataset,
+)
 from hle_reasoning.datasets.hle import HLEDataset
 from hle_reasoning.datasets.models import BaseModelDataset, LoraAdapterDataset, TokenizerDataset
 
@@ -15,8 +20,11 @@ __all__ = [
     "CSVDataset",
     "HLEDataset",
     "JSONDataset",
+    "JSONLinesStore",
+    "JudgeEndpointDataset",
     "LoraAdapterDataset",
     "MatplotlibDataset",
+    "MlflowChildRunDataset",
     "ParquetDataset",
     "TextDataset",
     "TokenizerDataset",

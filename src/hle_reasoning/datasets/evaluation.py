@@ -1,0 +1,309 @@
+"""Datasets of the evaluation pipeline: resumable JSON-lines stores, the judge endpoint, MLflow runs.
+
+* ``JSONLinesStore``: records appended chunk by chunk (a generator node yields one chunk per
+  batch, and Kedro saves each as it comes), so a killed run keeps every finished batch.
+* ``JudgeEndpointDataset``: where the ``llm`` judge sends its requests; the API key comes from
+  Kedro credentials or the environment and never appears in a repr, a log line or MLflow.
+* ``MlflowChildRunDataset``: saving a payload of tags, params, metrics and artifacts creates a
+  nested MLflow run under the ``kedro run``'s run, one per evaluated variant, so the MLflow UI
+  compares variants on the same metric names.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import logging
+import math
+import os
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+from kedro.io import AbstractDataset, DatasetError
+
+logger = logging.getLogger(__name__)
+
+REPLACE = "replace"  # DataFrame.attrs flag: the chunk replaces the store instead of extending it
+
+
+class JSONLinesStore(AbstractDataset[pd.DataFrame, pd.DataFrame]):
+    """A JSON-lines file that each save extends with a chunk of records.
+
+    A chunk whose ``attrs["replace"]`` is true replaces the file (atomically) instead, which is
+    how a node drops stale records before appending new ones. Loading returns every complete
+    record (a line cut short by a kill is skipped with a warning) and an empty frame with
+    ``columns`` when the file does not exist yet.
+
+    YAML::
+
+        "{variant}.responses":
+          type: hle_reasoning.datasets.JSONLinesStore
+          filepath: data/07_model_output/{variant}/responses.jsonl
+          columns: [id, response]
+
+    Python::
+
+        store = JSONLinesStore(filepath="responses.jsonl")
+        store.save(pd.DataFrame({"id": ["a"], "response": ["Answer: 4"]}))
+        store.load()
+    """
+
+    def __init__(
+        self,
+        *,
+        filepath: str,
+        columns: list[str] | None = None,
+        metadata: dict[str, Any] | None = None,
+    ) -> None:
+        self._filepath = Path(filepath)
+        self._columns = list(columns or [])
+        self.metadata = metadata
+
+    def load(self) -> pd.DataFrame:
+        if not self._filepath.exists():
+            return pd.DataFrame(columns=self._columns)
+        records, broken = [], 0
+        with self._filepath.open(encoding="utf-8") as handle:
+            for line in handle:
+                if not line.strip():
+                    continue
+                try:
+                    records.append(json.loads(line))
+                except json.JSONDecodeError:
+                    broken += 1
+        if broken:
+            logger.warning(
+                "%s: skipped %d incomplete line(s) (a run stopped while writing)",
+                self._filepath,
+                broken,
+            )
+        frame = pd.DataFrame.from_records(records)
+        for column in self._columns:
+            if column not in frame.columns:
+                frame[column] = pd.Series(dtype=object)
+        return frame
+
+    def save(self, data: pd.DataFrame) -> None:
+        if not isinstance(data, pd.DataFrame):
+            raise DatasetError(
+                f"JSONLinesStore {self._filepath} saves DataFrames (got {type(data).__name__})"
+            )
+        self._filepath.parent.mkdir(parents=True, exist_ok=True)
+        lines = "".join(
+            json.dumps(_jsonable(record), ensure_ascii=False) + "\n"
+            for record in data.to_dict(orient="records")
+        )
+        if data.attrs.get(REPLACE):
+            tmp = self._filepath.with_name(f".{self._filepath.name}.tmp-{os.getpid()}")
+            try:
+                tmp.write_text(lines, encoding="utf-8")
+                os.replace(tmp, self._filepath)
+            finally:
+                tmp.unlink(missing_ok=True)
+            return
+        if not lines:
+            self._filepath.touch()
+            return
+        with self._filepath.open("a", encoding="utf-8") as handle:
+            handle.write(lines)
+            handle.flush()
+            os.fsync(handle.fileno())
+
+    def _exists(self) -> bool:
+        return self._filepath.exists()
+
+    def _describe(self) -> dict[str, Any]:
+        return {"filepath": str(self._filepath)}
+
+
+def _jsonable(record: dict[str, Any]) -> dict[str, Any]:
+    out = {}
+    for key, raw in record.items():
+        value = raw.item() if hasattr(raw, "item") else raw  # numpy scalars
+        out[key] = None if isinstance(value, float) and math.isnan(value) else value
+    return out
+
+
+@dataclass(frozen=True)
+class JudgeEndpoint:
+    """An OpenAI-compatible endpoint for the ``llm`` judge. The key is kept out of its repr."""
+
+    base_url: str | None = None
+    api_key: str | None = field(default=None, repr=False)
+    model: str | None = None
+    api_key_source: str = "none"
+
+    def __repr__(self) -> str:
+        return (
+            f"JudgeEndpoint(base_url={self.base_url!r}, model={self.model!r}, "
+            f"api_key={'***' if self.api_key else None}, api_key_source={self.api_key_source!r})"
+        )
+
+    __str__ = __repr__
+
+
+class JudgeEndpointDataset(AbstractDataset[None, JudgeEndpoint]):
+    """Load-only: where the ``llm`` judge sends requests, and with which key.
+
+    Each of ``base_url``, ``api_key`` and ``model`` comes from ``credentials`` (a Kedro
+    credentials entry, e.g. in conf/local/credentials.yml) if it has it, else from the first
+    set environment variable of ``env``. Loading never fails: the judge itself says what is
+    missing when it is used.
+
+    YAML::
+
+        judge_endpoint:
+          type: hle_reasoning.datasets.JudgeEndpointDataset
+          credentials: hle_judge   # optional: {api_key: ..., base_url: ..., model: ...}
+    """
+
+    DEFAULT_ENV = {
+        "api_key": ["HLE_JUDGE_API_KEY", "OPENAI_API_KEY"],
+        "base_url": ["HLE_JUDGE_BASE_URL", "OPENAI_BASE_URL"],
+        "model": ["HLE_JUDGE_MODEL"],
+    }
+
+    def __init__(
+        self,
+        *,
+        credentials: dict[str, Any] | None = None,
+        env: dict[str, list[str]] | None = None,
+        metadata: dict[str, Any] | None = None,
+    ) -> None:
+        self._credentials = dict(credentials or {})
+        unknown = sorted(set(self._credentials) - set(self.DEFAULT_ENV))
+        if unknown:
+            raise DatasetError(
+                f"judge credentials have unknown key(s) {unknown}; use api_key, base_url, model"
+            )
+        self._env = {**self.DEFAULT_ENV, **(env or {})}
+        self.metadata = metadata
+
+    def _lookup(self, name: str) -> tuple[str | None, str]:
+        if self._credentials.get(name):
+            return str(self._credentials[name]), "credentials"
+        for variable in self._env.get(name, []):
+            if os.environ.get(variable):
+                return os.environ[variable], f"env {variable}"
+        return None, "none"
+
+    def load(self) -> JudgeEndpoint:
+        api_key, source = self._lookup("api_key")
+        return JudgeEndpoint(
+            base_url=self._lookup("base_url")[0],
+            api_key=api_key,
+            model=self._lookup("model")[0],
+            api_key_source=source,
+        )
+
+    def save(self, data: Any) -> None:
+        raise DatasetError("JudgeEndpointDataset is read-only.")
+
+    def _describe(self) -> dict[str, Any]:
+        # Never the key, not even masked: Kedro may log this description.
+        return {"credentials": sorted(self._credentials), "env": self._env}
+
+
+class MlflowChildRunDataset(AbstractDataset[dict, None]):
+    """Save-only: one nested MLflow run under the active (``kedro run``) run per save.
+
+    The payload is a dict with any of ``tags``, ``params``, ``metrics`` (name -> number;
+    non-finite values are skipped, MLflow cannot chart them) and ``artifacts`` (file name ->
+    DataFrame (.csv/.parquet), dict or list (.json), str (text), bytes, or a matplotlib figure
+    (.png)). The child run gets ``run_name`` and ``tags`` and inherits the parent's git tags.
+    Without an active run (tracking disabled, or a plain ``SequentialRunner``) it logs nothing.
+
+    YAML::
+
+        "{variant}.mlflow_run":
+          type: hle_reasoning.datasets.MlflowChildRunDataset
+          run_name: "{variant}"
+          tags: {variant: "{variant}"}
+    """
+
+    INHERITED_TAGS = ("mlflow.source.git.commit", "git_commit", "git_dirty")
+
+    def __init__(
+        self,
+        *,
+        run_name: str,
+        tags: dict[str, str] | None = None,
+        artifact_path: str | None = None,
+        metadata: dict[str, Any] | None = None,
+    ) -> None:
+        self._run_name = run_name
+        self._tags = dict(tags or {})
+        self._artifact_path = artifact_path
+        self.metadata = metadata
+        self.last_run_id: str | None = None
+
+    def load(self) -> None:
+        raise DatasetError(
+            f"MlflowChildRunDataset {self._run_name!r} is save-only; read runs with the MLflow API."
+        )
+
+    def save(self, data: dict[str, Any]) -> None:
+        import mlflow
+
+        parent = mlflow.active_run()
+        if parent is None:
+            logger.info("No active MLflow run: the %r child run is not logged", self._run_name)
+            return
+        client = mlflow.tracking.MlflowClient()
+        parent_tags = client.get_run(parent.info.run_id).data.tags
+        tags = {k: parent_tags[k] for k in self.INHERITED_TAGS if k in parent_tags}
+        tags.update(self._tags)
+        tags.update({k: str(v) for k, v in (data.get("tags") or {}).items()})
+        with mlflow.start_run(run_name=self._run_name, nested=True, tags=tags) as run:
+            params = {k: str(v)[:6000] for k, v in (data.get("params") or {}).items()}
+            if params:
+                mlflow.log_params(params)
+            metrics = {
+                k: float(v)
+                for k, v in (data.get("metrics") or {}).items()
+                if v is not None and math.isfinite(float(v))
+            }
+            if metrics:
+                mlflow.log_metrics(metrics)
+            artifacts = data.get("artifacts") or {}
+            if artifacts:
+                with tempfile.TemporaryDirectory() as folder:
+                    for name, content in artifacts.items():
+                        _write_artifact(Path(folder) / name, content)
+                    mlflow.log_artifacts(folder, artifact_path=self._artifact_path)
+            self.last_run_id = run.info.run_id
+        logger.info(
+            "Logged MLflow child run %r (%s) under %s",
+            self._run_name,
+            self.last_run_id,
+            parent.info.run_id,
+        )
+
+    def _describe(self) -> dict[str, Any]:
+        return {"run_name": self._run_name, "tags": self._tags}
+
+
+def _write_artifact(path: Path, content: Any) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    if isinstance(content, pd.DataFrame):
+        if path.suffix == ".parquet":
+            content.to_parquet(path, index=False)
+        else:
+            content.to_csv(path, index=False)
+    elif isinstance(content, (dict, list)):
+        path.write_text(json.dumps(content, indent=2, ensure_ascii=False, default=str) + "\n")
+    elif isinstance(content, str):
+        path.write_text(content, encoding="utf-8")
+    elif isinstance(content, bytes):
+        path.write_bytes(content)
+    elif hasattr(content, "savefig"):
+        buffer = io.BytesIO()
+        content.savefig(
+            buffer, format=path.suffix.lstrip(".") or "png", dpi=120, bbox_inches="tight"
+        )
+        path.write_bytes(buffer.getvalue())
+    else:
+        raise DatasetError(f"cannot write artifact {path.name} of type {type(content).__name__}")

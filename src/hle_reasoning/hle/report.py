@@ -1,0 +1,236 @@
+"""The evaluation report: per-variant figures, the proposal's Table 1, and reliability diagrams."""
+
+from __future__ import annotations
+
+import math
+import warnings
+from collections.abc import Sequence
+from typing import Any
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+import pandas as pd  # noqa: E402
+
+from hle_reasoning.hle.metrics import (  # noqa: E402
+    BETA,
+    SmallSampleWarning,
+    calibration_error,
+    small_sample_note,
+    summarize,
+)
+
+ALL = "All"
+METRIC_COLUMNS = (
+    "n",
+    "judged",
+    "correct",
+    "accuracy",
+    "accuracy_ci",
+    "calibration_error",
+    "calibration_error_all_bins",
+    "mean_confidence",
+)
+
+
+def variant_metrics(
+    predictions: pd.DataFrame, *, beta: int = BETA, p: str | int = "2"
+) -> pd.DataFrame:
+    """Figures per category and overall (row ``All``), from a predictions table.
+
+    Accuracy counts every question (unjudged ones are wrong); calibration uses the judged
+    answers, as the official ``dump_metrics`` does.
+    """
+    rows = []
+    groups = [(ALL, predictions)] + [
+        (category, group) for category, group in predictions.groupby("category", sort=True)
+    ]
+    for category, group in groups:
+        judged = group[group["judged"]]
+        figures = summarize(
+            judged["correct"].astype(bool).to_numpy(),
+            judged["confidence"].astype(float).to_numpy(),
+            n=len(group),
+            beta=beta,
+            p=p,
+        )
+        rows.append({"category": category, **figures})
+    return pd.DataFrame(rows, columns=["category", *METRIC_COLUMNS])
+
+
+def warn_small_sample(n: int, beta: int, variant: str) -> None:
+    note = small_sample_note(n, beta)
+    if note:
+        warnings.warn(f"{variant}: {note}", SmallSampleWarning, stacklevel=2)
+
+
+def _fmt(value: Any, digits: int = 1) -> str:
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return "n/a"
+    return f"{value:.{digits}f}"
+
+
+def table_1(
+    paper_rows: Sequence[dict[str, Any]],
+    measured: Sequence[dict[str, Any]],
+) -> pd.DataFrame:
+    """The proposal's Table 1: the HLE paper's rows as published, then the measured rows.
+
+    ``paper_rows``: dicts with ``model``, ``accuracy``, ``calibration_error`` and ``note``;
+    ``measured``: dicts with ``model``, ``variant`` and the figures of ``variant_metrics``'s
+    ``All`` row.
+    """
+    rows = []
+    for row in paper_rows:
+        rows.append(
+            {
+                "model": row["model"],
+                "variant": "",
+                "source": row.get("source", "HLE paper"),
+                "n": row.get("n"),
+                "accuracy": float(row["accuracy"]),
+                "accuracy_ci": row.get("accuracy_ci"),
+                "calibration_error": float(row["calibration_error"]),
+                "calibration_error_all_bins": None,
+                "note": row.get("note", ""),
+            }
+        )
+    for row in measured:
+        rows.append(
+            {
+                "model": row["model"],
+                "variant": row["variant"],
+                "source": "measured",
+                "n": int(row["n"]),
+                "accuracy": row["accuracy"],
+                "accuracy_ci": row["accuracy_ci"],
+                "calibration_error": row["calibration_error"],
+                "calibration_error_all_bins": row["calibration_error_all_bins"],
+                "note": row.get("note", ""),
+            }
+        )
+    table = pd.DataFrame(rows)
+    table["n"] = table["n"].astype("Int64")
+    return table
+
+
+def table_1_markdown(table: pd.DataFrame) -> str:
+    lines = [
+        "| Model | Accuracy (%) ↑ | Calibration error (%) ↓ | Calibration error, all bins (%) | n | Source |",
+        "|---|---:|---:|---:|---:|---|",
+    ]
+    for row in table.itertuples():
+        accuracy = _fmt(row.accuracy)
+        if row.accuracy_ci is not None and not pd.isna(row.accuracy_ci):
+            accuracy += f" ± {_fmt(row.accuracy_ci)}"
+        n = "" if row.n is None or pd.isna(row.n) else str(int(row.n))
+        all_bins = "" if row.source != "measured" else _fmt(row.calibration_error_all_bins)
+        note = f" ({row.note})" if row.note else ""
+        lines.append(
+            f"| {row.model}{note} | {accuracy} | {_fmt(row.calibration_error)} | {all_bins} | {n} "
+            f"| {row.source} |"
+        )
+    return "\n".join(lines)
+
+
+def category_markdown(by_category: pd.DataFrame) -> str:
+    lines = [
+        "| Variant | Category | n | Accuracy (%) | 95% half-width | Calibration error (%) | all bins (%) | Mean confidence (%) |",
+        "|---|---|---:|---:|---:|---:|---:|---:|",
+    ]
+    for row in by_category.itertuples():
+        lines.append(
+            f"| {row.variant} | {row.category} | {int(row.n)} | {_fmt(row.accuracy, 2)} | "
+            f"{_fmt(row.accuracy_ci, 2)} | {_fmt(row.calibration_error, 2)} | "
+            f"{_fmt(row.calibration_error_all_bins, 2)} | {_fmt(row.mean_confidence, 1)} |"
+        )
+    return "\n".join(lines)
+
+
+def report_markdown(
+    table: pd.DataFrame,
+    by_category: pd.DataFrame,
+    *,
+    paper_source: str,
+    test_set: str,
+    judge: str,
+    beta: int,
+    p: str,
+    notes: Sequence[str] = (),
+    diagrams: Sequence[str] = (),
+) -> str:
+    """The evaluation report in Markdown: Table 1, notes, per-category figures, diagrams."""
+    parts = [
+        "# Evaluation: baseline against GRPO fine-tuned",
+        "",
+        "## Table 1. Comparative evaluation on Humanity's Last Exam",
+        "",
+        table_1_markdown(table),
+        "",
+        f"Paper rows: {paper_source}",
+        "",
+        f"Measured rows: {test_set}; judge `{judge}`; accuracy ± the 95% Wald half-width "
+        "1.96·sqrt(acc·(100 − acc)/n); calibration error as the official code computes it "
+        f"(p = {p}, bins of beta = {beta} answers sorted by confidence with a stable sort, "
+        "remainder in the last bin, last bin left out, weights over all answers); the all-bins "
+        "column sums every bin. The paper's rows cover all HLE categories, the measured rows "
+        "the test split of the focus categories only.",
+    ]
+    if notes:
+        parts += ["", *[f"* {note}" for note in notes]]
+    parts += ["", "## Per category", "", category_markdown(by_category)]
+    if diagrams:
+        parts += ["", "## Reliability diagrams", ""]
+        parts += [f"![{name}]({name})" for name in diagrams]
+    return "\n".join(parts) + "\n"
+
+
+def reliability_diagram(
+    confidence: Sequence[float],
+    correct: Sequence[bool],
+    *,
+    title: str,
+    n_bins: int = 10,
+    beta: int = BETA,
+) -> plt.Figure:
+    """Accuracy against stated confidence in ``n_bins`` equal-width bins, with the counts.
+
+    The title carries the calibration errors (official and all bins) for reference; the bars
+    use equal-width bins, the usual reading of a reliability diagram, not the equal-count bins
+    of the metric.
+    """
+    conf = np.asarray(confidence, dtype=float)
+    corr = np.asarray(correct, dtype=bool)
+    edges = np.linspace(0, 100, n_bins + 1)
+    index = np.clip(np.digitize(conf, edges[1:-1], right=True), 0, n_bins - 1)
+    counts = np.bincount(index, minlength=n_bins)
+    hits = np.bincount(index, weights=corr.astype(float), minlength=n_bins)
+    accuracy = np.divide(100 * hits, counts, out=np.full(n_bins, np.nan), where=counts > 0)
+    centers = (edges[:-1] + edges[1:]) / 2
+    width = 100 / n_bins
+
+    fig, (top, bottom) = plt.subplots(
+        2, 1, figsize=(5, 6), sharex=True, gridspec_kw={"height_ratios": [3, 1]}
+    )
+    top.plot([0, 100], [0, 100], linestyle="--", color="grey", label="perfect calibration")
+    top.bar(centers, np.nan_to_num(accuracy), width=width * 0.9, color="tab:blue", label="accuracy")
+    top.set_ylabel("Accuracy (%)")
+    top.set_ylim(0, 100)
+    top.legend(loc="upper left", fontsize=8)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", SmallSampleWarning)
+        official = calibration_error(conf, corr, beta=beta) if len(conf) else math.nan
+        every = calibration_error(conf, corr, beta=beta, all_bins=True) if len(conf) else math.nan
+    top.set_title(
+        f"{title}\ncalibration error {_fmt(official)}% (official), {_fmt(every)}% (all bins), "
+        f"n={len(conf)}",
+        fontsize=9,
+    )
+    bottom.bar(centers, counts, width=width * 0.9, color="tab:grey")
+    bottom.set_ylabel("Answers")
+    bottom.set_xlabel("Stated confidence (%)")
+    bottom.set_xlim(0, 100)
+    fig.tight_layout()
+    return fig

@@ -1,0 +1,126 @@
+"""evaluation: the baseline and the GRPO fine-tuned model answer the test split, are judged and
+scored as HLE does, and are compared in the proposal's Table 1.
+
+One variant pipeline, instantiated twice under the namespaces ``baseline`` (the base model) and
+``finetuned`` (base + LoRA adapter): kedro-viz shows them side by side, and every output is
+prefixed with its namespace (``baseline.predictions``, ``finetuned.predictions``, ...) but the
+per-category figures that the report combines (``baseline_metrics_by_category``, ...).
+"""
+
+import inspect
+from functools import wraps
+
+from kedro.pipeline import Pipeline, node, pipeline
+
+from hle_reasoning.pipelines.evaluation import nodes
+
+VARIANTS = ("baseline", "finetuned")
+SHARED_INPUTS = {"focus_test", "base_model", "judge_endpoint"}
+SHARED_PARAMETERS = {
+    "params:evaluation",
+    "params:evaluation.generation",
+    "params:evaluation.judge",
+    "params:evaluation.metrics",
+    "params:model",
+}
+
+
+def _bind(func, variant: str):
+    """``func`` with ``variant=`` fixed, keeping its name, signature, type hints and, for a
+    generator function, its streaming (Kedro saves each yielded chunk as it comes)."""
+    if inspect.isgeneratorfunction(func):
+
+        @wraps(func)
+        def bound(*args, **kwargs):
+            yield from func(*args, variant=variant, **kwargs)
+
+    else:
+
+        @wraps(func)
+        def bound(*args, **kwargs):
+            return func(*args, variant=variant, **kwargs)
+
+    return bound
+
+
+def variant_pipeline(variant: str, with_adapter: bool) -> Pipeline:
+    """The evaluation of one model variant (before namespacing)."""
+    adapter = ["lora_adapter"] if with_adapter else []
+    return pipeline(
+        [
+            node(
+                _bind(nodes.answer_questions, variant),
+                inputs=[
+                    "focus_test",
+                    "base_model",
+                    "previous_responses",
+                    "params:evaluation.generation",
+                    "params:model",
+                    *adapter,
+                ],
+                outputs="responses",
+                name="answer_questions_node",
+            ),
+            node(
+                _bind(nodes.judge_responses, variant),
+                inputs=[
+                    "focus_test",
+                    "responses",
+                    "previous_verdicts",
+                    "judge_endpoint",
+                    "params:evaluation.judge",
+                ],
+                outputs="verdicts",
+                name="judge_responses_node",
+            ),
+            node(
+                _bind(nodes.score_answers, variant),
+                inputs=["focus_test", "responses", "verdicts", "params:evaluation.metrics"],
+                outputs=["predictions", "metrics_by_category"],
+                name="score_answers_node",
+            ),
+            node(
+                _bind(nodes.publish_variant, variant),
+                inputs=[
+                    "predictions",
+                    "metrics_by_category",
+                    "params:evaluation",
+                    "params:model",
+                    "base_model",
+                    *adapter,
+                ],
+                outputs=["reliability_diagram", "mlflow_run", "mlflow_metrics"],
+                name="publish_variant_node",
+            ),
+        ]
+    )
+
+
+def create_pipeline(**kwargs) -> Pipeline:
+    variants = [
+        pipeline(
+            variant_pipeline(variant, with_adapter=variant == "finetuned"),
+            namespace=variant,
+            inputs=SHARED_INPUTS | ({"lora_adapter"} if variant == "finetuned" else set()),
+            # The report reads each variant's figures: exposed under un-namespaced names.
+            outputs={"metrics_by_category": f"{variant}_metrics_by_category"},
+            parameters=SHARED_PARAMETERS,
+        )
+        for variant in VARIANTS
+    ]
+    report = pipeline(
+        [
+            node(
+                nodes.report_evaluation,
+                inputs=[
+                    "baseline_metrics_by_category",
+                    "finetuned_metrics_by_category",
+                    "params:evaluation",
+                    "params:model.name_or_path",
+                ],
+                outputs=["table_1", "metrics_by_category", "evaluation_report"],
+                name="report_evaluation_node",
+            )
+        ]
+    )
+    return pipeline([*variants, report], tags="evaluation")
