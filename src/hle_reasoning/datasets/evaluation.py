@@ -210,8 +210,8 @@ class JudgeEndpointDataset(AbstractDataset[None, JudgeEndpoint]):
 class MlflowChildRunDataset(AbstractDataset[dict, None]):
     """Save-only: one nested MLflow run under the active (``kedro run``) run per save.
 
-    The payload is a dict with any of ``tags``, ``params``, ``metrics`` (name -> number;
-    non-finite values are skipped, MLflow cannot chart them) and ``artifacts`` (file name ->
+    The payload is a dict with any of ``tags``, ``params``, ``metrics`` (name -> number; NaN
+    is logged as NaN, so every run carries the same metric names) and ``artifacts`` (file name ->
     DataFrame (.csv/.parquet), dict or list (.json), str (text), bytes, or a matplotlib figure
     (.png)). The child run gets ``run_name`` and ``tags`` and inherits the parent's git tags.
     Without an active run (tracking disabled, or a plain ``SequentialRunner``) it logs nothing.
@@ -262,9 +262,8 @@ class MlflowChildRunDataset(AbstractDataset[dict, None]):
             if params:
                 mlflow.log_params(params)
             metrics = {
-                k: float(v)
+                k: float("nan") if v is None else float(v)
                 for k, v in (data.get("metrics") or {}).items()
-                if v is not None and math.isfinite(float(v))
             }
             if metrics:
                 mlflow.log_metrics(metrics)

@@ -216,11 +216,9 @@ def publish_variant(
             "reliability_diagram.png": figure,
         },
     }
-    parent_metrics = {
-        name: {"value": value, "step": 0}
-        for name, value in metrics.items()
-        if not math.isnan(value)  # NaN is not a number MLflow can chart
-    }
+    # NaN (an undefined official calibration error below beta answers) is logged as NaN, so
+    # every run has the same metric names.
+    parent_metrics = {name: {"value": value, "step": 0} for name, value in metrics.items()}
     return figure, payload, parent_metrics
 
 

@@ -1,0 +1,111 @@
+import pandas as pd
+import pytest
+
+from hle_reasoning.modeling.generation import (
+    RESPONSE_COLUMNS,
+    GenerationConfig,
+    batches,
+    fingerprint,
+    generate_responses,
+    generation_key,
+    load_for_evaluation,
+)
+
+FP32 = {"device": "cpu", "dtype": "float32", "quantization": None}
+
+
+@pytest.fixture(scope="module")
+def fp32(tiny_dir):
+    return load_for_evaluation(str(tiny_dir), None, FP32)
+
+
+@pytest.fixture(scope="module")
+def questions(math_questions) -> pd.DataFrame:
+    """Three image questions and eight text questions of the bundled sample."""
+    with_image = math_questions[math_questions["image"] != ""].head(3)
+    text = math_questions[math_questions["image"] == ""].head(8)
+    return pd.concat([text.iloc[:4], with_image, text.iloc[4:]]).reset_index(drop=True)
+
+
+def answer(model_and_processor, questions, **config) -> pd.DataFrame:
+    model, processor = model_and_processor
+    chunks = list(
+        generate_responses(model, processor, questions, GenerationConfig(**config), progress=False)
+    )
+    return pd.concat(chunks, ignore_index=True)
+
+
+def test_batches_keep_text_and_image_questions_apart(questions):
+    groups = batches(questions, 4)
+    assert [len(g) for g in groups] == [4, 4, 3]
+    for group in groups:
+        assert group["image"].eq("").all() or group["image"].ne("").all()
+    assert sorted(pd.concat(groups)["id"]) == sorted(questions["id"])
+
+
+def test_batched_greedy_answers_equal_one_at_a_time(fp32, questions):
+    # Left padding must not change what the model says (fp32: no quantization noise).
+    batched = answer(fp32, questions, batch_size=8, max_new_tokens=12).set_index("id")
+    single = answer(fp32, questions, batch_size=1, max_new_tokens=12).set_index("id")
+    assert list(batched.columns) == list(RESPONSE_COLUMNS[1:-1])
+    assert len(batched) == len(questions)
+    pd.testing.assert_series_equal(batched["response"], single.loc[batched.index, "response"])
+    assert (batched["response_tokens"] <= 12).all() and (batched["response"] != "").all()
+    # The prompt is the chat template with the HLE system prompt; image prompts hold the image
+    # token, so they count it.
+    assert (batched["prompt_tokens"] > 40).all()
+
+
+def test_each_batch_is_yielded_as_soon_as_it_is_done(fp32, questions):
+    model, processor = fp32
+    processor.tokenizer.padding_side = "right"
+    stream = generate_responses(
+        model,
+        processor,
+        questions,
+        GenerationConfig(batch_size=4, max_new_tokens=4),
+        progress=False,
+    )
+    first = next(stream)
+    assert len(first) == 4
+    assert processor.tokenizer.padding_side == "left"  # while generating
+    stream.close()  # a consumer that stops early leaves the processor as it was
+    assert processor.tokenizer.padding_side == "right"
+
+
+def test_sampling_is_seeded(fp32, questions):
+    text = questions[questions["image"] == ""].head(4)
+    one = answer(fp32, text, do_sample=True, temperature=1.0, seed=3, max_new_tokens=8)
+    two = answer(fp32, text, do_sample=True, temperature=1.0, seed=3, max_new_tokens=8)
+    greedy = answer(fp32, text, max_new_tokens=8)
+    assert one["response"].tolist() == two["response"].tolist()
+    assert one["response"].tolist() != greedy["response"].tolist()
+
+
+def test_config_errors_name_the_parameter():
+    with pytest.raises(ValueError, match="evaluation.generation.batch_size"):
+        GenerationConfig(batch_size=0)
+    with pytest.raises(ValueError, match="temperature"):
+        GenerationConfig(do_sample=True, temperature=0)
+    with pytest.raises(
+        ValueError, match=r"unknown evaluation.generation parameter\(s\) \['beams'\]"
+    ):
+        GenerationConfig.from_params({"beams": 4})
+
+
+def test_generation_key_changes_with_what_answers_depend_on(tiny_dir, tmp_path):
+    config = GenerationConfig()
+    key = generation_key(str(tiny_dir), None, config, FP32)
+    assert key == generation_key(str(tiny_dir), None, GenerationConfig(), FP32)
+    assert key != generation_key(str(tiny_dir), None, GenerationConfig(max_new_tokens=7), FP32)
+    assert key != generation_key(str(tiny_dir), None, config, {**FP32, "quantization": {"bits": 4}})
+    adapter = tmp_path / "adapter"
+    adapter.mkdir()
+    (adapter / "adapter_model.safetensors").write_bytes(b"one")
+    with_adapter = generation_key(str(tiny_dir), str(adapter), config, FP32)
+    assert with_adapter != key
+    (adapter / "adapter_model.safetensors").write_bytes(b"two")  # retrained: new weights
+    assert generation_key(str(tiny_dir), str(adapter), config, FP32) != with_adapter
+    assert fingerprint("meta-llama/Llama-3.2-11B-Vision-Instruct") == fingerprint(
+        "meta-llama/Llama-3.2-11B-Vision-Instruct"
+    )
