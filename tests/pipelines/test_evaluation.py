@@ -1,0 +1,326 @@
+import json
+import shutil
+import sqlite3
+from pathlib import Path
+
+import matplotlib.pyplot as plt
+import pandas as pd
+import pytest
+import yaml
+from kedro.config import OmegaConfigLoader
+from kedro.io import DataCatalog, MemoryDataset
+from kedro.runner import SequentialRunner
+
+from hle_reasoning.datasets import BaseModelDataset, JSONLinesStore, ParquetDataset
+from hle_reasoning.datasets.evaluation import JudgeEndpoint
+from hle_reasoning.modeling import generation
+from hle_reasoning.modeling.models import load_model, prepare_base_model
+from hle_reasoning.pipelines.evaluation import create_pipeline, nodes
+from hle_reasoning.pipelines.evaluation.pipeline import VARIANTS
+from tests.conftest import PROJECT_ROOT
+from tests.hle.fake_openai import FakeJudgeServer
+from tests.kedro_cli import kedro_run
+
+STORES = ("responses", "previous_responses", "verdicts", "previous_verdicts")
+SECRET = "sk-test-evaluation-key-must-stay-secret"
+
+
+def conf(name: str) -> dict:
+    return yaml.safe_load((PROJECT_ROOT / "conf" / "base" / name).read_text())
+
+
+class KeptDataset(MemoryDataset):
+    """A MemoryDataset the runner cannot release, so a test can read intermediate outputs."""
+
+    def _release(self) -> None:
+        pass
+
+
+@pytest.fixture(scope="module")
+def model_params() -> dict:
+    return {**conf("parameters.yml")["model"], "name_or_path": "tiny", "device": "cpu"}
+
+
+@pytest.fixture(scope="module")
+def evaluation_params() -> dict:
+    params = conf("parameters_evaluation.yml")["evaluation"]
+    params["generation"]["max_new_tokens"] = 16
+    return params
+
+
+@pytest.fixture(scope="module")
+def tiny_base(tmp_path_factory, model_params) -> str:
+    """The tiny base model saved as the training pipeline saves it."""
+    path = tmp_path_factory.mktemp("models") / "base_model"
+    BaseModelDataset(path=str(path)).save(prepare_base_model(model_params))
+    return BaseModelDataset(path=str(path)).load()
+
+
+@pytest.fixture(scope="module")
+def adapter(tmp_path_factory, tiny_base) -> str:
+    """A LoRA adapter (r=4, q_proj/v_proj of the language model) with non-zero weights."""
+    from peft import LoraConfig, get_peft_model
+
+    model = load_model(tiny_base, quantization=None, device="cpu")
+    config = LoraConfig(
+        r=4,
+        lora_alpha=32,
+        target_modules=r"^model\.language_model\..*\.(q_proj|v_proj)$",
+        init_lora_weights=False,  # random B: the adapter changes what the model says
+    )
+    path = tmp_path_factory.mktemp("adapters") / "lora_adapter"
+    get_peft_model(model, config).save_pretrained(path)
+    return str(path)
+
+
+@pytest.fixture(scope="module")
+def questions(sample_questions) -> pd.DataFrame:
+    """Twelve Math questions of the bundled sample, three with an image."""
+    math = sample_questions[sample_questions["category"] == "Math"]
+    picked = pd.concat([math[math["image"] == ""].head(9), math[math["image"] != ""].head(3)])
+    return picked.reset_index(drop=True)
+
+
+def run_in_memory(tmp_path, questions, tiny_base, adapter, evaluation_params, model_params):
+    pipe = create_pipeline()
+    catalog = DataCatalog({name: KeptDataset() for name in pipe.all_outputs()})
+    for variant in VARIANTS:
+        for store in STORES:
+            kind = store.replace("previous_", "")
+            catalog[f"{variant}.{store}"] = JSONLinesStore(
+                filepath=str(tmp_path / variant / f"{kind}.jsonl")
+            )
+    catalog["focus_test"] = questions
+    catalog["base_model"] = tiny_base
+    catalog["lora_adapter"] = adapter
+    catalog["judge_endpoint"] = JudgeEndpoint()
+    catalog["params:evaluation"] = evaluation_params
+    for block in ("generation", "judge", "metrics"):
+        catalog[f"params:evaluation.{block}"] = evaluation_params[block]
+    catalog["params:model"] = model_params
+    catalog["params:model.name_or_path"] = model_params["name_or_path"]
+    SequentialRunner().run(pipe, catalog)
+    return {name: catalog.load(name) for name in pipe.all_outputs()}
+
+
+def test_both_variants_answer_are_judged_and_reported(
+    tmp_path, questions, tiny_base, adapter, evaluation_params, model_params
+):
+    out = run_in_memory(tmp_path, questions, tiny_base, adapter, evaluation_params, model_params)
+    predictions = {v: out[f"{v}.predictions"].set_index("id") for v in VARIANTS}
+    for variant, table in predictions.items():
+        assert sorted(table.index) == sorted(questions["id"]), variant
+        assert table["judged"].all() and table["response"].str.len().gt(0).all()
+        assert table["reason"].str.len().gt(0).all()
+        assert set(table.loc[table["has_image"]].index) == set(
+            questions[questions["image"] != ""]["id"]
+        )
+    # The adapter is applied: the fine-tuned model says something else.
+    differ = predictions["baseline"]["response"] != predictions["finetuned"]["response"]
+    assert differ.any()
+
+    table = out["table_1"]
+    paper = conf("parameters_evaluation.yml")["evaluation"]["report"]["paper_rows"]
+    assert len(table) == len(paper) + 2
+    assert table["accuracy"].tolist()[: len(paper)] == [row["accuracy"] for row in paper]
+    assert table["calibration_error"].tolist()[0] == 92.3
+    measured = table[table["source"] == "measured"].set_index("variant")
+    assert measured.loc["baseline", "model"] == "Tiny Mllama (random init) (baseline)"
+    assert measured.loc["finetuned", "model"] == "Tiny Mllama (random init) + GRPO (QLoRA)"
+    for variant in VARIANTS:
+        expected = 100 * predictions[variant]["correct"].mean()
+        assert measured.loc[variant, "accuracy"] == pytest.approx(expected)
+        assert measured.loc[variant, "n"] == 12
+        # 12 answers < beta: the official figure is undefined, the all-bins one is not.
+        assert pd.isna(measured.loc[variant, "calibration_error"])
+        assert 0 <= measured.loc[variant, "calibration_error_all_bins"] <= 100
+
+    report = out["evaluation_report"]
+    assert "Table 1" in report and "| GPT-4o (2,700-question release) | 3.1 | 92.3 |" in report
+    assert "12 answers < beta = 100" in report
+    assert "baseline_reliability_diagram.png" in report
+    assert set(out["metrics_by_category"]["variant"]) == set(VARIANTS)
+    assert set(out["metrics_by_category"]["category"]) == {"All", "Math"}
+
+    # MLflow: the same metric names on both variants' runs, told apart by their tags.
+    runs = {v: out[f"{v}.mlflow_run"] for v in VARIANTS}
+    assert runs["baseline"]["metrics"].keys() == runs["finetuned"]["metrics"].keys()
+    assert {"accuracy", "accuracy_ci", "calibration_error", "calibration_error_all_bins"} <= set(
+        runs["baseline"]["metrics"]
+    )
+    assert runs["baseline"]["tags"]["adapter"] == "none"
+    assert runs["finetuned"]["tags"]["adapter"] == adapter
+    assert runs["finetuned"]["tags"]["variant"] == "finetuned"
+    artifacts = runs["finetuned"]["artifacts"]
+    assert set(artifacts) == {
+        "predictions.csv",
+        "judged_finetuned.json",
+        "metrics_by_category.csv",
+        "reliability_diagram.png",
+    }
+    judged = artifacts["judged_finetuned.json"]
+    first = judged[questions["id"][0]]
+    assert set(first["judge_response"]) == {
+        "correct_answer",
+        "model_answer",
+        "reasoning",
+        "correct",
+        "confidence",
+    }
+    assert isinstance(out["finetuned.reliability_diagram"], plt.Figure)
+    assert (
+        out["baseline.mlflow_metrics"]["accuracy"]["value"]
+        == runs["baseline"]["metrics"]["accuracy"]
+    )
+    plt.close("all")
+
+
+def answer(store, questions, tiny_base, model_params, stop_after=None, **generation_params):
+    """Run the answering node into ``store``, as Kedro does, optionally killed after N batches."""
+    stream = nodes.answer_questions(
+        questions,
+        tiny_base,
+        store.load(),
+        {"batch_size": 4, "max_new_tokens": 8, **generation_params},
+        model_params,
+        variant="test",
+    )
+    answered = []
+    for i, chunk in enumerate(stream):
+        store.save(chunk)
+        if i > 0:
+            answered.extend(chunk["id"])
+        if stop_after is not None and i == stop_after:
+            stream.close()  # the run is killed here: nothing after this batch is written
+            break
+    return answered
+
+
+def test_a_resumed_run_answers_only_what_is_missing(tmp_path, questions, tiny_base, model_params):
+    model_params = {**model_params, "quantization": None}  # fp32: quicker to load, same logic
+    store = JSONLinesStore(filepath=str(tmp_path / "responses.jsonl"))
+    first = answer(store, questions, tiny_base, model_params, stop_after=2)
+    assert len(first) == 8 and len(store.load()) == 8  # two batches of four survived the kill
+
+    second = answer(store, questions, tiny_base, model_params)
+    assert sorted(second) == sorted(set(questions["id"]) - set(first))
+    stored = store.load()
+    assert sorted(stored["id"]) == sorted(questions["id"])  # each question once
+
+    # A finished run is not redone; the model is not even loaded.
+    loads = []
+    original = generation.load_for_evaluation
+    generation.load_for_evaluation = lambda *a, **k: loads.append(1) or original(*a, **k)
+    try:
+        assert answer(store, questions, tiny_base, model_params) == []
+        assert loads == []
+        # Another generation setup makes every stored answer stale.
+        again = answer(store, questions, tiny_base, model_params, max_new_tokens=5)
+        assert sorted(again) == sorted(questions["id"]) and loads == [1]
+    finally:
+        generation.load_for_evaluation = original
+    assert len(store.load()) == len(questions)  # stale answers were dropped, not kept beside
+
+
+def test_store_skips_a_line_cut_short_by_a_kill(tmp_path):
+    store = JSONLinesStore(filepath=str(tmp_path / "r.jsonl"), columns=["id", "response"])
+    assert list(store.load().columns) == ["id", "response"] and store.load().empty
+    store.save(pd.DataFrame({"id": ["a", "b"], "response": ["x", None]}))
+    with (tmp_path / "r.jsonl").open("a") as handle:
+        handle.write('{"id": "c", "resp')
+    loaded = store.load()
+    assert loaded["id"].tolist() == ["a", "b"] and pd.isna(loaded["response"][1])
+
+
+def test_variants_are_namespaced_and_their_files_never_collide():
+    pipe = create_pipeline()
+    namespaces = {n.namespace for n in pipe.nodes}
+    assert namespaces == {"baseline", "finetuned", None}
+    baseline = {n.name.split(".", 1)[1] for n in pipe.nodes if n.namespace == "baseline"}
+    finetuned = {n.name.split(".", 1)[1] for n in pipe.nodes if n.namespace == "finetuned"}
+    assert baseline == finetuned  # one pipeline, two instances
+    assert "lora_adapter" in pipe.only_nodes_with_namespaces(["finetuned"]).inputs()
+    assert "lora_adapter" not in pipe.only_nodes_with_namespaces(["baseline"]).inputs()
+
+    config = OmegaConfigLoader(
+        conf_source=str(PROJECT_ROOT / "conf"), base_env="base", default_run_env="base"
+    )
+    catalog = DataCatalog.from_config(config["catalog"])
+    paths: dict[str, str] = {}
+    for name in sorted(pipe.all_outputs() | pipe.inputs()):
+        if name.startswith("params:"):
+            continue
+        assert name in catalog, f"{name} has no catalog entry"
+        described = catalog[name]._describe()
+        path = described.get("filepath") or described.get("path")
+        if path is None and "dataset" in described:  # MlflowArtifactDataset
+            path = str(getattr(catalog[name], "_filepath", ""))
+        if path and not name.endswith(("previous_responses", "previous_verdicts")):
+            assert path not in paths.values(), f"{name} writes {path}, as another dataset does"
+            paths[name] = str(path)
+    assert paths["baseline.responses"].endswith("07_model_output/baseline/responses.jsonl")
+    assert paths["finetuned.responses"].endswith("07_model_output/finetuned/responses.jsonl")
+    assert paths["finetuned.reliability_diagram"].endswith(
+        "08_reporting/finetuned_reliability_diagram.png"
+    )
+
+
+@pytest.mark.slow
+def test_kedro_run_with_the_llm_judge_logs_both_variants_and_never_the_key(
+    project_copy, questions, tiny_base, adapter, monkeypatch
+):
+    data = project_copy / "data"
+    ParquetDataset(filepath=str(data / "05_model_input" / "focus_test.parquet")).save(questions)
+    shutil.copytree(Path(tiny_base), data / "06_models" / "base_model")
+    ref = data / "06_models" / "base_model" / BaseModelDataset.REF_FILE
+    ref.write_text(json.dumps({"name_or_path": str(ref.parent), "built_from": "tiny"}))
+    shutil.copytree(adapter, data / "06_models" / "lora_adapter")
+    monkeypatch.setenv("HLE_JUDGE_API_KEY", SECRET)
+
+    with FakeJudgeServer() as server:
+        params = (
+            "evaluation.judge.kind=llm,evaluation.judge.llm.model=fake-judge,"
+            f"evaluation.judge.llm.base_url={server.base_url},"
+            "evaluation.generation.max_new_tokens=8"
+        )
+        result = kedro_run(project_copy, "--pipelines", "evaluation", "--params", params)
+        assert result.returncode == 0, result.stderr[-4000:]
+        assert len(server.requests) == 2 * len(questions)
+        assert all(r["headers"]["authorization"] == f"Bearer {SECRET}" for r in server.requests)
+
+        rerun = kedro_run(project_copy, "--pipelines", "evaluation", "--params", params)
+        assert rerun.returncode == 0, rerun.stderr[-4000:]
+        assert len(server.requests) == 2 * len(questions)  # every verdict came from the cache
+    assert "0 question(s) to answer" in rerun.stdout + rerun.stderr
+
+    reporting = data / "08_reporting"
+    table = pd.read_csv(reporting / "table_1.csv")
+    assert table["variant"].dropna().tolist() == ["baseline", "finetuned"]
+    for variant in VARIANTS:
+        assert (reporting / f"{variant}_reliability_diagram.png").stat().st_size > 5_000
+
+    with sqlite3.connect(project_copy / "mlflow.db") as db:
+        children = db.execute(
+            "select r.run_uuid, t.value from runs r join tags t on r.run_uuid = t.run_uuid "
+            "where t.key = 'variant'"
+        ).fetchall()
+        assert sorted(v for _, v in children) == ["baseline", "baseline", "finetuned", "finetuned"]
+        names = {
+            run: {k for (k,) in db.execute("select key from metrics where run_uuid = ?", (run,))}
+            for run, _ in children
+        }
+        parents = {
+            value
+            for (value,) in db.execute("select value from tags where key = 'mlflow.parentRunId'")
+        }
+        judge_tags = {v for (v,) in db.execute("select value from tags where key = 'judge'")}
+    assert len({frozenset(n) for n in names.values()}) == 1  # same metric names on every run
+    assert {"accuracy", "accuracy_ci", "calibration_error"} <= next(iter(names.values()))
+    assert len(parents) == 2  # one parent (kedro run) per run, two children each
+    assert judge_tags == {"llm:fake-judge"}
+
+    # The key is nowhere: not in the output, the MLflow store, the artifacts or the data.
+    assert SECRET not in result.stdout + result.stderr + rerun.stdout + rerun.stderr
+    for path in project_copy.rglob("*"):
+        if path.is_file():
+            assert SECRET.encode() not in path.read_bytes(), path
