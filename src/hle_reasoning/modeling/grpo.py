@@ -5,7 +5,8 @@ Mllama's: its ``cross_attention_mask`` (which text tokens see which image tiles)
 ``aspect_ratio_ids`` and ``aspect_ratio_mask``. ``MllamaGRPOTrainer`` overrides only what differs:
 
 * ``_tokenize_prompts``: caps prompts at ``max_prompt_tokens`` (TRL 1.16 dropped
-  ``max_prompt_length``) and gives generation a cross-attention mask that matches the truncated,
+  ``max_prompt_length``);
+* ``_generate_single_turn``: generates with a cross-attention mask that matches the truncated,
   left-padded prompts;
 * ``_get_per_token_logps_and_entropies``: passes the Mllama fields to every log-prob pass (old,
   reference and policy), with the cross-attention mask rebuilt from the prompt tokens and extended
@@ -13,8 +14,9 @@ Mllama's: its ``cross_attention_mask`` (which text tokens see which image tiles)
 * ``_generate_and_score_completions`` / ``_compute_loss``: carry ``aspect_ratio_ids`` and
   ``aspect_ratio_mask`` from generation to the loss, which TRL drops.
 
-Everything else (sampling, rewards, advantages, the loss, PEFT reference, checkpoints) is TRL's.
-Text-only models and text-only batches take TRL's own code path unchanged.
+In a batch mixing image and text questions, the text rows go through both without image inputs,
+exactly as they would alone. Everything else (sampling, rewards, advantages, the loss, the PEFT
+reference, checkpoints) is TRL's; text-only models and batches take TRL's own code path.
 """
 
 from __future__ import annotations
@@ -126,6 +128,11 @@ class MllamaGRPOTrainer(GRPOTrainer):
     Use it like ``GRPOTrainer`` with an ``MllamaGRPOConfig``; image questions go in an ``images``
     column (a list of PIL images per row, empty for text questions) next to conversational
     prompts whose image placeholders (``{"type": "image"}``) mark where the image goes.
+
+    In a batch that mixes image and text questions, the text rows are generated and scored
+    without image inputs, as they would be alone: Mllama's cross-attention layers let a row with
+    no image token still attend to the (blank) image padded in for it, which would change a text
+    question's log-probs by its batch neighbours.
     """
 
     args: MllamaGRPOConfig
@@ -147,6 +154,21 @@ class MllamaGRPOTrainer(GRPOTrainer):
     def truncation_side(self) -> str:
         return getattr(self.args, "truncation_side", "left")
 
+    def _prompt_cross_attention_mask(
+        self, prompt_ids: torch.Tensor, aspect_ratio_mask: torch.Tensor
+    ) -> torch.Tensor:
+        keep = "last" if self.truncation_side == "left" else "first"
+        return cross_attention_mask(prompt_ids, self._image_token_id, aspect_ratio_mask, keep)
+
+    def _left_pad(self, prompt_ids: list[list[int]]) -> torch.Tensor:
+        """Prompts padded as TRL pads them for generation and scoring."""
+        return pad(
+            [torch.tensor(ids) for ids in prompt_ids],
+            padding_value=self._tokenizer.pad_token_id,
+            padding_side="left",
+            pad_to_multiple_of=self.pad_to_multiple_of,
+        )
+
     # ----------------------------------------------------------------- prompts and generation
     def _tokenize_prompts(self, prompts: list):
         prompt_ids, images, fields = super()._tokenize_prompts(prompts)
@@ -157,24 +179,44 @@ class MllamaGRPOTrainer(GRPOTrainer):
         if self._is_mllama and "pixel_values" in fields:
             # Mllama's processor wants an (empty) image list for text rows of a mixed batch.
             images = [list(row or []) for row in images]
+            # The processor's cross-attention mask is for the untruncated, unpadded prompts;
+            # _generate_single_turn builds the right one.
             fields = {k: torch.as_tensor(fields[k]) for k in MLLAMA_IMAGE_FIELDS}
-            # generate() needs the mask of the prompts as TRL pads them (left, to the longest).
-            padded = pad(
-                [torch.tensor(ids) for ids in prompt_ids],
-                padding_value=self._tokenizer.pad_token_id,
-                padding_side="left",
-                pad_to_multiple_of=self.pad_to_multiple_of,
-            )
-            fields["cross_attention_mask"] = self._prompt_cross_attention_mask(
-                padded, fields["aspect_ratio_mask"]
-            )
         return prompt_ids, images, fields
 
-    def _prompt_cross_attention_mask(
-        self, prompt_ids: torch.Tensor, aspect_ratio_mask: torch.Tensor
-    ) -> torch.Tensor:
-        keep = "last" if self.truncation_side == "left" else "first"
-        return cross_attention_mask(prompt_ids, self._image_token_id, aspect_ratio_mask, keep)
+    def _generate_single_turn(
+        self, prompt_ids, images, multimodal_fields, num_generations, has_tool_images=False
+    ):
+        if not self._is_mllama or "pixel_values" not in multimodal_fields:
+            return super()._generate_single_turn(
+                prompt_ids, images, multimodal_fields, num_generations, has_tool_images
+            )
+        sees_image = (
+            self._prompt_cross_attention_mask(
+                self._left_pad(prompt_ids), multimodal_fields["aspect_ratio_mask"]
+            )
+            .flatten(1)
+            .any(1)
+            .tolist()
+        )
+        completion_ids: list = [None] * len(prompt_ids)
+        for with_image in (True, False):
+            rows = [i for i, sees in enumerate(sees_image) if sees == with_image]
+            if not rows:
+                continue
+            ids = [prompt_ids[i] for i in rows]
+            fields: dict[str, torch.Tensor] = {}
+            if with_image:
+                fields = {k: multimodal_fields[k][rows] for k in MLLAMA_IMAGE_FIELDS}
+                fields["cross_attention_mask"] = self._prompt_cross_attention_mask(
+                    self._left_pad(ids), fields["aspect_ratio_mask"]
+                )
+            generated, _ = super()._generate_single_turn(
+                ids, None, fields, num_generations, has_tool_images
+            )
+            for row, completion in zip(rows, generated, strict=True):
+                completion_ids[row] = completion
+        return completion_ids, None
 
     def _generate_and_score_completions(self, inputs: list[dict[str, Any]]) -> dict[str, Any]:
         output = super()._generate_and_score_completions(inputs)
@@ -227,15 +269,32 @@ class MllamaGRPOTrainer(GRPOTrainer):
         if aspect_ratio_ids is None:
             aspect_ratio_ids = self._loss_image_fields["aspect_ratio_ids"]
             aspect_ratio_mask = self._loss_image_fields["aspect_ratio_mask"]
-        # The processor's mask covers the untruncated prompts; rebuild it from the tokens scored.
+        # The processor's mask covers the untruncated prompts; rebuild it from the tokens scored,
+        # extended over the completion as generate() extends it.
         prompt_ids = input_ids[:, : input_ids.size(1) - logits_to_keep]
         cross_mask = extend_over_completion(
             self._prompt_cross_attention_mask(prompt_ids, aspect_ratio_mask), logits_to_keep
         )
+        sees_image = cross_mask.flatten(1).any(1)
+        image_rows = sees_image.nonzero()[:, 0]
+        text_rows = (~sees_image).nonzero()[:, 0]
+        logps, entropies, aux = [], [], []
+        if len(text_rows):  # text rows: TRL's own pass, without image inputs
+            out = super()._get_per_token_logps_and_entropies(
+                model,
+                input_ids[text_rows],
+                attention_mask[text_rows],
+                logits_to_keep,
+                batch_size=batch_size,
+                compute_entropy=compute_entropy,
+                compute_aux_loss=compute_aux_loss,
+            )
+            logps.append(out[0])
+            entropies.append(out[1])
+            aux.append(out[2])
         batch_size = batch_size or input_ids.size(0)
-        all_logps, all_entropies, all_aux = [], [], []
-        for start in range(0, input_ids.size(0), batch_size):
-            rows = slice(start, start + batch_size)
+        for start in range(0, len(image_rows), batch_size):
+            rows = image_rows[start : start + batch_size]
             ids, mask = input_ids[rows], attention_mask[rows]
             model_inputs = {
                 "input_ids": ids,
@@ -252,12 +311,12 @@ class MllamaGRPOTrainer(GRPOTrainer):
             labels[:, :-logits_to_keep] = -100
             with self.accelerator.autocast():
                 outputs = model(**model_inputs, labels=labels, fused_lm_head=True)
-            all_logps.append(outputs.log_probs[:, -logits_to_keep:])
-            if compute_entropy:
-                all_entropies.append(outputs.entropy[:, -logits_to_keep:])
-            if compute_aux_loss:
-                all_aux.append(outputs.aux_loss)
-        logps = torch.cat(all_logps, dim=0)
-        entropies = torch.cat(all_entropies, dim=0) if compute_entropy else None
-        aux_loss = torch.stack(all_aux).mean() if compute_aux_loss else None
-        return logps, entropies, aux_loss
+            logps.append(outputs.log_probs[:, -logits_to_keep:])
+            entropies.append(outputs.entropy[:, -logits_to_keep:] if compute_entropy else None)
+            aux.append(outputs.aux_loss if compute_aux_loss else None)
+        # Back to the batch's row order.
+        order = torch.argsort(torch.cat([text_rows, image_rows]))
+        per_token_logps = torch.cat(logps)[order]
+        per_token_entropies = torch.cat(entropies)[order] if compute_entropy else None
+        aux_loss = torch.stack(aux).mean() if compute_aux_loss else None
+        return per_token_logps, per_token_entropies, aux_loss

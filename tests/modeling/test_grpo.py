@@ -1,0 +1,334 @@
+"""MllamaGRPOTrainer on the tiny Llama 3.2 Vision: image prompts reach generation and every
+log-prob pass, prompts are capped, and mixed image/text batches train."""
+
+from __future__ import annotations
+
+import copy
+
+import pytest
+import torch
+
+from hle_reasoning.hle.schema import load_image
+from hle_reasoning.modeling.grpo import (
+    MllamaGRPOTrainer,
+    cross_attention_mask,
+    extend_over_completion,
+    truncate_prompt_ids,
+)
+from hle_reasoning.modeling.models import build_tiny_mllama, load_model, load_processor
+from hle_reasoning.modeling.prompting import prompt_text
+from hle_reasoning.modeling.training import grpo_config, lora_config, training_dataset
+
+
+def length_reward(completions, **_):
+    """Any reward that differs between completions, so advantages are not all zero."""
+    return [float(len(c[0]["content"])) for c in completions]
+
+
+def make_trainer(
+    model,
+    processor,
+    questions,
+    training_params,
+    tmp_path,
+    reward=length_reward,
+    lora=None,
+    **overrides,
+):
+    training = copy.deepcopy(training_params)
+    training["lora"].update(lora or {})
+    training["prompt"].update(
+        {k: overrides.pop(k) for k in list(overrides) if k in training["prompt"]}
+    )
+    training["grpo"].update(overrides)
+    args = grpo_config(training, output_dir=tmp_path / "out", device="cpu", reward_weights=[1.0])
+    args.disable_tqdm = True
+    args.save_strategy = "no"
+    dataset = training_dataset(questions)
+    trainer = MllamaGRPOTrainer(
+        model=model,
+        reward_funcs=[reward],
+        args=args,
+        train_dataset=dataset,
+        processing_class=processor,
+        peft_config=lora_config(training["lora"]),
+    )
+    return trainer, dataset
+
+
+def generation_batch(trainer, dataset, rows):
+    """One generation batch as the trainer builds it: every prompt num_generations times."""
+    n = trainer.num_generations
+    inputs = [dataset[i] for i in rows for _ in range(n)]
+    torch.manual_seed(0)
+    trainer.model.train()
+    return trainer._generate_and_score_completions(inputs)
+
+
+def direct_log_probs(model, processor, question, image, completion, temperature):
+    """Per-token log-probs of ``completion`` from one plain forward of the processor's inputs."""
+    text = prompt_text(processor, question, image)
+    images = [[load_image(image)]] if image else None
+    enc = processor(text=[text], images=images, add_special_tokens=False, return_tensors="pt")
+    ids = torch.cat([enc["input_ids"], completion[None]], dim=1)
+    kwargs = {}
+    if images:
+        # generate() extends the mask over new tokens by repeating the last prompt row.
+        mask = enc["cross_attention_mask"]
+        kwargs = {
+            "pixel_values": enc["pixel_values"],
+            "aspect_ratio_ids": enc["aspect_ratio_ids"],
+            "aspect_ratio_mask": enc["aspect_ratio_mask"],
+            "cross_attention_mask": torch.cat(
+                [mask, mask[:, -1:].expand(-1, len(completion), -1, -1)], dim=1
+            ),
+        }
+    with torch.no_grad():
+        logits = model(input_ids=ids, attention_mask=torch.ones_like(ids), **kwargs).logits
+    prompt_len = enc["input_ids"].size(1)
+    logps = torch.log_softmax(logits[0, prompt_len - 1 : -1].float() / temperature, dim=-1)
+    return enc["input_ids"][0], logps.gather(-1, completion[:, None])[:, 0]
+
+
+@pytest.fixture
+def fp32_model(tiny_dir):
+    return load_model(str(tiny_dir), quantization=None, device="cpu", dtype="float32")
+
+
+@pytest.fixture(scope="module")
+def processor(tiny_dir):
+    return load_processor(str(tiny_dir))
+
+
+def test_cross_attention_mask_is_the_processors_on_left_padded_prompts(processor, math_questions):
+    rows = math_questions.iloc[[0, len(math_questions) - 1, 1]]  # image, text, image
+    texts = [prompt_text(processor, r.question, r.image) for r in rows.itertuples()]
+    images = [[load_image(r.image)] if r.image else [] for r in rows.itertuples()]
+    enc = processor(
+        text=texts,
+        images=images,
+        add_special_tokens=False,
+        padding=True,
+        padding_side="right",
+        return_tensors="pt",
+    )
+    lengths = enc["attention_mask"].sum(1)
+    longest = int(lengths.max())
+    # Left-pad each prompt as TRL does; the processor's own mask is for unpadded prompts.
+    padded = torch.full((len(texts), longest), processor.tokenizer.pad_token_id)
+    for row, n in enumerate(lengths.tolist()):
+        padded[row, longest - n :] = enc["input_ids"][row, :n]
+    ours = cross_attention_mask(padded, processor.image_token_id, enc["aspect_ratio_mask"])
+    for row, n in enumerate(lengths.tolist()):
+        assert torch.equal(ours[row, longest - n :], enc["cross_attention_mask"][row, :n])
+        assert not ours[row, : longest - n].any()
+    assert ours[0].any() and not ours[1].any()  # the text question sees no image
+    extended = extend_over_completion(ours, 3)
+    assert extended.shape[1] == longest + 3
+    assert torch.equal(extended[:, -1], ours[:, -1])
+
+
+def test_truncation_keeps_the_chosen_end():
+    ids = list(range(10))
+    assert truncate_prompt_ids(ids, 4, "left") == [6, 7, 8, 9]
+    assert truncate_prompt_ids(ids, 4, "right") == [0, 1, 2, 3]
+    assert truncate_prompt_ids(ids, None, "left") == ids
+    assert truncate_prompt_ids(ids, 20, "right") == ids
+
+
+def test_trainer_log_probs_match_a_direct_forward_for_image_prompts(
+    fp32_model, processor, math_questions, training_params, tmp_path
+):
+    """fp32, no prompt cap: the trainer's log-probs of an image and a text prompt's completions
+    (old/reference pass and loss pass) equal a plain forward of the processor's inputs."""
+    questions = math_questions.iloc[[0, len(math_questions) - 1]]  # an image and a text question
+    assert questions.iloc[0]["image"] and not questions.iloc[1]["image"]
+    trainer, dataset = make_trainer(
+        fp32_model,
+        processor,
+        questions,
+        training_params,
+        tmp_path,
+        bf16=False,
+        max_prompt_tokens=None,
+        max_completion_length=12,
+    )
+    batch = generation_batch(trainer, dataset, [0, 1])
+    assert batch["pixel_values"].shape[0] == 4 and "aspect_ratio_ids" in batch
+
+    trainer.model.eval()  # LoRA dropout off; the adapter starts at zero, so policy == base
+    ids = torch.cat([batch["prompt_ids"], batch["completion_ids"]], dim=1)
+    mask = torch.cat([batch["prompt_mask"], batch["completion_mask"]], dim=1)
+    with torch.no_grad():
+        trainer_logps, _, _ = trainer._get_per_token_logps_and_entropies(
+            trainer.model,
+            ids,
+            mask,
+            batch["completion_ids"].size(1),
+            pixel_values=batch["pixel_values"],
+            aspect_ratio_ids=batch["aspect_ratio_ids"],
+            aspect_ratio_mask=batch["aspect_ratio_mask"],
+        )
+    reference_logps = batch["ref_per_token_logps"]  # computed inside TRL's own flow
+
+    without_image = []
+    for row in range(4):
+        q = questions.iloc[row // 2]
+        completion = batch["completion_ids"][row][batch["completion_mask"][row].bool()]
+        prompt_ids, direct = direct_log_probs(
+            trainer.model, processor, q["question"], q["image"], completion, trainer.temperature
+        )
+        # The trainer tokenized the same prompt (left-padded).
+        assert (
+            batch["prompt_ids"][row][batch["prompt_mask"][row].bool()].tolist()
+            == prompt_ids.tolist()
+        )
+        n = len(completion)
+        torch.testing.assert_close(trainer_logps[row, :n], direct, atol=1e-5, rtol=0)
+        torch.testing.assert_close(reference_logps[row, :n], direct, atol=1e-5, rtol=0)
+        if q["image"]:
+            _, blind = direct_log_probs(
+                trainer.model, processor, q["question"], "", completion, trainer.temperature
+            )
+            without_image.append((blind[1:] - direct[1:]).abs().max().item())
+    # The image changes the log-probs, so a trainer that dropped it would fail the checks above.
+    assert min(without_image) > 1e-3
+
+    # The loss pass sees the same inputs: policy == reference, so its KL is 0.
+    trainer.model.eval()
+    with torch.no_grad():
+        trainer._compute_loss(trainer.model, batch)
+    assert abs(trainer._metrics["eval"]["kl"][-1]) < 1e-6  # eval mode: "eval" metrics
+
+
+def test_prompts_are_capped_and_keep_the_image(
+    fp32_model, processor, math_questions, training_params, tmp_path
+):
+    questions = math_questions.iloc[[0, len(math_questions) - 1]]
+    trainer, dataset = make_trainer(
+        fp32_model,
+        processor,
+        questions,
+        training_params,
+        tmp_path,
+        max_prompt_tokens=32,
+        truncation_side="left",
+        max_completion_length=4,
+    )
+    batch = generation_batch(trainer, dataset, [0, 1])
+    assert batch["prompt_mask"].sum(1).max() == 32
+    image_rows = (batch["prompt_ids"] == processor.image_token_id).any(1)
+    assert image_rows.tolist() == [True, True, False, False]
+    # The prompts end with the assistant header, the start of the completion.
+    header = processor.tokenizer(
+        "<|start_header_id|>assistant<|end_header_id|>\n\n", add_special_tokens=False
+    )["input_ids"]
+    assert batch["prompt_ids"][0, -len(header) :].tolist() == header
+
+
+def test_a_mixed_batch_of_image_and_text_questions_trains(
+    fp32_model, processor, math_questions, training_params, tmp_path
+):
+    """Two steps on a batch of 2 image and 2 text questions: the adapter of the image
+    cross-attention layer learns, the vision tower is left alone."""
+    questions = math_questions.iloc[[0, 1, len(math_questions) - 1, len(math_questions) - 2]]
+    trainer, _ = make_trainer(
+        fp32_model,
+        processor,
+        questions,
+        training_params,
+        tmp_path,
+        batch_size=4,
+        max_completion_length=6,
+        learning_rate=1e-2,
+        scale_rewards="batch",
+    )
+    trainer.args.max_steps = 2
+    trainer.train()
+    assert trainer.state.global_step == 2
+    lora_b = {n: p for n, p in trainer.model.named_parameters() if "lora_B" in n}
+    assert all("language_model" in n for n in lora_b)  # the vision tower is not adapted
+    cross = [p for n, p in lora_b.items() if "cross_attn" in n]
+    assert cross and all(p.abs().sum() > 0 for p in cross)
+
+
+def marker_tokens(model, share: float = 0.2, seed: int = 0) -> set[int]:
+    """The "marker" tokens: the fifth of the vocabulary the output layer scores highest along a
+    random direction, so that one shift of the hidden state can favour them all."""
+    weight = model.lm_head.weight.float()
+    direction = torch.randn(weight.shape[1], generator=torch.Generator().manual_seed(seed))
+    scores = weight @ direction
+    return set(torch.topk(scores, int(share * len(scores))).indices.tolist())
+
+
+def marker_mass(model, processor, questions, markers: set[int]) -> float:
+    """Mean next-token probability of the marker tokens right after each prompt.
+
+    The model stays in train mode (with LoRA dropout 0): on CPUs with AVX512-BF16, bitsandbytes
+    0.50 repacks 4-bit weights at the first eval-mode forward, and backprop through repacked
+    weights is silently wrong (its gemv_4bit kernel has no autograd).
+    """
+    index = torch.tensor(sorted(markers))
+    masses = []
+    for q in questions.itertuples():
+        text = prompt_text(processor, q.question, q.image)
+        images = [[load_image(q.image)]] if q.image else None
+        enc = processor(text=[text], images=images, add_special_tokens=False, return_tensors="pt")
+        with torch.no_grad():
+            logits = model(**enc).logits[0, -1].float()
+        masses.append(torch.softmax(logits, -1)[index].sum().item())
+    return sum(masses) / len(masses)
+
+
+@pytest.fixture(scope="module")
+def sharp_tiny_dir(tmp_path_factory, model_params):
+    """The tiny Mllama with weights 10x the default scale (initializer_range 0.2): its next-token
+    distributions are far from uniform, so a small LoRA can move them measurably."""
+    tiny = copy.deepcopy(model_params["tiny"])
+    tiny["text"]["initializer_range"] = 0.2
+    model, processor = build_tiny_mllama(tiny, seed=0)
+    path = tmp_path_factory.mktemp("sharp_tiny")
+    model.save_pretrained(path)
+    processor.save_pretrained(path)
+    return path
+
+
+@pytest.mark.slow
+def test_grpo_through_lora_on_the_4bit_base_raises_the_rewarded_tokens_probability(
+    sharp_tiny_dir, math_questions, model_params, training_params, tmp_path
+):
+    """The learning signal: rewarding marker tokens raises their probability within 8 steps,
+    through LoRA on the 4-bit NF4 base, on image and text questions."""
+    model = load_model(str(sharp_tiny_dir), quantization=model_params["quantization"], device="cpu")
+    assert getattr(model, "is_loaded_in_4bit", False)
+    processor = load_processor(str(sharp_tiny_dir))
+    markers = marker_tokens(model)
+
+    def marker_reward(completion_ids, **_):
+        return [sum(t in markers for t in ids) / max(len(ids), 1) for ids in completion_ids]
+
+    questions = math_questions.iloc[[0, 1, len(math_questions) - 1, len(math_questions) - 2]]
+    trainer, _ = make_trainer(
+        model,
+        processor,
+        questions,
+        training_params,
+        tmp_path,
+        reward=marker_reward,
+        lora={"dropout": 0.0},
+        batch_size=4,
+        num_generations=8,
+        max_completion_length=1,
+        temperature=1.0,
+        learning_rate=3e-2,
+        scale_rewards="batch",
+        beta=0.0,
+        max_prompt_tokens=None,
+    )
+    trainer.model.train()
+    before = marker_mass(trainer.model, processor, questions, markers)
+    trainer.args.max_steps = 8
+    trainer.train()
+    trainer.model.train()
+    after = marker_mass(trainer.model, processor, questions, markers)
+    assert after > before + 0.15, (before, after)
