@@ -19,7 +19,9 @@ def conf(name: str) -> dict:
 
 @pytest.fixture(scope="session")
 def model_params() -> dict:
-    return conf("parameters.yml")["model"]
+    params = conf("parameters.yml")["model"]
+    params["name_or_path"] = "tiny"  # ${globals:model_name_or_path} in the default setup
+    return params
 
 
 @pytest.fixture(scope="session")

@@ -1,0 +1,74 @@
+"""Eq. (6) of the proposal, computed from actual models, and the measured peak."""
+
+from __future__ import annotations
+
+import base64
+
+import pandas as pd
+import pytest
+import torch
+
+from hle_reasoning.modeling import memory
+from hle_reasoning.modeling.models import load_model
+from hle_reasoning.modeling.training import lora_config
+
+PROPOSAL_LORA = {"r": 4, "alpha": 32, "dropout": 0.05, "target_modules": ["q_proj", "v_proj"]}
+
+
+def test_eq6_with_the_proposals_terms_is_7_168_gb():
+    estimate = memory.eq6(11e9, 4, adapter_bytes=0.008e9, training_overhead_gb=1.5, dataset_gb=0.16)
+    assert estimate.model_gb == pytest.approx(5.5)
+    assert estimate.total_gb == pytest.approx(7.168)
+
+
+def test_eq6_for_the_real_11b_architecture_counted_on_the_meta_device():
+    """P and A of Llama-3.2-11B-Vision with the proposal's LoRA, without any weights."""
+    from peft import get_peft_model
+    from transformers import MllamaConfig, MllamaForConditionalGeneration
+
+    with torch.device("meta"):
+        model = MllamaForConditionalGeneration(MllamaConfig())
+    peft_model = get_peft_model(model, lora_config(PROPOSAL_LORA))
+    n_adapter, adapter_bytes = memory.adapter_size(peft_model)
+    assert memory.base_parameter_count(peft_model) == 10_642_941_475
+    # r 4 on the text decoder's q and v (40 layers incl. 8 cross-attention): 2.13M fp32 = 0.0085 GB,
+    # the proposal's A = 0.008 GB.
+    assert n_adapter == 2_129_920
+    assert adapter_bytes / 1e9 == pytest.approx(0.0085, abs=1e-4)
+    estimate = memory.estimate(
+        peft_model,
+        quantization={"enabled": True, "bits": 4},
+        dtype="bfloat16",
+        questions=pd.DataFrame({"question": [], "answer": []}),
+        dataset_gb_override=0.16,
+    )
+    assert estimate.total_gb == pytest.approx(5.3215 + 0.0085 + 1.5 + 0.16, abs=1e-3)
+
+
+def test_4bit_weights_are_counted_unpacked(tiny_dir):
+    fp32 = load_model(str(tiny_dir), quantization=None, device="cpu")
+    nf4 = load_model(str(tiny_dir), quantization={"enabled": True, "bits": 4}, device="cpu")
+    assert (
+        memory.base_parameter_count(nf4)
+        == memory.base_parameter_count(fp32)
+        == fp32.num_parameters()
+    )
+
+
+def test_dataset_size_counts_text_and_decoded_image_bytes():
+    png = b"\x89PNG\r\n\x1a\n" + bytes(range(100))
+    uri = "data:image/png;base64," + base64.b64encode(png).decode()
+    frame = pd.DataFrame({"question": ["abc", "é"], "answer": ["1", "22"], "image": [uri, ""]})
+    assert memory.dataset_gb(frame) * 1e9 == pytest.approx(3 + 2 + 1 + 2 + len(png))
+
+
+def test_weight_bits_follow_quantization_or_dtype():
+    assert memory.weight_bits({"enabled": True, "bits": 4}, "float32") == 4
+    assert memory.weight_bits({"enabled": False}, "bfloat16") == 16
+    assert memory.weight_bits(None, "float32") == 32
+
+
+def test_measured_peak_on_cpu_is_the_process_rss():
+    peak = memory.measured_peak("cpu")
+    assert set(peak) == {"peak_rss_gb"}
+    assert peak["peak_rss_gb"] >= memory.current_rss_gb() > 0.05

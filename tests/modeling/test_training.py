@@ -1,0 +1,251 @@
+"""Training runs: config checks before any load, checkpoints, resume after a SIGKILL, histories."""
+
+from __future__ import annotations
+
+import copy
+import json
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+
+import pytest
+
+from hle_reasoning.modeling import training
+from hle_reasoning.modeling.training import (
+    TrainingConfigError,
+    check_config,
+    config_problems,
+    latest_checkpoint,
+    metrics_history,
+    resolve_resume,
+    train_grpo,
+)
+
+
+def with_changes(params: dict, **changes) -> dict:
+    """A copy of ``params`` with dotted keys changed: with_changes(p, **{"grpo.beta": 0})."""
+    params = copy.deepcopy(params)
+    for dotted, value in changes.items():
+        *path, key = dotted.split(".")
+        section = params
+        for part in path:
+            section = section[part]
+        section[key] = value
+    return params
+
+
+def test_the_default_configuration_is_valid(training_params, model_params):
+    assert config_problems(training_params, model_params) == []
+
+
+def test_one_generation_is_rejected_with_what_to_change(training_params, model_params):
+    bad = with_changes(training_params, **{"grpo.num_generations": 1})
+    with pytest.raises(TrainingConfigError, match="num_generations is 1.*at least 2"):
+        check_config(bad, model_params)
+
+
+def test_a_batch_the_generations_do_not_divide_is_rejected(training_params, model_params):
+    bad = with_changes(
+        training_params, **{"grpo.batch_size_unit": "completions", "grpo.batch_size": 3}
+    )
+    (problem,) = config_problems(bad, model_params)
+    assert "batch_size 3 (completions) gives 3 completions per step" in problem
+    assert "num_generations 2 does not divide" in problem
+    # Counted in prompts, any batch size works: 3 prompts x 2 = 6 completions.
+    good = with_changes(bad, **{"grpo.batch_size_unit": "prompts"})
+    assert config_problems(good, model_params) == []
+
+
+def test_a_hub_model_without_hf_token_is_rejected(training_params, model_params, monkeypatch):
+    for name in ("HF_TOKEN", "HUGGING_FACE_HUB_TOKEN", "HF_HUB_OFFLINE"):
+        monkeypatch.delenv(name, raising=False)
+    hub = dict(model_params, name_or_path="meta-llama/Llama-3.2-11B-Vision-Instruct")
+    (problem,) = config_problems(training_params, hub)
+    assert "HF_TOKEN is not set" in problem
+
+
+def test_every_problem_is_listed_at_once(training_params, model_params):
+    bad = with_changes(
+        training_params,
+        **{
+            "grpo.num_generations": 1,
+            "grpo.loss_type": "ppo",
+            "prompt.truncation_side": "middle",
+            "rewards": {"cosine": 0.0},
+            "lora.dropout": 1.5,
+        },
+    )
+    with pytest.raises(TrainingConfigError) as error:
+        check_config(bad, model_params)
+    message = str(error.value)
+    for fragment in (
+        "num_generations is 1",
+        "loss_type is 'ppo'",
+        "truncation_side is 'middle'",
+        "no reward a non-zero weight",
+        "lora.dropout is 1.5",
+    ):
+        assert fragment in message
+    assert "nothing was loaded or trained" in message
+
+
+def test_train_grpo_checks_the_config_before_loading(training_params, model_params, tmp_path):
+    bad = with_changes(training_params, **{"grpo.num_generations": 1})
+    # The base model path does not even exist: the config check must fail first.
+    with pytest.raises(TrainingConfigError):
+        train_grpo(str(tmp_path / "missing"), None, model_params, bad)
+
+
+def test_latest_checkpoint_skips_incomplete_ones(tmp_path):
+    for step, state in ((2, "{}"), (4, "{}"), (6, None), (8, "{truncated")):
+        path = tmp_path / f"checkpoint-{step}"
+        path.mkdir()
+        if state is not None:
+            (path / "trainer_state.json").write_text(state)
+    assert latest_checkpoint(tmp_path) == tmp_path / "checkpoint-4"
+    assert latest_checkpoint(tmp_path / "nothing") is None
+
+
+def test_resume_needs_the_same_configuration(tmp_path):
+    directory = tmp_path / "ckpt"
+    assert resolve_resume(directory, "abc", "auto") is None  # nothing yet: afresh
+    (directory / "checkpoint-5").mkdir()
+    (directory / "checkpoint-5" / "trainer_state.json").write_text("{}")
+    assert resolve_resume(directory, "abc", "auto") == directory / "checkpoint-5"
+    assert resolve_resume(directory, "abc", True) == directory / "checkpoint-5"
+    # Another configuration's checkpoints are cleared, never resumed.
+    assert resolve_resume(directory, "other", "auto") is None
+    assert not (directory / "checkpoint-5").exists()
+    with pytest.raises(TrainingConfigError, match="resume is true but"):
+        resolve_resume(directory, "other", True)
+
+
+def test_resume_false_starts_afresh(tmp_path):
+    directory = tmp_path / "ckpt"
+    resolve_resume(directory, "abc", "auto")
+    (directory / "checkpoint-5").mkdir()
+    (directory / "checkpoint-5" / "trainer_state.json").write_text("{}")
+    assert resolve_resume(directory, "abc", False) is None
+    assert not (directory / "checkpoint-5").exists()
+
+
+def test_metrics_history_names_and_steps():
+    log_history = [
+        {
+            "loss": 0.1,
+            "reward": 0.5,
+            "rewards/cosine/mean": 0.5,
+            "rewards/cosine/std": 0.1,
+            "kl": 0.0,
+            "completions/mean_length": 32.0,
+            "learning_rate": 1e-4,
+            "step": 1,
+        },
+        {"loss": 0.2, "reward": 0.6, "rewards/cosine/mean": 0.6, "kl": float("nan"), "step": 2},
+        {"train_runtime": 3.0, "train_loss": 0.15, "step": 2},
+    ]
+    history = metrics_history(log_history)
+    assert history["reward"] == [{"step": 1, "value": 0.5}, {"step": 2, "value": 0.6}]
+    assert history["reward.cosine"][1] == {"step": 2, "value": 0.6}
+    assert history["reward_std.cosine"] == [{"step": 1, "value": 0.1}]
+    assert history["kl"] == [{"step": 1, "value": 0.0}]  # NaN dropped
+    assert history["completion_length"][0]["value"] == 32.0
+    assert "train_loss" not in history and "train_runtime" not in history
+
+
+RUNNER = textwrap.dedent(
+    """
+    import json, sys, time
+    from pathlib import Path
+
+    import pandas as pd
+    from transformers import TrainerCallback
+
+    from hle_reasoning.modeling.training import train_grpo
+
+    config = json.loads(Path(sys.argv[1]).read_text())
+
+    class HoldAfterSaving(TrainerCallback):
+        # After the checkpoint of step 3, signal the test and wait to be killed.
+        def on_save(self, args, state, control, **kwargs):
+            if state.global_step == 3:
+                Path(config["flag"]).write_text("saved")
+                time.sleep(600)
+
+    train_grpo(config["base"], pd.read_parquet(config["questions"]), config["model"],
+               config["training"], callbacks=[HoldAfterSaving()])
+    """
+)
+
+
+@pytest.mark.slow
+def test_a_run_killed_with_sigkill_resumes_from_its_last_checkpoint(
+    tiny_dir, math_questions, model_params, training_params, tmp_path
+):
+    checkpoints = tmp_path / "checkpoints"
+    params = with_changes(
+        training_params,
+        **{
+            "checkpoints.dir": str(checkpoints),
+            "checkpoints.save_steps": 1,
+            "max_steps": 5,
+            "grpo.max_completion_length": 8,
+        },
+    )
+    questions = math_questions.iloc[[0, 1, len(math_questions) - 1, len(math_questions) - 2]]
+    questions.to_parquet(tmp_path / "questions.parquet")
+    config = {
+        "base": str(tiny_dir),
+        "questions": str(tmp_path / "questions.parquet"),
+        "model": model_params,
+        "training": params,
+        "flag": str(tmp_path / "saved"),
+    }
+    (tmp_path / "config.json").write_text(json.dumps(config))
+    (tmp_path / "runner.py").write_text(RUNNER)
+    env = {**os.environ, "HF_HUB_OFFLINE": "1"}
+    process = subprocess.Popen(
+        [sys.executable, str(tmp_path / "runner.py"), str(tmp_path / "config.json")],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+    )
+    try:
+        deadline = time.monotonic() + 300
+        while not (tmp_path / "saved").exists():
+            assert process.poll() is None, process.stderr.read().decode()[-3000:]
+            assert time.monotonic() < deadline, "the run never saved its step-3 checkpoint"
+            time.sleep(0.2)
+        process.send_signal(signal.SIGKILL)
+        process.wait(timeout=30)
+    finally:
+        if process.poll() is None:
+            process.kill()
+        process.stderr.close()
+    assert process.returncode == -signal.SIGKILL
+    assert latest_checkpoint(checkpoints) == checkpoints / "checkpoint-3"
+    # A kill while writing the next checkpoint leaves it incomplete; it must be ignored.
+    (checkpoints / "checkpoint-4").mkdir()
+    (checkpoints / "checkpoint-4" / "adapter_model.safetensors").write_bytes(b"partial")
+
+    result = train_grpo(str(tiny_dir), questions, model_params, params)
+
+    assert result.summary["resumed_from_step"] == 3
+    assert result.summary["steps"] == 5
+    # The history restored from the checkpoint and the steps run after resuming: 1..5, once each.
+    assert [p["step"] for p in result.history["loss"]] == [1, 2, 3, 4, 5]
+    assert not checkpoints.exists()  # removed once the run completed
+    assert hasattr(result.model, "save_pretrained")
+
+
+def test_training_dataset_rows(math_questions):
+    rows = training.training_dataset(math_questions.iloc[[0, len(math_questions) - 1]])
+    image_row, text_row = rows[0], rows[1]
+    assert len(image_row["images"]) == 1 and text_row["images"] == []
+    # Image questions put the HLE system prompt in a user turn (Llama 3.2 Vision refuses system + image).
+    assert [m["role"] for m in image_row["prompt"]] == ["user", "user"]
+    assert [m["role"] for m in text_row["prompt"]] == ["system", "user"]
+    assert {"answer", "answer_type", "id"} <= set(rows.column_names)
