@@ -1,0 +1,125 @@
+"""The training pipeline: a real `kedro run` after data_processing, and bad config stopping it."""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+
+import pytest
+import yaml
+from kedro.io import DataCatalog, MemoryDataset
+from kedro.runner import SequentialRunner
+
+from hle_reasoning.datasets import BaseModelDataset
+from hle_reasoning.modeling.training import TrainingConfigError
+from hle_reasoning.pipelines.training import create_pipeline
+from tests.conftest import PROJECT_ROOT
+from tests.kedro_cli import kedro_run
+
+
+def base_params(name: str) -> dict:
+    return yaml.safe_load((PROJECT_ROOT / "conf" / "base" / name).read_text())
+
+
+def test_bad_config_stops_the_pipeline_before_any_model_is_built(tmp_path):
+    training = base_params("parameters_training.yml")["training"]
+    training["grpo"]["num_generations"] = 1
+    model = base_params("parameters.yml")["model"]
+    model["name_or_path"] = "tiny"
+    catalog = DataCatalog(
+        {
+            "base_model": BaseModelDataset(path=str(tmp_path / "base_model")),
+            "focus_train": MemoryDataset(),
+            "params:model": MemoryDataset(model),
+            "params:training": MemoryDataset(training),
+            "lora_adapter": MemoryDataset(),
+            "training_metrics": MemoryDataset(),
+            "training_summary": MemoryDataset(),
+        }
+    )
+    with pytest.raises(TrainingConfigError, match="num_generations is 1"):
+        SequentialRunner().run(create_pipeline(), catalog)
+    assert not (tmp_path / "base_model").exists()
+
+
+def mlflow_run(project) -> dict:
+    """Params, metric histories and artifacts of the project's latest MLflow run."""
+    import mlflow
+
+    mlflow.set_tracking_uri(f"sqlite:///{project / 'mlflow.db'}")
+    client = mlflow.MlflowClient()
+    (run,) = mlflow.search_runs(
+        experiment_names=["hle_reasoning"],
+        max_results=1,
+        output_format="list",
+        order_by=["start_time DESC"],
+    )
+    steps = {
+        key: [m.step for m in client.get_metric_history(run.info.run_id, key)]
+        for key in run.data.metrics
+    }
+    artifacts = [a.path for a in client.list_artifacts(run.info.run_id, "training")]
+    return {
+        "params": run.data.params,
+        "metrics": run.data.metrics,
+        "steps": steps,
+        "artifacts": artifacts,
+        "status": run.info.status,
+    }
+
+
+@pytest.mark.slow
+def test_kedro_run_trains_on_image_questions_and_tracks_everything(project_copy):
+    """`kedro run --pipelines data_processing,training` offline, 3 steps of the default setup
+    (tiny Mllama in 4-bit, image questions in the training set)."""
+    result = kedro_run(
+        project_copy, "--pipelines", "data_processing,training", "--params", "training.max_steps=3"
+    )
+    assert result.returncode == 0, result.stderr[-4000:]
+
+    summary = json.loads((project_copy / "data/08_reporting/training_summary.json").read_text())
+    assert summary["steps"] == 3 and summary["quantized"] and summary["image_questions"] >= 2
+    assert summary["completions_per_step"] == 4  # 2 prompts x 2 generations
+    assert summary["memory"]["eq6"]["training_overhead_gb"] == 1.5
+    assert summary["memory"]["measured"]["peak_rss_gb"] > 0
+    assert not (project_copy / "data/06_models/grpo_checkpoints").exists()
+
+    run = mlflow_run(project_copy)
+    assert run["status"] == "FINISHED"
+    params = run["params"]
+    # The configuration as written and the trainer's resolved settings.
+    assert params["training.grpo.beta"] == "0.1"
+    assert params["training.lora.r"] == "4"
+    assert params["trl.beta"] == "0.1" and params["trl.loss_type"] == "grpo"
+    assert params["trl.per_device_train_batch_size"] == "4"
+    assert params["trl.max_prompt_tokens"] == "32"
+    assert params["peft.r"] == "4"
+    for key in (
+        "loss",
+        "reward",
+        "reward.cosine",
+        "reward_std",
+        "kl",
+        "completion_length",
+        "learning_rate",
+    ):
+        assert run["steps"][f"training.{key}"] == [1, 2, 3], key
+    for key in ("memory.eq6_total_gb", "memory.peak_rss_gb", "mean_step_time_s"):
+        assert f"training.{key}" in run["metrics"]
+    assert "training/lora_adapter" in run["artifacts"]
+    assert "training/training_summary.json" in run["artifacts"]
+    with sqlite3.connect(project_copy / "mlflow.db") as db:
+        (count,) = db.execute("select count(*) from runs").fetchone()
+    assert count == 1
+
+    # The evaluation's contract: the base model plus the adapter directory load with PEFT.
+    from peft import PeftModel
+
+    from hle_reasoning.datasets import LoraAdapterDataset
+    from hle_reasoning.modeling.models import load_model
+
+    base = BaseModelDataset(path=str(project_copy / "data/06_models/base_model")).load()
+    adapter = LoraAdapterDataset(path=str(project_copy / "data/06_models/lora_adapter")).load()
+    assert isinstance(adapter, str)
+    model = PeftModel.from_pretrained(load_model(base, device="cpu"), adapter)
+    assert any("lora_B" in name for name, _ in model.named_parameters())
