@@ -50,6 +50,8 @@ class GenerationConfig:
     with ``temperature`` and ``top_p``, seeded by ``seed`` per batch. ``system_role``: where the
     HLE system prompt goes (``auto``: a system message, or the user turn for image questions,
     which Llama 3.2 Vision's template requires; see ``hle_reasoning.hle.prompts``).
+    ``cpu_threads``: torch's intra-op threads while generating on a CPU (``None``: torch's
+    default); not part of what an answer depends on (``generation_key`` leaves it out).
     """
 
     batch_size: int = 8
@@ -59,6 +61,7 @@ class GenerationConfig:
     top_p: float = 1.0
     seed: int = 0
     system_role: str = "auto"
+    cpu_threads: int | None = None
 
     def __post_init__(self) -> None:
         if self.batch_size < 1:
@@ -73,6 +76,10 @@ class GenerationConfig:
             raise ValueError(
                 "evaluation.generation.temperature must be > 0 when do_sample is true; "
                 "set do_sample: false for greedy decoding"
+            )
+        if self.cpu_threads is not None and self.cpu_threads < 1:
+            raise ValueError(
+                f"evaluation.generation.cpu_threads must be >= 1 or null (got {self.cpu_threads})"
             )
         if self.system_role not in ("auto", "system", "user"):
             raise ValueError(
@@ -141,7 +148,7 @@ def generation_key(
     payload = {
         "base_model": fingerprint(base_model),
         "adapter": fingerprint(adapter),
-        "generation": asdict(config),
+        "generation": {k: v for k, v in asdict(config).items() if k != "cpu_threads"},
         "system_prompt": SYSTEM_PROMPT,
         "quantization": model_params.get("quantization"),
         "dtype": model_params.get("dtype"),
@@ -208,6 +215,9 @@ def generate_responses(
         else {"do_sample": False, "temperature": None, "top_p": None, "top_k": None}
     )
     bar = tqdm(total=len(questions), desc=description, unit="question", disable=not progress)
+    threads = torch.get_num_threads()
+    if config.cpu_threads and device.type == "cpu":
+        torch.set_num_threads(config.cpu_threads)
     try:
         for batch in batches(questions, config.batch_size):
             started = time.perf_counter()
@@ -262,3 +272,4 @@ def generate_responses(
     finally:
         bar.close()
         tokenizer.padding_side = padding_side
+        torch.set_num_threads(threads)
