@@ -254,10 +254,26 @@ def grpo_config(
     reward_weights: list[float],
 ) -> MllamaGRPOConfig:
     """TRL's config with every proposal hyperparameter set explicitly (TRL's defaults differ)."""
+    return MllamaGRPOConfig(
+        **grpo_config_kwargs(
+            training, output_dir=output_dir, device=device, reward_weights=reward_weights
+        )
+    )
+
+
+def grpo_config_kwargs(
+    training: Mapping[str, Any],
+    *,
+    output_dir: str | Path,
+    device: str,
+    reward_weights: list[float],
+) -> dict[str, Any]:
+    """The keyword arguments of ``grpo_config`` (``max_prompt_tokens`` and ``truncation_side``
+    are this project's; the rest are ``trl.GRPOConfig``'s)."""
     grpo, prompt = training["grpo"], training.get("prompt", {}) or {}
     checkpoints = training.get("checkpoints", {}) or {}
     cpu = device == "cpu"
-    return MllamaGRPOConfig(
+    return dict(
         output_dir=str(output_dir),
         # The proposal's settings.
         num_generations=int(grpo["num_generations"]),
