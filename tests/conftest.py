@@ -43,16 +43,21 @@ def real_questions(real_hle_path: Path) -> pd.DataFrame:
     return validate_hle(read_export(real_hle_path), str(real_hle_path))
 
 
-@pytest.fixture
-def project_copy(tmp_path: Path) -> Path:
-    """A throw-away copy of the project (conf, bundled data, pyproject) to run Kedro in."""
-    dest = tmp_path / "project"
+def make_project_copy(dest: Path) -> Path:
+    """A throw-away copy of the project (conf, bundled data, pyproject, notebooks) to run Kedro in."""
     shutil.copytree(PROJECT_ROOT / "conf", dest / "conf", ignore=shutil.ignore_patterns("local"))
     (dest / "conf" / "local").mkdir()
     (dest / "data" / "01_raw").mkdir(parents=True)
     shutil.copy(SAMPLE, dest / "data" / "01_raw" / SAMPLE.name)
     shutil.copy(PROJECT_ROOT / "pyproject.toml", dest / "pyproject.toml")
     shutil.copy(PROJECT_ROOT / ".telemetry", dest / ".telemetry")
+    shutil.copytree(PROJECT_ROOT / "notebooks", dest / "notebooks")
     # Kedro wants src/ beside conf/; the package itself is imported from the installed project.
     (dest / "src").mkdir()
     return dest
+
+
+@pytest.fixture
+def project_copy(tmp_path: Path) -> Path:
+    """A throw-away copy of the project to run Kedro in."""
+    return make_project_copy(tmp_path / "project")

@@ -47,7 +47,9 @@ def server(command: list[str], cwd: Path, port: int, ready_path: str, timeout: f
     env = {**os.environ, "KEDRO_DISABLE_TELEMETRY": "1", "HF_HUB_OFFLINE": "1"}
     log = cwd / f"server-{port}.log"
     with log.open("w") as out:
-        proc = subprocess.Popen(command, cwd=cwd, env=env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
+        proc = subprocess.Popen(
+            command, cwd=cwd, env=env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True
+        )
     try:
         deadline = time.monotonic() + timeout
         while True:
@@ -56,7 +58,9 @@ def server(command: list[str], cwd: Path, port: int, ready_path: str, timeout: f
                 break
             except (urllib.error.URLError, ConnectionError, TimeoutError):
                 if proc.poll() is not None or time.monotonic() > deadline:
-                    raise RuntimeError(f"{command[:3]} did not start:\n{log.read_text()[-3000:]}") from None
+                    raise RuntimeError(
+                        f"{command[:3]} did not start:\n{log.read_text()[-3000:]}"
+                    ) from None
                 time.sleep(0.5)
         yield proc
     finally:
@@ -83,7 +87,9 @@ def group_alive(pgid: int) -> bool:
     except ProcessLookupError:
         return False
     # Zombies still count for killpg; look for live members only.
-    out = subprocess.run(["ps", "-o", "stat=", "-g", str(pgid)], capture_output=True, text=True, check=False)
+    out = subprocess.run(
+        ["ps", "-o", "stat=", "-g", str(pgid)], capture_output=True, text=True, check=False
+    )
     return any(s and not s.startswith("Z") for s in out.stdout.split())
 
 
@@ -91,14 +97,39 @@ def chromium() -> str | None:
     return which("chromium") or which("chromium-browser") or which("google-chrome")
 
 
-def chromium_render(url: str, profile: Path, screenshot: Path | None = None, budget_ms: int = 20000) -> str:
+def chromium_render(
+    url: str,
+    profile: Path,
+    screenshot: Path | None = None,
+    budget_ms: int = 20000,
+    window: str = "1600,1000",
+) -> str:
     """The DOM of ``url`` after ``budget_ms`` of virtual time in headless Chromium; optionally a PNG."""
     flags = [
-        "--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-        "--disable-component-update", "--disable-sync", "--disable-quic", "--no-first-run",
-        f"--user-data-dir={profile}", "--window-size=1600,1000", f"--virtual-time-budget={budget_ms}",
+        "--headless",
+        "--no-sandbox",
+        "--disable-gpu",
+        "--disable-background-networking",
+        "--disable-component-update",
+        "--disable-sync",
+        "--disable-quic",
+        "--no-first-run",
+        f"--user-data-dir={profile}",
+        f"--window-size={window}",
+        f"--virtual-time-budget={budget_ms}",
     ]
     if screenshot is not None:
-        subprocess.run([chromium(), *flags, f"--screenshot={screenshot}", url], capture_output=True, timeout=120, check=True)
-    done = subprocess.run([chromium(), *flags, "--dump-dom", url], capture_output=True, text=True, timeout=120, check=True)
+        subprocess.run(
+            [chromium(), *flags, f"--screenshot={screenshot}", url],
+            capture_output=True,
+            timeout=120,
+            check=True,
+        )
+    done = subprocess.run(
+        [chromium(), *flags, "--dump-dom", url],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=True,
+    )
     return done.stdout

@@ -20,10 +20,21 @@ from tests.e2e.servers import (
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
 
 
-@pytest.mark.skipif(chromium() is None, reason="Debian's chromium is not installed (apt-get install chromium)")
+@pytest.mark.skipif(
+    chromium() is None, reason="Debian's chromium is not installed (apt-get install chromium)"
+)
 def test_kedro_viz_renders_the_pipelines(project_copy, tmp_path):
     port = free_port()
-    command = [str(BIN / "kedro"), "viz", "run", "--no-browser", "--host", "127.0.0.1", "--port", str(port)]
+    command = [
+        str(BIN / "kedro"),
+        "viz",
+        "run",
+        "--no-browser",
+        "--host",
+        "127.0.0.1",
+        "--port",
+        str(port),
+    ]
     shots = Path(os.environ.get("HLE_SCREENSHOT_DIR", tmp_path))
     shots.mkdir(parents=True, exist_ok=True)
     with server(command, project_copy, port, "/api/main") as proc:
@@ -37,7 +48,9 @@ def test_kedro_viz_renders_the_pipelines(project_copy, tmp_path):
 
         screenshot = shots / "kedro_viz.png"
         dom = chromium_render(f"http://127.0.0.1:{port}/", tmp_path / "profile", screenshot)
-        rendered = set(re.findall(r'class="pipeline-node pipeline-node--(task|data|modularPipeline)', dom))
+        rendered = set(
+            re.findall(r'class="pipeline-node pipeline-node--(task|data|modularPipeline)', dom)
+        )
         assert "task" in rendered
         top_level = [n["name"] for n in tasks if not n["modular_pipelines"]]
         missing = [name for name in top_level if name not in dom]
