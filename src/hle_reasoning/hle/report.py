@@ -72,6 +72,10 @@ def _fmt(value: Any, digits: int = 1) -> str:
     return f"{value:.{digits}f}"
 
 
+def _pct(value: float) -> str:
+    return "n/a" if math.isnan(value) else f"{value:.1f}%"
+
+
 def table_1(
     paper_rows: Sequence[dict[str, Any]],
     measured: Sequence[dict[str, Any]],
@@ -216,6 +220,8 @@ def reliability_diagram(
     )
     top.plot([0, 100], [0, 100], linestyle="--", color="grey", label="perfect calibration")
     top.bar(centers, np.nan_to_num(accuracy), width=width * 0.9, color="tab:blue", label="accuracy")
+    filled = counts > 0  # a marker tells an accuracy of 0 from an empty bin
+    top.plot(centers[filled], accuracy[filled], "o", color="tab:blue", markersize=4)
     top.set_ylabel("Accuracy (%)")
     top.set_ylim(0, 100)
     top.legend(loc="upper left", fontsize=8)
@@ -224,7 +230,7 @@ def reliability_diagram(
         official = calibration_error(conf, corr, beta=beta) if len(conf) else math.nan
         every = calibration_error(conf, corr, beta=beta, all_bins=True) if len(conf) else math.nan
     top.set_title(
-        f"{title}\ncalibration error {_fmt(official)}% (official), {_fmt(every)}% (all bins), "
+        f"{title}\ncalibration error {_pct(official)} (official), {_pct(every)} (all bins), "
         f"n={len(conf)}",
         fontsize=9,
     )
