@@ -90,6 +90,15 @@ def direct_log_probs(model, processor, question, image, completion, temperature)
     return enc["input_ids"][0], logps.gather(-1, completion[:, None])[:, 0]
 
 
+@pytest.fixture(autouse=True)
+def one_cpu_thread():
+    """One torch thread, as training.cpu_threads sets: two stall on a busy 2-core machine."""
+    previous = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(previous)
+
+
 @pytest.fixture
 def fp32_model(tiny_dir):
     return load_model(str(tiny_dir), quantization=None, device="cpu", dtype="float32")

@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import Any
 
 import pandas as pd
+import torch
 
 from hle_reasoning.hle.prompts import SYSTEM_PROMPT, build_messages
 from hle_reasoning.hle.schema import has_image, load_image
@@ -195,9 +196,9 @@ def config_problems(training: Mapping[str, Any], model: Mapping[str, Any]) -> li
             f"training.checkpoints.resume is {checkpoints.get('resume')!r}; use auto (resume an "
             "interrupted run of the same configuration), true (must resume) or false (start afresh)."
         )
-    max_steps = training.get("max_steps")
-    if max_steps is not None:
-        number(training, "max_steps", "training", 1, int)
+    for key in ("max_steps", "cpu_threads"):
+        if training.get(key) is not None:
+            number(training, key, "training", 1, int)
 
     quantization = model.get("quantization") or {}
     if quantization.get("enabled", False) and quantization.get("bits", 4) != 4:
@@ -492,7 +493,7 @@ def train_grpo(
     checkpoints = training.get("checkpoints", {}) or {}
     checkpoint_dir = Path(checkpoints.get("dir", "data/06_models/grpo_checkpoints"))
     run_fingerprint = fingerprint(
-        {k: v for k, v in training.items() if k != "checkpoints"},
+        {k: v for k, v in training.items() if k not in ("checkpoints", "cpu_threads")},
         {k: v for k, v in model_params.items() if k != "device"},
         str(base_model),
         questions[["id", "question", "answer"]].astype(str).values.tolist(),
@@ -508,57 +509,58 @@ def train_grpo(
         embedding_model=training.get("embedding_model", "all-MiniLM-L6-v2"),
         device=device,
     )
+    quantization = model_params.get("quantization")
+    dtype = str(model_params.get("dtype", "float32"))
 
-    memory.reset_peak(device)
-    rss_before_model = memory.current_rss_gb()
-    model = load_model(
-        base_model,
-        quantization=model_params.get("quantization"),
-        device=device,
-        dtype=str(model_params.get("dtype", "float32")),
-    )
-    processor = load_processor(base_model)
-    args = grpo_config(training, output_dir=checkpoint_dir, device=device, reward_weights=weights)
-    lora = lora_config(training["lora"])
-    with _quiet_deprecations():
-        trainer = MllamaGRPOTrainer(
-            model=model,
-            reward_funcs=reward_funcs,
-            args=args,
-            train_dataset=dataset,
-            processing_class=processor,
-            peft_config=lora,
-            callbacks=list(callbacks),
+    with _cpu_threads(training.get("cpu_threads") if device == "cpu" else None):
+        memory.reset_peak(device)
+        rss_before_model = memory.current_rss_gb()
+        model = load_model(base_model, quantization=quantization, device=device, dtype=dtype)
+        processor = load_processor(base_model)
+        args = grpo_config(
+            training, output_dir=checkpoint_dir, device=device, reward_weights=weights
         )
-    from transformers.trainer_callback import ProgressCallback
+        lora = lora_config(training["lora"])
+        with _quiet_deprecations():
+            trainer = MllamaGRPOTrainer(
+                model=model,
+                reward_funcs=reward_funcs,
+                args=args,
+                train_dataset=dataset,
+                processing_class=processor,
+                peft_config=lora,
+                callbacks=list(callbacks),
+            )
+        from transformers.trainer_callback import ProgressCallback
 
-    trainer.remove_callback(ProgressCallback)
-    trainer.add_callback(_progress_callback())
+        trainer.remove_callback(ProgressCallback)
+        trainer.add_callback(_progress_callback())
 
-    mem = training.get("memory", {}) or {}
-    estimate = memory.estimate(
-        trainer.model,
-        quantization=model_params.get("quantization"),
-        dtype=str(model_params.get("dtype", "float32")),
-        questions=questions,
-        training_overhead_gb=float(
-            mem.get("training_overhead_gb", memory.PROPOSAL_TRAINING_OVERHEAD_GB)
-        ),
-        dataset_gb_override=mem.get("dataset_gb"),
-    )
-    n_images = int(sum(bool(images) for images in dataset["images"]))
-    logger.info(
-        "GRPO on %d questions (%d with images), %d completions per step; eq. (6) estimate %.3f GB",
-        len(dataset),
-        n_images,
-        args.per_device_train_batch_size,
-        estimate.total_gb,
-    )
-    started = time.perf_counter()
-    with _quiet_deprecations():
-        output = trainer.train(resume_from_checkpoint=str(resume_from) if resume_from else None)
-    wall = time.perf_counter() - started
-    peak = memory.measured_peak(device)
+        mem = training.get("memory", {}) or {}
+        estimate = memory.estimate(
+            trainer.model,
+            quantization=quantization,
+            dtype=dtype,
+            questions=questions,
+            training_overhead_gb=float(
+                mem.get("training_overhead_gb", memory.PROPOSAL_TRAINING_OVERHEAD_GB)
+            ),
+            dataset_gb_override=mem.get("dataset_gb"),
+        )
+        n_images = int(sum(bool(images) for images in dataset["images"]))
+        logger.info(
+            "GRPO on %d questions (%d with images), %d completions per step; eq. (6) estimate "
+            "%.3f GB",
+            len(dataset),
+            n_images,
+            args.per_device_train_batch_size,
+            estimate.total_gb,
+        )
+        started = time.perf_counter()
+        with _quiet_deprecations():
+            output = trainer.train(resume_from_checkpoint=str(resume_from) if resume_from else None)
+        wall = time.perf_counter() - started
+        peak = memory.measured_peak(device)
 
     history = metrics_history(trainer.state.log_history)
     step_times = [p["value"] for p in history.get("step_time", [])]
@@ -573,7 +575,7 @@ def train_grpo(
         "mean_step_time_s": sum(step_times) / len(step_times) if step_times else None,
         "train_loss": float(output.training_loss),
         "device": device,
-        "quantized": bool((model_params.get("quantization") or {}).get("enabled", False)),
+        "quantized": bool((quantization or {}).get("enabled", False)),
         "memory": {
             "eq6": estimate.to_dict(),
             "measured": {**peak, "rss_before_model_gb": rss_before_model},
@@ -590,6 +592,18 @@ def train_grpo(
         summary=summary,
         params=trainer_params(args, lora),
     )
+
+
+@contextlib.contextmanager
+def _cpu_threads(threads: int | None):
+    """torch's CPU threads set to ``threads`` for the block (None: unchanged)."""
+    previous = torch.get_num_threads()
+    if threads:
+        torch.set_num_threads(int(threads))
+    try:
+        yield
+    finally:
+        torch.set_num_threads(previous)
 
 
 def summary_metrics(summary: Mapping[str, Any]) -> dict[str, dict[str, float]]:
