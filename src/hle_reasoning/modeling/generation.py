@@ -173,11 +173,16 @@ def batches(questions: pd.DataFrame, batch_size: int) -> list[pd.DataFrame]:
 
 
 def _pad_token_id(processor: Any, model: Any) -> int:
+    """The tokenizer's pad token; without one, Llama's reserved pad token or the first EOS."""
     tokenizer = processor.tokenizer
-    if tokenizer.pad_token_id is not None:
-        return tokenizer.pad_token_id
-    eos = model.generation_config.eos_token_id
-    return eos[0] if isinstance(eos, list) else eos
+    if tokenizer.pad_token_id is None:
+        reserved = tokenizer.convert_tokens_to_ids("<|finetune_right_pad_id|>")
+        if reserved is not None and reserved != tokenizer.unk_token_id:
+            tokenizer.pad_token = "<|finetune_right_pad_id|>"
+        else:
+            eos = model.generation_config.eos_token_id
+            tokenizer.pad_token_id = eos[0] if isinstance(eos, list) else eos
+    return tokenizer.pad_token_id
 
 
 def _stop_ids(model: Any) -> set[int]:
