@@ -52,10 +52,23 @@ class TestExtraction:
         assert extract_confidence(text) == expected
 
     def test_options(self):
-        for text in ("B", "(B)", "B)", "B.", "**B**", "B. the second", "Option B", "(b) x", "b"):
+        for text in (
+            "B",
+            "(B)",
+            "B)",
+            "B.",
+            "**B**",
+            "B. the second",
+            "Option B",
+            "(b) x",
+            "b",
+            "The answer is B.",
+            "Correct option is (B)",
+        ):
             assert extract_option(text) == "B", text
         assert extract_option("Because") is None
         assert extract_option("A cat") is None
+        assert extract_option("The answer is a prime") is None
 
 
 class TestJudge:

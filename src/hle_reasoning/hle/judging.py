@@ -176,6 +176,10 @@ _OPTION_PATTERNS = (
     re.compile(r"^\(?([A-Z])\)?$"),  # "B", "(B)", "B)"
     re.compile(r"^(?:option|choice|answer)?\s*\(?([A-Z])(?:[).:\]]|\s*[-:]\s)"),  # "B. text"
     re.compile(r"^(?:option|choice|answer)\s*\(?([A-Z])\)?\b", re.IGNORECASE),  # "Option B"
+    # "The answer is B.", "Correct option is (B)": the letter itself must be upper case.
+    re.compile(
+        r"^(?i:(?:the\s+)?(?:correct\s+)?(?:answer|option|choice)\s+is)\s*:?\s*\(?([A-Z])\)?(?:[\s.,;:)]|$)"
+    ),
     re.compile(r"^\(([a-z])\)"),  # "(b) text"
     re.compile(r"^([a-z])$"),  # "b"
 )
