@@ -187,7 +187,8 @@ def timed_trainer_class(device: str):
                     "generation_s": generation_s,
                     "scoring_s": time.perf_counter() - started - generation_s,
                     "completion_tokens": tokens,
-                    "image_prompts": sum(bool(x.get("images")) for x in inputs),
+                    "image_questions": sum(bool(x.get("images")) for x in inputs)
+                    // self.num_generations,
                     "prompt_tokens_max": int(output["prompt_mask"].sum(1).max()),
                 }
             )
@@ -243,6 +244,7 @@ def main() -> int:
     transformers.logging.set_verbosity_error()
     if args.cpu_rehearsal:
         device, sizes, label = "cpu", CPU_REHEARSAL, "CPU rehearsal (scaled-down Mllama)"
+        torch.set_num_threads(1)  # as training.cpu_threads: two stall on a busy 2-core machine
     else:
         if not torch.cuda.is_available():
             print("No CUDA GPU: run on a GPU machine, or pass --cpu-rehearsal.", file=sys.stderr)
@@ -402,13 +404,13 @@ def report(f: dict) -> None:
     )
     print()
     print(
-        "| step | s | generation s | scoring s | optimisation s | completion tokens | image prompts |"
+        "| step | s | generation s | scoring s | optimisation s | completion tokens | image questions |"
     )
     print("|---|---|---|---|---|---|---|")
     for s in f["steps"]:
         print(
             f"| {s['step']} | {s['step_s']:.3f} | {s['generation_s']:.3f} | {s['scoring_s']:.3f} "
-            f"| {s['optimisation_s']:.3f} | {s['completion_tokens']} | {s['image_prompts']} |"
+            f"| {s['optimisation_s']:.3f} | {s['completion_tokens']} | {s['image_questions']} |"
         )
     imported = f["imports_kedro_or_mlflow"]
     print()

@@ -44,7 +44,7 @@ def test_cpu_rehearsal_runs_without_kedro_or_mlflow(tmp_path):
     assert figures["setup"].startswith("CPU rehearsal")
     assert len(figures["steps"]) == 2
     assert all(s["completion_tokens"] > 0 and s["generation_s"] > 0 for s in figures["steps"])
-    assert sum(s["image_prompts"] for s in figures["steps"]) > 0  # image questions were trained
+    assert sum(s["image_questions"] for s in figures["steps"]) > 0  # image questions were trained
     assert figures["eq6"]["bits"] == 4 and figures["eq6"]["training_overhead_gb"] == 1.5
     assert figures["completions_per_step"] == 4  # the proposal: 2 prompts x 2 completions
     assert figures["peak_memory"]["peak_rss_gb"] > 0
