@@ -517,11 +517,11 @@ def train_grpo(
         rss_before_model = memory.current_rss_gb()
         model = load_model(base_model, quantization=quantization, device=device, dtype=dtype)
         processor = load_processor(base_model)
-        args = grpo_config(
-            training, output_dir=checkpoint_dir, device=device, reward_weights=weights
-        )
         lora = lora_config(training["lora"])
         with _quiet_deprecations():
+            args = grpo_config(
+                training, output_dir=checkpoint_dir, device=device, reward_weights=weights
+            )
             trainer = MllamaGRPOTrainer(
                 model=model,
                 reward_funcs=reward_funcs,
