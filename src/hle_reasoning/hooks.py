@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import logging
+import math
 import os
+import re
 import subprocess
 import time
 from pathlib import Path
@@ -64,9 +66,6 @@ class GitCommitHook:
         self._tagged_run = run.info.run_id
 
 
-HEADLINE_SUFFIXES = ("accuracy", "accuracy_ci", "calibration_error")
-
-
 class StudySummaryHook:
     """After a successful ``kedro run``: where the reports are, the headline numbers, what next."""
 
@@ -105,10 +104,10 @@ class StudySummaryHook:
         if reports:
             lines.append("Reports:")
             lines += [f"  {p}" for p in reports]
-        headline = _headline_metrics(self._mlflow_run)
+        headline = _headline_lines(self._mlflow_run)
         if headline:
-            lines.append(f"Headline metrics (MLflow run {self._mlflow_run}):")
-            lines += [f"  {key:<40} {value:8.2f}" for key, value in headline]
+            lines.append(f"Headline (MLflow run {self._mlflow_run}):")
+            lines += headline
         lines += [
             "Compare runs:  mlflow ui --backend-store-uri sqlite:///mlflow.db   (http://127.0.0.1:5000)",
             "See the graph: kedro viz run",
@@ -131,14 +130,44 @@ def _filepath(catalog: Any, name: str) -> Path | None:
         return path
 
 
-def _headline_metrics(run_id: str | None) -> list[tuple[str, float]]:
+def _fmt(value: float | None, digits: int = 2) -> str:
+    return "n/a" if value is None or math.isnan(value) else f"{value:.{digits}f}"
+
+
+def _headline_lines(run_id: str | None) -> list[str]:
+    """Evaluation per variant and the training run, from the kedro run's MLflow metrics."""
     if not run_id:
         return []
     try:
         metrics = mlflow.MlflowClient().get_run(run_id).data.metrics
     except Exception:  # MLflow disabled or unreachable: the summary goes without numbers
         return []
-    return sorted((k, v) for k, v in metrics.items() if k.rsplit(".", 1)[-1] in HEADLINE_SUFFIXES)
+    lines = []
+    if "training.steps" in metrics:
+        peak = metrics.get(
+            "training.memory.peak_cuda_allocated_gb", metrics.get("training.memory.peak_rss_gb")
+        )
+        lines.append(
+            f"  training: {int(metrics['training.steps'])} GRPO steps, "
+            f"{_fmt(metrics.get('training.mean_step_time_s'))} s/step, "
+            f"final reward {_fmt(metrics.get('training.reward'), 3)}, "
+            f"peak memory {_fmt(peak)} GB (eq. (6): {_fmt(metrics.get('training.memory.eq6_total_gb'))} GB)"
+        )
+    variants = sorted(
+        {m.group(1) for k in metrics if (m := re.fullmatch(r"evaluation\.(\w+)\.accuracy", k))}
+    )
+    if variants:
+        lines.append(
+            f"  {'variant':<12}{'n':>5}  {'accuracy (%)':>16}  {'calibration error (%)':>22}  {'all bins (%)':>12}"
+        )
+    for variant in variants:
+        get = lambda name, v=variant: metrics.get(f"evaluation.{v}.{name}")  # noqa: E731
+        accuracy = f"{_fmt(get('accuracy'))} ± {_fmt(get('accuracy_ci'))}"
+        lines.append(
+            f"  {variant:<12}{_fmt(get('n'), 0):>5}  {accuracy:>16}  "
+            f"{_fmt(get('calibration_error')):>22}  {_fmt(get('calibration_error_all_bins')):>12}"
+        )
+    return lines
 
 
 def _duration(seconds: float) -> str:
