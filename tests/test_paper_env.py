@@ -65,3 +65,13 @@ def test_paper_run_without_token_stops_before_any_node(project_copy):
     assert "no node was run" in output and "HF_TOKEN is not set" in output
     assert "Running node" not in output
     assert not (project_copy / "data" / "08_reporting").exists()
+
+
+@pytest.mark.slow
+def test_bad_training_config_stops_a_whole_run_before_any_node(project_copy):
+    result = kedro_run(project_copy, "--params", "training.grpo.num_generations=1")
+    output = result.stdout + result.stderr
+    assert result.returncode != 0
+    assert "training.grpo.num_generations is 1" in output and "no node was run" in output
+    assert "Running node" not in output
+    assert not (project_copy / "data" / "03_primary").exists()

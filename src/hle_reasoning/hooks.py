@@ -221,7 +221,7 @@ def preflight_problems(
 
 
 class PreflightHook:
-    """Checks tokens, hub access settings and the GPU before the first node, listing every problem."""
+    """Before the first node: tokens, hub access, the GPU and the training config, every problem at once."""
 
     @hook_impl
     def before_pipeline_run(self, run_params: dict, pipeline: Any, catalog: Any) -> None:
@@ -238,6 +238,11 @@ class PreflightHook:
         uses_device = bool({"base_model", "params:model", "params:model.device"} & datasets)
         hle_source = _param(catalog, "params:hle_source") if "hle_questions" in datasets else None
         problems = preflight_problems(params, hle_source, uses_model, uses_device)
+        if "params:training" in datasets:
+            from hle_reasoning.modeling.training import config_problems
+
+            training = _param(catalog, "params:training") or {}
+            problems += config_problems(training, params["model"], check_access=False)
         if problems:
             raise PreflightError(
                 "This run cannot work as configured; no node was run and no output written:\n"

@@ -84,8 +84,14 @@ def completions_per_step(grpo: Mapping[str, Any]) -> int:
     return int(grpo["batch_size"])
 
 
-def config_problems(training: Mapping[str, Any], model: Mapping[str, Any]) -> list[str]:
-    """Everything wrong with a training configuration, one message per problem (empty if fine)."""
+def config_problems(
+    training: Mapping[str, Any], model: Mapping[str, Any], check_access: bool = True
+) -> list[str]:
+    """Everything wrong with a training configuration, one message per problem (empty if fine).
+
+    ``check_access=False`` leaves out the model's hub access and device (the preflight hook checks
+    those for every pipeline).
+    """
     problems: list[str] = []
     grpo = training.get("grpo", {}) or {}
     prompt = training.get("prompt", {}) or {}
@@ -203,10 +209,11 @@ def config_problems(training: Mapping[str, Any], model: Mapping[str, Any]) -> li
     quantization = model.get("quantization") or {}
     if quantization.get("enabled", False) and quantization.get("bits", 4) != 4:
         problems.append("model.quantization.bits must be 4 (QLoRA's NF4), or set enabled: false.")
-    for check in (
+    checks = (
         lambda: check_model_access(str(model.get("name_or_path"))),
         lambda: resolve_device(str(model.get("device", "auto"))),
-    ):
+    )
+    for check in checks if check_access else ():
         try:
             check()
         except ModelAccessError as error:
