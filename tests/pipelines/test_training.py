@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import sqlite3
 
+import pandas as pd
 import pytest
 import yaml
 from kedro.io import DataCatalog, MemoryDataset
@@ -108,6 +109,10 @@ def test_kedro_run_trains_on_image_questions_and_tracks_everything(project_copy)
         assert f"training.{key}" in run["metrics"]
     assert "training/lora_adapter" in run["artifacts"]
     assert "training/training_summary.json" in run["artifacts"]
+    assert "training/training_curves.png" in run["artifacts"]
+    history = pd.read_csv(project_copy / "data/08_reporting/training_history.csv")
+    assert history["step"].tolist() == [1, 2, 3]
+    assert history["reward"].notna().all()
     with sqlite3.connect(project_copy / "mlflow.db") as db:
         (count,) = db.execute("select count(*) from runs").fetchone()
     assert count == 1

@@ -8,7 +8,7 @@ from typing import Any
 import mlflow
 import pandas as pd
 
-from hle_reasoning.modeling import models, training
+from hle_reasoning.modeling import curves, models, training
 from hle_reasoning.modeling.models import BuiltModel
 
 logger = logging.getLogger(__name__)
@@ -28,8 +28,8 @@ def train_grpo(
     focus_train: pd.DataFrame,
     model: dict[str, Any],
     training_params: dict[str, Any],
-) -> tuple[Any, dict[str, Any], dict[str, Any]]:
-    """QLoRA + GRPO on the training questions: the adapter, the metric histories, a summary."""
+) -> tuple[Any, dict[str, Any], dict[str, Any], pd.DataFrame]:
+    """QLoRA + GRPO on the training questions: adapter, metric histories, summary, history table."""
     result = training.train_grpo(base_model, focus_train, model, training_params)
     if mlflow.active_run() is not None:
         # The trainer's resolved settings; kedro-mlflow logs the `training.*` parameters themselves.
@@ -45,4 +45,19 @@ def train_grpo(
         summary["memory"]["eq6"]["total_gb"],
         ", ".join(f"{k} {v:.3f}" for k, v in summary["memory"]["measured"].items()),
     )
-    return result.model, {**result.history, **training.summary_metrics(summary)}, summary
+    history = curves.history_frame(result.history)
+    return (
+        result.model,
+        {**result.history, **training.summary_metrics(summary)},
+        summary,
+        history,
+    )
+
+
+def plot_training_curves(training_history: pd.DataFrame, training_summary: dict[str, Any]) -> Any:
+    """The per-step reward, loss, KL, completion length and learning rate, as one figure."""
+    title = (
+        f"GRPO on {training_summary['questions']} questions "
+        f"({training_summary['image_questions']} with images): {training_summary['steps']} steps"
+    )
+    return curves.training_curves_figure(training_history, title)

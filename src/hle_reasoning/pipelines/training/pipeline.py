@@ -17,8 +17,19 @@ def create_pipeline(**kwargs) -> Pipeline:
             node(
                 nodes.train_grpo,
                 inputs=["base_model", "focus_train", "params:model", "params:training"],
-                outputs=["lora_adapter", "training_metrics", "training_summary"],
+                outputs=[
+                    "lora_adapter",
+                    "training_metrics",
+                    "training_summary",
+                    "training_history",
+                ],
                 name="train_grpo_node",
+            ),
+            node(
+                nodes.plot_training_curves,
+                inputs=["training_history", "training_summary"],
+                outputs="training_curves",
+                name="plot_training_curves_node",
             ),
         ],
         tags="training",
