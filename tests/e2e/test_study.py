@@ -1,10 +1,13 @@
 """A clone, the README's install, `kedro run`: the whole default study finishes, with its reports
 and MLflow runs; a second run keeps the first run's record."""
 
+import shutil
 import sqlite3
 
 import pandas as pd
 import pytest
+
+from tests.kedro_cli import kedro_run
 
 pytestmark = pytest.mark.slow
 
@@ -67,3 +70,29 @@ def test_default_study_is_tracked_in_mlflow(finished_study):
     parent_keys = set(metrics.loc[metrics["run_uuid"] == parents["run_uuid"].iloc[0], "key"])
     assert any(k.startswith("training.") for k in parent_keys)
     assert any(k.startswith("data_processing.") for k in parent_keys)
+
+
+def test_a_second_run_keeps_the_first_runs_record(finished_study, tmp_path):
+    project = tmp_path / "again"
+    shutil.copytree(finished_study.path, project)
+    before = runs(finished_study)
+    with sqlite3.connect(project / "mlflow.db") as db:
+        first_metrics = pd.read_sql("select run_uuid, key, value from latest_metrics", db)
+
+    result = kedro_run(project, timeout=1200)
+    assert result.returncode == 0, (result.stdout + result.stderr)[-5000:]
+
+    table = runs(type(finished_study)(project, 0.0, ""))
+    parents = table[table["mlflow.parentRunId"].isna()]
+    assert len(parents) == 2 and (table["status"] == "FINISHED").all()
+    for parent in parents["run_uuid"]:
+        children = table[table["mlflow.parentRunId"] == parent]
+        assert sorted(children["variant"]) == ["baseline", "finetuned"]
+    # The first run's record is untouched by the second.
+    with sqlite3.connect(project / "mlflow.db") as db:
+        metrics = pd.read_sql("select run_uuid, key, value from latest_metrics", db)
+    old = metrics[metrics["run_uuid"].isin(before["run_uuid"])].sort_values(["run_uuid", "key"])
+    pd.testing.assert_frame_equal(
+        old.reset_index(drop=True),
+        first_metrics.sort_values(["run_uuid", "key"]).reset_index(drop=True),
+    )
