@@ -12,6 +12,8 @@ namesakes::
 from __future__ import annotations
 
 import os
+import shutil
+from collections.abc import Callable
 from pathlib import Path, PurePosixPath
 from typing import Any
 
@@ -25,6 +27,25 @@ from kedro_datasets.text import TextDataset as _TextDataset
 def atomic_replace(tmp: Path, final: Path) -> None:
     """Move ``tmp`` over ``final`` in one step (same directory, so same filesystem)."""
     os.replace(tmp, final)
+
+
+def write_directory_atomically(path: Path, write: Callable[[Path], None]) -> None:
+    """Have ``write`` fill a temporary sibling of ``path``, then swap it in for ``path``.
+
+    If ``write`` raises, ``path`` keeps its previous content and the temporary folder is removed.
+    """
+    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    old = path.with_name(f".{path.name}.old-{os.getpid()}")
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir(parents=True)
+    try:
+        write(tmp)
+        if path.exists():
+            path.rename(old)
+        tmp.rename(path)
+        shutil.rmtree(old, ignore_errors=True)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
 
 
 class _AtomicSave:

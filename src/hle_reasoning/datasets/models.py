@@ -3,13 +3,12 @@
 from __future__ import annotations
 
 import json
-import os
-import shutil
 from pathlib import Path
 from typing import Any
 
 from kedro.io import AbstractDataset, DatasetError
 
+from hle_reasoning.datasets.atomic import write_directory_atomically
 from hle_reasoning.modeling.models import BuiltModel, load_tokenizer
 
 
@@ -67,28 +66,22 @@ class BaseModelDataset(AbstractDataset[Any, str]):
         return json.loads(ref.read_text())["name_or_path"]
 
     def save(self, data: Any) -> None:
-        tmp = self._path.with_name(f".{self._path.name}.tmp-{os.getpid()}")
-        shutil.rmtree(tmp, ignore_errors=True)
-        tmp.mkdir(parents=True)
-        try:
+        if isinstance(data, BuiltModel):
+            ref = {"name_or_path": str(self._path), "built_from": data.built_from}
+        elif isinstance(data, str):
+            ref = {"name_or_path": data, "built_from": None}
+        else:
+            raise DatasetError(
+                f"BaseModelDataset saves a BuiltModel or a name_or_path string, got {type(data).__name__}"
+            )
+
+        def write(folder: Path) -> None:
             if isinstance(data, BuiltModel):
-                data.model.save_pretrained(tmp)
-                data.processor.save_pretrained(tmp)
-                ref = {"name_or_path": str(self._path), "built_from": data.built_from}
-            elif isinstance(data, str):
-                ref = {"name_or_path": data, "built_from": None}
-            else:
-                raise DatasetError(
-                    f"BaseModelDataset saves a BuiltModel or a name_or_path string, got {type(data).__name__}"
-                )
-            (tmp / self.REF_FILE).write_text(json.dumps(ref, indent=2) + "\n")
-            old = self._path.with_name(f".{self._path.name}.old-{os.getpid()}")
-            if self._path.exists():
-                self._path.rename(old)
-            tmp.rename(self._path)
-            shutil.rmtree(old, ignore_errors=True)
-        finally:
-            shutil.rmtree(tmp, ignore_errors=True)
+                data.model.save_pretrained(folder)
+                data.processor.save_pretrained(folder)
+            (folder / self.REF_FILE).write_text(json.dumps(ref, indent=2) + "\n")
+
+        write_directory_atomically(self._path, write)
 
     def _exists(self) -> bool:
         return (self._path / self.REF_FILE).exists()
@@ -130,22 +123,15 @@ class LoraAdapterDataset(AbstractDataset[Any, str]):
     def save(self, data: Any) -> None:
         if not hasattr(data, "save_pretrained"):
             raise DatasetError(f"LoraAdapterDataset saves a PEFT model, got {type(data).__name__}")
-        tmp = self._path.with_name(f".{self._path.name}.tmp-{os.getpid()}")
-        old = self._path.with_name(f".{self._path.name}.old-{os.getpid()}")
-        shutil.rmtree(tmp, ignore_errors=True)
-        tmp.parent.mkdir(parents=True, exist_ok=True)
-        try:
-            data.save_pretrained(tmp)
-            if not (tmp / self.CONFIG_FILE).exists():
+
+        def write(folder: Path) -> None:
+            data.save_pretrained(folder)
+            if not (folder / self.CONFIG_FILE).exists():
                 raise DatasetError(
                     f"{type(data).__name__}.save_pretrained wrote no {self.CONFIG_FILE}"
                 )
-            if self._path.exists():
-                self._path.rename(old)
-            tmp.rename(self._path)
-            shutil.rmtree(old, ignore_errors=True)
-        finally:
-            shutil.rmtree(tmp, ignore_errors=True)
+
+        write_directory_atomically(self._path, write)
 
     def _exists(self) -> bool:
         return (self._path / self.CONFIG_FILE).exists()

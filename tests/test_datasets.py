@@ -1,0 +1,66 @@
+"""The project's datasets write whole or not at all, and refuse what they cannot do."""
+
+import pandas as pd
+import pytest
+from kedro.io import DatasetError
+
+from hle_reasoning.datasets import BaseModelDataset, CSVDataset, HLEDataset, TextDataset
+from hle_reasoning.datasets.atomic import write_directory_atomically
+
+
+class Unwritable:
+    """A frame-like object whose serialisation fails halfway (after the file was opened)."""
+
+    def to_csv(self, *args, **kwargs):
+        raise RuntimeError("serialisation failed")
+
+
+def test_atomic_csv_keeps_the_previous_file_when_a_save_fails(tmp_path):
+    path = tmp_path / "reporting" / "table.csv"
+    dataset = CSVDataset(filepath=str(path))
+    dataset.save(pd.DataFrame({"a": [1, 2]}))
+    before = path.read_bytes()
+    with pytest.raises(DatasetError):
+        dataset.save(Unwritable())
+    assert path.read_bytes() == before
+    assert [p.name for p in path.parent.iterdir()] == ["table.csv"]  # no temporary left behind
+    pd.testing.assert_frame_equal(dataset.load(), pd.DataFrame({"a": [1, 2]}))
+
+
+def test_atomic_text_replaces_whole_files(tmp_path):
+    dataset = TextDataset(filepath=str(tmp_path / "report.md"))
+    dataset.save("first")
+    dataset.save("second")
+    assert dataset.load() == "second"
+
+
+def test_directory_write_failure_keeps_the_previous_directory(tmp_path):
+    target = tmp_path / "adapter"
+    write_directory_atomically(target, lambda d: (d / "weights.bin").write_text("v1"))
+
+    def broken(folder):
+        (folder / "weights.bin").write_text("half")
+        raise OSError("disk full")
+
+    with pytest.raises(OSError, match="disk full"):
+        write_directory_atomically(target, broken)
+    assert (target / "weights.bin").read_text() == "v1"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["adapter"]
+
+
+def test_base_model_dataset_records_references_and_refuses_other_objects(tmp_path):
+    dataset = BaseModelDataset(path=str(tmp_path / "base_model"))
+    with pytest.raises(DatasetError, match="run the training pipeline first"):
+        dataset.load()
+    dataset.save("meta-llama/Llama-3.2-11B-Vision-Instruct")
+    assert dataset.load() == "meta-llama/Llama-3.2-11B-Vision-Instruct"
+    with pytest.raises(DatasetError, match="saves a BuiltModel or a name_or_path string"):
+        dataset.save(42)
+    assert dataset.load() == "meta-llama/Llama-3.2-11B-Vision-Instruct"
+
+
+def test_hle_dataset_is_read_only_and_names_the_source(tmp_path):
+    with pytest.raises(DatasetError, match="read-only"):
+        HLEDataset(source="data/01_raw/hle_sample.jsonl").save(pd.DataFrame())
+    with pytest.raises(Exception, match="missing.jsonl: no such file"):
+        HLEDataset(source=str(tmp_path / "missing.jsonl")).load()
