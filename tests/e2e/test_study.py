@@ -44,7 +44,7 @@ def test_default_study_writes_every_report(finished_study):
         finished_study.path / "data" / "06_models" / "lora_adapter" / "adapter_config.json"
     ).exists()
     # The closing summary tells where the reports are and how to look at the runs.
-    assert "Headline metrics" in finished_study.output
+    assert "Headline (MLflow run" in finished_study.output
     assert "mlflow ui --backend-store-uri sqlite:///mlflow.db" in finished_study.output
     assert "kedro viz run" in finished_study.output
 

@@ -7,14 +7,11 @@ import warnings
 from collections.abc import Sequence
 from typing import Any
 
-import matplotlib
+import matplotlib.pyplot as plt
+import numpy as np
+import pandas as pd
 
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
-import pandas as pd  # noqa: E402
-
-from hle_reasoning.hle.metrics import (  # noqa: E402
+from hle_reasoning.hle.metrics import (
     BETA,
     SmallSampleWarning,
     calibration_error,
