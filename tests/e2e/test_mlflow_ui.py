@@ -73,7 +73,11 @@ def test_mlflow_ui_compares_baseline_and_finetuned(finished_study, tmp_path):
             experiments = json.dumps([experiment["experiment_id"]])
             url = f"http://127.0.0.1:{port}/#/compare-runs?runs={urllib.parse.quote(ids)}&experiments={urllib.parse.quote(experiments)}"
             dom = chromium_render(
-                url, tmp_path / "profile", shots / "mlflow_compare_runs.png", budget_ms=25000
+                url,
+                tmp_path / "profile",
+                shots / "mlflow_compare_runs.png",
+                budget_ms=25000,
+                window="1600,2600",
             )
             assert "evaluation.baseline" in dom and "evaluation.finetuned" in dom
             assert "calibration_error" in dom
