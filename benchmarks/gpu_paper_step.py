@@ -239,7 +239,8 @@ def main() -> int:
     from hle_reasoning.modeling import memory
     from hle_reasoning.modeling.models import build_tiny_processor, load_model
     from hle_reasoning.modeling.rewards import build_reward_functions
-    from hle_reasoning.modeling.training import grpo_config, lora_config, training_dataset
+    from hle_reasoning.modeling.training import training_dataset
+    from hle_reasoning.modeling.trl_mapping import grpo_config, lora_config
 
     transformers.logging.set_verbosity_error()
     if args.cpu_rehearsal:

@@ -82,7 +82,7 @@ def run_once(kind: str, load, tokenizer, dataset, training: dict, steps: int, ou
     from trl import GRPOConfig, GRPOTrainer
 
     from hle_reasoning.modeling.grpo import MllamaGRPOConfig, MllamaGRPOTrainer
-    from hle_reasoning.modeling.training import grpo_config_kwargs, lora_config
+    from hle_reasoning.modeling.trl_mapping import grpo_config_kwargs, lora_config
 
     kwargs = grpo_config_kwargs(
         training, output_dir=outdir / kind, device="cpu", reward_weights=[1.0]

@@ -3,6 +3,7 @@
 import os
 
 import pytest
+import torch
 from kedro.config import OmegaConfigLoader
 
 from hle_reasoning.hooks import preflight_problems
@@ -34,16 +35,51 @@ def test_paper_config_resolves_to_the_proposals_setup():
     assert params["data_processing"]["focus_categories"] == ["Math"]
 
 
+def without_credentials(monkeypatch) -> None:
+    for name in (
+        "HF_TOKEN",
+        "HUGGING_FACE_HUB_TOKEN",
+        "HF_HUB_OFFLINE",
+        "HLE_JUDGE_API_KEY",
+        "OPENAI_API_KEY",
+        "HLE_JUDGE_BASE_URL",
+        "OPENAI_BASE_URL",
+        "HLE_JUDGE_MODEL",
+    ):
+        monkeypatch.delenv(name, raising=False)
+
+
+def test_paper_setup_judges_with_the_official_llm_judge():
+    judge = paper_params()["evaluation"]["judge"]
+    assert judge["kind"] == "llm" and judge["llm"]["model"] == "o3-mini-2025-01-31"
+    base = OmegaConfigLoader(str(PROJECT_ROOT / "conf"), **CONFIG_LOADER_ARGS)["parameters"]
+    assert base["evaluation"]["judge"]["kind"] == "rules"  # the offline default study
+
+
 def test_preflight_lists_every_problem(monkeypatch):
-    monkeypatch.delenv("HF_TOKEN", raising=False)
-    monkeypatch.delenv("HUGGING_FACE_HUB_TOKEN", raising=False)
-    monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
+    without_credentials(monkeypatch)
+    # The same answer on a machine with or without a GPU.
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
     problems = preflight_problems(paper_params(), "cais/hle", uses_model=True, uses_device=True)
     text = "\n".join(problems)
-    assert len(problems) == 3
+    assert len(problems) == 4
     assert "hle_source is the gated hub dataset 'cais/hle' but HF_TOKEN is not set" in text
     assert "model.name_or_path is the gated hub model" in text
     assert "model.device is 'cuda' but torch" in text
+    assert "evaluation.judge.kind is llm" in text and "no API key is set" in text
+    assert "--params evaluation.judge.kind=rules" in text
+
+
+def test_preflight_accepts_the_llm_judge_with_a_key_or_a_local_server(monkeypatch):
+    without_credentials(monkeypatch)
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setenv("HF_TOKEN", "hf_test")
+    params = paper_params()
+    monkeypatch.setenv("HLE_JUDGE_API_KEY", "sk-test")
+    assert preflight_problems(params, "cais/hle", uses_model=True, uses_device=True) == []
+    monkeypatch.delenv("HLE_JUDGE_API_KEY")
+    params["evaluation"]["judge"]["llm"]["base_url"] = "http://127.0.0.1:8000/v1"
+    assert preflight_problems(params, "cais/hle", uses_model=True, uses_device=True) == []
 
 
 def test_preflight_is_quiet_for_the_default_setup():

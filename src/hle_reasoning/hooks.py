@@ -180,16 +180,30 @@ class PreflightError(RuntimeError):
 
 
 def preflight_problems(
-    params: dict[str, Any], hle_source: str | None, uses_model: bool, uses_device: bool = True
+    params: dict[str, Any],
+    hle_source: str | None,
+    uses_model: bool,
+    uses_device: bool = True,
+    *,
+    blocks: list[str] | None = None,
+    judge_endpoint: Any = None,
 ) -> list[str]:
-    """What would stop this run, found from config and environment alone (no downloads)."""
+    """What would stop this run, found from config and environment alone (no downloads).
+
+    ``blocks``: the parameter blocks the run reads (default: every block ``params`` holds), each
+    parsed whole (types, unknown keys, ranges); ``judge_endpoint``: where an ``llm`` judge would
+    send requests (default: from the environment).
+    """
     import torch
 
+    from hle_reasoning.config import BLOCKS, TINY, parse_blocks
     from hle_reasoning.hle.schema import is_hub_id as is_hub_dataset
-    from hle_reasoning.modeling.models import TINY, hf_token
+    from hle_reasoning.modeling.models import hf_token
     from hle_reasoning.modeling.models import is_hub_id as is_hub_model
 
-    problems: list[str] = []
+    if blocks is None:
+        blocks = [name for name in BLOCKS if name in params]
+    parsed, problems = parse_blocks(params, blocks)
     token = hf_token()
     offline = os.environ.get("HF_HUB_OFFLINE") == "1"
     if hle_source and is_hub_dataset(hle_source) and not token:
@@ -217,32 +231,59 @@ def preflight_problems(
             f"model.device is {device!r} but torch {torch.__version__} sees no CUDA GPU: run on a GPU "
             "machine with a CUDA build of torch, or use the default setup (without --env paper)."
         )
+    evaluation = parsed.get("evaluation")
+    if evaluation is not None and evaluation.judge.kind == "llm":
+        problems += judge_problems(evaluation.judge, judge_endpoint)
     return problems
 
 
+def judge_problems(judge: Any, endpoint: Any = None) -> list[str]:
+    """An ``llm`` judge without the key its endpoint needs (a local server needs none)."""
+    if endpoint is None:
+        from hle_reasoning.datasets import JudgeEndpointDataset
+
+        endpoint = JudgeEndpointDataset().load()
+    base_url = endpoint.base_url or judge.llm.base_url
+    if endpoint.api_key or base_url:
+        return []
+    return [
+        f"evaluation.judge.kind is llm (the official judge, {judge.model_used(endpoint.model)}) "
+        "but no API key is set: `export HLE_JUDGE_API_KEY=sk-...` (or OPENAI_API_KEY), or put "
+        "api_key under hle_judge in conf/local/credentials.yml (see README, Evaluation); or set "
+        "evaluation.judge.llm.base_url to a local OpenAI-compatible server. To judge offline "
+        "instead: --params evaluation.judge.kind=rules"
+    ]
+
+
 class PreflightHook:
-    """Before the first node: tokens, hub access, the GPU and the training config, every problem at once."""
+    """Before the first node: every parameter block the run reads, tokens, hub access, the GPU
+    and the judge's credentials; every problem at once."""
 
     @hook_impl
     def before_pipeline_run(self, run_params: dict, pipeline: Any, catalog: Any) -> None:
+        from hle_reasoning.config import BLOCKS
+
         datasets = set(pipeline.datasets())
-        params = {"model": _param(catalog, "params:model") or {}}
-        if "params:model" not in datasets:
-            for name in datasets:
-                if name.startswith("params:model."):
-                    params["model"][name.split(".", 1)[1]] = _param(catalog, name)
-        uses_model = bool({"base_model", "tokenizer", "params:model"} & datasets) or any(
-            n.startswith("params:model.") for n in datasets
+        blocks = sorted(
+            {n.removeprefix("params:").split(".")[0] for n in datasets if n.startswith("params:")}
+            & set(BLOCKS)
         )
+        params = {name: _param(catalog, f"params:{name}") for name in blocks}
+        if "model" not in params:
+            params["model"] = _param(catalog, "params:model") or {}
+        uses_model = bool({"base_model", "tokenizer"} & datasets) or "model" in blocks
         # Loading weights needs the device; data_processing only needs the tokenizer.
         uses_device = bool({"base_model", "params:model", "params:model.device"} & datasets)
         hle_source = _param(catalog, "params:hle_source") if "hle_questions" in datasets else None
-        problems = preflight_problems(params, hle_source, uses_model, uses_device)
-        if "params:training" in datasets:
-            from hle_reasoning.modeling.training import config_problems
-
-            training = _param(catalog, "params:training") or {}
-            problems += config_problems(training, params["model"], check_access=False)
+        endpoint = _param(catalog, "judge_endpoint") if "judge_endpoint" in datasets else None
+        problems = preflight_problems(
+            params,
+            hle_source,
+            uses_model,
+            uses_device,
+            blocks=blocks,
+            judge_endpoint=endpoint,
+        )
         if problems:
             raise PreflightError(
                 "This run cannot work as configured; no node was run and no output written:\n"

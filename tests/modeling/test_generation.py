@@ -5,7 +5,7 @@ from hle_reasoning.modeling.generation import (
     RESPONSE_COLUMNS,
     GenerationConfig,
     batches,
-    fingerprint,
+    files_fingerprint,
     generate_responses,
     generation_key,
     load_for_evaluation,
@@ -106,6 +106,6 @@ def test_generation_key_changes_with_what_answers_depend_on(tiny_dir, tmp_path):
     assert with_adapter != key
     (adapter / "adapter_model.safetensors").write_bytes(b"two")  # retrained: new weights
     assert generation_key(str(tiny_dir), str(adapter), config, FP32) != with_adapter
-    assert fingerprint("meta-llama/Llama-3.2-11B-Vision-Instruct") == fingerprint(
+    assert files_fingerprint("meta-llama/Llama-3.2-11B-Vision-Instruct") == files_fingerprint(
         "meta-llama/Llama-3.2-11B-Vision-Instruct"
     )

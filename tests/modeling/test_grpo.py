@@ -8,6 +8,7 @@ import copy
 import pytest
 import torch
 
+from hle_reasoning.hle.prompts import prompt_text
 from hle_reasoning.hle.schema import load_image
 from hle_reasoning.modeling.grpo import (
     MllamaGRPOTrainer,
@@ -16,8 +17,8 @@ from hle_reasoning.modeling.grpo import (
     truncate_prompt_ids,
 )
 from hle_reasoning.modeling.models import build_tiny_mllama, load_model, load_processor
-from hle_reasoning.modeling.prompting import prompt_text
-from hle_reasoning.modeling.training import grpo_config, lora_config, training_dataset
+from hle_reasoning.modeling.training import training_dataset
+from hle_reasoning.modeling.trl_mapping import grpo_config, lora_config
 
 
 def length_reward(completions, **_):

@@ -10,7 +10,7 @@ import torch
 
 from hle_reasoning.modeling import memory
 from hle_reasoning.modeling.models import load_model
-from hle_reasoning.modeling.training import lora_config
+from hle_reasoning.modeling.trl_mapping import lora_config
 
 PROPOSAL_LORA = {"r": 4, "alpha": 32, "dropout": 0.05, "target_modules": ["q_proj", "v_proj"]}
 

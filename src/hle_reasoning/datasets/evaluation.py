@@ -11,12 +11,10 @@
 
 from __future__ import annotations
 
-import io
 import json
 import logging
 import math
 import os
-import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -210,10 +208,10 @@ class JudgeEndpointDataset(AbstractDataset[None, JudgeEndpoint]):
 class MlflowChildRunDataset(AbstractDataset[dict, None]):
     """Save-only: one nested MLflow run under the active (``kedro run``) run per save.
 
-    The payload is a dict with any of ``tags``, ``params``, ``metrics`` (name -> number; NaN
-    is logged as NaN, so every run carries the same metric names) and ``artifacts`` (file name ->
-    DataFrame (.csv/.parquet), dict or list (.json), str (text), bytes, or a matplotlib figure
-    (.png)). The child run gets ``run_name`` and ``tags`` and inherits the parent's git tags.
+    The payload is a dict with any of ``tags``, ``params``, ``metrics`` (name -> number; an
+    undefined one is logged as NaN, ``hle_reasoning.tracking``'s rule) and ``artifacts`` (file
+    name -> DataFrame (.csv), dict or list (.json), str (text) or a matplotlib figure (.png)),
+    all logged through ``hle_reasoning.tracking``. The child run gets ``run_name`` and ``tags`` and inherits the parent's git tags.
     Without an active run (tracking disabled, or a plain ``SequentialRunner``) it logs nothing.
 
     YAML::
@@ -248,6 +246,8 @@ class MlflowChildRunDataset(AbstractDataset[dict, None]):
     def save(self, data: dict[str, Any]) -> None:
         import mlflow
 
+        from hle_reasoning import tracking
+
         parent = mlflow.active_run()
         if parent is None:
             logger.info("No active MLflow run: the %r child run is not logged", self._run_name)
@@ -258,21 +258,9 @@ class MlflowChildRunDataset(AbstractDataset[dict, None]):
         tags.update(self._tags)
         tags.update({k: str(v) for k, v in (data.get("tags") or {}).items()})
         with mlflow.start_run(run_name=self._run_name, nested=True, tags=tags) as run:
-            params = {k: str(v)[:6000] for k, v in (data.get("params") or {}).items()}
-            if params:
-                mlflow.log_params(params)
-            metrics = {
-                k: float("nan") if v is None else float(v)
-                for k, v in (data.get("metrics") or {}).items()
-            }
-            if metrics:
-                mlflow.log_metrics(metrics)
-            artifacts = data.get("artifacts") or {}
-            if artifacts:
-                with tempfile.TemporaryDirectory() as folder:
-                    for name, content in artifacts.items():
-                        _write_artifact(Path(folder) / name, content)
-                    mlflow.log_artifacts(folder, artifact_path=self._artifact_path)
+            tracking.log_params(data.get("params") or {})
+            tracking.log_metrics(data.get("metrics") or {})
+            tracking.log_artifacts(data.get("artifacts") or {}, self._artifact_path)
             self.last_run_id = run.info.run_id
         logger.info(
             "Logged MLflow child run %r (%s) under %s",
@@ -283,26 +271,3 @@ class MlflowChildRunDataset(AbstractDataset[dict, None]):
 
     def _describe(self) -> dict[str, Any]:
         return {"run_name": self._run_name, "tags": self._tags}
-
-
-def _write_artifact(path: Path, content: Any) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    if isinstance(content, pd.DataFrame):
-        if path.suffix == ".parquet":
-            content.to_parquet(path, index=False)
-        else:
-            content.to_csv(path, index=False)
-    elif isinstance(content, (dict, list)):
-        path.write_text(json.dumps(content, indent=2, ensure_ascii=False, default=str) + "\n")
-    elif isinstance(content, str):
-        path.write_text(content, encoding="utf-8")
-    elif isinstance(content, bytes):
-        path.write_bytes(content)
-    elif hasattr(content, "savefig"):
-        buffer = io.BytesIO()
-        content.savefig(
-            buffer, format=path.suffix.lstrip(".") or "png", dpi=120, bbox_inches="tight"
-        )
-        path.write_bytes(buffer.getvalue())
-    else:
-        raise DatasetError(f"cannot write artifact {path.name} of type {type(content).__name__}")

@@ -1,8 +1,13 @@
-"""The official HLE prompt: one system prompt, the question, and the image after the text."""
+"""The official HLE prompt: one system prompt, the question, and the image after the text; and the
+question rendered through a model's own chat template."""
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Any, Literal
+
+from PIL import Image
+
+from hle_reasoning.hle.schema import has_image, load_image
 
 # Verbatim from the official hle_eval/run_model_predictions.py.
 SYSTEM_PROMPT = (
@@ -39,3 +44,20 @@ def build_messages(
     if system_prompt:
         messages.insert(0, {"role": role, "content": [{"type": "text", "text": system_prompt}]})
     return messages
+
+
+def prompt_text(
+    processor: Any,
+    question: str,
+    image: str,
+    system_prompt: str = SYSTEM_PROMPT,
+    system_role: SystemRole = "auto",
+) -> str:
+    """The question rendered by the model's own chat template, ending with the assistant header."""
+    messages = build_messages(question, has_image(image), system_prompt, system_role)
+    return processor.apply_chat_template(messages, add_generation_prompt=True, tokenize=False)
+
+
+def prompt_images(image: str) -> list[Image.Image] | None:
+    """The decoded image of a question as Mllama's processor wants it (``None`` without one)."""
+    return [load_image(image)] if has_image(image) else None

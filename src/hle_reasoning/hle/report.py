@@ -11,11 +11,11 @@ import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 
+from hle_reasoning.hle.formatting import figure
 from hle_reasoning.hle.metrics import (
     BETA,
     SmallSampleWarning,
     calibration_error,
-    small_sample_note,
     summarize,
 )
 
@@ -55,22 +55,6 @@ def variant_metrics(
         )
         rows.append({"category": category, **figures})
     return pd.DataFrame(rows, columns=["category", *METRIC_COLUMNS])
-
-
-def warn_small_sample(n: int, beta: int, variant: str) -> None:
-    note = small_sample_note(n, beta)
-    if note:
-        warnings.warn(f"{variant}: {note}", SmallSampleWarning, stacklevel=2)
-
-
-def _fmt(value: Any, digits: int = 1) -> str:
-    if value is None or (isinstance(value, float) and math.isnan(value)):
-        return "n/a"
-    return f"{value:.{digits}f}"
-
-
-def _pct(value: float) -> str:
-    return "n/a" if math.isnan(value) else f"{value:.1f}%"
 
 
 def table_1(
@@ -123,14 +107,14 @@ def table_1_markdown(table: pd.DataFrame) -> str:
         "|---|---:|---:|---:|---:|---|",
     ]
     for row in table.itertuples():
-        accuracy = _fmt(row.accuracy)
+        accuracy = figure(row.accuracy, 1)
         if row.accuracy_ci is not None and not pd.isna(row.accuracy_ci):
-            accuracy += f" ± {_fmt(row.accuracy_ci)}"
+            accuracy += f" ± {figure(row.accuracy_ci, 1)}"
         n = "" if row.n is None or pd.isna(row.n) else str(int(row.n))
-        all_bins = "" if row.source != "measured" else _fmt(row.calibration_error_all_bins)
+        all_bins = "" if row.source != "measured" else figure(row.calibration_error_all_bins, 1)
         note = f" ({row.note})" if row.note else ""
         lines.append(
-            f"| {row.model}{note} | {accuracy} | {_fmt(row.calibration_error)} | {all_bins} | {n} "
+            f"| {row.model}{note} | {accuracy} | {figure(row.calibration_error, 1)} | {all_bins} | {n} "
             f"| {row.source} |"
         )
     return "\n".join(lines)
@@ -143,9 +127,9 @@ def category_markdown(by_category: pd.DataFrame) -> str:
     ]
     for row in by_category.itertuples():
         lines.append(
-            f"| {row.variant} | {row.category} | {int(row.n)} | {_fmt(row.accuracy, 2)} | "
-            f"{_fmt(row.accuracy_ci, 2)} | {_fmt(row.calibration_error, 2)} | "
-            f"{_fmt(row.calibration_error_all_bins, 2)} | {_fmt(row.mean_confidence, 1)} |"
+            f"| {row.variant} | {row.category} | {int(row.n)} | {figure(row.accuracy, 2)} | "
+            f"{figure(row.accuracy_ci, 2)} | {figure(row.calibration_error, 2)} | "
+            f"{figure(row.calibration_error_all_bins, 2)} | {figure(row.mean_confidence, 1)} |"
         )
     return "\n".join(lines)
 
@@ -227,7 +211,7 @@ def reliability_diagram(
         official = calibration_error(conf, corr, beta=beta) if len(conf) else math.nan
         every = calibration_error(conf, corr, beta=beta, all_bins=True) if len(conf) else math.nan
     top.set_title(
-        f"{title}\ncalibration error {_pct(official)} (official), {_pct(every)} (all bins), "
+        f"{title}\ncalibration error {figure(official, 1, '%')} (official), {figure(every, 1, '%')} (all bins), "
         f"n={len(conf)}",
         fontsize=9,
     )

@@ -8,6 +8,7 @@ import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 
+from hle_reasoning.hle.formatting import figure
 from hle_reasoning.hle.schema import CATEGORIES, decode_image, has_image
 
 ALL = "All"
@@ -83,17 +84,15 @@ def dataset_statistics(
     return pd.DataFrame(rows)
 
 
-def _fmt(value: object, digits: int = 2) -> str:
-    if isinstance(value, float):
-        return "-" if np.isnan(value) else f"{value:.{digits}f}"
-    return str(value)
+def _cell(value: object, digits: int) -> str:
+    return figure(value, digits) if isinstance(value, float) else str(value)
 
 
 def _markdown_table(frame: pd.DataFrame, columns: dict[str, str], digits: int = 2) -> str:
     head = "| " + " | ".join(columns.values()) + " |"
     rule = "|" + "|".join("---" for _ in columns) + "|"
     body = [
-        "| " + " | ".join(_fmt(row[c], digits) for c in columns) + " |"
+        "| " + " | ".join(_cell(row[c], digits) for c in columns) + " |"
         for _, row in frame.iterrows()
     ]
     return "\n".join([head, rule, *body])

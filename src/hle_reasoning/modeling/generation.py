@@ -1,7 +1,7 @@
 """Answering HLE questions with the study's model: batched generation, yielded batch by batch.
 
 ``generate_responses`` renders each question with the official HLE system prompt through the
-model's chat template (see ``hle_reasoning.modeling.prompting``), batches questions (text-only
+model's chat template (see ``hle_reasoning.hle.prompts``), batches questions (text-only
 and image questions apart, since Mllama's cross-attention inputs differ), generates greedily or
 by sampling, and yields each batch's responses with their question ids as soon as the batch is
 done, so a caller can persist them and a later run can skip what is already answered.
@@ -13,18 +13,19 @@ import hashlib
 import json
 import logging
 import time
-from collections.abc import Iterator
-from dataclasses import asdict, dataclass, fields
+from collections.abc import Iterator, Mapping
+from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
 import pandas as pd
 import torch
 
-from hle_reasoning.hle.prompts import SYSTEM_PROMPT
+from hle_reasoning.config.evaluation import GenerationConfig
+from hle_reasoning.config.model import ModelConfig
+from hle_reasoning.hle.prompts import SYSTEM_PROMPT, prompt_images, prompt_text
 from hle_reasoning.hle.schema import has_image
 from hle_reasoning.modeling.models import load_model, load_processor
-from hle_reasoning.modeling.prompting import prompt_images, prompt_text
 
 logger = logging.getLogger(__name__)
 
@@ -41,73 +42,29 @@ RESPONSE_COLUMNS = (
 _HASH_LIMIT_BYTES = 256 * 1024 * 1024
 
 
-@dataclass(frozen=True)
-class GenerationConfig:
-    """How answers are generated (``evaluation.generation`` in parameters_evaluation.yml).
-
-    ``batch_size``: questions per ``generate`` call. ``max_new_tokens``: the response budget.
-    ``do_sample``: ``False`` is greedy (the official script's temperature 0); ``True`` samples
-    with ``temperature`` and ``top_p``, seeded by ``seed`` per batch. ``system_role``: where the
-    HLE system prompt goes (``auto``: a system message, or the user turn for image questions,
-    which Llama 3.2 Vision's template requires; see ``hle_reasoning.hle.prompts``).
-    ``cpu_threads``: torch's intra-op threads while generating on a CPU (``None``: torch's
-    default); not part of what an answer depends on (``generation_key`` leaves it out).
-    """
-
-    batch_size: int = 8
-    max_new_tokens: int = 128
-    do_sample: bool = False
-    temperature: float = 0.7
-    top_p: float = 1.0
-    seed: int = 0
-    system_role: str = "auto"
-    cpu_threads: int | None = None
-
-    def __post_init__(self) -> None:
-        if self.batch_size < 1:
-            raise ValueError(
-                f"evaluation.generation.batch_size must be >= 1 (got {self.batch_size})"
-            )
-        if self.max_new_tokens < 1:
-            raise ValueError(
-                f"evaluation.generation.max_new_tokens must be >= 1 (got {self.max_new_tokens})"
-            )
-        if self.do_sample and self.temperature <= 0:
-            raise ValueError(
-                "evaluation.generation.temperature must be > 0 when do_sample is true; "
-                "set do_sample: false for greedy decoding"
-            )
-        if self.cpu_threads is not None and self.cpu_threads < 1:
-            raise ValueError(
-                f"evaluation.generation.cpu_threads must be >= 1 or null (got {self.cpu_threads})"
-            )
-        if self.system_role not in ("auto", "system", "user"):
-            raise ValueError(
-                f"evaluation.generation.system_role must be auto, system or user (got {self.system_role!r})"
-            )
-
-    @classmethod
-    def from_params(cls, params: dict[str, Any] | None) -> GenerationConfig:
-        params = dict(params or {})
-        known = {f.name for f in fields(cls)}
-        unknown = sorted(set(params) - known)
-        if unknown:
-            raise ValueError(
-                f"unknown evaluation.generation parameter(s) {unknown}; known: {sorted(known)}"
-            )
-        return cls(**params)
+__all__ = [
+    "RESPONSE_COLUMNS",
+    "GenerationConfig",
+    "batches",
+    "files_fingerprint",
+    "generate_responses",
+    "generation_key",
+    "load_for_evaluation",
+]
 
 
 def load_for_evaluation(
-    base_model: str, adapter: str | None = None, model_params: dict[str, Any] | None = None
+    base_model: str,
+    adapter: str | None = None,
+    model_config: ModelConfig | Mapping[str, Any] | None = None,
 ) -> tuple[Any, Any]:
-    """The base model (quantized as ``model_params`` say) with the LoRA ``adapter`` if given."""
-    model_params = model_params or {}
+    """The base model (quantized as ``model_config`` says) with the LoRA ``adapter`` if given."""
+    model_config = ModelConfig.coerce(model_config)
     model = load_model(
         base_model,
-        quantization=model_params.get("quantization"),
-        device=model_params.get("device", "auto"),
-        dtype=model_params.get("dtype", "float32"),
+        quantization=model_config.quantization,
+        device=model_config.device,
+        dtype=model_config.dtype,
     )
     if adapter:
         from peft import PeftModel
@@ -117,7 +74,7 @@ def load_for_evaluation(
     return model.eval(), load_processor(base_model)
 
 
-def fingerprint(path_or_name: str | None) -> str:
+def files_fingerprint(path_or_name: str | None) -> str:
     """A short content hash of a model or adapter directory (the name itself for hub ids)."""
     if not path_or_name:
         return "none"
@@ -139,19 +96,23 @@ def fingerprint(path_or_name: str | None) -> str:
 
 
 def generation_key(
-    base_model: str, adapter: str | None, config: GenerationConfig, model_params: dict[str, Any]
+    base_model: str,
+    adapter: str | None,
+    config: GenerationConfig,
+    model_config: ModelConfig | Mapping[str, Any],
 ) -> str:
     """What a stored response depends on: weights, adapter, decoding, prompt and quantization.
 
     Responses stored under another key are stale and answered again.
     """
+    model_config = ModelConfig.coerce(model_config)
     payload = {
-        "base_model": fingerprint(base_model),
-        "adapter": fingerprint(adapter),
+        "base_model": files_fingerprint(base_model),
+        "adapter": files_fingerprint(adapter),
         "generation": {k: v for k, v in asdict(config).items() if k != "cpu_threads"},
         "system_prompt": SYSTEM_PROMPT,
-        "quantization": model_params.get("quantization"),
-        "dtype": model_params.get("dtype"),
+        "quantization": asdict(model_config.quantization),
+        "dtype": model_config.dtype,
     }
     blob = json.dumps(payload, sort_keys=True, default=str).encode()
     return hashlib.sha256(blob).hexdigest()[:16]

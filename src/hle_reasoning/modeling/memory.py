@@ -16,11 +16,14 @@ from __future__ import annotations
 
 import resource
 import sys
+from collections.abc import Mapping
 from dataclasses import asdict, dataclass
 from typing import Any
 
 import pandas as pd
 import torch
+
+from hle_reasoning.config.model import QuantizationConfig
 
 GB = 1e9
 PROPOSAL_TRAINING_OVERHEAD_GB = 1.5
@@ -84,10 +87,11 @@ def adapter_size(model: torch.nn.Module) -> tuple[int, int]:
     return sum(p.numel() for p in params), sum(p.numel() * p.element_size() for p in params)
 
 
-def weight_bits(quantization: dict[str, Any] | None, dtype: str) -> int:
+def weight_bits(quantization: QuantizationConfig | Mapping[str, Any] | None, dtype: str) -> int:
     """B of eq. (6): the quantization's bits, else the bits of the weights' dtype."""
-    if quantization and quantization.get("enabled", True):
-        return int(quantization.get("bits", 4))
+    quantization = QuantizationConfig.coerce(quantization)
+    if quantization.enabled:
+        return quantization.bits
     return {"float32": 32, "bfloat16": 16, "float16": 16}[dtype]
 
 
@@ -108,7 +112,7 @@ def dataset_gb(questions: pd.DataFrame) -> float:
 def estimate(
     model: torch.nn.Module,
     *,
-    quantization: dict[str, Any] | None,
+    quantization: QuantizationConfig | Mapping[str, Any] | None,
     dtype: str,
     questions: pd.DataFrame,
     training_overhead_gb: float = PROPOSAL_TRAINING_OVERHEAD_GB,

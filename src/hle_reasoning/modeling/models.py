@@ -10,15 +10,19 @@ from __future__ import annotations
 
 import logging
 import os
+from collections.abc import Mapping
+from dataclasses import asdict
 from importlib import resources
 from pathlib import Path
 from typing import Any
 
 import torch
 
+from hle_reasoning.config.model import TINY, ModelConfig, QuantizationConfig, TinyConfig
+from hle_reasoning.config.parsing import parse_or_raise
+
 logger = logging.getLogger(__name__)
 
-TINY = "tiny"
 HUB_MODEL_ID = "meta-llama/Llama-3.2-11B-Vision-Instruct"
 IMAGE_TOKEN = "<|image|>"
 SPECIAL_TOKENS = (
@@ -142,7 +146,7 @@ def _aspect_ratios(max_tiles: int) -> list[list[int]]:
     return [list(r) for r in get_all_supported_aspect_ratios(max_tiles)]
 
 
-def build_tiny_mllama(tiny: dict[str, Any], seed: int = 0):
+def build_tiny_mllama(tiny: TinyConfig | Mapping[str, Any], seed: int = 0):
     """A randomly initialised tiny ``MllamaForConditionalGeneration`` and its processor.
 
     ``tiny`` holds the sizes (see ``model.tiny`` in conf/base/parameters.yml). Widths must be
@@ -150,7 +154,9 @@ def build_tiny_mllama(tiny: dict[str, Any], seed: int = 0):
     """
     from transformers import MllamaConfig, MllamaForConditionalGeneration
 
-    vision, text = dict(tiny["vision"]), dict(tiny["text"])
+    tiny = parse_or_raise(TinyConfig, tiny, TinyConfig.PATH)
+    vision, text = asdict(tiny.vision), asdict(tiny.text)
+    text["cross_attention_layers"] = list(text["cross_attention_layers"])
     processor = build_tiny_processor(vision["image_size"], vision["max_num_tiles"])
     tok = processor.tokenizer
     n_intermediate = len(vision.get("intermediate_layers_indices", [0]))
@@ -215,26 +221,25 @@ def _dtype(name: str) -> torch.dtype:
         raise ValueError(f"unknown dtype {name!r}; use bfloat16, float16 or float32") from None
 
 
-def quantization_config(quantization: dict[str, Any] | None):
+def quantization_config(quantization: QuantizationConfig | Mapping[str, Any] | None):
     """bitsandbytes 4-bit settings from ``model.quantization`` (None or enabled: false = none)."""
-    if not quantization or not quantization.get("enabled", True):
+    quantization = QuantizationConfig.coerce(quantization)
+    if not quantization.enabled:
         return None
     from transformers import BitsAndBytesConfig
 
-    if quantization.get("bits", 4) != 4:
-        raise ValueError("model.quantization.bits: only 4-bit (QLoRA) is supported")
     return BitsAndBytesConfig(
         load_in_4bit=True,
-        bnb_4bit_quant_type=quantization.get("quant_type", "nf4"),
-        bnb_4bit_compute_dtype=_dtype(quantization.get("compute_dtype", "bfloat16")),
-        bnb_4bit_use_double_quant=bool(quantization.get("double_quant", False)),
+        bnb_4bit_quant_type=quantization.quant_type,
+        bnb_4bit_compute_dtype=_dtype(quantization.compute_dtype),
+        bnb_4bit_use_double_quant=quantization.double_quant,
     )
 
 
 def load_model(
     name_or_path: str,
     *,
-    quantization: dict[str, Any] | None = None,
+    quantization: QuantizationConfig | Mapping[str, Any] | None = None,
     device: str = "auto",
     dtype: str = "float32",
 ):
@@ -271,18 +276,17 @@ class BuiltModel:
         self.built_from = built_from
 
 
-def prepare_base_model(model_params: dict[str, Any]) -> BuiltModel | str:
+def prepare_base_model(model_config: ModelConfig | Mapping[str, Any]) -> BuiltModel | str:
     """The base model of the study: the tiny model built from config, or a reference to one.
 
     For ``name_or_path: tiny`` this builds the model (seeded) and returns it for
     ``BaseModelDataset`` to save under data/06_models/base_model; for a hub id or a local
     directory it checks access (HF_TOKEN for gated repos) and returns the reference unchanged.
     """
-    name = model_params["name_or_path"]
+    model_config = ModelConfig.coerce(model_config)
+    name = model_config.name_or_path
     if name == TINY:
-        model, processor = build_tiny_mllama(
-            model_params["tiny"], seed=model_params["tiny"].get("seed", 0)
-        )
+        model, processor = build_tiny_mllama(model_config.tiny, seed=model_config.tiny.seed)
         return BuiltModel(model, processor, built_from=TINY)
     check_model_access(name)
     return name

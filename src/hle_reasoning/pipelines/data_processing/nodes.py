@@ -3,28 +3,31 @@
 from __future__ import annotations
 
 import logging
-import re
 from typing import Any
 
 import matplotlib.pyplot as plt
 import pandas as pd
 
+from hle_reasoning.config import SplitConfig
 from hle_reasoning.hle import sampling, statistics
+from hle_reasoning.hle.formatting import slug
+from hle_reasoning.tracking import metric_value
 
 logger = logging.getLogger(__name__)
 
 
 def split_questions(
-    questions: pd.DataFrame, split: dict[str, Any]
+    questions: pd.DataFrame, split_config: dict[str, Any]
 ) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:
     """Per category, a Cochran-sized test set drawn stratified by answer type and image."""
+    split = SplitConfig.from_params(split_config)
     return sampling.stratified_split(
         questions,
-        confidence_level=split["confidence_level"],
-        margin_of_error=split["margin_of_error"],
-        proportion=split["proportion"],
-        seed=split["seed"],
-        z=split.get("z"),
+        confidence_level=split.confidence_level,
+        margin_of_error=split.margin_of_error,
+        proportion=split.proportion,
+        seed=split.seed,
+        z=split.z,
     )
 
 
@@ -86,22 +89,21 @@ def plot_category_counts(hle_statistics: pd.DataFrame, hle_source: str) -> plt.F
     return statistics.category_bar_chart(hle_statistics, f"Questions per category ({hle_source})")
 
 
-def _slug(name: str) -> str:
-    return re.sub(r"[^a-z0-9]+", "_", name.lower()).strip("_")
-
-
 def statistics_metrics(
     hle_statistics: pd.DataFrame, split_sizes: pd.DataFrame, split_leaks: pd.DataFrame
 ) -> dict[str, dict[str, float]]:
-    """The statistics as MLflow metrics: ``<category>.<statistic>`` (NaN values are skipped)."""
+    """The statistics as MLflow metrics: ``<category>.<statistic>`` (an undefined one, e.g. the
+    standard deviation of a single question, as NaN: ``hle_reasoning.tracking``'s rule)."""
     metrics: dict[str, dict[str, float]] = {}
     for _, row in hle_statistics.iterrows():
         for column, value in row.items():
-            if column == "category" or pd.isna(value):
-                continue
-            metrics[f"{_slug(row['category'])}.{column}"] = {"value": float(value), "step": 0}
+            if column != "category":
+                metrics[f"{slug(row['category'])}.{column}"] = {
+                    "value": metric_value(value),
+                    "step": 0,
+                }
     for _, row in split_sizes.iterrows():
         for column in ("test_size", "train_size"):
-            metrics[f"{_slug(row['category'])}.{column}"] = {"value": float(row[column]), "step": 0}
+            metrics[f"{slug(row['category'])}.{column}"] = {"value": float(row[column]), "step": 0}
     metrics["split.leaks"] = {"value": float(len(split_leaks)), "step": 0}
     return metrics

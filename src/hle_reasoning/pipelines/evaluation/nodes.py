@@ -3,21 +3,25 @@
 from __future__ import annotations
 
 import logging
-import math
-import re
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import matplotlib.pyplot as plt
 import pandas as pd
 
-from hle_reasoning.datasets.evaluation import JudgeEndpoint
+from hle_reasoning.config import (
+    EvaluationConfig,
+    GenerationConfig,
+    JudgeConfig,
+    MetricsConfig,
+    ModelConfig,
+)
+from hle_reasoning.datasets.evaluation import REPLACE, JudgeEndpoint
 from hle_reasoning.hle import report, verdicts
-from hle_reasoning.hle.llm_judge import DEFAULT_JUDGE_MODEL, LLMJudge
+from hle_reasoning.hle.formatting import figure, slug
+from hle_reasoning.hle.llm_judge import LLMJudge
 from hle_reasoning.hle.metrics import small_sample_note
 from hle_reasoning.modeling import generation
-from hle_reasoning.modeling.models import TINY
 
 logger = logging.getLogger(__name__)
 
@@ -26,8 +30,8 @@ def answer_questions(
     questions: pd.DataFrame,
     base_model: str,
     previous_responses: pd.DataFrame,
-    generation_params: dict[str, Any],
-    model_params: dict[str, Any],
+    generation_config: dict[str, Any],
+    model_config: dict[str, Any],
     adapter: str | None = None,
     *,
     variant: str = "",
@@ -37,15 +41,16 @@ def answer_questions(
     Yields first the reusable stored responses (replacing the store, which drops stale ones),
     then each new batch as soon as it is generated, so a killed run resumes where it stopped.
     """
-    config = generation.GenerationConfig.from_params(generation_params)
-    key = generation.generation_key(base_model, adapter, config, model_params)
+    config = GenerationConfig.from_params(generation_config)
+    model = ModelConfig.from_params(model_config)
+    key = generation.generation_key(base_model, adapter, config, model)
     ids = set(questions["id"].astype(str))
     stored = previous_responses
     if len(stored):
         stored = stored[(stored["generation_key"] == key) & stored["id"].astype(str).isin(ids)]
         stored = stored.drop_duplicates("id", keep="last")
     kept = stored.reindex(columns=list(generation.RESPONSE_COLUMNS)).reset_index(drop=True)
-    kept.attrs["replace"] = True
+    kept.attrs[REPLACE] = True
     todo = questions[~questions["id"].astype(str).isin(set(kept["id"]))]
     logger.info(
         "%s: %d stored response(s) reused, %d question(s) to answer (setup %s)",
@@ -57,9 +62,9 @@ def answer_questions(
     yield kept
     if todo.empty:
         return
-    model, processor = generation.load_for_evaluation(base_model, adapter, model_params)
+    network, processor = generation.load_for_evaluation(base_model, adapter, model)
     for batch in generation.generate_responses(
-        model, processor, todo, config, description=f"{variant} answers"
+        network, processor, todo, config, description=f"{variant} answers"
     ):
         batch["generation_key"] = key
         yield batch
@@ -70,28 +75,23 @@ def judge_responses(
     responses: pd.DataFrame,
     previous_verdicts: pd.DataFrame,
     judge_endpoint: JudgeEndpoint,
-    judge_params: dict[str, Any],
+    judge_config: dict[str, Any],
     *,
     variant: str = "",
 ) -> Iterator[pd.DataFrame]:
     """Judge every response with the configured judge (``rules`` or ``llm``), reusing stored verdicts."""
-    kind = judge_params.get("kind", "rules")
-    rules_params = judge_params.get("rules") or {}
-    rules = verdicts.RulesOptions(
-        rel_tol=float(rules_params.get("rel_tol", verdicts.RulesOptions.rel_tol)),
-        math_verify=bool(rules_params.get("math_verify", True)),
-    )
-    llm_params = judge_params.get("llm") or {}
+    judge = JudgeConfig.from_params(judge_config)
+    kind, settings = judge.kind, judge.llm
     llm = None
     if kind == "llm":
         llm = LLMJudge(
-            model=judge_endpoint.model or llm_params.get("model") or DEFAULT_JUDGE_MODEL,
-            base_url=judge_endpoint.base_url or llm_params.get("base_url"),
+            model=judge.model_used(judge_endpoint.model),
+            base_url=judge_endpoint.base_url or settings.base_url,
             api_key=judge_endpoint.api_key,
-            max_retries=int(llm_params.get("max_retries", 5)),
-            backoff_s=float(llm_params.get("backoff_s", 2.0)),
-            timeout_s=float(llm_params.get("timeout_s", 600)),
-            max_completion_tokens=int(llm_params.get("max_completion_tokens", 4096)),
+            max_retries=settings.max_retries,
+            backoff_s=settings.backoff_s,
+            timeout_s=settings.timeout_s,
+            max_completion_tokens=settings.max_completion_tokens,
         )
         logger.info(
             "%s: judging with %r (key from %s)", variant, llm, judge_endpoint.api_key_source
@@ -101,9 +101,9 @@ def judge_responses(
         responses,
         previous_verdicts,
         judge=kind,
-        rules=rules,
+        rules=judge.rules,
         llm=llm,
-        workers=int(llm_params.get("workers", 8)),
+        workers=settings.workers,
         description=f"{variant} verdicts",
     )
 
@@ -112,20 +112,19 @@ def score_answers(
     questions: pd.DataFrame,
     responses: pd.DataFrame,
     verdict_records: pd.DataFrame,
-    metrics_params: dict[str, Any],
+    metrics_config: dict[str, Any],
     *,
     variant: str = "",
 ) -> tuple[pd.DataFrame, pd.DataFrame]:
     """The predictions table (response + verdict per question) and the figures per category."""
+    metrics = MetricsConfig.from_params(metrics_config)
     predictions = verdicts.predictions_table(questions, responses, verdict_records)
-    by_category = report.variant_metrics(
-        predictions, beta=int(metrics_params["beta"]), p=str(metrics_params["p"])
-    )
+    by_category = report.variant_metrics(predictions, beta=metrics.beta, p=metrics.p)
     overall = by_category.iloc[0]
     unjudged = int(overall["n"] - overall["judged"])
     if unjudged:
         logger.warning("%s: %d question(s) have no verdict and count as wrong", variant, unjudged)
-    note = small_sample_note(int(overall["judged"]), int(metrics_params["beta"]))
+    note = small_sample_note(int(overall["judged"]), metrics.beta)
     if note:
         logger.warning("%s: %s", variant, note)
     logger.info(
@@ -134,25 +133,18 @@ def score_answers(
         overall["accuracy"],
         overall["accuracy_ci"],
         overall["n"],
-        _percent(overall["calibration_error"]),
-        _percent(overall["calibration_error_all_bins"]),
+        figure(overall["calibration_error"], 2, "%"),
+        figure(overall["calibration_error_all_bins"], 2, "%"),
     )
     return predictions, by_category
-
-
-def _percent(value: float) -> str:
-    return "n/a" if math.isnan(value) else f"{value:.2f}%"
-
-
-def _slug(name: str) -> str:
-    return re.sub(r"[^a-z0-9]+", "_", str(name).lower()).strip("_")
 
 
 def publish_variant(
     predictions: pd.DataFrame,
     metrics_by_category: pd.DataFrame,
-    evaluation_params: dict[str, Any],
-    model_params: dict[str, Any],
+    evaluation_config: dict[str, Any],
+    model_config: dict[str, Any],
+    judge_endpoint: JudgeEndpoint,
     base_model: str,
     adapter: str | None = None,
     *,
@@ -162,17 +154,19 @@ def publish_variant(
 
     The child run carries the same metric names for every variant (``accuracy``,
     ``accuracy_ci``, ``calibration_error``, ...) and the tags ``variant``, ``model``,
-    ``adapter`` and ``judge``, so the MLflow UI compares variants side by side.
+    ``adapter`` and ``judge`` (the model that judged), so the MLflow UI compares variants side
+    by side.
     """
-    metrics_params = evaluation_params["metrics"]
-    beta = int(metrics_params["beta"])
+    evaluation = EvaluationConfig.from_params(evaluation_config)
+    model = ModelConfig.from_params(model_config)
+    beta = evaluation.metrics.beta
     judged = predictions[predictions["judged"]]
-    label = variant_label(variant, model_params["name_or_path"], evaluation_params["report"])
-    figure = report.reliability_diagram(
+    label = evaluation.report.label(variant, model.name_or_path)
+    diagram = report.reliability_diagram(
         judged["confidence"].astype(float),
         judged["correct"].astype(bool),
         title=label,
-        n_bins=int(metrics_params.get("reliability_bins", 10)),
+        n_bins=evaluation.metrics.reliability_bins,
         beta=beta,
     )
     overall = metrics_by_category.iloc[0].drop("category").to_dict()
@@ -188,24 +182,21 @@ def publish_variant(
     metrics = {**{k: float(v) for k, v in overall.items()}, **extra}
     for row in metrics_by_category.iloc[1:].itertuples():
         for name in ("accuracy", "accuracy_ci", "calibration_error", "calibration_error_all_bins"):
-            metrics[f"{_slug(row.category)}.{name}"] = float(getattr(row, name))
-    judge = evaluation_params["judge"]
-    judge_name = judge["kind"] if judge["kind"] == "rules" else f"llm:{judge['llm'].get('model')}"
-    generation_params = evaluation_params["generation"]
+            metrics[f"{slug(row.category)}.{name}"] = float(getattr(row, name))
     payload = {
         "tags": {
             "variant": variant,
-            "model": model_params["name_or_path"],
+            "model": model.name_or_path,
             "base_model": base_model,
             "adapter": adapter or "none",
-            "judge": judge_name,
+            "judge": evaluation.judge.label(judge_endpoint.model),
             "label": label,
         },
         "params": {
-            **{f"generation.{k}": v for k, v in generation_params.items()},
-            "judge.kind": judge["kind"],
+            **{f"generation.{k}": v for k, v in evaluation.generation.to_dict().items()},
+            "judge.kind": evaluation.judge.kind,
             "metrics.beta": beta,
-            "metrics.p": metrics_params["p"],
+            "metrics.p": evaluation.metrics.p,
             "questions": len(predictions),
         },
         "metrics": metrics,
@@ -213,55 +204,45 @@ def publish_variant(
             "predictions.csv": predictions,
             f"judged_{variant}.json": verdicts.official_judged_format(predictions, label),
             "metrics_by_category.csv": metrics_by_category,
-            "reliability_diagram.png": figure,
+            "reliability_diagram.png": diagram,
         },
     }
-    # NaN (an undefined official calibration error below beta answers) is logged as NaN, so
-    # every run has the same metric names.
+    # Undefined figures (the official calibration error below beta answers) are logged as NaN,
+    # hle_reasoning.tracking's rule, so every run has the same metric names.
     parent_metrics = {name: {"value": value, "step": 0} for name, value in metrics.items()}
-    return figure, payload, parent_metrics
-
-
-def variant_label(variant: str, name_or_path: str, report_params: dict[str, Any]) -> str:
-    """The Table 1 row label of a variant, from ``evaluation.report.labels``."""
-    model = report_params.get("model_names", {}).get(name_or_path)
-    if model is None:
-        model = "Tiny Mllama (random init)" if name_or_path == TINY else Path(name_or_path).name
-    template = report_params.get("labels", {}).get(variant, "{model} ({variant})")
-    return template.format(model=model, variant=variant)
+    return diagram, payload, parent_metrics
 
 
 def report_evaluation(
     baseline_metrics: pd.DataFrame,
     finetuned_metrics: pd.DataFrame,
-    evaluation_params: dict[str, Any],
+    evaluation_config: dict[str, Any],
     model_name_or_path: str,
+    judge_endpoint: JudgeEndpoint,
 ) -> tuple[pd.DataFrame, pd.DataFrame, str]:
     """Table 1 (paper rows, then both measured variants), the per-category table, the report."""
-    report_params = evaluation_params["report"]
-    metrics_params = evaluation_params["metrics"]
+    evaluation = EvaluationConfig.from_params(evaluation_config)
+    report_config, beta = evaluation.report, evaluation.metrics.beta
     measured, frames, notes = [], [], []
     for variant, frame in (("baseline", baseline_metrics), ("finetuned", finetuned_metrics)):
         overall = frame.iloc[0].to_dict()
-        label = variant_label(variant, model_name_or_path, report_params)
+        label = report_config.label(variant, model_name_or_path)
         measured.append({**overall, "model": label, "variant": variant})
         frames.append(frame.assign(variant=variant))
-        note = small_sample_note(int(overall["judged"]), int(metrics_params["beta"]))
+        note = small_sample_note(int(overall["judged"]), beta)
         if note:
             notes.append(f"{label}: {note}.")
-    table = report.table_1(report_params["paper_rows"], measured)
+    table = report.table_1([row.to_dict() for row in report_config.paper_rows], measured)
     by_category = pd.concat(frames, ignore_index=True)
     by_category = by_category[["variant", *[c for c in by_category.columns if c != "variant"]]]
-    judge = evaluation_params["judge"]
-    judge_name = judge["kind"] if judge["kind"] == "rules" else f"llm ({judge['llm'].get('model')})"
     markdown = report.report_markdown(
         table,
         by_category,
-        paper_source=report_params["paper_source"],
-        test_set=report_params.get("test_set", "the test split of the focus categories"),
-        judge=judge_name,
-        beta=int(metrics_params["beta"]),
-        p=str(metrics_params["p"]),
+        paper_source=report_config.paper_source,
+        test_set=report_config.test_set,
+        judge=evaluation.judge.label(judge_endpoint.model, style="report"),
+        beta=beta,
+        p=evaluation.metrics.p,
         notes=notes,
         diagrams=[f"{v}_reliability_diagram.png" for v in ("baseline", "finetuned")],
     )

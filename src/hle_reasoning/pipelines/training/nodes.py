@@ -5,35 +5,40 @@ from __future__ import annotations
 import logging
 from typing import Any
 
-import mlflow
 import pandas as pd
 
+from hle_reasoning import tracking
 from hle_reasoning.modeling import curves, models, training
 from hle_reasoning.modeling.models import BuiltModel
 
 logger = logging.getLogger(__name__)
 
 
-def prepare_base_model(model: dict[str, Any], training_params: dict[str, Any]) -> BuiltModel | str:
+def prepare_base_model(
+    model_config: dict[str, Any], training_config: dict[str, Any]
+) -> BuiltModel | str:
     """Check the training configuration, then build the tiny base model or check access to it.
 
     The check comes first, so a bad configuration fails before any model is built or loaded.
     """
-    training.check_config(training_params, model)
+    _, model = training.check_config(training_config, model_config)
     return models.prepare_base_model(model)
 
 
 def train_grpo(
     base_model: str,
     focus_train: pd.DataFrame,
-    model: dict[str, Any],
-    training_params: dict[str, Any],
+    model_config: dict[str, Any],
+    training_config: dict[str, Any],
 ) -> tuple[Any, dict[str, Any], dict[str, Any], pd.DataFrame]:
-    """QLoRA + GRPO on the training questions: adapter, metric histories, summary, history table."""
-    result = training.train_grpo(base_model, focus_train, model, training_params)
-    if mlflow.active_run() is not None:
-        # The trainer's resolved settings; kedro-mlflow logs the `training.*` parameters themselves.
-        mlflow.log_params(result.params)
+    """QLoRA + GRPO on the training questions: adapter, summary metrics, summary, history table.
+
+    Each step's metrics reach MLflow while the run trains (``training_callbacks``); the
+    trainer's resolved settings are logged as params (kedro-mlflow logs the ``training.*``
+    parameters themselves).
+    """
+    result = training.train_grpo(base_model, focus_train, model_config, training_config)
+    tracking.log_params(result.params)
     summary = result.summary
     logger.info(
         "Trained %d steps in %.1f s (%.2f s/step); final reward %.3f; memory: eq. (6) %.3f GB, "
@@ -46,12 +51,7 @@ def train_grpo(
         ", ".join(f"{k} {v:.3f}" for k, v in summary["memory"]["measured"].items()),
     )
     history = curves.history_frame(result.history)
-    return (
-        result.model,
-        {**result.history, **training.summary_metrics(summary)},
-        summary,
-        history,
-    )
+    return result.model, training.summary_metrics(summary), summary, history
 
 
 def plot_training_curves(training_history: pd.DataFrame, training_summary: dict[str, Any]) -> Any:

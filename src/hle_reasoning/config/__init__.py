@@ -1,0 +1,54 @@
+"""The study's configuration: every parameter block as a tree of frozen dataclasses, parsed once.
+
+Nodes, the preflight hook and the library take these objects (``ModelConfig``,
+``DataProcessingConfig``, ``TrainingConfig``, ``EvaluationConfig``) rather than raw dicts. Unknown
+keys are errors naming the full key path and the closest valid name. Defaults equal the values
+conf/base documents (tests/test_config.py holds the two together).
+"""
+
+from hle_reasoning.config.data_processing import DataProcessingConfig, SplitConfig
+from hle_reasoning.config.evaluation import (
+    EvaluationConfig,
+    GenerationConfig,
+    JudgeConfig,
+    LLMJudgeSettings,
+    MetricsConfig,
+    ReportConfig,
+)
+from hle_reasoning.config.model import TINY, ModelConfig, QuantizationConfig, TinyConfig
+from hle_reasoning.config.parsing import ConfigError, parse, parse_or_raise
+from hle_reasoning.config.study import BLOCKS, parse_blocks
+from hle_reasoning.config.training import (
+    CheckpointsConfig,
+    GRPOSettings,
+    LoraSettings,
+    PromptConfig,
+    RewardsConfig,
+    TrainingConfig,
+)
+
+__all__ = [
+    "BLOCKS",
+    "TINY",
+    "CheckpointsConfig",
+    "ConfigError",
+    "DataProcessingConfig",
+    "EvaluationConfig",
+    "GRPOSettings",
+    "GenerationConfig",
+    "JudgeConfig",
+    "LLMJudgeSettings",
+    "LoraSettings",
+    "MetricsConfig",
+    "ModelConfig",
+    "PromptConfig",
+    "QuantizationConfig",
+    "ReportConfig",
+    "RewardsConfig",
+    "SplitConfig",
+    "TinyConfig",
+    "TrainingConfig",
+    "parse",
+    "parse_blocks",
+    "parse_or_raise",
+]

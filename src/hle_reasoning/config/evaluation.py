@@ -1,0 +1,164 @@
+"""The ``evaluation`` block (conf/base/parameters_evaluation.yml): answering, judging, metrics,
+the report."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+from hle_reasoning.config.parsing import Block, ConfigError, at_least, check, parse
+from hle_reasoning.hle.llm_judge import DEFAULT_JUDGE_MODEL
+from hle_reasoning.hle.prompts import SystemRole
+from hle_reasoning.hle.verdicts import RulesOptions
+
+_INT1 = at_least(1, "an integer")
+
+
+@dataclass(frozen=True, kw_only=True)
+class GenerationConfig(Block):
+    """How answers are generated (``evaluation.generation``).
+
+    ``batch_size``: questions per ``generate`` call. ``max_new_tokens``: the response budget.
+    ``do_sample``: ``False`` is greedy (the official script's temperature 0); ``True`` samples
+    with ``temperature`` and ``top_p``, seeded by ``seed`` per batch. ``system_role``: where the
+    HLE system prompt goes (``auto``: a system message, or the user turn for image questions,
+    which Llama 3.2 Vision's template requires; see ``hle_reasoning.hle.prompts``).
+    ``cpu_threads``: torch's intra-op threads while generating on a CPU (``None``: torch's
+    default); not part of what an answer depends on (``generation_key`` leaves it out).
+    """
+
+    PATH = "evaluation.generation"
+    batch_size: int = field(default=8, metadata=check(lambda v: v >= 1, "it must be >= 1"))
+    max_new_tokens: int = field(default=128, metadata=check(lambda v: v >= 1, "it must be >= 1"))
+    do_sample: bool = False
+    temperature: float = 0.7
+    top_p: float = field(default=1.0, metadata=check(lambda v: 0 < v <= 1, "set it in (0, 1]"))
+    seed: int = 0
+    system_role: SystemRole = "auto"
+    cpu_threads: int | None = field(
+        default=1, metadata=check(lambda v: v >= 1, "it must be >= 1 or null")
+    )
+
+    def cross_checks(self) -> list[str]:
+        if self.do_sample and self.temperature <= 0:
+            return [
+                "evaluation.generation.temperature must be > 0 when do_sample is true; "
+                "set do_sample: false for greedy decoding"
+            ]
+        if self.system_role not in ("auto", "system", "user"):
+            return [
+                "evaluation.generation.system_role must be auto, system or user "
+                f"(got {self.system_role!r})"
+            ]
+        return []
+
+    @classmethod
+    def from_params(cls, params: Mapping[str, Any] | None) -> GenerationConfig:
+        config, problems = parse(cls, params or {}, cls.PATH)
+        if problems or config is None:
+            unknown = sorted(set(params or {}) - set(cls.__dataclass_fields__))
+            header = (
+                f"unknown evaluation.generation parameter(s) {unknown}:"
+                if unknown
+                else "evaluation.generation cannot work as configured:"
+            )
+            raise ConfigError(problems, header=header)
+        return config
+
+
+@dataclass(frozen=True, kw_only=True)
+class LLMJudgeSettings(Block):
+    """The ``llm`` judge: HLE's official prompt on an OpenAI-compatible endpoint.
+
+    The endpoint's key, base URL and (optionally) model come from the ``judge_endpoint`` dataset
+    (credentials or environment), which take precedence over ``model`` and ``base_url`` here.
+    """
+
+    PATH = "evaluation.judge.llm"
+    model: str = DEFAULT_JUDGE_MODEL
+    base_url: str | None = None
+    max_retries: int = field(default=5, metadata=at_least(0, "an integer"))
+    backoff_s: float = field(default=2.0, metadata=at_least(0.0))
+    timeout_s: float = field(default=600.0, metadata=check(lambda v: v > 0, "set it > 0"))
+    max_completion_tokens: int = field(default=4096, metadata=_INT1)
+    workers: int = field(default=8, metadata=_INT1)
+
+
+@dataclass(frozen=True, kw_only=True)
+class JudgeConfig(Block):
+    """Which judge decides correctness: ``rules`` (offline) or ``llm`` (the official one)."""
+
+    PATH = "evaluation.judge"
+    kind: Literal["rules", "llm"] = "rules"
+    rules: RulesOptions = field(default_factory=RulesOptions)
+    llm: LLMJudgeSettings = field(default_factory=LLMJudgeSettings)
+
+    def model_used(self, endpoint_model: str | None) -> str:
+        """The LLM that judges: the endpoint's (credentials or ``HLE_JUDGE_MODEL``), else
+        ``llm.model``."""
+        return endpoint_model or self.llm.model
+
+    def label(self, endpoint_model: str | None = None, style: str = "tag") -> str:
+        """Who judged: ``rules``, or the LLM that actually judged (``llm:<model>`` as an MLflow
+        tag, ``llm (<model>)`` in the report)."""
+        if self.kind == "rules":
+            return "rules"
+        model = self.model_used(endpoint_model)
+        return f"llm:{model}" if style == "tag" else f"llm ({model})"
+
+
+@dataclass(frozen=True, kw_only=True)
+class MetricsConfig(Block):
+    """HLE's calibration error settings and the reliability diagrams' bins."""
+
+    PATH = "evaluation.metrics"
+    beta: int = field(default=100, metadata=_INT1)
+    p: Literal["1", "2", "max"] = "2"
+    reliability_bins: int = field(default=10, metadata=_INT1)
+
+
+@dataclass(frozen=True, kw_only=True)
+class PaperRow(Block):
+    """One row of the HLE paper's Table 1 as the proposal reproduces it."""
+
+    PATH = "evaluation.report.paper_rows[]"
+    model: str
+    accuracy: float
+    calibration_error: float
+    note: str = ""
+
+
+@dataclass(frozen=True, kw_only=True)
+class ReportConfig(Block):
+    """Table 1's paper rows and the measured rows' labels (no defaults: the YAML holds them)."""
+
+    PATH = "evaluation.report"
+    paper_source: str
+    paper_rows: tuple[PaperRow, ...]
+    test_set: str
+    model_names: dict[str, str]
+    labels: dict[str, str]
+
+    def label(self, variant: str, name_or_path: str) -> str:
+        """The Table 1 row label of a variant (``labels[variant]`` with ``{model}`` filled in)."""
+        from pathlib import Path
+
+        from hle_reasoning.config.model import TINY
+
+        model = self.model_names.get(name_or_path)
+        if model is None:
+            model = "Tiny Mllama (random init)" if name_or_path == TINY else Path(name_or_path).name
+        template = self.labels.get(variant, "{model} ({variant})")
+        return template.format(model=model, variant=variant)
+
+
+@dataclass(frozen=True, kw_only=True)
+class EvaluationConfig(Block):
+    """The whole ``evaluation`` block."""
+
+    PATH = "evaluation"
+    generation: GenerationConfig = field(default_factory=GenerationConfig)
+    judge: JudgeConfig = field(default_factory=JudgeConfig)
+    metrics: MetricsConfig = field(default_factory=MetricsConfig)
+    report: ReportConfig

@@ -1,0 +1,107 @@
+"""The ``model`` block (conf/base/parameters.yml): which model, on which device, how quantized."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+from hle_reasoning.config.parsing import Block, at_least, check, parse_or_raise
+
+TINY = "tiny"
+Dtype = Literal["float32", "bfloat16", "float16"]
+
+
+@dataclass(frozen=True, kw_only=True)
+class QuantizationConfig(Block):
+    """bitsandbytes 4-bit NF4 (QLoRA's base); ``enabled: false`` loads unquantized."""
+
+    PATH = "model.quantization"
+    enabled: bool = True
+    bits: int = 4
+    quant_type: Literal["nf4", "fp4"] = "nf4"
+    compute_dtype: Dtype = "bfloat16"
+    double_quant: bool = False
+
+    @classmethod
+    def coerce(cls, value: QuantizationConfig | Mapping[str, Any] | None) -> QuantizationConfig:
+        """The block itself, parsed from a mapping, or ``enabled: false`` for ``None``."""
+        if value is None:
+            return cls(enabled=False)
+        return parse_or_raise(cls, value, cls.PATH)
+
+    def cross_checks(self) -> list[str]:
+        if self.enabled and self.bits != 4:
+            return ["model.quantization.bits must be 4 (QLoRA's NF4), or set enabled: false."]
+        return []
+
+
+@dataclass(frozen=True, kw_only=True)
+class TinyVisionConfig(Block):
+    """Sizes of the tiny model's vision tower (widths: multiples of 64 for bitsandbytes)."""
+
+    PATH = "model.tiny.vision"
+    hidden_size: int = field(default=64, metadata=at_least(1, "an integer"))
+    intermediate_size: int = field(default=128, metadata=at_least(1, "an integer"))
+    num_hidden_layers: int = field(default=2, metadata=at_least(1, "an integer"))
+    num_global_layers: int = field(default=1, metadata=at_least(1, "an integer"))
+    attention_heads: int = field(default=2, metadata=at_least(1, "an integer"))
+    image_size: int = field(default=28, metadata=at_least(1, "an integer"))
+    patch_size: int = field(default=14, metadata=at_least(1, "an integer"))
+    max_num_tiles: int = field(default=2, metadata=at_least(1, "an integer"))
+
+
+@dataclass(frozen=True, kw_only=True)
+class TinyTextConfig(Block):
+    """Sizes of the tiny model's text decoder."""
+
+    PATH = "model.tiny.text"
+    hidden_size: int = field(default=64, metadata=at_least(1, "an integer"))
+    intermediate_size: int = field(default=128, metadata=at_least(1, "an integer"))
+    num_hidden_layers: int = field(default=3, metadata=at_least(1, "an integer"))
+    num_attention_heads: int = field(default=4, metadata=at_least(1, "an integer"))
+    num_key_value_heads: int = field(default=2, metadata=at_least(1, "an integer"))
+    cross_attention_layers: tuple[int, ...] = (1,)
+    max_position_embeddings: int = field(default=2048, metadata=at_least(1, "an integer"))
+
+
+@dataclass(frozen=True, kw_only=True)
+class TinyConfig(Block):
+    """The offline tiny Mllama built from config (``name_or_path: tiny``)."""
+
+    PATH = "model.tiny"
+    seed: int = 0
+    vision: TinyVisionConfig = field(default_factory=TinyVisionConfig)
+    text: TinyTextConfig = field(default_factory=TinyTextConfig)
+
+
+@dataclass(frozen=True, kw_only=True)
+class ModelConfig(Block):
+    """The study's model: ``tiny`` (offline), a hub id or a local ``save_pretrained`` directory."""
+
+    PATH = "model"
+    name_or_path: str = TINY
+    device: str = field(
+        default="auto",
+        metadata=check(
+            lambda v: re.fullmatch(r"auto|cpu|cuda(:\d+)?", v) is not None,
+            "use auto, cpu, cuda or cuda:N",
+        ),
+    )
+    dtype: Dtype = "float32"
+    quantization: QuantizationConfig = field(default_factory=QuantizationConfig)
+    tiny: TinyConfig = field(default_factory=TinyConfig)
+
+    @classmethod
+    def coerce(cls, value: ModelConfig | Mapping[str, Any] | None) -> ModelConfig:
+        """The block itself, or parsed from a (possibly partial) mapping; ``quantization: None``
+        means unquantized, as the library's functions have always read it."""
+        if isinstance(value, cls):
+            return value
+        data = dict(value or {})
+        if "quantization" in data and data["quantization"] is None:
+            data["quantization"] = {"enabled": False}
+        return parse_or_raise(cls, data, cls.PATH)
+
+    from_params = coerce

@@ -1,0 +1,41 @@
+"""Every parameter block of the study, parsed in one place.
+
+``BLOCKS`` maps each top-level key of the parameters to its dataclass; the preflight hook parses
+the blocks of the pipelines being run and lists every problem of every block at once, before any
+node runs. A new block (the distributed issue's ``distributed``) is one class and one line here.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from typing import Any
+
+from hle_reasoning.config.data_processing import DataProcessingConfig
+from hle_reasoning.config.evaluation import EvaluationConfig
+from hle_reasoning.config.model import ModelConfig
+from hle_reasoning.config.parsing import parse
+from hle_reasoning.config.training import TrainingConfig
+
+BLOCKS: dict[str, type] = {
+    "model": ModelConfig,
+    "data_processing": DataProcessingConfig,
+    "training": TrainingConfig,
+    "evaluation": EvaluationConfig,
+}
+
+
+def parse_blocks(
+    params: Mapping[str, Any], names: Iterable[str] | None = None
+) -> tuple[dict[str, Any], list[str]]:
+    """The named blocks of ``params`` (all of ``BLOCKS`` by default) parsed, and every problem.
+
+    A block that has problems is left out of the returned mapping.
+    """
+    parsed: dict[str, Any] = {}
+    problems: list[str] = []
+    for name in names if names is not None else BLOCKS:
+        block, found = parse(BLOCKS[name], params.get(name), name)
+        problems += found
+        if block is not None:
+            parsed[name] = block
+    return parsed, problems

@@ -1,0 +1,185 @@
+"""The ``training`` block (conf/base/parameters_training.yml): QLoRA + GRPO as the proposal sets it.
+
+``LoraSettings`` and ``GRPOSettings`` are the YAML blocks; ``hle_reasoning.modeling.trl_mapping``
+turns them into PEFT's ``LoraConfig`` and TRL's ``GRPOConfig``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Literal
+
+from hle_reasoning.config.parsing import Block, ConfigError, at_least, check
+from hle_reasoning.hle.prompts import SystemRole
+
+TruncationSide = Literal["left", "right"]
+LossType = Literal["grpo", "bnpo", "dr_grpo", "dapo", "cispo", "sapo", "luspo", "vespo"]
+ScaleRewards = Literal["group", "batch", "none"]
+BatchSizeUnit = Literal["prompts", "completions"]
+Resume = Literal["auto", True, False]
+
+_INT1 = at_least(1, "an integer")
+_POSITIVE = check(lambda v: v > 0, "set it to a number > 0")
+
+
+@dataclass(frozen=True, kw_only=True)
+class PromptConfig(Block):
+    """How prompts are rendered and capped before generation."""
+
+    PATH = "training.prompt"
+    max_prompt_tokens: int | None = field(default=32, metadata=_INT1)
+    truncation_side: TruncationSide = "left"
+    system_role: SystemRole = "auto"
+
+
+@dataclass(frozen=True, kw_only=True)
+class LoraSettings(Block):
+    """The proposal's LoRA: rank, alpha, dropout and the projections it adapts."""
+
+    PATH = "training.lora"
+    r: int = field(default=4, metadata=_INT1)
+    alpha: float = field(default=32.0, metadata=_POSITIVE)
+    dropout: float = field(default=0.05, metadata=check(lambda v: 0 <= v < 1, "set it in [0, 1)"))
+    target_modules: tuple[str, ...] = field(
+        default=("q_proj", "v_proj"),
+        metadata=check(
+            lambda v: bool(v) and all(v),
+            "list module names (the proposal: [q_proj, v_proj])",
+        ),
+    )
+    language_model_only: bool = True
+
+
+@dataclass(frozen=True, kw_only=True)
+class GRPOSettings(Block):
+    """GRPO's hyperparameters; every one is set explicitly (TRL's defaults differ)."""
+
+    PATH = "training.grpo"
+    num_generations: int = field(
+        default=2,
+        metadata=check(
+            lambda v: v >= 2,
+            "GRPO compares each completion with the others of its prompt, so it needs at least 2 "
+            "(the proposal: 2)",
+        ),
+    )
+    temperature: float = field(default=0.7, metadata=_POSITIVE)
+    max_completion_length: int = field(default=32, metadata=_INT1)
+    beta: float = field(default=0.1, metadata=at_least(0.0))
+    num_train_epochs: float = field(default=2.0, metadata=_POSITIVE)
+    batch_size: int = field(default=2, metadata=_INT1)
+    batch_size_unit: BatchSizeUnit = "prompts"
+    learning_rate: float = field(default=1e-4, metadata=_POSITIVE)
+    loss_type: LossType = "grpo"
+    scale_rewards: ScaleRewards = "group"
+    gradient_accumulation_steps: int = field(default=1, metadata=_INT1)
+    num_iterations: int = field(default=1, metadata=_INT1)
+    epsilon: float = field(default=0.2, metadata=at_least(0.0))
+    top_p: float = field(default=1.0, metadata=check(lambda v: 0 < v <= 1, "set it in (0, 1]"))
+    top_k: int = field(default=0, metadata=at_least(0, "an integer"))
+    lr_scheduler_type: str = "linear"
+    warmup_steps: int = field(default=0, metadata=at_least(0, "an integer"))
+    weight_decay: float = field(default=0.0, metadata=at_least(0.0))
+    max_grad_norm: float = field(default=1.0, metadata=at_least(0.0))
+    optim: str = "adamw_torch"
+    bf16: bool = True
+    gradient_checkpointing: bool = False
+    seed: int = 42
+
+    @property
+    def completions_per_step(self) -> int:
+        """TRL's ``per_device_train_batch_size``: completions in one micro-batch.
+
+        The proposal's "batch size 2" counts prompts by default (``batch_size_unit: prompts``),
+        so a step sees 2 questions x ``num_generations`` completions; ``completions`` uses it as
+        TRL's completion count directly.
+        """
+        if self.batch_size_unit == "prompts":
+            return self.batch_size * self.num_generations
+        return self.batch_size
+
+    def cross_checks(self) -> list[str]:
+        per_step = self.completions_per_step
+        if (per_step * self.gradient_accumulation_steps) % self.num_generations:
+            n = self.num_generations
+            return [
+                f"training.grpo.batch_size {self.batch_size} ({self.batch_size_unit}) gives "
+                f"{per_step} completions per step (x {self.gradient_accumulation_steps} "
+                f"accumulation steps), which num_generations {n} does not divide: every prompt's "
+                f"{n} completions must land in the same generation batch. Use a batch_size that "
+                f"is a multiple of {n}, or batch_size_unit: prompts."
+            ]
+        return []
+
+
+@dataclass(frozen=True, kw_only=True)
+class RewardsConfig(Block):
+    """Reward weights, summed before the group normalisation; 0 logs a reward without training
+    on it, null leaves it out."""
+
+    PATH = "training.rewards"
+    cosine: float | None = 1.0
+    correctness: float | None = 0.0
+    format: float | None = 0.0
+
+    @property
+    def weights(self) -> dict[str, float]:
+        """The rewards to compute, by name (``None`` weights left out)."""
+        return {k: v for k, v in self.to_dict().items() if v is not None}
+
+    def cross_checks(self) -> list[str]:
+        if not any(self.weights.values()):
+            return [
+                "training.rewards gives no reward a non-zero weight, so nothing would be learned; "
+                "set e.g. cosine: 1.0 (the proposal's reward)."
+            ]
+        return []
+
+
+@dataclass(frozen=True, kw_only=True)
+class CheckpointsConfig(Block):
+    """Where checkpoints go, how often, and whether an interrupted run resumes."""
+
+    PATH = "training.checkpoints"
+    dir: str = "data/06_models/grpo_checkpoints"
+    save_steps: int = field(default=5, metadata=_INT1)
+    save_total_limit: int | None = field(default=2, metadata=_INT1)
+    resume: Resume = "auto"
+    keep: bool = False
+
+
+@dataclass(frozen=True, kw_only=True)
+class MemoryConfig(Block):
+    """Eq. (6)'s fixed terms: M = P x B/8 + A + T + D."""
+
+    PATH = "training.memory"
+    training_overhead_gb: float = field(default=1.5, metadata=at_least(0.0))
+    dataset_gb: float | None = field(default=None, metadata=at_least(0.0))
+
+
+@dataclass(frozen=True, kw_only=True)
+class TrainingConfig(Block):
+    """The whole ``training`` block."""
+
+    PATH = "training"
+    prompt: PromptConfig = field(default_factory=PromptConfig)
+    lora: LoraSettings = field(default_factory=LoraSettings)
+    grpo: GRPOSettings = field(default_factory=GRPOSettings)
+    rewards: RewardsConfig = field(default_factory=RewardsConfig)
+    embedding_model: str = "all-MiniLM-L6-v2"
+    checkpoints: CheckpointsConfig = field(default_factory=CheckpointsConfig)
+    memory: MemoryConfig = field(default_factory=MemoryConfig)
+    max_steps: int | None = field(default=None, metadata=_INT1)
+    cpu_threads: int | None = field(default=1, metadata=_INT1)
+
+
+class TrainingConfigError(ConfigError):
+    """A training configuration that cannot work; the message lists what to change."""
+
+    HEADER = (
+        "The training configuration cannot work; nothing was loaded or trained. Change these "
+        "parameters (conf/base/parameters_training.yml, or --params training....=...):"
+    )
+
+    def __init__(self, problems: list[str]) -> None:
+        super().__init__(problems, header=self.HEADER)

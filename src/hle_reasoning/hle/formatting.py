@@ -1,0 +1,25 @@
+"""How every report and summary prints a figure: fixed digits, and ``n/a`` when undefined."""
+
+from __future__ import annotations
+
+import math
+import re
+from typing import Any
+
+MISSING = "n/a"
+
+
+def figure(value: Any, digits: int = 2, suffix: str = "") -> str:
+    """A number with ``digits`` decimals (and ``suffix``); ``n/a`` for None or NaN."""
+    if value is None:
+        return MISSING
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        return str(value)
+    return MISSING if math.isnan(number) else f"{number:.{digits}f}{suffix}"
+
+
+def slug(name: str) -> str:
+    """A category or label as a metric-name part: lower case, ``_`` between words."""
+    return re.sub(r"[^a-z0-9]+", "_", str(name).lower()).strip("_")

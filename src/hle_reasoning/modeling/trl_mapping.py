@@ -1,0 +1,128 @@
+"""The ``training`` block mapped onto the libraries: PEFT's ``LoraConfig`` and TRL's ``GRPOConfig``.
+
+Every hyperparameter the proposal names is passed explicitly (TRL 1.16's defaults differ on
+almost all); ``trainer_params`` records the libraries' resolved settings for MLflow.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+from hle_reasoning.config.parsing import parse_or_raise
+from hle_reasoning.config.training import LoraSettings, TrainingConfig
+from hle_reasoning.modeling.grpo import MllamaGRPOConfig
+
+
+def lora_config(lora: LoraSettings | Mapping[str, Any]):
+    """The proposal's LoRA: r, alpha, dropout on the language model's query and value projections.
+
+    ``language_model_only`` restricts ``target_modules`` to Mllama's text decoder with a regex;
+    the plain names would also adapt the vision tower's projections of the same name.
+    """
+    from peft import LoraConfig
+
+    lora = parse_or_raise(LoraSettings, lora, LoraSettings.PATH)
+    modules = list(lora.target_modules)
+    target: str | list[str] = modules
+    if lora.language_model_only:
+        names = "|".join(re.escape(m) for m in modules)
+        target = rf"^model\.language_model\..*\.({names})$"
+    return LoraConfig(
+        r=lora.r,
+        lora_alpha=lora.alpha,
+        lora_dropout=lora.dropout,
+        target_modules=target,
+        bias="none",
+    )
+
+
+def grpo_config_kwargs(
+    training: TrainingConfig | Mapping[str, Any],
+    *,
+    output_dir: str | Path,
+    device: str,
+    reward_weights: list[float],
+) -> dict[str, Any]:
+    """The keyword arguments of ``MllamaGRPOConfig`` (``max_prompt_tokens`` and
+    ``truncation_side`` are this project's; the rest are ``trl.GRPOConfig``'s)."""
+    training = parse_or_raise(TrainingConfig, training, TrainingConfig.PATH)
+    grpo, prompt, checkpoints = training.grpo, training.prompt, training.checkpoints
+    cpu = device == "cpu"
+    return dict(
+        output_dir=str(output_dir),
+        # The proposal's settings.
+        num_generations=grpo.num_generations,
+        temperature=grpo.temperature,
+        max_completion_length=grpo.max_completion_length,
+        beta=grpo.beta,
+        num_train_epochs=grpo.num_train_epochs,
+        per_device_train_batch_size=grpo.completions_per_step,
+        learning_rate=grpo.learning_rate,
+        loss_type=grpo.loss_type,
+        max_prompt_tokens=prompt.max_prompt_tokens,
+        truncation_side=prompt.truncation_side,
+        # What the proposal leaves open, fixed in the YAML rather than left to TRL's defaults.
+        scale_rewards=grpo.scale_rewards,
+        gradient_accumulation_steps=grpo.gradient_accumulation_steps,
+        num_iterations=grpo.num_iterations,
+        epsilon=grpo.epsilon,
+        top_p=grpo.top_p,
+        top_k=grpo.top_k,
+        lr_scheduler_type=grpo.lr_scheduler_type,
+        warmup_steps=grpo.warmup_steps,
+        weight_decay=grpo.weight_decay,
+        max_grad_norm=grpo.max_grad_norm,
+        optim=grpo.optim,
+        bf16=grpo.bf16,
+        gradient_checkpointing=grpo.gradient_checkpointing,
+        seed=grpo.seed,
+        reward_weights=reward_weights,
+        max_steps=training.max_steps or -1,
+        # Bookkeeping: log every step (the project records the history), checkpoints, and no
+        # integration of TRL's own (the project's callback logs to the kedro run's MLflow run).
+        use_cpu=cpu,
+        dataloader_pin_memory=not cpu,
+        logging_steps=1,
+        save_strategy="steps",
+        save_steps=checkpoints.save_steps,
+        save_total_limit=checkpoints.save_total_limit,
+        report_to=[],
+        disable_tqdm=False,
+        log_completions=False,
+    )
+
+
+def grpo_config(
+    training: TrainingConfig | Mapping[str, Any],
+    *,
+    output_dir: str | Path,
+    device: str,
+    reward_weights: list[float],
+) -> MllamaGRPOConfig:
+    """TRL's config with every proposal hyperparameter set explicitly (TRL's defaults differ)."""
+    return MllamaGRPOConfig(
+        **grpo_config_kwargs(
+            training, output_dir=output_dir, device=device, reward_weights=reward_weights
+        )
+    )
+
+
+def trainer_params(args: MllamaGRPOConfig, lora: Any) -> dict[str, str]:
+    """Every setting of the trainer and of LoRA as MLflow params (``trl.*``, ``peft.*``)."""
+
+    def flat(prefix: str, values: Mapping[str, Any]) -> dict[str, str]:
+        out = {}
+        for key, raw in values.items():
+            value = raw
+            if hasattr(raw, "value") and not isinstance(raw, int | float | str):
+                value = raw.value  # enums
+            if isinstance(value, set | frozenset):
+                value = sorted(value)
+            out[f"{prefix}.{key}"] = str(value)
+        return out
+
+    lora_values = {k: v for k, v in lora.to_dict().items() if not k.startswith("_")}
+    return {**flat("trl", args.to_dict()), **flat("peft", lora_values)}

@@ -1,0 +1,71 @@
+"""The one way the project writes to MLflow from code, and its one rule for undefined values.
+
+Datasets in the catalog (kedro-mlflow's ``MlflowMetricsHistoryDataset`` and
+``MlflowArtifactDataset``) log what the nodes return; what cannot travel as a node output (the
+trainer's per-step metrics while it runs, its resolved settings, a variant's nested run) goes
+through these functions. The rule, everywhere: **an undefined figure (None or NaN) is logged as
+NaN**, so every run carries the same metric names. Nothing is logged without an active run.
+Artifacts go through MLflow's own calls (``log_dict``, ``log_text``, ``log_figure``).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Mapping
+from typing import Any
+
+import mlflow
+
+# MLflow's limit on a parameter value.
+MAX_PARAM_LENGTH = 6000
+
+
+def metric_value(value: Any) -> float:
+    """A figure as MLflow stores it: a float, NaN when undefined."""
+    if value is None:
+        return math.nan
+    try:
+        return float(value)
+    except (TypeError, ValueError):
+        return math.nan
+
+
+def active() -> bool:
+    return mlflow.active_run() is not None
+
+
+def log_metrics(metrics: Mapping[str, Any], step: int | None = None) -> None:
+    """``metrics`` into the active run at ``step`` (undefined values as NaN)."""
+    if metrics and active():
+        mlflow.log_metrics({k: metric_value(v) for k, v in metrics.items()}, step=step)
+
+
+def log_params(params: Mapping[str, Any]) -> None:
+    """``params`` into the active run as text (cut to MLflow's length limit)."""
+    if params and active():
+        mlflow.log_params({k: str(v)[:MAX_PARAM_LENGTH] for k, v in params.items()})
+
+
+def log_artifact(name: str, content: Any, artifact_path: str | None = None) -> None:
+    """One artifact into the active run: a DataFrame (.csv), a dict or list (.json), text, or a
+    matplotlib figure."""
+    if not active():
+        return
+    path = f"{artifact_path}/{name}" if artifact_path else name
+    if hasattr(content, "to_csv"):
+        mlflow.log_text(content.to_csv(index=False), path)
+    elif isinstance(content, dict | list):
+        # Through JSON once so that numpy numbers and timestamps serialise as log_dict needs.
+        mlflow.log_dict(json.loads(json.dumps(content, default=str)), path)
+    elif isinstance(content, str):
+        mlflow.log_text(content, path)
+    elif hasattr(content, "savefig"):
+        mlflow.log_figure(content, path, save_kwargs={"dpi": 120, "bbox_inches": "tight"})
+    else:
+        raise TypeError(f"cannot log artifact {name} of type {type(content).__name__}")
+
+
+def log_artifacts(artifacts: Mapping[str, Any], artifact_path: str | None = None) -> None:
+    for name, content in artifacts.items():
+        log_artifact(name, content, artifact_path)
