@@ -3,9 +3,7 @@
 from __future__ import annotations
 
 import logging
-import math
 import os
-import re
 import subprocess
 import time
 from pathlib import Path
@@ -14,6 +12,8 @@ from typing import Any
 import click
 import mlflow
 from kedro.framework.hooks import hook_impl
+
+from hle_reasoning.summaries import TrainingSummary, VariantRun
 
 logger = logging.getLogger(__name__)
 
@@ -67,16 +67,24 @@ class GitCommitHook:
 
 
 class StudySummaryHook:
-    """After a successful ``kedro run``: where the reports are, the headline numbers, what next."""
+    """After a successful ``kedro run``: where the reports are, the headline numbers, what next.
+
+    The numbers come from the typed summaries the nodes return (``hle_reasoning.summaries``),
+    collected as the nodes finish.
+    """
 
     def __init__(self) -> None:
         self._started = 0.0
         self._mlflow_run: str | None = None
+        self._training: TrainingSummary | None = None
+        self._variants: dict[str, VariantRun] = {}
 
     @hook_impl
     def before_pipeline_run(self, run_params: dict, pipeline: Any, catalog: Any) -> None:
         self._started = time.monotonic()
         self._mlflow_run = None
+        self._training = None
+        self._variants = {}
 
     @hook_impl
     def before_node_run(
@@ -85,6 +93,14 @@ class StudySummaryHook:
         run = mlflow.active_run()
         if run is not None and self._mlflow_run is None:
             self._mlflow_run = run.info.run_id
+
+    @hook_impl
+    def after_node_run(self, node: Any, catalog: Any, inputs: dict, outputs: dict) -> None:
+        for value in (outputs or {}).values():
+            if isinstance(value, TrainingSummary):
+                self._training = value
+            elif isinstance(value, VariantRun):
+                self._variants[value.variant] = value
 
     @hook_impl
     def after_pipeline_run(
@@ -104,15 +120,23 @@ class StudySummaryHook:
         if reports:
             lines.append("Reports:")
             lines += [f"  {p}" for p in reports]
-        headline = _headline_lines(self._mlflow_run)
+        headline = self.headline_lines()
         if headline:
-            lines.append(f"Headline (MLflow run {self._mlflow_run}):")
+            lines.append(f"Headline (MLflow run {self._mlflow_run or 'not tracked'}):")
             lines += headline
         lines += [
             "Compare runs:  mlflow ui --backend-store-uri sqlite:///mlflow.db   (http://127.0.0.1:5000)",
             "See the graph: kedro viz run",
         ]
         click.echo("\n".join(["", *lines, ""]))
+
+    def headline_lines(self) -> list[str]:
+        """The training run and each evaluated variant, from the summaries the nodes returned."""
+        lines = [f"  {self._training.headline()}"] if self._training is not None else []
+        if self._variants:
+            lines.append(VariantRun.HEADER)
+            lines += [self._variants[v].headline() for v in sorted(self._variants)]
+        return lines
 
 
 def _filepath(catalog: Any, name: str) -> Path | None:
@@ -128,46 +152,6 @@ def _filepath(catalog: Any, name: str) -> Path | None:
         return path.relative_to(Path.cwd())
     except ValueError:
         return path
-
-
-def _fmt(value: float | None, digits: int = 2) -> str:
-    return "n/a" if value is None or math.isnan(value) else f"{value:.{digits}f}"
-
-
-def _headline_lines(run_id: str | None) -> list[str]:
-    """Evaluation per variant and the training run, from the kedro run's MLflow metrics."""
-    if not run_id:
-        return []
-    try:
-        metrics = mlflow.MlflowClient().get_run(run_id).data.metrics
-    except Exception:  # MLflow disabled or unreachable: the summary goes without numbers
-        return []
-    lines = []
-    if "training.steps" in metrics:
-        peak = metrics.get(
-            "training.memory.peak_cuda_allocated_gb", metrics.get("training.memory.peak_rss_gb")
-        )
-        lines.append(
-            f"  training: {int(metrics['training.steps'])} GRPO steps, "
-            f"{_fmt(metrics.get('training.mean_step_time_s'))} s/step, "
-            f"final reward {_fmt(metrics.get('training.reward'), 3)}, "
-            f"peak memory {_fmt(peak)} GB (eq. (6): {_fmt(metrics.get('training.memory.eq6_total_gb'))} GB)"
-        )
-    variants = sorted(
-        {m.group(1) for k in metrics if (m := re.fullmatch(r"evaluation\.(\w+)\.accuracy", k))}
-    )
-    if variants:
-        lines.append(
-            f"  {'variant':<12}{'n':>5}  {'accuracy (%)':>16}  {'calibration error (%)':>22}  {'all bins (%)':>12}"
-        )
-    for variant in variants:
-        get = lambda name, v=variant: metrics.get(f"evaluation.{v}.{name}")  # noqa: E731
-        accuracy = f"{_fmt(get('accuracy'))} ± {_fmt(get('accuracy_ci'))}"
-        lines.append(
-            f"  {variant:<12}{_fmt(get('n'), 0):>5}  {accuracy:>16}  "
-            f"{_fmt(get('calibration_error')):>22}  {_fmt(get('calibration_error_all_bins')):>12}"
-        )
-    return lines
 
 
 def _duration(seconds: float) -> str:

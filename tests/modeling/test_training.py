@@ -231,9 +231,16 @@ def test_a_run_killed_with_sigkill_resumes_from_its_last_checkpoint(
     (checkpoints / "checkpoint-4").mkdir()
     (checkpoints / "checkpoint-4" / "adapter_model.safetensors").write_bytes(b"partial")
 
-    result = train_grpo(str(tiny_dir), questions, model_params, params)
+    import mlflow
+
+    mlflow.set_tracking_uri(f"sqlite:///{tmp_path / 'mlflow.db'}")
+    with mlflow.start_run() as run:
+        result = train_grpo(str(tiny_dir), questions, model_params, params)
 
     assert result.summary["resumed_from_step"] == 3
+    # The resumed run's MLflow curve: the restored steps, then the new ones, numbered as trained.
+    losses = mlflow.MlflowClient().get_metric_history(run.info.run_id, "training.loss")
+    assert [m.step for m in losses] == [1, 2, 3, 4, 5]
     assert result.summary["steps"] == 5
     # The history restored from the checkpoint and the steps run after resuming: 1..5, once each.
     assert [p["step"] for p in result.history["loss"]] == [1, 2, 3, 4, 5]
@@ -249,3 +256,37 @@ def test_training_dataset_rows(math_questions):
     assert [m["role"] for m in image_row["prompt"]] == ["user", "user"]
     assert [m["role"] for m in text_row["prompt"]] == ["system", "user"]
     assert {"answer", "answer_type", "id"} <= set(rows.column_names)
+
+
+def test_each_step_reaches_mlflow_while_training_runs(
+    tiny_dir, math_questions, model_params, training_params, tmp_path
+):
+    """The kedro run's MLflow run holds step N's metrics before step N + 1 starts."""
+    import mlflow
+    from transformers import TrainerCallback
+
+    mlflow.set_tracking_uri(f"sqlite:///{tmp_path / 'mlflow.db'}")
+    client = mlflow.MlflowClient()
+    seen: list[list[int]] = []
+
+    class WatchMlflow(TrainerCallback):
+        def on_step_begin(self, args, state, control, **kwargs):
+            if state.global_step:
+                run_id = mlflow.active_run().info.run_id
+                seen.append([m.step for m in client.get_metric_history(run_id, "training.loss")])
+
+    params = with_changes(
+        training_params,
+        **{
+            "checkpoints.dir": str(tmp_path / "checkpoints"),
+            "max_steps": 3,
+            "grpo.max_completion_length": 4,
+        },
+    )
+    fp32 = dict(model_params, quantization={"enabled": False})
+    with mlflow.start_run() as run:
+        train_grpo(str(tiny_dir), math_questions.iloc[:4], fp32, params, callbacks=[WatchMlflow()])
+    assert seen == [[1], [1, 2]]
+    history = client.get_metric_history(run.info.run_id, "training.reward")
+    assert [m.step for m in history] == [1, 2, 3]
+    assert client.get_metric_history(run.info.run_id, "training.reward.cosine")

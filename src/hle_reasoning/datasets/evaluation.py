@@ -22,6 +22,8 @@ from typing import Any
 import pandas as pd
 from kedro.io import AbstractDataset, DatasetError
 
+from hle_reasoning.summaries import VariantRun
+
 logger = logging.getLogger(__name__)
 
 REPLACE = "replace"  # DataFrame.attrs flag: the chunk replaces the store instead of extending it
@@ -205,10 +207,10 @@ class JudgeEndpointDataset(AbstractDataset[None, JudgeEndpoint]):
         return {"credentials": sorted(self._credentials), "env": self._env}
 
 
-class MlflowChildRunDataset(AbstractDataset[dict, None]):
+class MlflowChildRunDataset(AbstractDataset[VariantRun | dict, None]):
     """Save-only: one nested MLflow run under the active (``kedro run``) run per save.
 
-    The payload is a dict with any of ``tags``, ``params``, ``metrics`` (name -> number; an
+    The payload is a ``hle_reasoning.summaries.VariantRun`` or a dict with any of ``tags``, ``params``, ``metrics`` (name -> number; an
     undefined one is logged as NaN, ``hle_reasoning.tracking``'s rule) and ``artifacts`` (file
     name -> DataFrame (.csv), dict or list (.json), str (text) or a matplotlib figure (.png)),
     all logged through ``hle_reasoning.tracking``. The child run gets ``run_name`` and ``tags`` and inherits the parent's git tags.
@@ -243,11 +245,18 @@ class MlflowChildRunDataset(AbstractDataset[dict, None]):
             f"MlflowChildRunDataset {self._run_name!r} is save-only; read runs with the MLflow API."
         )
 
-    def save(self, data: dict[str, Any]) -> None:
+    def save(self, data: VariantRun | dict[str, Any]) -> None:
         import mlflow
 
         from hle_reasoning import tracking
 
+        if isinstance(data, VariantRun):
+            data = {
+                "tags": data.tags,
+                "params": data.params,
+                "metrics": data.metrics,
+                "artifacts": data.artifacts,
+            }
         parent = mlflow.active_run()
         if parent is None:
             logger.info("No active MLflow run: the %r child run is not logged", self._run_name)

@@ -22,6 +22,7 @@ from hle_reasoning.hle.formatting import figure, slug
 from hle_reasoning.hle.llm_judge import LLMJudge
 from hle_reasoning.hle.metrics import small_sample_note
 from hle_reasoning.modeling import generation
+from hle_reasoning.summaries import VariantRun
 
 logger = logging.getLogger(__name__)
 
@@ -149,7 +150,7 @@ def publish_variant(
     adapter: str | None = None,
     *,
     variant: str = "",
-) -> tuple[plt.Figure, dict[str, Any], dict[str, dict[str, float]]]:
+) -> tuple[plt.Figure, VariantRun, dict[str, dict[str, float]]]:
     """The reliability diagram, the variant's MLflow child run, and its metrics for the parent run.
 
     The child run carries the same metric names for every variant (``accuracy``,
@@ -183,8 +184,9 @@ def publish_variant(
     for row in metrics_by_category.iloc[1:].itertuples():
         for name in ("accuracy", "accuracy_ci", "calibration_error", "calibration_error_all_bins"):
             metrics[f"{slug(row.category)}.{name}"] = float(getattr(row, name))
-    payload = {
-        "tags": {
+    run = VariantRun(
+        variant=variant,
+        tags={
             "variant": variant,
             "model": model.name_or_path,
             "base_model": base_model,
@@ -192,25 +194,25 @@ def publish_variant(
             "judge": evaluation.judge.label(judge_endpoint.model),
             "label": label,
         },
-        "params": {
+        params={
             **{f"generation.{k}": v for k, v in evaluation.generation.to_dict().items()},
             "judge.kind": evaluation.judge.kind,
             "metrics.beta": beta,
             "metrics.p": evaluation.metrics.p,
             "questions": len(predictions),
         },
-        "metrics": metrics,
-        "artifacts": {
+        metrics=metrics,
+        artifacts={
             "predictions.csv": predictions,
             f"judged_{variant}.json": verdicts.official_judged_format(predictions, label),
             "metrics_by_category.csv": metrics_by_category,
             "reliability_diagram.png": diagram,
         },
-    }
+    )
     # Undefined figures (the official calibration error below beta answers) are logged as NaN,
     # hle_reasoning.tracking's rule, so every run has the same metric names.
     parent_metrics = {name: {"value": value, "step": 0} for name, value in metrics.items()}
-    return diagram, payload, parent_metrics
+    return diagram, run, parent_metrics
 
 
 def report_evaluation(

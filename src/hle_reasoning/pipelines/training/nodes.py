@@ -10,6 +10,7 @@ import pandas as pd
 from hle_reasoning import tracking
 from hle_reasoning.modeling import curves, models, training
 from hle_reasoning.modeling.models import BuiltModel
+from hle_reasoning.summaries import TrainingSummary
 
 logger = logging.getLogger(__name__)
 
@@ -51,7 +52,7 @@ def train_grpo(
         ", ".join(f"{k} {v:.3f}" for k, v in summary["memory"]["measured"].items()),
     )
     history = curves.history_frame(result.history)
-    return result.model, training.summary_metrics(summary), summary, history
+    return result.model, training.summary_metrics(summary), TrainingSummary(summary), history
 
 
 def plot_training_curves(training_history: pd.DataFrame, training_summary: dict[str, Any]) -> Any:

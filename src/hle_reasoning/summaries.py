@@ -1,0 +1,61 @@
+"""What the nodes return for a person to read: typed summaries the closing summary picks by type.
+
+``StudySummaryHook`` collects these objects from the nodes' outputs (``after_node_run``) by their
+class, never by dataset or metric names, so renaming a catalog entry or an MLflow prefix cannot
+silently empty the closing summary.
+
+* ``TrainingSummary``: the training run's summary (a dict, so the JSON dataset writes it as
+  data/08_reporting/training_summary.json).
+* ``VariantRun``: one evaluated variant's MLflow child run (tags, params, metrics, artifacts),
+  saved by ``MlflowChildRunDataset``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from hle_reasoning.hle.formatting import figure
+
+
+class TrainingSummary(dict):
+    """The summary of one GRPO run: steps, timings, final reward / KL / loss, memory."""
+
+    def headline(self) -> str:
+        measured = self["memory"]["measured"]
+        peak = measured.get("peak_cuda_allocated_gb", measured.get("peak_rss_gb"))
+        return (
+            f"training: {self['steps']} GRPO steps, {figure(self.get('mean_step_time_s'))} s/step, "
+            f"final reward {figure(self.get('final_reward'), 3)}, peak memory {figure(peak)} GB "
+            f"(eq. (6): {figure(self['memory']['eq6']['total_gb'])} GB)"
+        )
+
+
+@dataclass(frozen=True)
+class VariantRun:
+    """One evaluated variant as its MLflow child run records it; ``metrics`` holds the overall
+    figures (``accuracy``, ``accuracy_ci``, ``calibration_error``, ...) and per category."""
+
+    variant: str
+    tags: dict[str, str] = field(default_factory=dict)
+    params: dict[str, Any] = field(default_factory=dict)
+    metrics: dict[str, float] = field(default_factory=dict)
+    artifacts: dict[str, Any] = field(default_factory=dict)
+
+    def __getitem__(self, key: str) -> Any:
+        """``run["metrics"]``: the fields read as a payload's keys."""
+        return getattr(self, key)
+
+    HEADER = (
+        f"  {'variant':<12}{'n':>5}  {'accuracy (%)':>16}  {'calibration error (%)':>22}  "
+        f"{'all bins (%)':>12}"
+    )
+
+    def headline(self) -> str:
+        m = self.metrics
+        accuracy = f"{figure(m.get('accuracy'))} ± {figure(m.get('accuracy_ci'))}"
+        return (
+            f"  {self.variant:<12}{figure(m.get('n'), 0):>5}  {accuracy:>16}  "
+            f"{figure(m.get('calibration_error')):>22}  "
+            f"{figure(m.get('calibration_error_all_bins')):>12}"
+        )

@@ -1,0 +1,59 @@
+"""The closing summary reads the typed summaries the nodes return, whatever their datasets' names."""
+
+from __future__ import annotations
+
+import math
+
+from hle_reasoning.hooks import StudySummaryHook
+from hle_reasoning.summaries import TrainingSummary, VariantRun
+
+
+def training_summary(**changes) -> TrainingSummary:
+    summary = {
+        "steps": 26,
+        "mean_step_time_s": 0.256,
+        "final_reward": 0.5891,
+        "memory": {"eq6": {"total_gb": 1.5012}, "measured": {"peak_rss_gb": 1.0311}},
+    }
+    return TrainingSummary({**summary, **changes})
+
+
+def test_the_summary_is_found_by_type_under_any_output_name():
+    hook = StudySummaryHook()
+    hook.before_pipeline_run({}, None, None)
+    hook.after_node_run(
+        None, None, {}, {"a_renamed_summary": training_summary(), "x": {"steps": 3}}
+    )
+    for variant, accuracy in (("finetuned", 12.5), ("baseline", 0.0)):
+        run = VariantRun(
+            variant=variant,
+            metrics={
+                "n": 73.0,
+                "accuracy": accuracy,
+                "accuracy_ci": 1.234,
+                "calibration_error": math.nan,
+                "calibration_error_all_bins": 87.5,
+            },
+        )
+        hook.after_node_run(None, None, {}, {f"some.{variant}.name": run})
+    lines = hook.headline_lines()
+    assert lines[0] == (
+        "  training: 26 GRPO steps, 0.26 s/step, final reward 0.589, peak memory 1.03 GB "
+        "(eq. (6): 1.50 GB)"
+    )
+    assert lines[1] == VariantRun.HEADER
+    baseline, finetuned = lines[2], lines[3]
+    assert baseline.split() == ["baseline", "73", "0.00", "±", "1.23", "n/a", "87.50"]
+    assert finetuned.split() == ["finetuned", "73", "12.50", "±", "1.23", "n/a", "87.50"]
+
+
+def test_nothing_typed_means_no_headline():
+    hook = StudySummaryHook()
+    hook.before_pipeline_run({}, None, None)
+    hook.after_node_run(None, None, {}, {"training_summary": {"steps": 3}, "table": [1, 2]})
+    assert hook.headline_lines() == []
+
+
+def test_a_run_without_a_reward_or_a_gpu_prints_n_a():
+    line = training_summary(final_reward=None, mean_step_time_s=None).headline()
+    assert "n/a s/step" in line and "final reward n/a" in line
