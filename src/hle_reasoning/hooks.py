@@ -181,16 +181,15 @@ def preflight_problems(
     import torch
 
     from hle_reasoning.config import BLOCKS, TINY, parse_blocks
-    from hle_reasoning.hle.schema import is_hub_id as is_hub_dataset
+    from hle_reasoning.hle.schema import is_hub_id
     from hle_reasoning.modeling.models import hf_token
-    from hle_reasoning.modeling.models import is_hub_id as is_hub_model
 
     if blocks is None:
         blocks = [name for name in BLOCKS if name in params]
     parsed, problems = parse_blocks(params, blocks)
     token = hf_token()
     offline = os.environ.get("HF_HUB_OFFLINE") == "1"
-    if hle_source and is_hub_dataset(hle_source) and not token:
+    if hle_source and is_hub_id(hle_source) and not token:
         problems.append(
             f"hle_source is the gated hub dataset {hle_source!r} but HF_TOKEN is not set: accept its "
             f"terms at https://huggingface.co/datasets/{hle_source}, then `export HF_TOKEN=hf_...`; "
@@ -198,7 +197,7 @@ def preflight_problems(
         )
     model = params.get("model") or {}
     name = model.get("name_or_path", TINY)
-    if uses_model and name != TINY and is_hub_model(name):
+    if uses_model and name != TINY and is_hub_id(name):
         if not token and not offline:
             problems.append(
                 f"model.name_or_path is the gated hub model {name!r} but HF_TOKEN is not set: request "

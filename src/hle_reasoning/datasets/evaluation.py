@@ -22,17 +22,16 @@ from typing import Any
 import pandas as pd
 from kedro.io import AbstractDataset, DatasetError
 
+from hle_reasoning.hle.stores import REPLACE
 from hle_reasoning.summaries import VariantRun
 
 logger = logging.getLogger(__name__)
-
-REPLACE = "replace"  # DataFrame.attrs flag: the chunk replaces the store instead of extending it
 
 
 class JSONLinesStore(AbstractDataset[pd.DataFrame, pd.DataFrame]):
     """A JSON-lines file that each save extends with a chunk of records.
 
-    A chunk whose ``attrs["replace"]`` is true replaces the file (atomically) instead, which is
+    A chunk whose ``attrs[REPLACE]`` (``hle_reasoning.hle.stores``) is true replaces the file (atomically) instead, which is
     how a node drops stale records before appending new ones. Loading returns every complete
     record (a line cut short by a kill is skipped with a warning) and an empty frame with
     ``columns`` when the file does not exist yet.
@@ -55,11 +54,11 @@ class JSONLinesStore(AbstractDataset[pd.DataFrame, pd.DataFrame]):
         self,
         *,
         filepath: str,
-        columns: list[str] | None = None,
+        columns: list[str] | str | None = None,
         metadata: dict[str, Any] | None = None,
     ) -> None:
         self._filepath = Path(filepath)
-        self._columns = list(columns or [])
+        self._columns = _columns(columns)
         self.metadata = metadata
 
     def load(self) -> pd.DataFrame:
@@ -117,6 +116,23 @@ class JSONLinesStore(AbstractDataset[pd.DataFrame, pd.DataFrame]):
 
     def _describe(self) -> dict[str, Any]:
         return {"filepath": str(self._filepath)}
+
+
+def _columns(columns: list[str] | str | None) -> list[str]:
+    """A column list, or the dotted name of the code's constant that holds it
+    (``hle_reasoning.hle.verdicts.VERDICT_COLUMNS``), so the list has one home."""
+    if not isinstance(columns, str):
+        return list(columns or [])
+    import importlib
+
+    module, _, name = columns.rpartition(".")
+    try:
+        return list(getattr(importlib.import_module(module), name))
+    except (ImportError, AttributeError, ValueError) as error:
+        raise DatasetError(
+            f"JSONLinesStore columns {columns!r} names no column list ({error}); give a list or "
+            "the dotted name of a tuple of column names"
+        ) from None
 
 
 def _jsonable(record: dict[str, Any]) -> dict[str, Any]:

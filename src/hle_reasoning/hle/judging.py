@@ -31,9 +31,10 @@ from decimal import ROUND_HALF_UP, Decimal, InvalidOperation
 from functools import lru_cache
 from typing import Any
 
+from hle_reasoning.hle.schema import ANSWER_TYPES
+
 logger = logging.getLogger(__name__)
 
-ANSWER_TYPES = ("exactMatch", "multipleChoice")
 # The official judge's instruction for responses without a confidence.
 DEFAULT_CONFIDENCE = 100
 DEFAULT_REL_TOL = 1e-4

@@ -64,13 +64,14 @@ def _raise(source: str, problems: list[Problem]) -> None:
     )
 
 
-def is_hub_id(source: str) -> bool:
-    """True when ``source`` names a Hugging Face dataset rather than a local file."""
-    return source == HUB_DATASET_ID or (
-        source.count("/") == 1
-        and not Path(source).suffix
-        and not Path(source).exists()
-        and not source.startswith((".", "/", "~"))
+def is_hub_id(name: str) -> bool:
+    """True when ``name`` is a Hugging Face repository id (``owner/name``: the HLE dataset or the
+    model) rather than a local file or directory or the tiny model."""
+    return name == HUB_DATASET_ID or (
+        name.count("/") == 1
+        and Path(name).suffix.lower() not in LOCAL_SUFFIXES
+        and not Path(name).exists()
+        and not name.startswith((".", "/", "~"))
     )
 
 

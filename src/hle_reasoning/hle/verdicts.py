@@ -22,6 +22,7 @@ import pandas as pd
 from hle_reasoning.hle import judging
 from hle_reasoning.hle.judging import Verdict, judge_response
 from hle_reasoning.hle.llm_judge import LLMJudge
+from hle_reasoning.hle.stores import replacing
 
 logger = logging.getLogger(__name__)
 
@@ -83,7 +84,7 @@ def judge_table(
 ) -> Iterator[pd.DataFrame]:
     """Verdicts for every response to ``questions``, in chunks, stored ones first.
 
-    The first chunk holds the reusable stored verdicts and has ``attrs["replace"] = True`` (a
+    The first chunk holds the reusable stored verdicts and has ``attrs[REPLACE]`` set (a
     ``JSONLinesStore`` then drops stale ones); later chunks hold new verdicts as they arrive.
     LLM judgements run on ``workers`` threads; a failed one is left out (the question counts
     as wrong and a rerun retries it).
@@ -121,7 +122,7 @@ def judge_table(
         judge,
     )
     first = stored.reindex(columns=list(VERDICT_COLUMNS)).reset_index(drop=True)
-    first.attrs["replace"] = True
+    replacing(first)
     yield first
     if todo.empty:
         return

@@ -20,6 +20,7 @@ import torch
 
 from hle_reasoning.config.model import TINY, ModelConfig, QuantizationConfig, TinyConfig
 from hle_reasoning.config.parsing import parse_or_raise
+from hle_reasoning.hle.schema import is_hub_id
 
 logger = logging.getLogger(__name__)
 
@@ -70,10 +71,6 @@ class ModelAccessError(RuntimeError):
 def tiny_tokenizer_dir() -> Path:
     """The bundled byte-level BPE tokenizer of the tiny model (made by scripts/make_tiny_tokenizer.py)."""
     return Path(str(resources.files("hle_reasoning") / "assets" / "tiny_tokenizer"))
-
-
-def is_hub_id(name_or_path: str) -> bool:
-    return name_or_path != TINY and not Path(name_or_path).exists() and name_or_path.count("/") == 1
 
 
 def hf_token() -> str | None:

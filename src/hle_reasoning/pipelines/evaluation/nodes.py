@@ -16,11 +16,12 @@ from hle_reasoning.config import (
     MetricsConfig,
     ModelConfig,
 )
-from hle_reasoning.datasets.evaluation import REPLACE, JudgeEndpoint
+from hle_reasoning.datasets.evaluation import JudgeEndpoint
 from hle_reasoning.hle import report, verdicts
 from hle_reasoning.hle.formatting import figure, slug
 from hle_reasoning.hle.llm_judge import LLMJudge
 from hle_reasoning.hle.metrics import small_sample_note
+from hle_reasoning.hle.stores import replacing
 from hle_reasoning.modeling import generation
 from hle_reasoning.summaries import VariantRun
 
@@ -51,7 +52,7 @@ def answer_questions(
         stored = stored[(stored["generation_key"] == key) & stored["id"].astype(str).isin(ids)]
         stored = stored.drop_duplicates("id", keep="last")
     kept = stored.reindex(columns=list(generation.RESPONSE_COLUMNS)).reset_index(drop=True)
-    kept.attrs[REPLACE] = True
+    replacing(kept)
     todo = questions[~questions["id"].astype(str).isin(set(kept["id"]))]
     logger.info(
         "%s: %d stored response(s) reused, %d question(s) to answer (setup %s)",
