@@ -4,7 +4,13 @@ import pandas as pd
 import pytest
 from kedro.io import DatasetError
 
-from hle_reasoning.datasets import BaseModelDataset, CSVDataset, HLEDataset, TextDataset
+from hle_reasoning.datasets import (
+    BaseModelDataset,
+    CSVDataset,
+    HLEDataset,
+    ParquetDataset,
+    TextDataset,
+)
 from hle_reasoning.datasets.atomic import write_directory_atomically
 
 
@@ -64,3 +70,47 @@ def test_hle_dataset_is_read_only_and_names_the_source(tmp_path):
         HLEDataset(source="data/01_raw/hle_sample.jsonl").save(pd.DataFrame())
     with pytest.raises(Exception, match="missing.jsonl: no such file"):
         HLEDataset(source=str(tmp_path / "missing.jsonl")).load()
+
+
+@pytest.mark.parametrize("cls", [CSVDataset, ParquetDataset])
+def test_atomic_saves_work_with_kedro_versioning(tmp_path, cls):
+    from kedro.io import Version
+
+    path = tmp_path / "reporting" / "table.file"
+    frames = [pd.DataFrame({"a": [1, 2]}), pd.DataFrame({"a": [3]})]
+    versions = []
+    stamps = ("2026-01-01T00.00.00.000Z", "2026-01-02T00.00.00.000Z")
+    for frame, version in zip(frames, stamps, strict=True):
+        dataset = cls(filepath=str(path), version=Version(None, version))
+        dataset.save(frame)
+        versions.append(version)
+    # Each save is a whole file in its version's folder, and nothing temporary is left.
+    written = sorted(p.relative_to(path).as_posix() for p in path.rglob("*") if p.is_file())
+    assert written == [f"{v}/table.file" for v in versions]
+    latest = cls(filepath=str(path), version=Version(None, None)).load()
+    pd.testing.assert_frame_equal(latest.reset_index(drop=True), frames[1])
+    first = cls(filepath=str(path), version=Version(versions[0], None)).load()
+    pd.testing.assert_frame_equal(first.reset_index(drop=True), frames[0])
+
+
+def test_a_failed_versioned_save_leaves_no_version_behind(tmp_path):
+    from kedro.io import Version
+
+    path = tmp_path / "table.csv"
+    dataset = CSVDataset(filepath=str(path), version=Version(None, "2026-01-01T00.00.00.000Z"))
+    with pytest.raises(DatasetError):
+        dataset.save(Unwritable())
+    assert not [p for p in tmp_path.rglob("*") if p.is_file()]
+
+
+def test_a_store_takes_its_columns_from_the_code_by_name(tmp_path):
+    from hle_reasoning.datasets import JSONLinesStore
+    from hle_reasoning.hle.verdicts import VERDICT_COLUMNS
+
+    store = JSONLinesStore(
+        filepath=str(tmp_path / "verdicts.jsonl"),
+        columns="hle_reasoning.hle.verdicts.VERDICT_COLUMNS",
+    )
+    assert list(store.load().columns) == list(VERDICT_COLUMNS)
+    with pytest.raises(DatasetError, match="names no column list"):
+        JSONLinesStore(filepath=str(tmp_path / "x.jsonl"), columns="hle_reasoning.hle.NOPE")

@@ -49,25 +49,38 @@ def write_directory_atomically(path: Path, write: Callable[[Path], None]) -> Non
 
 
 class _AtomicSave:
-    """Mixin: run the parent's save against a temporary path, then rename it into place."""
+    """Mixin: the parent's save writes a temporary sibling of the path it would write, which is
+    then renamed into place.
 
-    _filepath: PurePosixPath
-    _protocol: str
+    The path is the parent's own save path (``_get_save_path``), so ``versioned: true`` works:
+    each save writes ``<filepath>/<version>/<name>`` whole, through Kedro's versioning.
+    """
+
+    _atomic: dict[str, Path] | None = None
+
+    def _get_save_path(self) -> PurePosixPath:
+        real = super()._get_save_path()  # type: ignore[misc]
+        if self._atomic is None or getattr(self, "_protocol", "file") not in ("file", "", None):
+            return real
+        final = Path(str(real))
+        tmp = final.with_name(f".{final.name}.tmp-{os.getpid()}")
+        final.parent.mkdir(parents=True, exist_ok=True)
+        self._atomic.update(final=final, tmp=tmp)
+        return PurePosixPath(tmp)
 
     def save(self, data: Any) -> None:
-        if getattr(self, "_protocol", "file") not in ("file", "", None):
-            return super().save.__wrapped__(self, data)  # type: ignore[misc]
-        final = self._filepath
-        Path(final).parent.mkdir(parents=True, exist_ok=True)
-        tmp = final.with_name(f".{final.name}.tmp-{os.getpid()}")
-        self._filepath = tmp
+        # Kedro wraps this method (versioning, logging) in each concrete class; the parent's
+        # save is called unwrapped, so the rename happens before Kedro checks the version.
+        self._atomic = {}
         try:
             super().save.__wrapped__(self, data)  # type: ignore[misc]
-            atomic_replace(Path(tmp), Path(final))
+            if "tmp" in self._atomic:
+                atomic_replace(self._atomic["tmp"], self._atomic["final"])
         finally:
-            self._filepath = final
-            if Path(tmp).exists():
-                Path(tmp).unlink()
+            tmp = self._atomic.get("tmp")
+            self._atomic = None
+            if tmp is not None and tmp.exists():
+                tmp.unlink()
         invalidate = getattr(self, "_invalidate_cache", None)
         if invalidate:
             invalidate()
