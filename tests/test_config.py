@@ -17,6 +17,7 @@ from hle_reasoning.config import (
     ConfigError,
     EvaluationConfig,
     GenerationConfig,
+    JudgeConfig,
     TrainingConfig,
     parse,
     parse_blocks,
@@ -218,3 +219,12 @@ def test_a_misspelt_key_and_a_keyless_llm_judge_stop_kedro_run_before_any_node(p
     assert "--params evaluation.judge.kind=rules" in output
     assert "Running node" not in output
     assert not (project_copy / "data" / "03_primary").exists()
+
+
+def test_the_judge_label_names_the_model_that_judged():
+    judge = JudgeConfig.from_params({"kind": "llm", "llm": {"model": "o3-mini-2025-01-31"}})
+    # HLE_JUDGE_MODEL or the credentials' model (the endpoint's) is the one that judges.
+    assert judge.label("gpt-4.1-2025-04-14") == "llm:gpt-4.1-2025-04-14"
+    assert judge.label("gpt-4.1-2025-04-14", style="report") == "llm (gpt-4.1-2025-04-14)"
+    assert judge.label(None) == "llm:o3-mini-2025-01-31"
+    assert JudgeConfig().label("gpt-4.1-2025-04-14") == "rules"
