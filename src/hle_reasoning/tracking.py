@@ -15,8 +15,6 @@ import math
 from collections.abc import Mapping
 from typing import Any
 
-import mlflow
-
 # MLflow's limit on a parameter value.
 MAX_PARAM_LENGTH = 6000
 
@@ -31,20 +29,30 @@ def metric_value(value: Any) -> float:
         return math.nan
 
 
+def _mlflow():
+    """MLflow, imported on first use (the library runs without it, e.g. the GPU benchmark)."""
+    try:
+        import mlflow
+    except ImportError:
+        return None
+    return mlflow
+
+
 def active() -> bool:
-    return mlflow.active_run() is not None
+    mlflow = _mlflow()
+    return mlflow is not None and mlflow.active_run() is not None
 
 
 def log_metrics(metrics: Mapping[str, Any], step: int | None = None) -> None:
     """``metrics`` into the active run at ``step`` (undefined values as NaN)."""
     if metrics and active():
-        mlflow.log_metrics({k: metric_value(v) for k, v in metrics.items()}, step=step)
+        _mlflow().log_metrics({k: metric_value(v) for k, v in metrics.items()}, step=step)
 
 
 def log_params(params: Mapping[str, Any]) -> None:
     """``params`` into the active run as text (cut to MLflow's length limit)."""
     if params and active():
-        mlflow.log_params({k: str(v)[:MAX_PARAM_LENGTH] for k, v in params.items()})
+        _mlflow().log_params({k: str(v)[:MAX_PARAM_LENGTH] for k, v in params.items()})
 
 
 def log_artifact(name: str, content: Any, artifact_path: str | None = None) -> None:
@@ -52,6 +60,7 @@ def log_artifact(name: str, content: Any, artifact_path: str | None = None) -> N
     matplotlib figure."""
     if not active():
         return
+    mlflow = _mlflow()
     path = f"{artifact_path}/{name}" if artifact_path else name
     if hasattr(content, "to_csv"):
         mlflow.log_text(content.to_csv(index=False), path)

@@ -64,6 +64,7 @@ class TinyTextConfig(Block):
     num_key_value_heads: int = field(default=2, metadata=at_least(1, "an integer"))
     cross_attention_layers: tuple[int, ...] = (1,)
     max_position_embeddings: int = field(default=2048, metadata=at_least(1, "an integer"))
+    initializer_range: float = field(default=0.02, metadata=at_least(0.0))
 
 
 @dataclass(frozen=True, kw_only=True)
