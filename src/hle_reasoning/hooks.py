@@ -13,6 +13,7 @@ import click
 import mlflow
 from kedro.framework.hooks import hook_impl
 
+from hle_reasoning import tracking
 from hle_reasoning.summaries import TrainingSummary, VariantRun
 
 logger = logging.getLogger(__name__)
@@ -60,9 +61,7 @@ class GitCommitHook:
         run = mlflow.active_run()
         if run is None or run.info.run_id == self._tagged_run or self._project_path is None:
             return
-        tags = git_state(self._project_path)
-        if tags:
-            mlflow.set_tags(tags)
+        tracking.set_tags(git_state(self._project_path))
         self._tagged_run = run.info.run_id
 
 

@@ -55,6 +55,12 @@ def log_params(params: Mapping[str, Any]) -> None:
         _mlflow().log_params({k: str(v)[:MAX_PARAM_LENGTH] for k, v in params.items()})
 
 
+def set_tags(tags: Mapping[str, Any]) -> None:
+    """``tags`` on the active run, as text."""
+    if tags and active():
+        _mlflow().set_tags({k: str(v) for k, v in tags.items()})
+
+
 def log_artifact(name: str, content: Any, artifact_path: str | None = None) -> None:
     """One artifact into the active run: a DataFrame (.csv), a dict or list (.json), text, or a
     matplotlib figure."""
