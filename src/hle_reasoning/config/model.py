@@ -100,9 +100,14 @@ class ModelConfig(Block):
         means unquantized, as the library's functions have always read it."""
         if isinstance(value, cls):
             return value
+        return parse_or_raise(cls, cls.normalise(value), cls.PATH)
+
+    @staticmethod
+    def normalise(value: Mapping[str, Any] | None) -> dict[str, Any]:
+        """A mapping with ``quantization: None`` read as ``enabled: false``."""
         data = dict(value or {})
         if "quantization" in data and data["quantization"] is None:
             data["quantization"] = {"enabled": False}
-        return parse_or_raise(cls, data, cls.PATH)
+        return data
 
     from_params = coerce

@@ -66,6 +66,36 @@ __all__ = [
 ]
 
 
+def _parsed(
+    training_config: TrainingConfig | Mapping[str, Any],
+    model_config: ModelConfig | Mapping[str, Any],
+) -> tuple[TrainingConfig | None, ModelConfig | None, list[str]]:
+    training, problems = (
+        (training_config, [])
+        if isinstance(training_config, TrainingConfig)
+        else parse(TrainingConfig, training_config, "training")
+    )
+    model, found = (
+        (model_config, [])
+        if isinstance(model_config, ModelConfig)
+        else parse(ModelConfig, ModelConfig.normalise(model_config), "model")
+    )
+    return training, model, problems + found
+
+
+def _access_problems(model: ModelConfig) -> list[str]:
+    problems = []
+    for check in (
+        lambda: check_model_access(model.name_or_path),
+        lambda: resolve_device(model.device),
+    ):
+        try:
+            check()
+        except ModelAccessError as error:
+            problems.append(str(error))
+    return problems
+
+
 def config_problems(
     training_config: TrainingConfig | Mapping[str, Any],
     model_config: ModelConfig | Mapping[str, Any],
@@ -76,26 +106,9 @@ def config_problems(
     ``check_access=False`` leaves out the model's hub access and device (the preflight hook checks
     those for every pipeline).
     """
-    problems: list[str] = []
-    model_block = model_config
-    for cls, value, path in (
-        (TrainingConfig, training_config, "training"),
-        (ModelConfig, model_config, "model"),
-    ):
-        if not isinstance(value, cls):
-            block, found = parse(cls, value, path)
-            problems += found
-            if cls is ModelConfig:
-                model_block = block
-    if check_access and isinstance(model_block, ModelConfig):
-        for check in (
-            lambda: check_model_access(model_block.name_or_path),
-            lambda: resolve_device(model_block.device),
-        ):
-            try:
-                check()
-            except ModelAccessError as error:
-                problems.append(str(error))
+    _, model, problems = _parsed(training_config, model_config)
+    if check_access and model is not None:
+        problems += _access_problems(model)
     return problems
 
 
@@ -104,17 +117,12 @@ def check_config(
     model_config: ModelConfig | Mapping[str, Any],
 ) -> tuple[TrainingConfig, ModelConfig]:
     """Both blocks parsed, or ``TrainingConfigError`` listing every problem (no model loads)."""
-    problems = config_problems(training_config, model_config)
-    if problems:
+    training, model, problems = _parsed(training_config, model_config)
+    if model is not None:
+        problems += _access_problems(model)
+    if problems or training is None or model is None:
         raise TrainingConfigError(problems)
-    return (
-        TrainingConfig.from_params(training_config)
-        if not isinstance(training_config, TrainingConfig)
-        else training_config,
-        ModelConfig.from_params(model_config)
-        if not isinstance(model_config, ModelConfig)
-        else model_config,
-    )
+    return training, model
 
 
 def training_dataset(
