@@ -246,10 +246,10 @@ class PreflightHook:
         from hle_reasoning.config import BLOCKS
 
         datasets = set(pipeline.datasets())
-        blocks = sorted(
-            {n.removeprefix("params:").split(".")[0] for n in datasets if n.startswith("params:")}
-            & set(BLOCKS)
-        )
+        read = {
+            n.removeprefix("params:").split(".")[0] for n in datasets if n.startswith("params:")
+        }
+        blocks = [name for name in BLOCKS if name in read]  # in the order of the YAML files
         params = {name: _param(catalog, f"params:{name}") for name in blocks}
         if "model" not in params:
             params["model"] = _param(catalog, "params:model") or {}
