@@ -145,6 +145,12 @@ def test_values_from_the_command_line_are_read_as_their_type():
     assert problems == [] and config.metrics.p == "1"
 
 
+@pytest.mark.parametrize("value", [10**400, float("inf"), float("nan"), "1e999", "hot", True, None])
+def test_a_number_that_is_not_one_is_a_problem_not_a_crash(value):
+    _, problems = parse(TrainingConfig, {"grpo": {"temperature": value}}, "training")
+    assert len(problems) == 1 and problems[0].startswith("training.grpo.temperature is ")
+
+
 def test_building_a_block_directly_runs_the_same_checks():
     with pytest.raises(ConfigError) as error:
         GenerationConfig(batch_size=0, max_new_tokens=0)

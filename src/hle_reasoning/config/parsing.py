@@ -138,13 +138,14 @@ def _convert(value: Any, tp: Any, path: str, problems: list[str]) -> Any:
         if isinstance(value, float) and value.is_integer():
             return int(value)
     elif tp is float:
-        if isinstance(value, int | float) and not isinstance(value, bool) and not math.isnan(value):
-            return float(value)
-        if isinstance(value, str):  # "1e-4" from YAML 1.1 or the command line
+        if isinstance(value, int | float | str) and not isinstance(value, bool):
+            # A string: "1e-4", which YAML 1.1 and the command line leave as text.
             try:
-                return float(value)
-            except ValueError:
-                pass
+                number = float(value)
+            except (ValueError, OverflowError):
+                number = math.nan
+            if not math.isnan(number) and not math.isinf(number):
+                return number
     elif tp is str:
         if isinstance(value, str):
             return value
