@@ -3,34 +3,43 @@
 HLE grades a response with an LLM judge (o3-mini) that reads the whole response, extracts the
 final answer and the stated confidence ("Put 100 if there is no confidence score available") and
 says whether the answer matches the reference "or is within a small margin of error for
-numerical problems" (``JUDGE_PROMPT`` in hle_eval/run_judge_results.py of
-github.com/centerforaisafety/hle). This module is a deterministic, offline stand-in for it:
+numerical problems", and "no" for "any inconsistency, ambiguity, non-equivalency" (``JUDGE_PROMPT``
+in hle_eval/run_judge_results.py of github.com/centerforaisafety/hle). This module is a
+deterministic, offline stand-in for it:
 
 * the final answer is the block after the last ``Answer:`` / ``Exact Answer:`` /
-  ``Final Answer:`` line (up to the next ``Confidence:`` line), the answer line of the official
-  system prompt's format;
-* the confidence is the last ``Confidence: N%`` (100 when absent, as HLE's judge is told;
-  clamped to 0..100);
-* multiple choice compares option letters; exact match compares normalised text, then numbers
-  (a relative tolerance, or equality at the reference's precision), then LaTeX/symbolic
-  answers through math-verify when the reference looks mathematical.
+  ``Final Answer:`` line (up to the next ``Confidence:`` line);
+* the confidence is the last ``Confidence: N%`` (100 when absent; clamped to 0..100);
+* a hedged answer (``B or C``, ``B. Actually, C``, ``12 or 14``) is incorrect;
+* multiple choice compares option letters; exact match compares normalised text, then numbers,
+  integer expressions, tuples/lists/sets (:mod:`hle_reasoning.hle.answers`), then lets
+  math-verify decide whenever both sides read as mathematics.
 
-Every :class:`Verdict` says why it matched or what differed. ``judge_response`` is also the
-correctness reward of GRPO training, so it is cheap for garbage and never raises.
+Every :class:`Verdict` says which rule decided (``method``) and why (``reason``).
+``judge_response`` is also the correctness reward of GRPO training: it never raises on any
+response or reference text.
 """
 
 from __future__ import annotations
 
 import logging
-import math
 import re
 import threading
 import unicodedata
 from dataclasses import asdict, dataclass
-from decimal import ROUND_HALF_UP, Decimal, InvalidOperation
+from decimal import ROUND_HALF_UP, Decimal
 from functools import lru_cache
 from typing import Any
 
+from hle_reasoning.hle.answers import (
+    clean_latex,
+    compare_numbers,
+    compare_sequences,
+    eval_integer,
+    normalize_for_number,
+    normalize_text,
+    strip_delimiters,
+)
 from hle_reasoning.hle.schema import ANSWER_TYPES
 
 logger = logging.getLogger(__name__)
@@ -40,9 +49,22 @@ DEFAULT_CONFIDENCE = 100
 DEFAULT_REL_TOL = 1e-4
 # Seconds math-verify may spend on one parse or comparison (huge powers can take forever).
 MATH_VERIFY_TIMEOUT_S = 2
+# Longer answers are not given to math-verify (its parser's cost grows quickly with length).
+MATH_VERIFY_MAX_CHARS = 1000
+# An extracted answer longer than this (and than 20x the reference) is not compared at all.
+MAX_ANSWER_CHARS = 20_000
 
-# A line that starts the final answer: "Answer:", "Exact Answer:", "Final Answer:", also with
-# markdown decorations ("**Answer:**", "### Answer:", "> Answer:").
+__all__ = [
+    "ANSWER_TYPES",
+    "Verdict",
+    "extract_answer",
+    "extract_confidence",
+    "extract_option",
+    "judge_response",
+    "looks_mathematical",
+    "normalize_text",
+]
+
 _ANSWER_LINE = re.compile(
     r"^[ \t>#*_]*(?:final[ \t]+|exact[ \t]+)?answer[ \t*_]*:[ \t*_]*(?P<rest>.*)$",
     re.IGNORECASE | re.MULTILINE,
@@ -62,8 +84,8 @@ class Verdict:
     ``correct``: the extracted answer matches the reference. ``extracted_answer``: the final
     answer found in the response (``None`` when it has no answer line). ``confidence``: the
     stated confidence, an int in 0..100 (100 when absent). ``reason``: how it matched, or what
-    differed. ``method``: which rule decided (``option``, ``text``, ``number``, ``math-verify``,
-    ``none``; ``llm`` for the LLM judge).
+    differed. ``method``: which rule decided (``option``, ``hedge``, ``text``, ``number``,
+    ``integer``, ``sequence``, ``math-verify``, ``none``; ``llm`` for the LLM judge).
     """
 
     correct: bool
@@ -87,10 +109,11 @@ def extract_answer(response: str) -> str | None:
     """
     if not isinstance(response, str):
         return None
-    matches = list(_ANSWER_LINE.finditer(response))
-    if not matches:
+    last = None
+    for last in _ANSWER_LINE.finditer(response):  # noqa: B007 - the last match is wanted
+        pass
+    if last is None:
         return None
-    last = matches[-1]
     tail = response[last.start("rest") :]
     stop = _CONFIDENCE_LINE.search(tail)
     block = tail[: stop.start()] if stop else tail
@@ -106,69 +129,57 @@ def extract_confidence(response: str, default: int = DEFAULT_CONFIDENCE) -> int:
     """
     if not isinstance(response, str):
         return default
-    matches = list(_CONFIDENCE.finditer(response))
-    if not matches:
+    last = None
+    for last in _CONFIDENCE.finditer(response):  # noqa: B007 - the last match is wanted
+        pass
+    if last is None:
         return default
-    last = matches[-1]
     value = Decimal(last.group("value"))
     if last.group("pct") is None and "." in last.group("value") and 0 <= value <= 1:
         value *= 100
-    rounded = int(value.quantize(Decimal(1), rounding=ROUND_HALF_UP))
-    return max(0, min(100, rounded))
+    value = max(Decimal(0), min(Decimal(100), value))  # clamp first: 10**6 digits cannot round
+    return int(value.quantize(Decimal(1), rounding=ROUND_HALF_UP))
 
 
-# --------------------------------------------------------------------------- normalisation
+# --------------------------------------------------------------------------- hedges
 
-_LATEX_TEXT = re.compile(r"\\(?:text|textbf|textit|mathrm|mathbf|operatorname|mbox)\s*\{([^{}]*)\}")
-_LATEX_SPACING = re.compile(r"\\(?:[,;:!> ]|quad|qquad|left|right|displaystyle)")
-_DELIMITERS = (("$$", "$$"), ("\\[", "\\]"), ("\\(", "\\)"), ("$", "$"))
-
-
-def _strip_math_delimiters(text: str) -> str:
-    text = text.strip()
-    changed = True
-    while changed:
-        changed = False
-        for left, right in _DELIMITERS:
-            if (
-                len(text) >= len(left) + len(right)
-                and text.startswith(left)
-                and text.endswith(right)
-            ):
-                text = text[len(left) : len(text) - len(right)].strip()
-                changed = True
-        if text.startswith("\\boxed{") and text.endswith("}"):
-            text = text[len("\\boxed{") : -1].strip()
-            changed = True
-        if text.startswith("{") and text.endswith("}") and _balanced(text[1:-1]):
-            text = text[1:-1].strip()
-            changed = True
-        stripped = text.rstrip(".").strip()
-        if stripped != text:
-            text, changed = stripped, True
-    return text
+# Words that offer another answer or take the first one back.
+_HEDGE_WORDS = re.compile(
+    r"\b(?:or|actually|alternatively|either|possibly|perhaps|maybe)\b", re.IGNORECASE
+)
+_OPTION_PAIR = re.compile(
+    r"^\(?([A-Z])\)?\s*(?:,|/|&|\bor\b|\band\b)\s*\(?([A-Z])\)?(?![A-Za-z])", re.IGNORECASE
+)
+_OPTION_CORRECTION = re.compile(
+    r"\b(?:actually|instead|rather|alternatively|possibly|perhaps|maybe|wait|correction)\b"
+    r"[\s,:;.!-]*(?:(?:it\s+is|it's|no|option|choice|answer)[\s,:;.!-]+){0,3}\(?([A-Z])\)?(?![A-Za-z])",
+    re.IGNORECASE,
+)
 
 
-def _balanced(text: str) -> bool:
-    depth = 0
-    for char in text:
-        depth += {"{": 1, "}": -1}.get(char, 0)
-        if depth < 0:
-            return False
-    return depth == 0
+def hedged_option(text: str) -> str | None:
+    """Why a multiple-choice answer names two options (``B or C``, ``B. Actually, C``), or None."""
+    text = clean_latex(text)
+    first = extract_option(text)
+    pair = _OPTION_PAIR.match(text)
+    if pair and pair.group(1).upper() != pair.group(2).upper():
+        return f"hedged between options {pair.group(1).upper()} and {pair.group(2).upper()}"
+    for match in _OPTION_CORRECTION.finditer(text):
+        if first is not None and match.group(1) != first and match.group(1).isupper():
+            return f"names option {first}, then option {match.group(1)}"
+    return None
 
 
-def normalize_text(text: str) -> str:
-    """Text for comparison: NFKC, no markdown/math delimiters, no spacing, lower case."""
-    text = unicodedata.normalize("NFKC", str(text))
-    text = text.replace("**", "").replace("__", "").replace("`", "")
-    text = _strip_math_delimiters(text)
-    text = _LATEX_TEXT.sub(r"\1", text)
-    text = _LATEX_SPACING.sub(" ", text)
-    text = text.replace("$", "")
-    text = _strip_math_delimiters(text)
-    text = text.strip("\"'“”‘’ ").rstrip(".").strip()
-    return re.sub(r"\s+", "", text).lower()
+def hedged_answer(answer: str, extracted: str) -> str | None:
+    """Why an exact-match answer offers alternatives (``12 or 14``), or None.
+
+    Only words the reference does not itself contain count (a reference ``A or B`` is an answer).
+    """
+    gold_words = {w.lower() for w in _HEDGE_WORDS.findall(clean_latex(answer))}
+    for word in _HEDGE_WORDS.findall(clean_latex(extracted)):
+        if word.lower() not in gold_words:
+            return f"hedged answer ({word!r} offers an alternative)"
+    return None
 
 
 # --------------------------------------------------------------------------- multiple choice
@@ -188,8 +199,7 @@ _OPTION_PATTERNS = (
 
 def extract_option(text: str) -> str | None:
     """The option letter of a multiple-choice answer (``B``, ``(B)``, ``B. text``, ``Option B``)."""
-    text = unicodedata.normalize("NFKC", str(text)).replace("**", "").replace("`", "")
-    text = _strip_math_delimiters(_LATEX_TEXT.sub(r"\1", text)).strip()
+    text = clean_latex(text).strip()
     for pattern in _OPTION_PATTERNS:
         match = pattern.match(text)
         if match:
@@ -197,117 +207,104 @@ def extract_option(text: str) -> str | None:
     return None
 
 
-# --------------------------------------------------------------------------- numbers
+# --------------------------------------------------------------------------- answer forms
 
-_NUMBER = re.compile(
-    r"^(?P<num>[+\-−]?(?:\d{1,3}(?:,\d{3})+|\d+)(?:\.\d+)?|[+\-−]?\.\d+)"
-    r"(?:\s*(?:[eE]|\\times\s*10\^|×\s*10\^|\*\s*10\^|x\s*10\^)\s*\{?(?P<exp>[+\-−]?\d+)\}?)?"
-    r"\s*(?P<unit>.*)$"
+_PROSE_LEAD = re.compile(
+    r"^(?:(?!not\b|never\b|no\b)[A-Za-z][A-Za-z'-]*\s+){1,6}(?:is|are|equals|=|:)\s*:?\s*",
+    re.IGNORECASE,
 )
+_MATH_UNIT = re.compile(
+    r"^(?:\$[^$]+\$|\\\((?:(?!\\\)).)+\\\)|\\\[(?:(?!\\\]).)+\\\])[.\s]*$", re.DOTALL
+)
+_NAME_EQUALS = re.compile(
+    r"^[A-Za-z\\][\w\\{}^]{0,19}(?:\([^()=]{0,20}\))?\s*=\s*(?P<value>[^=]+)$"
+)
+_APPROX = re.compile(r"^(?P<value>.+?)\s*(?:\\approx|≈|\\simeq)\s*[^=≈]+$", re.DOTALL)
 
 
-def parse_number(text: str) -> tuple[Decimal, str] | None:
-    """A leading decimal number (thousands separators, scientific notation) and what follows it."""
-    text = normalize_for_number(text)
-    match = _NUMBER.match(text)
-    if not match:
+def _last_boxed(text: str) -> str | None:
+    start = text.rfind("\\boxed{")
+    if start < 0:
         return None
-    digits = match.group("num").replace(",", "").replace("−", "-")
-    try:
-        value = Decimal(digits)
-        if match.group("exp"):
-            value = value.scaleb(int(match.group("exp").replace("−", "-")))
-    except InvalidOperation:
-        return None
-    unit = match.group("unit").strip().rstrip(".").strip()
-    return value, unit
+    depth, begin = 0, start + len("\\boxed{")
+    for i in range(begin - 1, len(text)):
+        depth += {"{": 1, "}": -1}.get(text[i], 0)
+        if depth == 0:
+            return text[begin:i]
+    return None
 
 
-def normalize_for_number(text: str) -> str:
-    text = unicodedata.normalize("NFKC", str(text)).replace("**", "")
-    text = _strip_math_delimiters(text)
-    text = _LATEX_TEXT.sub(r"\1", text)
-    text = _LATEX_SPACING.sub(" ", text).replace("{,}", ",").replace("~", " ")
-    return re.sub(r"\s+", " ", text).strip()
-
-
-def _decimals(text: str) -> int:
-    """Digits after the decimal point of the reference as written (``3.90`` -> 2)."""
-    match = re.match(r"^[+\-−]?[\d,]*\.(\d+)", normalize_for_number(text))
-    return len(match.group(1)) if match else 0
-
-
-def _compare_numbers(answer: str, extracted: str, rel_tol: float) -> tuple[bool, str] | None:
-    """Numeric comparison when both sides are numbers (with the same unit, or none given)."""
-    gold, pred = parse_number(answer), parse_number(extracted)
-    if gold is None or pred is None:
-        return None
-    (gold_value, gold_unit), (pred_value, pred_unit) = gold, pred
-    # A unit-less reference followed by words ("12 apples") is text, not a number.
-    if not _is_unit(gold_unit) or not _is_unit(pred_unit):
-        return None
-    if pred_unit and normalize_text(pred_unit) != normalize_text(gold_unit):
-        return False, f"units differ: {pred_unit!r} vs {gold_unit!r}"
-    unit_note = " (unit omitted)" if gold_unit and not pred_unit else ""
-    if pred_value == gold_value:
-        return True, f"same number {pred_value}{unit_note}"
-    decimals = _decimals(answer)
-    if decimals:
-        quantum = Decimal(1).scaleb(-decimals)
-        if pred_value.quantize(quantum, rounding=ROUND_HALF_UP) == gold_value:
-            return (
-                True,
-                f"{pred_value} equals {gold_value} at the answer's {decimals} decimals{unit_note}",
-            )
-        if math.isclose(float(pred_value), float(gold_value), rel_tol=rel_tol):
-            return True, f"{pred_value} within relative {rel_tol:g} of {gold_value}{unit_note}"
-    return False, f"number {pred_value} != {gold_value}"
-
-
-def _is_unit(text: str) -> bool:
-    """Empty, or a short unit-like suffix (``cm``, ``mL``, ``%``, ``\\Omega``, ``m/s^2``)."""
-    if not text:
-        return True
-    if not re.match(r"^(?:[A-Za-z%°µΩ\\])", text) or "," in text:
-        return False
-    words = re.findall(r"[A-Za-z]{2,}", text)
-    return len(text) <= 12 and len(words) <= 2 and not any(len(w) > 5 for w in words)
+def answer_form(answer: str, extracted: str) -> tuple[str, list[str]]:
+    """The extracted answer without what does not change its value, and what was removed:
+    prose around it (``the value is $\\boxed{7\\sqrt 3}$``), a leading ``name =``, a trailing
+    ``\\approx 1.414`` (each only when the reference has none of it)."""
+    form, notes = extracted.strip(), []
+    boxed = _last_boxed(form)
+    if boxed is not None and "\\boxed" not in answer:
+        form, notes = boxed.strip(), ["\\boxed"]
+    lead = _PROSE_LEAD.match(form)
+    if lead and _MATH_UNIT.match(form[lead.end() :]) and not _PROSE_LEAD.match(answer):
+        form = form[lead.end() :].strip()
+        notes.append("prose")
+    cleaned = clean_latex(form)
+    named = _NAME_EQUALS.match(cleaned)
+    if named and "=" not in answer:
+        cleaned = named.group("value").strip()
+        notes.append("name =")
+    approx = _APPROX.match(cleaned)
+    if approx and not re.search(r"\\approx|≈|\\simeq", answer):
+        cleaned = approx.group("value").strip()
+        notes.append("approximation")
+    return (cleaned if notes else form), notes
 
 
 # --------------------------------------------------------------------------- math-verify
 
 # Function and constant names that may appear in a mathematical answer.
 _MATH_WORDS = {
-    "ln", "log", "exp", "sin", "cos", "tan", "sec", "csc", "cot", "arcsin", "arccos",
-    "arctan", "sinh", "cosh", "tanh", "sqrt", "frac", "dfrac", "tfrac", "pi", "infty", "inf",
-    "lim", "sum", "prod", "int", "binom", "cdot", "times", "left", "right", "max", "min",
-    "det", "mod", "gcd", "lcm", "deg", "le", "ge", "leq", "geq", "ne", "neq", "pm", "mp",
+    "ln", "log", "lg", "exp", "sin", "cos", "tan", "sec", "csc", "cot", "arcsin", "arccos",
+    "arctan", "sinh", "cosh", "tanh", "sqrt", "frac", "pi", "infty", "inf", "lim", "sum",
+    "prod", "int", "binom", "cdot", "times", "max", "min", "det", "mod", "gcd", "lcm", "deg",
+    "pm", "mp", "begin", "end", "matrix", "cup", "cap", "to", "in", "mathcal", "vec", "hat",
+    "bar", "alpha", "beta", "gamma", "delta", "epsilon", "theta", "lambda", "mu", "sigma",
+    "omega", "phi", "psi", "rho", "tau", "zeta", "eta", "nu", "xi", "chi", "kappa", "iota",
 }  # fmt: skip
 
 
 def looks_mathematical(answer: str) -> bool:
-    """True for answers that math-verify may compare: digits, operators or LaTeX, few words.
-
-    Plain words ("No", "Benin and Madagascar") are compared as text only: math-verify would read
-    them as products of symbols, so "No" would equal "On".
-    """
+    """True for answers math-verify may read: no word of two or more letters but mathematical
+    names (``\\ln``, ``\\sqrt``, ``\\pi``, ...). Plain words ("No", "Benin and Madagascar") stay
+    text: math-verify would read them as products of symbols, so "No" would equal "On"."""
     text = normalize_for_number(answer)
-    if not re.search(r"[\d\\^_=+\-*/()]", text):
+    if not text.strip():
         return False
-    words = re.findall(r"(?<![\\\w])[^\W\d_]{3,}", _LATEX_TEXT.sub(" ", text))
-    return all(w.lower() in _MATH_WORDS for w in words)
+    words = re.findall(r"(?<![\w])\\?[^\W\d_]{2,}", text)
+    return all(w.lstrip("\\").lower() in _MATH_WORDS for w in words)
+
+
+class _TimeoutNote(logging.Filter):
+    """Notes math-verify's "Timeout during ..." warnings for the verdict instead of printing them."""
+
+    state = threading.local()
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if str(record.msg).startswith("Timeout during"):
+            self.state.timed_out = True
+            return False
+        return True
+
+
+for _name in ("math_verify.grader", "math_verify.parser"):
+    logging.getLogger(_name).addFilter(_TimeoutNote())
+
+# Off the main thread math-verify has no timeout (signal.alarm), so only inputs of bounded cost
+# go to it there: no exponent or factorial of three digits or more, no power tower.
+_COSTLY = re.compile(r"\^\s*\{?\s*[+-]?\d{3,}|\^\s*\{[^{}]*\^|\d{3,}\s*!|!\s*!|\d{40,}")
+OFF_MAIN_THREAD_MAX_CHARS = 200
 
 
 def _in_main_thread() -> bool:
-    # math-verify's timeouts use signal.alarm, which only works in the main thread.
     return threading.current_thread() is threading.main_thread()
-
-
-def _math_source(text: str) -> str:
-    text = text.strip()
-    if "$" in text or "\\[" in text or "\\(" in text or "\\boxed" in text:
-        return text
-    return f"${text}$"
 
 
 @lru_cache(maxsize=4096)
@@ -315,33 +312,95 @@ def _parse_math(text: str, timeout: int | None) -> tuple:
     from math_verify import parse
 
     try:
-        return tuple(parse(_math_source(text), parsing_timeout=timeout))
+        return tuple(parse(f"${text}$", parsing_timeout=timeout))
     except Exception:  # math-verify raises on pathological input; then it cannot decide
         logger.debug("math-verify could not parse %r", text, exc_info=True)
         return ()
 
 
-def _compare_math(answer: str, extracted: str) -> tuple[bool, str] | None:
-    if not (looks_mathematical(answer) and looks_mathematical(extracted)):
+def _math_verify(answer: str, extracted: str) -> tuple[bool, str] | None:
+    gold_text, pred_text = clean_latex(answer), clean_latex(extracted)
+    if not (looks_mathematical(gold_text) and looks_mathematical(pred_text)):
+        return None
+    longest = max(len(gold_text), len(pred_text))
+    timeout: int | None = MATH_VERIFY_TIMEOUT_S
+    if not _in_main_thread():
+        timeout = None
+        if longest > OFF_MAIN_THREAD_MAX_CHARS or _COSTLY.search(gold_text + " " + pred_text):
+            return None
+    if longest > MATH_VERIFY_MAX_CHARS:
         return None
     from math_verify import verify
 
-    timeout = MATH_VERIFY_TIMEOUT_S if _in_main_thread() else None
-    gold = [g for g in _parse_math(answer, timeout) if not isinstance(g, str)]
-    pred = [p for p in _parse_math(extracted, timeout) if not isinstance(p, str)]
+    _TimeoutNote.state.timed_out = False
+    gold = [g for g in _parse_math(gold_text, timeout) if not isinstance(g, str)]
+    pred = [p for p in _parse_math(pred_text, timeout) if not isinstance(p, str)]
     if not gold or not pred:
         return None
     try:
-        same = verify(list(gold), list(pred), timeout_seconds=timeout)
+        same = verify(gold, pred, timeout_seconds=timeout)
     except Exception:
         logger.debug("math-verify failed on %r vs %r", extracted, answer, exc_info=True)
         return None
+    if getattr(_TimeoutNote.state, "timed_out", False):
+        return None  # it gave up: not a verdict
+    try:
+        shown = (str(pred[0])[:80], str(gold[0])[:80])
+    except Exception:  # printing a pathological sympy object can fail too
+        shown = (extracted[:80], answer[:80])
     if same:
-        return True, f"math-verify: {pred[0]} is equivalent to {gold[0]}"
-    return False, f"math-verify: {pred[0]} is not equivalent to {gold[0]}"
+        return True, f"math-verify: {shown[0]} is equivalent to {shown[1]}"
+    return False, f"math-verify: {shown[0]} is not equivalent to {shown[1]}"
 
 
 # --------------------------------------------------------------------------- the judge
+
+
+def _same_value(answer: str, extracted: str, rel_tol: float, use_math_verify: bool) -> bool:
+    """One element of a tuple/list/set against the reference's: any rule but sequences."""
+    if normalize_text(answer) == normalize_text(extracted):
+        return True
+    numeric = compare_numbers(answer, extracted, rel_tol)
+    if numeric is not None:
+        return numeric[0]
+    gold_int, pred_int = eval_integer(answer), eval_integer(extracted)
+    if gold_int is not None and pred_int is not None:
+        return gold_int == pred_int
+    symbolic = _math_verify(answer, extracted) if use_math_verify else None
+    return bool(symbolic and symbolic[0])
+
+
+def _exact_match(
+    answer: str, extracted: str, rel_tol: float, use_math_verify: bool
+) -> tuple[bool, str, str]:
+    if normalize_text(extracted) == normalize_text(answer):
+        return True, "normalised text matches", "text"
+    hedge = hedged_answer(answer, extracted)
+    if hedge:
+        return False, hedge, "hedge"
+    form, notes = answer_form(answer, extracted)
+    after = f" (without its {', '.join(notes)})" if notes else ""
+    if notes and normalize_text(form) == normalize_text(answer):
+        return True, f"normalised text matches{after}", "text"
+    # Two numbers (with compatible units or none) are decided here: math-verify would drop units.
+    numeric = compare_numbers(answer, form, rel_tol)
+    if numeric is not None:
+        return numeric[0], numeric[1] + after, "number"
+    gold_int, pred_int = eval_integer(answer), eval_integer(form)
+    if gold_int is not None and pred_int is not None:
+        if gold_int == pred_int:
+            return True, f"integer expressions both equal {_short(gold_int)}{after}", "integer"
+        return False, f"integer {_short(pred_int)} != {_short(gold_int)}", "integer"
+    sequence = compare_sequences(
+        answer, form, lambda g, p: _same_value(g, p, rel_tol, use_math_verify)
+    )
+    if sequence is not None:
+        return sequence[0], sequence[1] + after, "sequence"
+    if use_math_verify:
+        symbolic = _math_verify(answer, form)
+        if symbolic is not None:
+            return symbolic[0], symbolic[1] + after, "math-verify"
+    return False, f"{_clip(extracted)} differs from {_clip(answer)} (text)", "text"
 
 
 def judge_response(
@@ -355,60 +414,53 @@ def judge_response(
     """Judge one HLE response against the reference ``answer`` (offline, deterministic).
 
     ``answer_type`` is ``multipleChoice`` (option letters are compared) or ``exactMatch``
-    (normalised text, then numbers: equal, equal at the reference's decimals, or within
-    ``rel_tol`` for non-integers; then math-verify for mathematical references). Never raises
-    on model output; an unknown ``answer_type`` is a ``ValueError``.
+    (normalised text, then numbers: equal, equal at the reference's precision, or within
+    ``rel_tol`` for non-integers; integer expressions; tuples, lists and sets; then
+    math-verify). A hedged answer is incorrect. Never raises on any response or reference; an
+    unknown ``answer_type`` is a ``ValueError``.
     """
     if answer_type not in ANSWER_TYPES:
         raise ValueError(f"answer_type must be one of {ANSWER_TYPES} (got {answer_type!r})")
-    answer = str(answer)
+    answer = unicodedata.normalize("NFC", str(answer))
     confidence = extract_confidence(response)
     extracted = extract_answer(response)
     if extracted is None:
         return Verdict(False, None, confidence, "no 'Answer:' line in the response", "none")
+    if len(extracted) > max(MAX_ANSWER_CHARS, 20 * len(answer)):
+        reason = f"an answer of {len(extracted):,} characters is not a final answer"
+        return Verdict(False, extracted, confidence, reason, "text")
 
     if answer_type == "multipleChoice":
         gold_option = extract_option(answer)
         if gold_option is not None:
-            option = extract_option(extracted)
+            hedge = hedged_option(extracted)
+            if hedge:
+                return Verdict(False, extracted, confidence, hedge, "hedge")
+            option = extract_option(strip_delimiters(extracted))
             if option is None:
-                return Verdict(
-                    False,
-                    extracted,
-                    confidence,
-                    f"no option letter in {extracted[:80]!r}",
-                    "option",
-                )
+                reason = f"no option letter in {_clip(extracted)}"
+                return Verdict(False, extracted, confidence, reason, "option")
             if option == gold_option:
                 return Verdict(True, extracted, confidence, f"option {option} matches", "option")
-            return Verdict(
-                False, extracted, confidence, f"option {option} != {gold_option}", "option"
-            )
+            reason = f"option {option} != {gold_option}"
+            return Verdict(False, extracted, confidence, reason, "option")
         # A reference that is not a letter falls through to the exact-match rules.
 
-    gold_text, pred_text = normalize_text(answer), normalize_text(extracted)
-    if pred_text and pred_text == gold_text:
-        return Verdict(True, extracted, confidence, "normalised text matches", "text")
+    correct, reason, method = _exact_match(answer, extracted, rel_tol, use_math_verify)
+    return Verdict(correct, extracted, confidence, _clip_reason(reason), method)
 
-    # Two numbers (with compatible units or none) are decided here: math-verify would drop units.
-    numeric = _compare_numbers(answer, extracted, rel_tol)
-    if numeric is not None:
-        return Verdict(numeric[0], extracted, confidence, numeric[1], "number")
 
-    if use_math_verify:
-        symbolic = _compare_math(answer, extracted)
-        if symbolic is not None:
-            return Verdict(symbolic[0], extracted, confidence, symbolic[1], "math-verify")
+def _short(value: int) -> str:
+    if value.bit_length() > 3000:  # str() of a huge int is slow, and limited by Python
+        return f"an integer of about {int(value.bit_length() * 0.30103) + 1:,} digits"
+    text = str(value)
+    return text if len(text) <= 40 else f"{text[:18]}...{text[-18:]}"
 
-    return Verdict(
-        False,
-        extracted,
-        confidence,
-        f"{_clip(extracted)} differs from {_clip(answer)} (text)",
-        "text",
-    )
+
+def _clip_reason(reason: str, width: int = 300) -> str:
+    return reason if len(reason) <= width else reason[: width - 3] + "..."
 
 
 def _clip(text: str, width: int = 60) -> str:
-    text = " ".join(str(text).split())
+    text = " ".join(str(text)[: width * 4].split())
     return repr(text if len(text) <= width else text[: width - 3] + "...")
