@@ -189,3 +189,118 @@ def test_real_answers_do_not_match_other_questions_answers():
         if verdict.correct:
             wrong.append((row["answer"], other["answer"], verdict.reason))
     assert wrong == []
+
+
+class TestGeneralEquivalences:
+    """Each form of writing is a general rule; the verdict names the rule that decided."""
+
+    @pytest.mark.parametrize(
+        ("said", "answer", "method"),
+        [
+            ("0.25", "25%", "number"),  # a fraction against a percentage
+            ("25\\%", "0.25", "number"),
+            ("12", "12%", "number"),  # the reference is a percent: the unit may be omitted
+            ("3,198,412,000,000,000,000,000", "3.20E+21", "number"),  # reference's 3 sig. figs
+            ("3.20E+21", "3,198,412,000,000,000,000,000", "number"),  # response's 3 sig. figs
+            ("3.2 \\times 10^{-5}", "0.000032", "number"),
+            ("12,\\!345", "12345", "number"),  # a LaTeX thin space in a digit group
+            ("12\\,345", "12345", "text"),
+            ("5!^2", "14400", "integer"),
+            ("2^{40}", "1099511627776", "integer"),
+            ("\\binom{30}{12}", "86493225", "integer"),
+            ("1099511627776", "2^{40}", "integer"),
+            ("\\[ \\dfrac{1}{2} \\]", "\\frac12", "math-verify"),
+            ("\\tfrac{3}{4}", "\\frac{3}{4}", "text"),
+            ("\\left( 1, 2 \\right)", "(1,2)", "text"),
+            ("\\mathsf{Fe}", "Fe", "text"),
+            ("\\mathbb{Z}^2", "Z^2", "text"),
+            ("H\\textsubscript{2}O", "H_2O", "text"),
+            ("H₂O", "H_2O", "text"),
+            ("x³", "x^3", "text"),
+            ("V = 5", "5", "text"),  # a leading name
+            ("\\sqrt{2} \\approx 1.414", "\\sqrt{2}", "text"),  # a trailing approximation
+            ("1:4:900", "1;4;900", "sequence"),
+            ("$\\{Q,P\\}$", "{P, Q}", "sequence"),  # a set: any order
+            ("[1, 2, 3]", "(1; 2; 3)", "sequence"),
+            ("the value is $\\boxed{7\\sqrt 3}$", "7\\sqrt{3}", "math-verify"),
+            ("The minimum is $12$.", "12", "text"),
+            ("x \\geq 2", "x >= 2", "text"),
+            ("a \\neq b", "a != b", "text"),
+            ("x \\lt 1", "x<1", "text"),
+            (
+                "\\begin{pmatrix}1&2\\\\3&4\\end{pmatrix}",
+                "\\begin{bmatrix}1&2\\\\3&4\\end{bmatrix}",
+                "text",
+            ),
+            (
+                "\\left[\\begin{array}{cc}1&0\\\\0&1\\end{array}\\right]",
+                "\\begin{pmatrix}1&0\\\\0&1\\end{pmatrix}",
+                "text",
+            ),
+            ("y", "y", "text"),
+        ],
+    )
+    def test_accepted(self, said, answer, method):
+        verdict = judge_response(respond(said), answer, "exactMatch")
+        assert verdict.correct, verdict
+        assert verdict.method == method, verdict
+
+    @pytest.mark.parametrize(
+        ("said", "answer", "method"),
+        [
+            ("2", "2\\sqrt{7}", "math-verify"),  # a number followed by LaTeX is not a unit
+            ("2", "2x", "math-verify"),  # nor is a one-letter variable
+            ("0.25", "25", "number"),  # only a percent reference takes a fraction
+            ("25%", "25", "number"),
+            ("3.1E+21", "3.20E+21", "number"),
+            ("3E+21", "3,198,412,000,000,000,000,000", "number"),  # 1 significant figure: too few
+            ("5!^2", "14401", "integer"),
+            ("(2, 1)", "(1, 2)", "sequence"),  # order kept where it matters
+            ("1:4:901", "1;4;900", "sequence"),
+            ("{P, Q, R}", "{P, Q}", "sequence"),
+            ("the value is not $5$", "5", None),
+            ("x \\leq 2", "x >= 2", None),
+            (
+                "\\begin{pmatrix}1&2\\\\3&5\\end{pmatrix}",
+                "\\begin{bmatrix}1&2\\\\3&4\\end{bmatrix}",
+                None,
+            ),
+            ("30,000,000,000,000,000,000,000,000,000", "1.00", "number"),  # raised InvalidOperation
+            ("1e999999", "1.00", "number"),
+            ("-1e999999", "1.00", "number"),
+        ],
+    )
+    def test_rejected(self, said, answer, method):
+        verdict = judge_response(respond(said), answer, "exactMatch")
+        assert not verdict.correct, verdict
+        if method:
+            assert verdict.method == method, verdict
+        assert verdict.reason
+
+
+class TestHedges:
+    """HLE's judge calls any ambiguity incorrect: an answer that names two answers is wrong."""
+
+    @pytest.mark.parametrize(
+        "said", ["B. Actually, C", "B or C", "B/C", "(B), (C)", "B, wait, no: D", "B and C"]
+    )
+    def test_two_options_are_wrong(self, said):
+        verdict = judge_response(respond(said), "B", "multipleChoice")
+        assert not verdict.correct and verdict.method == "hedge", verdict
+
+    @pytest.mark.parametrize("said", ["B", "B. Both A and C", "(B) the second", "Option B"])
+    def test_one_option_with_its_text_is_not_a_hedge(self, said):
+        answer = "B"
+        verdict = judge_response(respond(said), answer, "multipleChoice")
+        assert verdict.correct and verdict.method == "option", verdict
+
+    @pytest.mark.parametrize(
+        "said", ["12 or 14", "14 or 12", "12. Actually, 14", "either 12 or 14", "possibly 12"]
+    )
+    def test_alternatives_are_wrong(self, said):
+        verdict = judge_response(respond(said), "12", "exactMatch")
+        assert not verdict.correct and verdict.method == "hedge", verdict
+
+    def test_a_reference_that_says_or_is_an_answer(self):
+        verdict = judge_response(respond("red or blue"), "Red or blue", "exactMatch")
+        assert verdict.correct and verdict.method == "text"

@@ -18,6 +18,8 @@ from decimal import ROUND_HALF_UP, Decimal
 _CONTEXT = decimal.Context(prec=60, Emax=decimal.MAX_EMAX, Emin=decimal.MIN_EMIN)
 # Beyond this many digits a rounding is not attempted (the numbers are then simply unequal).
 MAX_DIGITS = 10_000
+# Wrappings (``$``, braces, ``\\boxed``) removed from around an answer at most (deeper is garbage).
+MAX_WRAPPINGS = 20
 
 # ---------------------------------------------------------------------------- text
 
@@ -61,9 +63,9 @@ def _scripts(text: str) -> str:
 def strip_delimiters(text: str) -> str:
     """Without enclosing ``$ $``, ``\\( \\)``, ``\\[ \\]``, ``\\boxed{}``, braces and a final period."""
     text = text.strip()
-    changed = True
-    while changed and text:
-        changed = False
+    changed, rounds = True, 0
+    while changed and text and rounds < MAX_WRAPPINGS:
+        changed, rounds = False, rounds + 1
         for left, right in _DELIMITERS:
             if (
                 len(text) >= len(left) + len(right)

@@ -24,11 +24,9 @@ from __future__ import annotations
 
 import logging
 import re
-import threading
 import unicodedata
 from dataclasses import asdict, dataclass
 from decimal import ROUND_HALF_UP, Decimal
-from functools import lru_cache
 from typing import Any
 
 from hle_reasoning.hle.answers import (
@@ -36,21 +34,17 @@ from hle_reasoning.hle.answers import (
     compare_numbers,
     compare_sequences,
     eval_integer,
-    normalize_for_number,
     normalize_text,
     strip_delimiters,
 )
 from hle_reasoning.hle.schema import ANSWER_TYPES
+from hle_reasoning.hle.symbolic import looks_mathematical, math_verify
 
 logger = logging.getLogger(__name__)
 
 # The official judge's instruction for responses without a confidence.
 DEFAULT_CONFIDENCE = 100
 DEFAULT_REL_TOL = 1e-4
-# Seconds math-verify may spend on one parse or comparison (huge powers can take forever).
-MATH_VERIFY_TIMEOUT_S = 2
-# Longer answers are not given to math-verify (its parser's cost grows quickly with length).
-MATH_VERIFY_MAX_CHARS = 1000
 # An extracted answer longer than this (and than 20x the reference) is not compared at all.
 MAX_ANSWER_CHARS = 20_000
 
@@ -160,7 +154,8 @@ _OPTION_CORRECTION = re.compile(
 def hedged_option(text: str) -> str | None:
     """Why a multiple-choice answer names two options (``B or C``, ``B. Actually, C``), or None."""
     text = clean_latex(text)
-    first = extract_option(text)
+    lead = re.match(r"^\(?([A-Z])\)?(?![A-Za-z])", text)
+    first = extract_option(text) or (lead.group(1) if lead else None)
     pair = _OPTION_PAIR.match(text)
     if pair and pair.group(1).upper() != pair.group(2).upper():
         return f"hedged between options {pair.group(1).upper()} and {pair.group(2).upper()}"
@@ -258,101 +253,6 @@ def answer_form(answer: str, extracted: str) -> tuple[str, list[str]]:
     return (cleaned if notes else form), notes
 
 
-# --------------------------------------------------------------------------- math-verify
-
-# Function and constant names that may appear in a mathematical answer.
-_MATH_WORDS = {
-    "ln", "log", "lg", "exp", "sin", "cos", "tan", "sec", "csc", "cot", "arcsin", "arccos",
-    "arctan", "sinh", "cosh", "tanh", "sqrt", "frac", "pi", "infty", "inf", "lim", "sum",
-    "prod", "int", "binom", "cdot", "times", "max", "min", "det", "mod", "gcd", "lcm", "deg",
-    "pm", "mp", "begin", "end", "matrix", "cup", "cap", "to", "in", "mathcal", "vec", "hat",
-    "bar", "alpha", "beta", "gamma", "delta", "epsilon", "theta", "lambda", "mu", "sigma",
-    "omega", "phi", "psi", "rho", "tau", "zeta", "eta", "nu", "xi", "chi", "kappa", "iota",
-}  # fmt: skip
-
-
-def looks_mathematical(answer: str) -> bool:
-    """True for answers math-verify may read: no word of two or more letters but mathematical
-    names (``\\ln``, ``\\sqrt``, ``\\pi``, ...). Plain words ("No", "Benin and Madagascar") stay
-    text: math-verify would read them as products of symbols, so "No" would equal "On"."""
-    text = normalize_for_number(answer)
-    if not text.strip():
-        return False
-    words = re.findall(r"(?<![\w])\\?[^\W\d_]{2,}", text)
-    return all(w.lstrip("\\").lower() in _MATH_WORDS for w in words)
-
-
-class _TimeoutNote(logging.Filter):
-    """Notes math-verify's "Timeout during ..." warnings for the verdict instead of printing them."""
-
-    state = threading.local()
-
-    def filter(self, record: logging.LogRecord) -> bool:
-        if str(record.msg).startswith("Timeout during"):
-            self.state.timed_out = True
-            return False
-        return True
-
-
-for _name in ("math_verify.grader", "math_verify.parser"):
-    logging.getLogger(_name).addFilter(_TimeoutNote())
-
-# Off the main thread math-verify has no timeout (signal.alarm), so only inputs of bounded cost
-# go to it there: no exponent or factorial of three digits or more, no power tower.
-_COSTLY = re.compile(r"\^\s*\{?\s*[+-]?\d{3,}|\^\s*\{[^{}]*\^|\d{3,}\s*!|!\s*!|\d{40,}")
-OFF_MAIN_THREAD_MAX_CHARS = 200
-
-
-def _in_main_thread() -> bool:
-    return threading.current_thread() is threading.main_thread()
-
-
-@lru_cache(maxsize=4096)
-def _parse_math(text: str, timeout: int | None) -> tuple:
-    from math_verify import parse
-
-    try:
-        return tuple(parse(f"${text}$", parsing_timeout=timeout))
-    except Exception:  # math-verify raises on pathological input; then it cannot decide
-        logger.debug("math-verify could not parse %r", text, exc_info=True)
-        return ()
-
-
-def _math_verify(answer: str, extracted: str) -> tuple[bool, str] | None:
-    gold_text, pred_text = clean_latex(answer), clean_latex(extracted)
-    if not (looks_mathematical(gold_text) and looks_mathematical(pred_text)):
-        return None
-    longest = max(len(gold_text), len(pred_text))
-    timeout: int | None = MATH_VERIFY_TIMEOUT_S
-    if not _in_main_thread():
-        timeout = None
-        if longest > OFF_MAIN_THREAD_MAX_CHARS or _COSTLY.search(gold_text + " " + pred_text):
-            return None
-    if longest > MATH_VERIFY_MAX_CHARS:
-        return None
-    from math_verify import verify
-
-    _TimeoutNote.state.timed_out = False
-    gold = [g for g in _parse_math(gold_text, timeout) if not isinstance(g, str)]
-    pred = [p for p in _parse_math(pred_text, timeout) if not isinstance(p, str)]
-    if not gold or not pred:
-        return None
-    try:
-        same = verify(gold, pred, timeout_seconds=timeout)
-    except Exception:
-        logger.debug("math-verify failed on %r vs %r", extracted, answer, exc_info=True)
-        return None
-    if getattr(_TimeoutNote.state, "timed_out", False):
-        return None  # it gave up: not a verdict
-    try:
-        shown = (str(pred[0])[:80], str(gold[0])[:80])
-    except Exception:  # printing a pathological sympy object can fail too
-        shown = (extracted[:80], answer[:80])
-    if same:
-        return True, f"math-verify: {shown[0]} is equivalent to {shown[1]}"
-    return False, f"math-verify: {shown[0]} is not equivalent to {shown[1]}"
-
-
 # --------------------------------------------------------------------------- the judge
 
 
@@ -366,7 +266,7 @@ def _same_value(answer: str, extracted: str, rel_tol: float, use_math_verify: bo
     gold_int, pred_int = eval_integer(answer), eval_integer(extracted)
     if gold_int is not None and pred_int is not None:
         return gold_int == pred_int
-    symbolic = _math_verify(answer, extracted) if use_math_verify else None
+    symbolic = math_verify(answer, extracted) if use_math_verify else None
     return bool(symbolic and symbolic[0])
 
 
@@ -397,7 +297,7 @@ def _exact_match(
     if sequence is not None:
         return sequence[0], sequence[1] + after, "sequence"
     if use_math_verify:
-        symbolic = _math_verify(answer, form)
+        symbolic = math_verify(answer, form)
         if symbolic is not None:
             return symbolic[0], symbolic[1] + after, "math-verify"
     return False, f"{_clip(extracted)} differs from {_clip(answer)} (text)", "text"

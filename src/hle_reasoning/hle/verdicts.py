@@ -19,7 +19,7 @@ from typing import Any
 
 import pandas as pd
 
-from hle_reasoning.hle import answers, judging
+from hle_reasoning.hle import answers, judging, symbolic
 from hle_reasoning.hle.judging import Verdict, judge_response
 from hle_reasoning.hle.llm_judge import LLMJudge
 from hle_reasoning.hle.stores import replacing
@@ -46,8 +46,8 @@ class RulesOptions:
 
 
 def _rules_version() -> str:
-    # The rules are code: a stored verdict is stale once judging.py or answers.py changes.
-    source = inspect.getsource(judging) + inspect.getsource(answers)
+    # The rules are code: a stored verdict is stale once any of their modules changes.
+    source = "".join(inspect.getsource(m) for m in (judging, answers, symbolic))
     return hashlib.sha256(source.encode()).hexdigest()[:12]
 
 

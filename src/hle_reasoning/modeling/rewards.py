@@ -37,7 +37,8 @@ def completion_text(completion: Any) -> str:
         return completion
     if isinstance(completion, list):
         return "".join(
-            m["content"] if isinstance(m.get("content"), str) else "" for m in completion
+            m["content"] if isinstance(m, dict) and isinstance(m.get("content"), str) else ""
+            for m in completion
         )
     return str(completion)
 
