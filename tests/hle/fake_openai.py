@@ -1,9 +1,12 @@
 """A local fake of an OpenAI-compatible chat-completions endpoint, for the llm judge's tests.
 
 It serves ``POST /v1/chat/completions`` on 127.0.0.1 (never the network), records every request
-(headers and body), can fail the first requests with HTTP 500, and answers with a judgement in
-the official structured format: ``correct`` is "yes" when the prompt's ``[correct_answer]``
-appears in its ``[response]``.
+(headers, body and time), can fail the first requests with HTTP 500 (``fail_first``) or follow a
+``plan`` for its first requests (an HTTP status, with ``Retry-After`` for ``(429, seconds)``, or
+``"garbage"``: a 200 whose content is not a judgement), can answer every request with one
+status (``always``: 401, 404, ...), and otherwise answers with a judgement in the official
+structured format: ``correct`` is "yes" when the prompt's ``[correct_answer]`` is the response's
+answer line.
 """
 
 from __future__ import annotations
@@ -17,9 +20,13 @@ from typing import Any
 
 
 class FakeJudgeServer:
-    def __init__(self, fail_first: int = 0) -> None:
+    def __init__(
+        self, fail_first: int = 0, plan: list[Any] | None = None, always: int | None = None
+    ) -> None:
         self.requests: list[dict[str, Any]] = []
         self.fail_first = fail_first
+        self.plan = list(plan or [])
+        self.always = always
         self._lock = threading.Lock()
         server = self
 
@@ -35,17 +42,30 @@ class FakeJudgeServer:
                             "path": self.path,
                             "headers": {k.lower(): v for k, v in self.headers.items()},
                             "body": body,
+                            "time": time.monotonic(),
                         }
                     )
                     failing = len(server.requests) <= server.fail_first
+                    step = server.plan.pop(0) if server.plan else server.always
                 if failing:
-                    self._send(500, {"error": {"message": "overloaded", "type": "server_error"}})
-                    return
-                self._send(200, server.completion(body))
+                    step = 500
+                if step == "garbage":
+                    self._send(200, server.completion(body, content="I think it is correct."))
+                elif step is not None:
+                    status, wait = step if isinstance(step, tuple) else (step, None)
+                    headers = {"Retry-After": str(wait)} if wait is not None else {}
+                    error = {"message": f"fake error {status}", "type": "fake", "code": status}
+                    self._send(status, {"error": error}, headers)
+                else:
+                    self._send(200, server.completion(body))
 
-            def _send(self, status: int, payload: dict[str, Any]) -> None:
+            def _send(
+                self, status: int, payload: dict[str, Any], headers: dict[str, str] | None = None
+            ) -> None:
                 data = json.dumps(payload).encode()
                 self.send_response(status)
+                for name, value in (headers or {}).items():
+                    self.send_header(name, value)
                 self.send_header("Content-Type", "application/json")
                 self.send_header("Content-Length", str(len(data)))
                 self.end_headers()
@@ -80,8 +100,10 @@ class FakeJudgeServer:
             "confidence": int(confidence[-1]) if confidence else 100,
         }
 
-    def completion(self, body: dict[str, Any]) -> dict[str, Any]:
+    def completion(self, body: dict[str, Any], content: str | None = None) -> dict[str, Any]:
         prompt = body["messages"][0]["content"]
+        if content is None:
+            content = json.dumps(self.judgement(prompt))
         return {
             "id": "chatcmpl-fake",
             "object": "chat.completion",
@@ -90,7 +112,7 @@ class FakeJudgeServer:
             "choices": [
                 {
                     "index": 0,
-                    "message": {"role": "assistant", "content": json.dumps(self.judgement(prompt))},
+                    "message": {"role": "assistant", "content": content},
                     "finish_reason": "stop",
                 }
             ],

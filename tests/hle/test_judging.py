@@ -200,6 +200,9 @@ class TestGeneralEquivalences:
             ("0.25", "25%", "number"),  # a fraction against a percentage
             ("25\\%", "0.25", "number"),
             ("12", "12%", "number"),  # the reference is a percent: the unit may be omitted
+            ("73%", "73", "number"),  # a percent sign on the reference's number
+            ("1.776 \\times 10^{-3} \\text{ mol L}^{-1}", "1.776 * 10^-3", "number"),  # unit added
+            ("\\frac{8}{3} + \\frac{\\sqrt{3}}{\\pi}", "8/3+sqrt(3)/pi", "math-verify"),
             ("3,198,412,000,000,000,000,000", "3.20E+21", "number"),  # reference's 3 sig. figs
             ("3.20E+21", "3,198,412,000,000,000,000,000", "number"),  # response's 3 sig. figs
             ("3.2 \\times 10^{-5}", "0.000032", "number"),
@@ -250,8 +253,9 @@ class TestGeneralEquivalences:
         [
             ("2", "2\\sqrt{7}", "math-verify"),  # a number followed by LaTeX is not a unit
             ("2", "2x", "math-verify"),  # nor is a one-letter variable
+            ("1", "1\\2\\sqrt{3+1/n^2}", "text"),  # math-verify would read the reference as 1
             ("0.25", "25", "number"),  # only a percent reference takes a fraction
-            ("25%", "25", "number"),
+            ("25 cm", "25 mm", "number"),
             ("3.1E+21", "3.20E+21", "number"),
             ("3E+21", "3,198,412,000,000,000,000,000", "number"),  # 1 significant figure: too few
             ("5!^2", "14401", "integer"),

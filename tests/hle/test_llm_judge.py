@@ -75,10 +75,7 @@ def test_prompt_is_the_official_one():
 def test_judges_retries_and_caches(tmp_path, logs):
     store = JSONLinesStore(filepath=str(tmp_path / "verdicts.jsonl"), columns=list(VERDICT_COLUMNS))
     with FakeJudgeServer(fail_first=1) as server:
-        waits = []
-        judge = LLMJudge(
-            model="judge-model", base_url=server.base_url, api_key=SECRET, sleep=waits.append
-        )
+        judge = LLMJudge(model="judge-model", base_url=server.base_url, api_key=SECRET)
         verdicts = run_judge(judge, store)
         first_requests = len(server.requests)
 
@@ -86,8 +83,7 @@ def test_judges_retries_and_caches(tmp_path, logs):
         again = run_judge(judge, store)
         assert len(server.requests) == first_requests
 
-    assert first_requests == 4  # one HTTP 500, retried once, then three judgements
-    assert waits == [2.0]  # the first backoff
+    assert first_requests == 4  # one HTTP 500, retried by the client, then three judgements
     assert verdicts.loc["q1", "correct"] and verdicts.loc["q1", "confidence"] == 90
     assert not verdicts.loc["q2", "correct"] and verdicts.loc["q2", "extracted_answer"] == "A"
     assert verdicts.loc["q3", "confidence"] == 100  # no confidence stated
@@ -114,25 +110,94 @@ def test_judges_retries_and_caches(tmp_path, logs):
     assert schema["properties"]["correct"]["enum"] == ["yes", "no"]
 
     # The key never reaches the logs or the stored verdicts.
-    assert "attempt 1 failed" in logs.text  # the retry was logged...
+    assert "Retrying request" in logs.text  # the client's retry was logged...
     assert SECRET not in logs.text  # ...without the key, even at DEBUG (HTTP headers)
     assert SECRET not in (tmp_path / "verdicts.jsonl").read_text()
     assert SECRET not in repr(judge)
 
 
-def test_a_judgement_that_keeps_failing_is_left_out_and_retried_next_run(tmp_path, logs):
+def test_a_judgement_that_keeps_failing_is_left_unjudged_and_judged_next_run(tmp_path, logs):
     store = JSONLinesStore(filepath=str(tmp_path / "verdicts.jsonl"), columns=list(VERDICT_COLUMNS))
     with FakeJudgeServer(fail_first=100) as server:
-        judge = LLMJudge(
-            base_url=server.base_url, api_key=SECRET, max_retries=2, sleep=lambda _: None
-        )
+        judge = LLMJudge(base_url=server.base_url, api_key=SECRET, max_retries=2)
         verdicts = run_judge(judge, store)
-        assert len(server.requests) == 9  # 3 responses x 3 attempts
+        assert len(server.requests) == 9  # 3 responses x 3 attempts (the client's retries)
         assert verdicts.empty
-        assert "failed and count as wrong" in logs.text
+        assert "3 judgement(s) failed and are left unjudged" in logs.text
         server.fail_first = 0
         verdicts = run_judge(judge, store)
     assert len(verdicts) == 3
+
+
+@pytest.mark.parametrize(
+    ("status", "says"),
+    [
+        (401, "rejected the API key: set a valid key in HLE_JUDGE_API_KEY"),
+        (403, "may not use the judge model 'judge-model'"),
+        (404, "does not serve the judge model 'judge-model'"),
+        (400, "refused the request for 'judge-model'"),
+    ],
+)
+def test_a_refused_configuration_stops_at_the_first_request(tmp_path, status, says):
+    store = JSONLinesStore(filepath=str(tmp_path / "verdicts.jsonl"), columns=list(VERDICT_COLUMNS))
+    with FakeJudgeServer(always=status) as server:
+        judge = LLMJudge(model="judge-model", base_url=server.base_url, api_key=SECRET)
+        with pytest.raises(JudgeConfigError) as raised:
+            run_judge(judge, store)
+        assert len(server.requests) == 1  # never retried, no second question asked
+        with pytest.raises(JudgeConfigError):  # the judge stays stopped, without a request
+            judge.judge("Q?", "Answer: 4", "4")
+        assert len(server.requests) == 1
+    message = str(raised.value)
+    assert says in message and f"HTTP {status}" in message
+    assert "evaluation.judge.kind=rules" in message
+    assert SECRET not in message
+    assert store.load().empty  # nothing counted as an answer
+
+
+def test_a_refusal_after_judgements_keeps_them(tmp_path):
+    store = JSONLinesStore(filepath=str(tmp_path / "verdicts.jsonl"), columns=list(VERDICT_COLUMNS))
+    with FakeJudgeServer(plan=[None, None, 401]) as server:
+        judge = LLMJudge(base_url=server.base_url, api_key=SECRET)
+        chunks = []
+        with pytest.raises(JudgeConfigError):
+            for chunk in judge_table(
+                QUESTIONS, RESPONSES, store.load(), judge="llm", llm=judge, workers=1,
+                progress=False,
+            ):  # fmt: skip
+                chunks.append(chunk)
+                store.save(chunk)
+        assert len(server.requests) == 3
+    assert len(store.load()) == 2  # the two judged before the refusal are kept
+
+
+def test_rate_limit_waits_as_the_server_says(tmp_path):
+    with FakeJudgeServer(plan=[(429, 1)]) as server:
+        judge = LLMJudge(base_url=server.base_url, api_key=SECRET)
+        verdict = judge.judge("What is 2+2?", "Answer: 4\nConfidence: 70%", "4")
+        assert len(server.requests) == 2
+        waited = server.requests[1]["time"] - server.requests[0]["time"]
+    assert verdict is not None and verdict.correct and verdict.confidence == 70
+    assert waited >= 1.0  # Retry-After: 1, honoured by the client
+
+
+def test_server_error_then_success(tmp_path):
+    with FakeJudgeServer(plan=[500, 503]) as server:
+        verdict = LLMJudge(base_url=server.base_url, api_key=SECRET).judge("Q", "Answer: 4", "4")
+        assert len(server.requests) == 3
+    assert verdict is not None and verdict.correct
+
+
+def test_an_unparsable_judgement_is_asked_once_more(tmp_path, logs):
+    with FakeJudgeServer(plan=["garbage"]) as server:
+        verdict = LLMJudge(base_url=server.base_url, api_key=SECRET).judge("Q", "Answer: 4", "4")
+        assert len(server.requests) == 2
+    assert verdict is not None and verdict.correct
+    with FakeJudgeServer(plan=["garbage", "garbage"]) as server:
+        verdict = LLMJudge(base_url=server.base_url, api_key=SECRET).judge("Q", "Answer: 4", "4")
+        assert len(server.requests) == 2  # once more, not forever
+    assert verdict is None
+    assert "attempt 2" in logs.text
 
 
 def test_a_changed_response_or_judge_is_judged_again(tmp_path):

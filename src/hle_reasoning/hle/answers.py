@@ -176,6 +176,7 @@ def is_unit(text: str) -> bool:
     """
     if not text:
         return True
+    text = re.sub(r"\^\{?(-?\d)\}?", r"^\1", text)  # L^{-1} as L^-1
     if text in {"%", "°", "°C", "°F"} or text in _LATEX_UNITS:
         return True
     if "{" in text or "," in text or "=" in text:
@@ -237,9 +238,11 @@ def compare_numbers(answer: str, extracted: str, rel_tol: float) -> tuple[bool, 
         candidates.append((pred_value.scaleb(2, context=_CONTEXT), " (as a percentage)"))
     elif pred_unit == "%" and not gold_unit:
         candidates = [(pred_value.scaleb(-2, context=_CONTEXT), " (as a fraction)")]
-    elif pred_unit and normalize_text(pred_unit) != normalize_text(gold_unit):
+        candidates.append((pred_value, " (with a percent sign)"))
+    elif pred_unit and gold_unit and normalize_text(pred_unit) != normalize_text(gold_unit):
         return False, f"units differ: {pred_unit!r} vs {gold_unit!r}"
     note = " (unit omitted)" if gold_unit and not pred_unit and len(candidates) == 1 else ""
+    note = note or (" (unit added)" if pred_unit and not gold_unit and pred_unit != "%" else "")
     places = decimals(answer)
     for value, how in candidates:
         if value == gold_value:

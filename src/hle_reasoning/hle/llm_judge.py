@@ -5,9 +5,11 @@ the same ``JUDGE_PROMPT``, one user message, structured output with the fields
 ``extracted_final_answer``, ``reasoning``, ``correct`` ("yes"/"no") and ``confidence`` (int),
 ``max_completion_tokens=4096``, judge model ``o3-mini-2025-01-31`` by default. Differences: the
 official schema also has a field ``strict: Literal[True]`` that carries no information (left
-out); requests are retried with exponential backoff (the official client retries once); a
-failed judgement returns ``None`` (the official code prints the error and skips the question,
-which then counts as wrong), and the confidence is clamped to 0..100.
+out); transient errors are retried by the OpenAI client's own ``max_retries`` (the official
+client retries once); a bad key, a refused model or request stops the judge at once
+(:class:`JudgeConfigError`) rather than failing every question; a judgement that still fails
+returns ``None`` and the question stays unjudged, out of the metrics (the official code skips
+it and counts it as wrong), and the confidence is clamped to 0..100.
 """
 
 from __future__ import annotations
@@ -15,8 +17,6 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-import time
-from collections.abc import Callable
 from typing import Literal
 
 from pydantic import BaseModel
@@ -58,7 +58,8 @@ class ExtractedAnswer(BaseModel):
 
 
 class JudgeConfigError(ValueError):
-    """The ``llm`` judge is selected but cannot be used as configured."""
+    """The ``llm`` judge is selected but cannot be used as configured (a missing or rejected key,
+    an unknown model, a request the endpoint refuses): the run stops with what to fix."""
 
 
 def judge_prompt(question: str, response: str, correct_answer: str) -> str:
@@ -86,9 +87,12 @@ def to_verdict(parsed: ExtractedAnswer) -> Verdict:
 class LLMJudge:
     """Judges responses through an OpenAI-compatible chat-completions endpoint.
 
-    ``base_url`` None means api.openai.com. Requests that fail (connection errors, HTTP errors,
-    unparsable output) are retried ``max_retries`` times, waiting ``backoff_s * 2**attempt``
-    seconds (at most ``max_backoff_s``) in between.
+    ``base_url`` None means api.openai.com. Transient failures (timeouts, connection errors,
+    HTTP 408/409/429/5xx) are retried by the OpenAI client itself, ``max_retries`` times with
+    jittered exponential backoff, honouring ``Retry-After``. A judgement that does not parse is
+    asked once more. HTTP 400/401/403/404 (a bad key, no permission, an unknown model, a refused
+    request) raise :class:`JudgeConfigError` at once, and every later call raises it before any
+    request: the run stops instead of counting failed judgements as answers.
     """
 
     def __init__(
@@ -98,11 +102,8 @@ class LLMJudge:
         base_url: str | None = None,
         api_key: str | None = None,
         max_retries: int = 5,
-        backoff_s: float = 2.0,
-        max_backoff_s: float = 60.0,
         timeout_s: float = 600.0,
         max_completion_tokens: int = 4096,
-        sleep: Callable[[float], None] = time.sleep,
     ) -> None:
         from openai import OpenAI
 
@@ -116,12 +117,11 @@ class LLMJudge:
             api_key = "EMPTY"  # local OpenAI-compatible servers (vLLM, Ollama) ignore it
         self.model = model
         self.base_url = base_url
-        self.max_retries = max_retries
-        self.backoff_s = backoff_s
-        self.max_backoff_s = max_backoff_s
         self.max_completion_tokens = max_completion_tokens
-        self._sleep = sleep
-        self._client = OpenAI(api_key=api_key, base_url=base_url, timeout=timeout_s, max_retries=0)
+        self.stopped: JudgeConfigError | None = None
+        self._client = OpenAI(
+            api_key=api_key, base_url=base_url, timeout=timeout_s, max_retries=max_retries
+        )
 
     def __repr__(self) -> str:
         return f"LLMJudge(model={self.model!r}, base_url={self.base_url!r})"
@@ -132,9 +132,15 @@ class LLMJudge:
         )
 
     def judge(self, question: str, response: str, correct_answer: str) -> Verdict | None:
-        """One judgement, or ``None`` when every attempt failed (logged, without the key)."""
+        """One judgement, or ``None`` when it failed (logged, without the key); raises
+        :class:`JudgeConfigError` when the endpoint refuses the judge's configuration."""
+        import openai
+        from pydantic import ValidationError
+
         prompt = judge_prompt(question, response, correct_answer)
-        for attempt in range(self.max_retries + 1):
+        for attempt in (1, 2):  # an unparsable judgement is asked once more
+            if self.stopped is not None:
+                raise self.stopped
             try:
                 completion = self._client.chat.completions.parse(
                     model=self.model,
@@ -142,29 +148,54 @@ class LLMJudge:
                     messages=[{"role": "user", "content": prompt}],
                     response_format=ExtractedAnswer,
                 )
-                parsed = completion.choices[0].message.parsed
-                if parsed is None:
-                    raise ValueError("the judge returned no parsable judgement")
-                return to_verdict(parsed)
-            except Exception as error:  # network, HTTP status, validation: all retried
-                if attempt == self.max_retries:
-                    logger.error(
-                        "LLM judge %s failed after %d attempt(s): %s",
-                        self.model,
-                        attempt + 1,
-                        _describe_error(error),
-                    )
-                    return None
-                wait = min(self.max_backoff_s, self.backoff_s * 2**attempt)
-                logger.warning(
-                    "LLM judge %s: attempt %d failed (%s); retrying in %.1fs",
-                    self.model,
-                    attempt + 1,
-                    _describe_error(error),
-                    wait,
-                )
-                self._sleep(wait)
+            except _fatal_errors() as error:
+                self.stopped = JudgeConfigError(self._what_to_fix(error))
+                raise self.stopped from None
+            except (ValidationError, ValueError, openai.LengthFinishReasonError) as error:
+                problem = _describe_error(error)
+            except openai.OpenAIError as error:  # transient, after the client's own retries
+                logger.error("LLM judge %s failed: %s", self.model, _describe_error(error))
+                return None
+            else:
+                parsed = completion.choices[0].message.parsed if completion.choices else None
+                if parsed is not None:
+                    return to_verdict(parsed)
+                problem = "the judge returned no parsable judgement"
+            logger.warning("LLM judge %s, attempt %d: %s", self.model, attempt, problem)
         return None
+
+    def _what_to_fix(self, error: Exception) -> str:
+        status = getattr(error, "status_code", None)
+        where = self.base_url or "https://api.openai.com/v1"
+        detail = _describe_error(error)
+        fixes = {
+            401: "the endpoint rejected the API key: set a valid key in HLE_JUDGE_API_KEY (or "
+            "OPENAI_API_KEY) or hle_judge.api_key in conf/local/credentials.yml",
+            403: f"the API key may not use the judge model {self.model!r}: use a key with "
+            "access to it, or another model (evaluation.judge.llm.model or HLE_JUDGE_MODEL)",
+            404: f"the endpoint does not serve the judge model {self.model!r} (or the base URL "
+            "is wrong): check evaluation.judge.llm.model / HLE_JUDGE_MODEL and "
+            "evaluation.judge.llm.base_url / HLE_JUDGE_BASE_URL",
+            400: f"the endpoint refused the request for {self.model!r}: check that the model "
+            "supports structured output and evaluation.judge.llm.max_completion_tokens",
+        }
+        fix = fixes.get(status, "the endpoint refused the judge's configuration")
+        return (
+            f"LLM judge stopped at the first refused request ({where}, {detail}): {fix}; or "
+            "judge offline with --params evaluation.judge.kind=rules. Verdicts judged so far are "
+            "kept; a rerun judges only the rest."
+        )
+
+
+def _fatal_errors() -> tuple[type[Exception], ...]:
+    import openai
+
+    return (
+        openai.AuthenticationError,
+        openai.PermissionDeniedError,
+        openai.NotFoundError,
+        openai.BadRequestError,
+    )
 
 
 def _describe_error(error: Exception) -> str:

@@ -85,8 +85,33 @@ def _parse_math(text: str, timeout: int | None) -> tuple:
         return ()
 
 
+_PLAIN_NAMES = re.compile(
+    r"(?<![\\A-Za-z])(sqrt|pi|ln|log|exp|sin|cos|tan|arcsin|arccos|arctan|sinh|cosh|tanh|infty"
+    r"|alpha|beta|gamma|delta|theta|lambda|mu|sigma|omega|phi)(?![A-Za-z])"
+)
+
+
+def _latex_source(text: str) -> str:
+    """LaTeX for math-verify: plain-text function and constant names as commands (``sqrt(3)/pi``
+    -> ``\\sqrt(3)/\\pi``), which its LaTeX parser would otherwise read as products of letters."""
+    text = _PLAIN_NAMES.sub(r"\\\1", clean_latex(text))
+    return re.sub(r"\\sqrt\s*\(([^()]*)\)", r"\\sqrt{\1}", text)
+
+
+def _lost_letters(text: str, parsed: list) -> bool:
+    """math-verify read a number where the text has variables: it dropped part of the text
+    (``1\\2\\sqrt{3+1/n^2}`` parses as 1), so its verdict would be about something else."""
+    try:
+        if any(getattr(p, "free_symbols", None) for p in parsed):
+            return False
+    except Exception:
+        return True
+    bare = re.sub(r"\\[A-Za-z]+", " ", text)
+    return bool(re.search(r"[A-DF-HJ-Za-df-hj-z]", bare))
+
+
 def math_verify(answer: str, extracted: str) -> tuple[bool, str] | None:
-    gold_text, pred_text = clean_latex(answer), clean_latex(extracted)
+    gold_text, pred_text = _latex_source(answer), _latex_source(extracted)
     if not (looks_mathematical(gold_text) and looks_mathematical(pred_text)):
         return None
     longest = max(len(gold_text), len(pred_text))
@@ -103,6 +128,8 @@ def math_verify(answer: str, extracted: str) -> tuple[bool, str] | None:
     gold = [g for g in _parse_math(gold_text, timeout) if not isinstance(g, str)]
     pred = [p for p in _parse_math(pred_text, timeout) if not isinstance(p, str)]
     if not gold or not pred:
+        return None
+    if _lost_letters(gold_text, gold) or _lost_letters(pred_text, pred):
         return None
     try:
         same = verify(gold, pred, timeout_seconds=timeout)

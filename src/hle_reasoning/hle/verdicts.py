@@ -87,8 +87,10 @@ def judge_table(
 
     The first chunk holds the reusable stored verdicts and has ``attrs[REPLACE]`` set (a
     ``JSONLinesStore`` then drops stale ones); later chunks hold new verdicts as they arrive.
-    LLM judgements run on ``workers`` threads; a failed one is left out (the question counts
-    as wrong and a rerun retries it).
+    LLM judgements run on ``workers`` threads after a first one alone; a failed one is left
+    out (the question stays unjudged, out of the metrics, and a rerun judges it); a
+    :class:`~hle_reasoning.hle.llm_judge.JudgeConfigError` stops the judging, keeping the
+    verdicts received so far.
     """
     if judge not in JUDGES:
         raise ValueError(f"evaluation.judge.kind must be one of {JUDGES} (got {judge!r})")
@@ -149,16 +151,26 @@ def judge_table(
                 yield pd.DataFrame(chunk, columns=list(VERDICT_COLUMNS))
             return
 
-        failed = 0
-        with ThreadPoolExecutor(max_workers=max(1, workers)) as pool:
+        failed, chunk = 0, []
+        rows = list(todo.itertuples())
+        # The first judgement alone: a refused key or model stops the run before any other request.
+        first_verdict = llm.judge(rows[0].question, rows[0].response, str(rows[0].answer))
+        bar.update(1)
+        results = [(rows[0], first_verdict)]
+        pool = ThreadPoolExecutor(max_workers=max(1, workers))
+        try:
             futures = {
                 pool.submit(llm.judge, row.question, row.response, str(row.answer)): row
-                for row in todo.itertuples()
+                for row in rows[1:]
             }
-            chunk = []
+            for row, verdict in results:
+                if verdict is None:
+                    failed += 1
+                else:
+                    chunk.append(_record(row.id, row.judge_key, f"llm:{llm.model}", verdict))
             for future in as_completed(futures):
                 row = futures[future]
-                verdict = future.result()
+                verdict = future.result()  # a JudgeConfigError stops here, stored verdicts kept
                 bar.update(1)
                 if verdict is None:
                     failed += 1
@@ -167,11 +179,19 @@ def judge_table(
                 if len(chunk) >= chunk_size:
                     yield pd.DataFrame(chunk, columns=list(VERDICT_COLUMNS))
                     chunk = []
-            if chunk:
+        except Exception:
+            if chunk:  # what was judged before the stop is paid for: keep it
                 yield pd.DataFrame(chunk, columns=list(VERDICT_COLUMNS))
+                chunk = []
+            raise
+        finally:
+            pool.shutdown(wait=True, cancel_futures=True)
+        if chunk:
+            yield pd.DataFrame(chunk, columns=list(VERDICT_COLUMNS))
         if failed:
             logger.warning(
-                "%s: %d judgement(s) failed and count as wrong; run again to retry only them",
+                "%s: %d judgement(s) failed and are left unjudged (out of the metrics); "
+                "run again to judge only them",
                 description,
                 failed,
             )
