@@ -135,6 +135,7 @@ class StudySummaryHook:
         if self._variants:
             lines.append(VariantRun.HEADER)
             lines += [self._variants[v].headline() for v in sorted(self._variants)]
+            lines += [note for v in sorted(self._variants) for note in self._variants[v].notes()]
         return lines
 
 

@@ -12,6 +12,7 @@ silently empty the closing summary.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -47,15 +48,34 @@ class VariantRun:
         return getattr(self, key)
 
     HEADER = (
-        f"  {'variant':<12}{'n':>5}  {'accuracy (%)':>16}  {'calibration error (%)':>22}  "
-        f"{'all bins (%)':>12}"
+        f"  {'variant':<12}{'judged / answered':>18}  {'accuracy (%)':>16}  "
+        f"{'calibration error (%)':>22}  {'all bins (%)':>12}"
     )
 
     def headline(self) -> str:
         m = self.metrics
         accuracy = f"{figure(m.get('accuracy'))} ± {figure(m.get('accuracy_ci'))}"
+        counts = f"{figure(m.get('judged'), 0)} / {figure(m.get('answered'), 0)}"
         return (
-            f"  {self.variant:<12}{figure(m.get('n'), 0):>5}  {accuracy:>16}  "
+            f"  {self.variant:<12}{counts:>18}  {accuracy:>16}  "
             f"{figure(m.get('calibration_error')):>22}  "
             f"{figure(m.get('calibration_error_all_bins')):>12}"
         )
+
+    def notes(self) -> list[str]:
+        """An incomplete judging, and the rules judge's agreement with an LLM judge."""
+        m, notes = self.metrics, []
+        judged, answered = m.get("judged"), m.get("answered")
+        if judged is not None and answered is not None and answered > judged:
+            notes.append(
+                f"  {self.variant}: incomplete: rerun to judge the remaining "
+                f"{int(answered - judged)}"
+            )
+        rate = m.get("rules_agreement")
+        if rate is not None and not math.isnan(rate):
+            notes.append(
+                f"  {self.variant}: the rules judge agrees with the LLM judge on {rate:.1f}% "
+                f"({figure(m.get('rules_false_accepts'), 0)} false accepts, "
+                f"{figure(m.get('rules_false_rejects'), 0)} false rejects)"
+            )
+        return notes

@@ -42,9 +42,12 @@ def test_variant_metrics_overall_and_per_category():
         beta=2,
     ).set_index("category")
     assert list(table.index) == ["All", "Math", "Physics"]
-    assert table.loc["All", "n"] == 4 and table.loc["All", "judged"] == 3
-    assert table.loc["All", "accuracy"] == 50.0  # the unjudged question counts as wrong
-    assert table.loc["Math", "accuracy"] == 50.0 and table.loc["Physics", "accuracy"] == 50.0
+    # A failed judgement is not a wrong answer: the figures count the judged answers only.
+    assert table.loc["All", "n"] == 3 and table.loc["All", "judged"] == 3
+    assert table.loc["All", "answered"] == 4
+    assert table.loc["All", "accuracy"] == pytest.approx(200 / 3)
+    assert table.loc["Math", "accuracy"] == 50.0 and table.loc["Physics", "accuracy"] == 100.0
+    assert table.loc["Physics", "answered"] == 2 and table.loc["Physics", "judged"] == 1
     # All, judged: confidences 50, 80, 90, correct 0, 1, 1: one bin of three (the remainder
     # joins it), which the official figure leaves out; all bins: |73.3 - 66.7|.
     assert table.loc["All", "calibration_error"] == 0.0
@@ -69,7 +72,7 @@ def test_table_1_keeps_the_paper_rows_first_and_as_given():
     assert table["source"].tolist() == ["HLE paper", "HLE paper", "measured"]
     markdown = table_1_markdown(table)
     assert "| GPT-4o (2,700 questions) | 3.1 | 92.3 |  |  | HLE paper |" in markdown
-    assert "| Llama (baseline) | 2.7 ± 3.7 | n/a | 88.1 | 73 | measured |" in markdown
+    assert "| Llama (baseline) | 2.7 ± 3.7 | n/a | 88.1 | 73 / 73 | measured |" in markdown
     report = report_markdown(
         table,
         variant_metrics(predictions([True], [80], ["Math"])).assign(variant="baseline"),

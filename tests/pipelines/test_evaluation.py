@@ -277,21 +277,35 @@ def test_kedro_run_with_the_llm_judge_logs_both_variants_and_never_the_key(
     shutil.copytree(adapter, data / "06_models" / "lora_adapter")
     monkeypatch.setenv("HLE_JUDGE_API_KEY", SECRET)
 
-    with FakeJudgeServer() as server:
+    # The first judgement fails (HTTP 500, no retry allowed): that answer stays unjudged.
+    with FakeJudgeServer(plan=[500]) as server:
         params = (
             "evaluation.judge.kind=llm,evaluation.judge.llm.model=fake-judge,"
             f"evaluation.judge.llm.base_url={server.base_url},"
-            "evaluation.generation.max_new_tokens=8"
+            "evaluation.judge.llm.max_retries=0,evaluation.generation.max_new_tokens=8"
         )
         result = kedro_run(project_copy, "--pipelines", "evaluation", "--params", params)
         assert result.returncode == 0, result.stderr[-4000:]
         assert len(server.requests) == 2 * len(questions)
         assert all(r["headers"]["authorization"] == f"Bearer {SECRET}" for r in server.requests)
+        first_report = (data / "08_reporting" / "evaluation_report.md").read_text()
 
         rerun = kedro_run(project_copy, "--pipelines", "evaluation", "--params", params)
         assert rerun.returncode == 0, rerun.stderr[-4000:]
-        assert len(server.requests) == 2 * len(questions)  # every verdict came from the cache
+        # Only the unjudged answer is judged again; every other verdict came from the cache.
+        assert len(server.requests) == 2 * len(questions) + 1
     assert "0 question(s) to answer" in rerun.stdout + rerun.stderr
+    output = result.stdout + result.stderr
+    assert "incomplete: rerun to judge the remaining 1" in output
+    assert "incomplete: 11 of 12 answers judged" in first_report
+    assert "judged / answered" in output and "12 / 12" in rerun.stdout
+    assert "incomplete" not in rerun.stdout
+    # The rules verdicts beside the LLM's, and their agreement, in the report and the summary.
+    report_text = (data / "08_reporting" / "evaluation_report.md").read_text()
+    assert "the offline rules judge agrees with the LLM judge on" in report_text
+    assert "the rules judge agrees with the LLM judge on" in rerun.stdout
+    predictions = pd.read_csv(data / "07_model_output" / "baseline" / "predictions.csv")
+    assert {"rules_correct", "rules_method"} <= set(predictions.columns)
 
     reporting = data / "08_reporting"
     table = pd.read_csv(reporting / "table_1.csv")
@@ -315,7 +329,12 @@ def test_kedro_run_with_the_llm_judge_logs_both_variants_and_never_the_key(
         }
         judge_tags = {v for (v,) in db.execute("select value from tags where key = 'judge'")}
     assert len({frozenset(n) for n in names.values()}) == 1  # same metric names on every run
-    assert {"accuracy", "accuracy_ci", "calibration_error"} <= next(iter(names.values()))
+    assert {"accuracy", "accuracy_ci", "calibration_error", "judged", "answered"} <= next(
+        iter(names.values())
+    )
+    assert {"rules_agreement", "rules_false_accepts", "rules_false_rejects"} <= next(
+        iter(names.values())
+    )
     assert len(parents) == 2  # one parent (kedro run) per run, two children each
     assert judge_tags == {"llm:fake-judge"}
 

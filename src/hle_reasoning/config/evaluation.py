@@ -79,7 +79,6 @@ class LLMJudgeSettings(Block):
     model: str = DEFAULT_JUDGE_MODEL
     base_url: str | None = None
     max_retries: int = field(default=5, metadata=at_least(0, "an integer"))
-    backoff_s: float = field(default=2.0, metadata=at_least(0.0))
     timeout_s: float = field(default=600.0, metadata=check(lambda v: v > 0, "set it > 0"))
     max_completion_tokens: int = field(default=4096, metadata=_INT1)
     workers: int = field(default=8, metadata=_INT1)

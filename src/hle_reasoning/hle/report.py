@@ -29,6 +29,7 @@ METRIC_COLUMNS = (
     "calibration_error",
     "calibration_error_all_bins",
     "mean_confidence",
+    "answered",
 )
 
 
@@ -37,8 +38,9 @@ def variant_metrics(
 ) -> pd.DataFrame:
     """Figures per category and overall (row ``All``), from a predictions table.
 
-    Accuracy counts every question (unjudged ones are wrong); calibration uses the judged
-    answers, as the official ``dump_metrics`` does.
+    Accuracy, its CI and calibration are computed over the judged answers only (``n`` =
+    ``judged``): a judgement that failed is not a wrong answer. ``answered`` counts the
+    questions with a response; ``judged < answered`` means the run is incomplete.
     """
     rows = []
     groups = [(ALL, predictions)] + [
@@ -49,11 +51,11 @@ def variant_metrics(
         figures = summarize(
             judged["correct"].astype(bool).to_numpy(),
             judged["confidence"].astype(float).to_numpy(),
-            n=len(group),
             beta=beta,
             p=p,
         )
-        rows.append({"category": category, **figures})
+        answered = int(group["response"].notna().sum()) if "response" in group else len(group)
+        rows.append({"category": category, **figures, "answered": float(answered)})
     return pd.DataFrame(rows, columns=["category", *METRIC_COLUMNS])
 
 
@@ -89,6 +91,7 @@ def table_1(
                 "variant": row["variant"],
                 "source": "measured",
                 "n": int(row["n"]),
+                "answered": int(row.get("answered", row["n"])),
                 "accuracy": row["accuracy"],
                 "accuracy_ci": row["accuracy_ci"],
                 "calibration_error": row["calibration_error"],
@@ -98,12 +101,13 @@ def table_1(
         )
     table = pd.DataFrame(rows)
     table["n"] = table["n"].astype("Int64")
+    table["answered"] = table.get("answered", pd.Series(index=table.index)).astype("Int64")
     return table
 
 
 def table_1_markdown(table: pd.DataFrame) -> str:
     lines = [
-        "| Model | Accuracy (%) ↑ | Calibration error (%) ↓ | Calibration error, all bins (%) | n | Source |",
+        "| Model | Accuracy (%) ↑ | Calibration error (%) ↓ | Calibration error, all bins (%) | n (judged / answered) | Source |",
         "|---|---:|---:|---:|---:|---|",
     ]
     for row in table.itertuples():
@@ -111,6 +115,9 @@ def table_1_markdown(table: pd.DataFrame) -> str:
         if row.accuracy_ci is not None and not pd.isna(row.accuracy_ci):
             accuracy += f" ± {figure(row.accuracy_ci, 1)}"
         n = "" if row.n is None or pd.isna(row.n) else str(int(row.n))
+        answered = getattr(row, "answered", None)
+        if n and answered is not None and not pd.isna(answered):
+            n = f"{n} / {int(answered)}"
         all_bins = "" if row.source != "measured" else figure(row.calibration_error_all_bins, 1)
         note = f" ({row.note})" if row.note else ""
         lines.append(
@@ -122,12 +129,14 @@ def table_1_markdown(table: pd.DataFrame) -> str:
 
 def category_markdown(by_category: pd.DataFrame) -> str:
     lines = [
-        "| Variant | Category | n | Accuracy (%) | 95% half-width | Calibration error (%) | all bins (%) | Mean confidence (%) |",
+        "| Variant | Category | judged / answered | Accuracy (%) | 95% half-width | Calibration error (%) | all bins (%) | Mean confidence (%) |",
         "|---|---|---:|---:|---:|---:|---:|---:|",
     ]
     for row in by_category.itertuples():
+        answered = getattr(row, "answered", row.n)
         lines.append(
-            f"| {row.variant} | {row.category} | {int(row.n)} | {figure(row.accuracy, 2)} | "
+            f"| {row.variant} | {row.category} | {int(row.n)} / {int(answered)} | "
+            f"{figure(row.accuracy, 2)} | "
             f"{figure(row.accuracy_ci, 2)} | {figure(row.calibration_error, 2)} | "
             f"{figure(row.calibration_error_all_bins, 2)} | {figure(row.mean_confidence, 1)} |"
         )

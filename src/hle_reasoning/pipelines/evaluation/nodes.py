@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import math
 from collections.abc import Iterator
 from typing import Any
 
@@ -17,7 +18,7 @@ from hle_reasoning.config import (
     ModelConfig,
 )
 from hle_reasoning.datasets.evaluation import JudgeEndpoint
-from hle_reasoning.hle import report, verdicts
+from hle_reasoning.hle import agreement, report, verdicts
 from hle_reasoning.hle.formatting import figure, slug
 from hle_reasoning.hle.llm_judge import LLMJudge
 from hle_reasoning.hle.metrics import small_sample_note
@@ -91,7 +92,6 @@ def judge_responses(
             base_url=judge_endpoint.base_url or settings.base_url,
             api_key=judge_endpoint.api_key,
             max_retries=settings.max_retries,
-            backoff_s=settings.backoff_s,
             timeout_s=settings.timeout_s,
             max_completion_tokens=settings.max_completion_tokens,
         )
@@ -110,34 +110,89 @@ def judge_responses(
     )
 
 
+def _rules_options(judge_params: dict[str, Any]) -> verdicts.RulesOptions:
+    rules_params = judge_params.get("rules") or {}
+    return verdicts.RulesOptions(
+        rel_tol=float(rules_params.get("rel_tol", verdicts.RulesOptions.rel_tol)),
+        math_verify=bool(rules_params.get("math_verify", True)),
+    )
+
+
 def score_answers(
     questions: pd.DataFrame,
     responses: pd.DataFrame,
     verdict_records: pd.DataFrame,
     metrics_config: dict[str, Any],
+    judge_config: dict[str, Any] | None = None,
     *,
     variant: str = "",
 ) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """The predictions table (response + verdict per question) and the figures per category."""
+    """The predictions table (response + verdict per question) and the figures per category.
+
+    Accuracy, CI and calibration count judged answers only. With the ``llm`` judge the rules
+    judge's verdicts are computed beside the LLM's (``rules_correct``, ``rules_method``), and
+    their agreement goes into the figures (``rules_agreement``, ``rules_false_accepts``,
+    ``rules_false_rejects``).
+    """
     metrics = MetricsConfig.from_params(metrics_config)
+    judge = JudgeConfig.from_params(judge_config or {})
     predictions = verdicts.predictions_table(questions, responses, verdict_records)
     by_category = report.variant_metrics(predictions, beta=metrics.beta, p=metrics.p)
+    if judge.kind == "llm":
+        predictions, by_category = _beside_the_llm(predictions, by_category, judge.rules, variant)
     overall = by_category.iloc[0]
-    unjudged = int(overall["n"] - overall["judged"])
+    unjudged = int(overall["answered"] - overall["judged"])
     if unjudged:
-        logger.warning("%s: %d question(s) have no verdict and count as wrong", variant, unjudged)
+        logger.warning(
+            "%s: incomplete: %d of %d answers are not judged (left out of the metrics); "
+            "rerun to judge the remaining %d",
+            variant,
+            unjudged,
+            int(overall["answered"]),
+            unjudged,
+        )
     note = small_sample_note(int(overall["judged"]), metrics.beta)
     if note:
         logger.warning("%s: %s", variant, note)
     logger.info(
-        "%s: accuracy %.2f%% ± %.2f (n=%d), calibration error %s (official), %s (all bins)",
+        "%s: accuracy %.2f%% ± %.2f (%d judged / %d answered), calibration error %s (official), "
+        "%s (all bins)",
         variant,
         overall["accuracy"],
         overall["accuracy_ci"],
-        overall["n"],
+        overall["judged"],
+        overall["answered"],
         figure(overall["calibration_error"], 2, "%"),
         figure(overall["calibration_error_all_bins"], 2, "%"),
     )
+    return predictions, by_category
+
+
+def _beside_the_llm(
+    predictions: pd.DataFrame,
+    by_category: pd.DataFrame,
+    rules: verdicts.RulesOptions,
+    variant: str,
+) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """The rules verdicts beside the LLM's, and their agreement per category (judged rows)."""
+    judged = predictions[predictions["judged"]].rename(columns={"correct": "llm_correct"})
+    beside = agreement.with_rules_verdicts(
+        judged[["id", "category", "answer_type", "answer", "response", "llm_correct"]],
+        rel_tol=rules.rel_tol,
+        math_verify=rules.math_verify,
+    )
+    predictions = predictions.merge(
+        beside[["id", "rules_correct", "rules_method"]], on="id", how="left"
+    )
+    summary = agreement.agreement_summary(beside)
+    figures = summary[summary["group"].isin(["all", "category"])].set_index("value")
+    by_category = by_category.copy()
+    for column in ("agreement", "false_accepts", "false_rejects"):
+        by_category[f"rules_{column}"] = [
+            float(figures.loc[c, column]) if c in figures.index else float("nan")
+            for c in by_category["category"]
+        ]
+    logger.info("%s: %s", variant, agreement.summary_line(summary))
     return predictions, by_category
 
 
@@ -173,7 +228,7 @@ def publish_variant(
     )
     overall = metrics_by_category.iloc[0].drop("category").to_dict()
     extra = {
-        "answered": 100.0 * float(predictions["extracted_answer"].notna().mean())
+        "has_answer_line": 100.0 * float(predictions["extracted_answer"].notna().mean())
         if len(predictions)
         else float("nan"),
         "finished": 100.0 * float(predictions["finished"].fillna(False).astype(bool).mean())
@@ -216,6 +271,27 @@ def publish_variant(
     return diagram, run, parent_metrics
 
 
+def _judging_notes(label: str, overall: dict[str, Any]) -> list[str]:
+    """An incomplete judging, and the rules judge's agreement with an LLM judge, in words."""
+    notes = []
+    unjudged = int(overall["answered"] - overall["judged"])
+    if unjudged:
+        notes.append(
+            f"{label}: incomplete: {int(overall['judged'])} of {int(overall['answered'])} answers "
+            f"judged; the figures cover the judged ones only; rerun to judge the remaining "
+            f"{unjudged}."
+        )
+    rate = overall.get("rules_agreement")
+    if rate is not None and not math.isnan(float(rate)):
+        notes.append(
+            f"{label}: the offline rules judge agrees with the LLM judge on {float(rate):.1f}% "
+            f"of the {int(overall['judged'])} judged answers "
+            f"({int(overall['rules_false_accepts'])} false accepts, "
+            f"{int(overall['rules_false_rejects'])} false rejects)."
+        )
+    return notes
+
+
 def report_evaluation(
     baseline_metrics: pd.DataFrame,
     finetuned_metrics: pd.DataFrame,
@@ -235,6 +311,7 @@ def report_evaluation(
         note = small_sample_note(int(overall["judged"]), beta)
         if note:
             notes.append(f"{label}: {note}.")
+        notes += _judging_notes(label, overall)
     table = report.table_1([row.to_dict() for row in report_config.paper_rows], measured)
     by_category = pd.concat(frames, ignore_index=True)
     by_category = by_category[["variant", *[c for c in by_category.columns if c != "variant"]]]

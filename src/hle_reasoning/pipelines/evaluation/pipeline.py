@@ -75,7 +75,13 @@ def variant_pipeline(variant: str, with_adapter: bool) -> Pipeline:
             ),
             node(
                 _bind(nodes.score_answers, variant),
-                inputs=["focus_test", "responses", "verdicts", "params:evaluation.metrics"],
+                inputs=[
+                    "focus_test",
+                    "responses",
+                    "verdicts",
+                    "params:evaluation.metrics",
+                    "params:evaluation.judge",
+                ],
                 outputs=["predictions", "metrics_by_category"],
                 name="score_answers_node",
             ),
