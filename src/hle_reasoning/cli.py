@@ -1,0 +1,108 @@
+"""The project's command line: Kedro's ``kedro run``, made to work on a fresh clone.
+
+Kedro loads this module in place of its own ``run`` (project ``cli.py`` overrides built-in
+commands; ``hle-reasoning`` / ``python -m hle_reasoning`` use it too). It adds two things and
+changes nothing else:
+
+* ``kedro run --pipelines training`` (or ``evaluation``, or any selection of pipelines, with no
+  other node filter) first finds the selected pipelines' free inputs that another pipeline of
+  the study produces and that do not exist yet (``focus_train`` on a fresh clone), adds the
+  nodes of the whole study that produce them, says so in one line, and runs them all in one
+  run. Everything upstream here is cheap and deterministic (the split, the tiny base model).
+* A problem the project reports with a message of its own (a configuration the preflight
+  rejects, an LLM judge that refuses the key or model, an invalid HLE export) ends the command
+  with that message and exit status 1, without a Python traceback.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+import click
+from kedro.framework.cli.project import run as kedro_run
+
+logger = logging.getLogger(__name__)
+
+# Node filters that mean "exactly these nodes": then nothing is added.
+_FILTERS = ("node_names", "from_nodes", "to_nodes", "from_inputs", "to_outputs", "tags")
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]}, name=__file__)
+def cli() -> None:
+    """Project commands of hle-reasoning."""
+
+
+def missing_upstream(selected: Any, full: Any, exists: Any) -> tuple[list[str], list[str]]:
+    """The free inputs of ``selected`` that ``full`` produces and ``exists(name)`` says are
+    missing, and the names of the nodes of ``full`` (not in ``selected``) that produce them."""
+    produced = full.all_outputs()
+    missing = sorted(
+        name
+        for name in selected.inputs()
+        if not name.startswith("params:") and name != "parameters" and name in produced
+        and not exists(name)
+    )  # fmt: skip
+    if not missing:
+        return [], []
+    chosen = {node.name for node in selected.nodes}
+    upstream = [node.name for node in full.to_outputs(*missing).nodes if node.name not in chosen]
+    return missing, upstream
+
+
+def _with_upstream(kwargs: dict[str, Any]) -> dict[str, Any]:
+    """``kwargs`` of Kedro's run, with the producers of missing upstream outputs added."""
+    names = list(kwargs.get("pipelines") or []) or (
+        [kwargs["pipeline"]] if kwargs.get("pipeline") else []
+    )
+    if not names or "__default__" in names or any(kwargs.get(f) for f in _FILTERS):
+        return kwargs
+    from kedro.framework.project import pipelines, settings
+
+    if any(name not in pipelines for name in names):
+        return kwargs  # Kedro says which name is unknown
+    selected = sum((pipelines[name] for name in names[1:]), pipelines[names[0]])
+    with settings.SESSION_CLASS.create(
+        env=kwargs.get("env"),
+        conf_source=kwargs.get("conf_source"),
+        runtime_params=kwargs.get("params") or {},
+    ) as session:
+        catalog = session.load_context().catalog
+        missing, upstream = missing_upstream(selected, pipelines["__default__"], catalog.exists)
+    if not upstream:
+        return kwargs
+    click.echo(
+        f"hle-reasoning: {', '.join(missing)} not found; running first the "
+        f"{len(upstream)} node(s) of the study that make them ({', '.join(upstream)})"
+    )
+    return {
+        **kwargs,
+        "pipeline": None,
+        "pipelines": ["__default__"],
+        "node_names": tuple(sorted({n.name for n in selected.nodes} | set(upstream))),
+    }
+
+
+def _project_errors() -> tuple[type[BaseException], ...]:
+    from hle_reasoning.hle.llm_judge import JudgeConfigError
+    from hle_reasoning.hle.schema import HLEDataError
+    from hle_reasoning.hooks import PreflightError
+
+    return (PreflightError, JudgeConfigError, HLEDataError)
+
+
+def _run(**kwargs: Any) -> Any:
+    try:
+        return kedro_run.callback(**_with_upstream(kwargs))
+    except _project_errors() as error:
+        raise click.ClickException(f"{type(error).__name__}: {error}") from None
+
+
+run = click.Command(
+    name="run",
+    params=kedro_run.params,
+    callback=_run,
+    help=kedro_run.help,
+    short_help=kedro_run.short_help,
+)
+cli.add_command(run)

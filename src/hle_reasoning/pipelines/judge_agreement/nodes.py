@@ -1,0 +1,46 @@
+"""Node of the judge_agreement pipeline: a thin adapter to hle_reasoning.hle.agreement."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+import pandas as pd
+
+from hle_reasoning.hle import agreement
+from hle_reasoning.hle.judging import DEFAULT_REL_TOL
+
+logger = logging.getLogger(__name__)
+
+
+def measure_judge_agreement(
+    judged: dict[str, Any], questions: pd.DataFrame, judge_params: dict[str, Any]
+) -> tuple[pd.DataFrame, pd.DataFrame, dict[str, dict[str, float]]]:
+    """The agreement summary (overall, per answer type, category and deciding rule), the
+    disagreeing rows (false accepts first), and the overall figures for MLflow."""
+    rules = judge_params.get("rules") or {}
+    summary, differ = agreement.judge_agreement(
+        judged,
+        questions,
+        rel_tol=float(rules.get("rel_tol", DEFAULT_REL_TOL)),
+        math_verify=bool(rules.get("math_verify", True)),
+        source=str(questions.attrs.get("source", "")),
+    )
+    known = int(summary.iloc[0]["n"])
+    skipped = (
+        sum(1 for entry in judged.values() if isinstance(entry, dict) and "judge_response" in entry)
+        - known
+    )
+    if skipped:
+        logger.warning(
+            "judge_agreement: %d judged response(s) have no question in %s and are left out",
+            skipped,
+            questions.attrs.get("source", "the questions"),
+        )
+    logger.info("judge_agreement: %s", agreement.summary_line(summary))
+    overall = summary.iloc[0]
+    metrics = {
+        name: {"value": float(overall[name]), "step": 0}
+        for name in ("n", "agreement", "false_accepts", "false_rejects")
+    }
+    return summary, differ, metrics
