@@ -78,7 +78,8 @@ def _with_upstream(kwargs: dict[str, Any]) -> dict[str, Any]:
     return {
         **kwargs,
         "pipeline": None,
-        "pipelines": ["__default__"],
+        # The study's pipeline holds the producers; the node names pick them and the selection.
+        "pipelines": [*names, "__default__"],
         "node_names": tuple(sorted({n.name for n in selected.nodes} | set(upstream))),
     }
 

@@ -113,8 +113,10 @@ class StudySummaryHook:
                 if path and "08_reporting" in str(path)
             }
         )
+        # A pipeline run with its missing inputs' producers (cli.py) also names __default__.
+        names = [n for n in run_params.get("pipeline_names") or [] if n != "__default__"]
         lines = [
-            f"hle-reasoning: {', '.join(run_params.get('pipeline_names') or ['the whole study'])} finished in {_duration(elapsed)}"
+            f"hle-reasoning: {', '.join(names or ['the whole study'])} finished in {_duration(elapsed)}"
         ]
         if reports:
             lines.append("Reports:")

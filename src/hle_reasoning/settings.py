@@ -2,11 +2,13 @@
 
 import warnings
 
+from hle_reasoning import quiet
 from hle_reasoning.hooks import GitCommitHook, PreflightHook, StudySummaryHook
 
 # Library deprecation chatter that says nothing about the user's run.
 warnings.filterwarnings("ignore", message=".*register_new_resolver.*", category=UserWarning)
-warnings.filterwarnings("ignore", message=".*Add type hints to the `predict` method.*")
+# Third-party messages the user cannot act on (mlflow, bitsandbytes): see hle_reasoning.quiet.
+quiet.install()
 
 HOOKS = (PreflightHook(), GitCommitHook(), StudySummaryHook())
 
