@@ -47,6 +47,18 @@ def test_default_study_writes_every_report(finished_study):
     assert "Headline (MLflow run" in finished_study.output
     assert "mlflow ui --backend-store-uri sqlite:///mlflow.db" in finished_study.output
     assert "kedro viz run" in finished_study.output
+    # A quiet console: no third-party message the user cannot act on, no traceback.
+    for noise in (
+        "Add type hints to the `predict` method",
+        "Failed to load CPU gemm_4bit_forward",
+        "Timeout during comparison",
+        "Timeout is disabled",
+        "Traceback",
+    ):
+        assert noise not in finished_study.output, noise
+    # The project's own warnings stay (73 answers are fewer than beta = 100).
+    assert "73 answers < beta = 100" in finished_study.output
+    assert "judged / answered" in finished_study.output
 
 
 def test_default_study_is_tracked_in_mlflow(finished_study):

@@ -294,6 +294,22 @@ def test_kedro_run_with_the_llm_judge_logs_both_variants_and_never_the_key(
         assert rerun.returncode == 0, rerun.stderr[-4000:]
         # Only the unjudged answer is judged again; every other verdict came from the cache.
         assert len(server.requests) == 2 * len(questions) + 1
+
+        # A key the endpoint rejects: the run stops at the first request, with one message.
+        server.always = 401
+        refused = kedro_run(
+            project_copy,
+            "--pipelines",
+            "evaluation",
+            "--params",
+            params.replace("model=fake-judge", "model=other-judge"),
+        )
+        assert refused.returncode == 1
+        assert len(server.requests) == 2 * len(questions) + 2
+    refusal = refused.stdout + refused.stderr
+    assert "Error: JudgeConfigError: LLM judge stopped at the first refused request" in refusal
+    assert "HTTP 401" in refusal and "HLE_JUDGE_API_KEY" in refusal
+    assert "Traceback" not in refusal and SECRET not in refusal
     assert "0 question(s) to answer" in rerun.stdout + rerun.stderr
     output = result.stdout + result.stderr
     assert "incomplete: rerun to judge the remaining 1" in output
@@ -339,7 +355,7 @@ def test_kedro_run_with_the_llm_judge_logs_both_variants_and_never_the_key(
     assert judge_tags == {"llm:fake-judge"}
 
     # The key is nowhere: not in the output, the MLflow store, the artifacts or the data.
-    assert SECRET not in result.stdout + result.stderr + rerun.stdout + rerun.stderr
+    assert SECRET not in result.stdout + result.stderr + rerun.stdout + rerun.stderr + refusal
     for path in project_copy.rglob("*"):
         if path.is_file():
             assert SECRET.encode() not in path.read_bytes(), path

@@ -71,12 +71,21 @@ def mlflow_run(project) -> dict:
 
 @pytest.mark.slow
 def test_kedro_run_trains_on_image_questions_and_tracks_everything(project_copy):
-    """`kedro run --pipelines data_processing,training` offline, 3 steps of the default setup
-    (tiny Mllama in 4-bit, image questions in the training set)."""
-    result = kedro_run(
-        project_copy, "--pipelines", "data_processing,training", "--params", "training.max_steps=3"
-    )
+    """The card's command on a fresh copy (no split yet): `kedro run --pipeline training` offline
+    runs the split it needs first, then 3 steps of the default setup (tiny Mllama in 4-bit,
+    image questions in the training set)."""
+    assert not (project_copy / "data/05_model_input").exists()
+    result = kedro_run(project_copy, "--pipeline", "training", "--params", "training.max_steps=3")
     assert result.returncode == 0, result.stderr[-4000:]
+    output = result.stdout + result.stderr
+    assert "Traceback" not in output and "DatasetError" not in output
+    assert (
+        "hle-reasoning: focus_train not found; running first the 2 node(s) of the study that "
+        "make them (" in output
+    )
+    assert "hle-reasoning: training finished in" in output
+    assert (project_copy / "data/05_model_input/focus_train.parquet").exists()
+    assert not (project_copy / "data/08_reporting/hle_statistics.md").exists()  # only what it needs
 
     summary = json.loads((project_copy / "data/08_reporting/training_summary.json").read_text())
     assert summary["steps"] == 3 and summary["quantized"] and summary["image_questions"] >= 2

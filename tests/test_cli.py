@@ -1,0 +1,57 @@
+"""The project's run command: a pipeline run alone adds the producers of its missing inputs."""
+
+from __future__ import annotations
+
+import pytest
+from kedro.framework.project import pipelines
+from kedro.framework.startup import bootstrap_project
+
+from hle_reasoning.cli import missing_upstream
+from tests.conftest import PROJECT_ROOT
+
+
+@pytest.fixture(scope="module")
+def registry():
+    bootstrap_project(PROJECT_ROOT)
+    return pipelines
+
+
+def test_training_alone_on_a_fresh_clone_needs_the_split(registry):
+    missing, upstream = missing_upstream(
+        registry["training"], registry["__default__"], lambda name: False
+    )
+    assert missing == ["focus_train"]
+    assert sorted(upstream) == ["select_focus_node", "split_questions_node"]
+
+
+def test_evaluation_alone_on_a_fresh_clone_needs_the_split_model_and_adapter(registry):
+    missing, upstream = missing_upstream(
+        registry["evaluation"], registry["__default__"], lambda name: False
+    )
+    assert missing == ["base_model", "focus_test", "lora_adapter"]
+    assert sorted(upstream) == [
+        "prepare_base_model_node",
+        "select_focus_node",
+        "split_questions_node",
+        "train_grpo_node",
+    ]
+
+
+def test_nothing_is_added_when_the_inputs_exist(registry):
+    for name in ("data_processing", "training", "evaluation"):
+        assert missing_upstream(registry[name], registry["__default__"], lambda n: True) == (
+            [],
+            [],
+        )
+    # Only what is missing is made: with the split present, evaluation adds the training only.
+    missing, upstream = missing_upstream(
+        registry["evaluation"], registry["__default__"], lambda name: name == "focus_test"
+    )
+    assert missing == ["base_model", "lora_adapter"]
+    assert "split_questions_node" in upstream  # train_grpo needs focus_train, which is missing
+
+
+def test_judge_agreement_is_not_part_of_the_study(registry):
+    assert "judge_agreement" in registry
+    default = {node.name for node in registry["__default__"].nodes}
+    assert "measure_judge_agreement_node" not in default
