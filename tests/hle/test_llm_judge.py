@@ -4,7 +4,13 @@ import pandas as pd
 import pytest
 
 from hle_reasoning.datasets.evaluation import JSONLinesStore, JudgeEndpointDataset
-from hle_reasoning.hle.llm_judge import JUDGE_PROMPT, JudgeConfigError, LLMJudge, judge_prompt
+from hle_reasoning.hle.llm_judge import (
+    JUDGE_PROMPT,
+    JudgeConfigError,
+    LLMJudge,
+    credential_problems,
+    judge_prompt,
+)
 from hle_reasoning.hle.verdicts import VERDICT_COLUMNS, judge_table
 from tests.hle.fake_openai import FakeJudgeServer
 
@@ -214,6 +220,10 @@ def test_missing_key_is_a_clear_error():
         LLMJudge(api_key=None)
     # A local server needs no key.
     LLMJudge(api_key=None, base_url="http://127.0.0.1:9/v1")
+    assert credential_problems(None, "http://127.0.0.1:9/v1") == []
+    assert credential_problems("sk-x", None) == []
+    (problem,) = credential_problems(None, None)
+    assert "HLE_JUDGE_API_KEY" in problem and "evaluation.judge.kind=rules" in problem
 
 
 class TestJudgeEndpointDataset:

@@ -62,6 +62,18 @@ class JudgeConfigError(ValueError):
     an unknown model, a request the endpoint refuses): the run stops with what to fix."""
 
 
+def credential_problems(api_key: str | None, base_url: str | None) -> list[str]:
+    """What stops the ``llm`` judge before any request, from its endpoint settings alone (for
+    the preflight as well): api.openai.com without a key. A local endpoint needs none."""
+    if api_key or base_url is not None:
+        return []
+    return [
+        "the llm judge needs an API key: set HLE_JUDGE_API_KEY (or OPENAI_API_KEY), or put "
+        "api_key under hle_judge in conf/local/credentials.yml (see README, Evaluation); or judge "
+        "offline with --params evaluation.judge.kind=rules"
+    ]
+
+
 def judge_prompt(question: str, response: str, correct_answer: str) -> str:
     return JUDGE_PROMPT.format(question=question, response=response, correct_answer=correct_answer)
 
@@ -107,14 +119,10 @@ class LLMJudge:
     ) -> None:
         from openai import OpenAI
 
-        if not api_key:
-            if base_url is None:
-                raise JudgeConfigError(
-                    "the llm judge needs an API key: set HLE_JUDGE_API_KEY (or OPENAI_API_KEY), "
-                    "or put api_key under hle_judge in conf/local/credentials.yml (see README, "
-                    "Evaluation); or use evaluation.judge.kind: rules"
-                )
-            api_key = "EMPTY"  # local OpenAI-compatible servers (vLLM, Ollama) ignore it
+        problems = credential_problems(api_key, base_url)
+        if problems:
+            raise JudgeConfigError(problems[0])
+        api_key = api_key or "EMPTY"  # local OpenAI-compatible servers (vLLM, Ollama) ignore it
         self.model = model
         self.base_url = base_url
         self.max_completion_tokens = max_completion_tokens
