@@ -258,6 +258,7 @@ class TestGeneralEquivalences:
             ("25 cm", "25 mm", "number"),
             ("3.1E+21", "3.20E+21", "number"),
             ("3E+21", "3,198,412,000,000,000,000,000", "number"),  # 1 significant figure: too few
+            ("1.23E+6", "1234567", "number"),  # an exact count is not a rounded magnitude
             ("5!^2", "14401", "integer"),
             ("(2, 1)", "(1, 2)", "sequence"),  # order kept where it matters
             ("1:4:901", "1;4;900", "sequence"),

@@ -215,6 +215,17 @@ def _same_at_precision(pred: Decimal, gold: Decimal, quantum_exp: int) -> bool:
     return rounded is not None and rounded == gold
 
 
+def _rounded_itself(value: Decimal, places: int) -> bool:
+    """A reference that is itself a rounded magnitude (a decimal, or an integer ending in three
+    zeros or more, ``3,198,412,000,...``), not an exact count such as ``1234567``."""
+    if places or value != value.to_integral_value(context=_CONTEXT):
+        return True
+    digits = str(abs(value.to_integral_value(context=_CONTEXT)).normalize(context=_CONTEXT))
+    if "E" in digits:  # normalize() writes trailing zeros as an exponent
+        return int(digits.split("E")[1]) >= 3
+    return False
+
+
 def _close(pred: Decimal, gold: Decimal, rel_tol: float) -> bool:
     try:
         return abs(pred - gold) <= Decimal(repr(rel_tol)) * abs(gold)
@@ -225,7 +236,8 @@ def _close(pred: Decimal, gold: Decimal, rel_tol: float) -> bool:
 def compare_numbers(answer: str, extracted: str, rel_tol: float) -> tuple[bool, str] | None:
     """Two numbers with compatible units (or none given): equal, equal at the reference's
     precision (its decimals, or its significant figures in scientific notation), equal to a
-    scientific-notation response of at least 3 significant figures at that precision, or within
+    scientific-notation response of at least 3 significant figures at that precision (unless the
+    reference is an exact integer, such as a count), or within
     ``rel_tol`` for non-integers; ``%`` is a unit worth 1/100. ``None``: not two numbers."""
     gold, pred = parse_number(answer), parse_number(extracted)
     if gold is None or pred is None:
@@ -258,6 +270,7 @@ def compare_numbers(answer: str, extracted: str, rel_tol: float) -> tuple[bool, 
             pred_sig
             and pred_sig >= 3
             and not how
+            and _rounded_itself(gold_value, places)
             and _same_at_precision(gold_value, value, value.adjusted() - pred_sig + 1)
         ):
             return True, f"{gold_value} rounds to {value} ({pred_sig} significant figures){note}"
