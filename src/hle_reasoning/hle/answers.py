@@ -294,10 +294,15 @@ class _TooBig(Exception):
 
 def eval_integer(text: str) -> int | None:
     """The exact value of an integer expression (``5!^2``, ``2^{40}``, ``\\binom{30}{12}``,
-    ``3 \\times 7``), or ``None`` (not one, or beyond ``MAX_BITS``)."""
+    ``3 \\times 7``, ``{58 \\choose 22}``, ``131,681,894,400``), or ``None`` (not one, or beyond
+    ``MAX_BITS``)."""
     text = normalize_for_number(text).replace("\\left", "").replace("\\right", "")
     if len(text) > 200:
         return None
+    text = re.sub(r"(?<=\d),(?=\d{3}(?!\d))", "", text)  # thousands separators
+    choose = re.fullmatch(r"\{?\s*([^{}]+?)\s*\\choose\s*([^{}]+?)\s*\}?", text)
+    if choose:
+        text = f"\\binom{{{choose.group(1)}}}{{{choose.group(2)}}}"
     tokens, pos = [], 0
     while pos < len(text):
         match = _TOKEN.match(text, pos)

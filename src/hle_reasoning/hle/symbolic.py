@@ -87,7 +87,7 @@ def _parse_math(text: str, timeout: int | None) -> tuple:
 
 _PLAIN_NAMES = re.compile(
     r"(?<![\\A-Za-z])(sqrt|pi|ln|log|exp|sin|cos|tan|arcsin|arccos|arctan|sinh|cosh|tanh|infty"
-    r"|alpha|beta|gamma|delta|theta|lambda|mu|sigma|omega|phi)(?![A-Za-z])"
+    r"|alpha|beta|gamma|delta|theta|lambda|mu|sigma|omega|phi|max|min|gcd|lcm|det)(?![A-Za-z])"
 )
 
 
