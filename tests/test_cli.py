@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import pytest
+from click.testing import CliRunner
 from kedro.framework.project import pipelines
 from kedro.framework.startup import bootstrap_project
 
-from hle_reasoning.cli import missing_upstream
+from hle_reasoning.cli import missing_upstream, run
 from tests.conftest import PROJECT_ROOT
 
 
@@ -55,3 +56,12 @@ def test_judge_agreement_is_not_part_of_the_study(registry):
     assert "judge_agreement" in registry
     default = {node.name for node in registry["__default__"].nodes}
     assert "measure_judge_agreement_node" not in default
+
+
+def test_an_unknown_pipeline_is_named_with_the_known_ones(registry):
+    result = CliRunner().invoke(run, ["--pipelines", "trainig"])
+    assert result.exit_code == 1
+    assert "Error: unknown pipeline 'trainig': choose from __default__, data_processing" in (
+        result.output
+    )
+    assert "Traceback" not in result.output

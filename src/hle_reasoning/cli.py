@@ -9,9 +9,9 @@ changes nothing else:
   the study produces and that do not exist yet (``focus_train`` on a fresh clone), adds the
   nodes of the whole study that produce them, says so in one line, and runs them all in one
   run. Everything upstream here is cheap and deterministic (the split, the tiny base model).
-* A problem the project reports with a message of its own (a configuration the preflight
-  rejects, an LLM judge that refuses the key or model, an invalid HLE export) ends the command
-  with that message and exit status 1, without a Python traceback.
+* An unknown pipeline name, and a problem the project reports with a message of its own (a
+  configuration the preflight rejects, an LLM judge that refuses the key or model, an invalid
+  HLE export), end the command with that message and exit status 1, without a traceback.
 """
 
 from __future__ import annotations
@@ -59,8 +59,12 @@ def _with_upstream(kwargs: dict[str, Any]) -> dict[str, Any]:
         return kwargs
     from kedro.framework.project import pipelines, settings
 
-    if any(name not in pipelines for name in names):
-        return kwargs  # Kedro says which name is unknown
+    known = sorted(pipelines.keys())
+    unknown = [name for name in names if name not in known]
+    if unknown:
+        raise click.ClickException(
+            f"unknown pipeline {', '.join(map(repr, unknown))}: choose from {', '.join(known)}"
+        )
     selected = sum((pipelines[name] for name in names[1:]), pipelines[names[0]])
     with settings.SESSION_CLASS.create(
         env=kwargs.get("env"),
