@@ -89,11 +89,12 @@ def _with_upstream(kwargs: dict[str, Any]) -> dict[str, Any]:
 
 
 def _project_errors() -> tuple[type[BaseException], ...]:
+    from hle_reasoning.config import ConfigError
     from hle_reasoning.hle.llm_judge import JudgeConfigError
     from hle_reasoning.hle.schema import HLEDataError
     from hle_reasoning.hooks import PreflightError
 
-    return (PreflightError, JudgeConfigError, HLEDataError)
+    return (PreflightError, ConfigError, JudgeConfigError, HLEDataError)
 
 
 def _run(**kwargs: Any) -> Any:

@@ -7,23 +7,23 @@ from typing import Any
 
 import pandas as pd
 
+from hle_reasoning.config import JudgeConfig
 from hle_reasoning.hle import agreement
-from hle_reasoning.hle.judging import DEFAULT_REL_TOL
 
 logger = logging.getLogger(__name__)
 
 
 def measure_judge_agreement(
-    judged: dict[str, Any], questions: pd.DataFrame, judge_params: dict[str, Any]
+    judged: dict[str, Any], questions: pd.DataFrame, judge_config: dict[str, Any]
 ) -> tuple[pd.DataFrame, pd.DataFrame, dict[str, dict[str, float]]]:
     """The agreement summary (overall, per answer type, category and deciding rule), the
     disagreeing rows (false accepts first), and the overall figures for MLflow."""
-    rules = judge_params.get("rules") or {}
+    rules = JudgeConfig.from_params(judge_config).rules
     summary, differ = agreement.judge_agreement(
         judged,
         questions,
-        rel_tol=float(rules.get("rel_tol", DEFAULT_REL_TOL)),
-        math_verify=bool(rules.get("math_verify", True)),
+        rel_tol=rules.rel_tol,
+        math_verify=rules.math_verify,
         source=str(questions.attrs.get("source", "")),
     )
     known = int(summary.iloc[0]["n"])
