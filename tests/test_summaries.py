@@ -24,15 +24,27 @@ def test_the_summary_is_found_by_type_under_any_output_name():
     hook.after_node_run(
         None, None, {}, {"a_renamed_summary": training_summary(), "x": {"steps": 3}}
     )
-    for variant, accuracy in (("finetuned", 12.5), ("baseline", 0.0)):
+    for variant, accuracy, judged in (("finetuned", 12.5, 70.0), ("baseline", 0.0, 73.0)):
         run = VariantRun(
             variant=variant,
             metrics={
-                "n": 73.0,
+                "n": judged,
+                "judged": judged,
+                "answered": 73.0,
                 "accuracy": accuracy,
                 "accuracy_ci": 1.234,
                 "calibration_error": math.nan,
                 "calibration_error_all_bins": 87.5,
+                # An llm-judged variant carries the rules judge's agreement with it.
+                **(
+                    {
+                        "rules_agreement": 90.0,
+                        "rules_false_accepts": 1.0,
+                        "rules_false_rejects": 6.0,
+                    }
+                    if variant == "finetuned"
+                    else {}
+                ),
             },
         )
         hook.after_node_run(None, None, {}, {f"some.{variant}.name": run})
@@ -43,8 +55,14 @@ def test_the_summary_is_found_by_type_under_any_output_name():
     )
     assert lines[1] == VariantRun.HEADER
     baseline, finetuned = lines[2], lines[3]
-    assert baseline.split() == ["baseline", "73", "0.00", "±", "1.23", "n/a", "87.50"]
-    assert finetuned.split() == ["finetuned", "73", "12.50", "±", "1.23", "n/a", "87.50"]
+    assert baseline.split() == ["baseline", "73", "/", "73", "0.00", "±", "1.23", "n/a", "87.50"]
+    assert finetuned.split() == ["finetuned", "70", "/", "73", "12.50", "±", "1.23", "n/a", "87.50"]
+    # Unjudged answers are named, with what to do.
+    assert lines[4:] == [
+        "  finetuned: incomplete: rerun to judge the remaining 3",
+        "  finetuned: the rules judge agrees with the LLM judge on 90.0% "
+        "(1 false accepts, 6 false rejects)",
+    ]
 
 
 def test_nothing_typed_means_no_headline():
