@@ -224,20 +224,15 @@ def preflight_problems(
 
 def judge_problems(judge: Any, endpoint: Any = None) -> list[str]:
     """An ``llm`` judge without the key its endpoint needs (a local server needs none)."""
+    from hle_reasoning.hle.llm_judge import credential_problems
+
     if endpoint is None:
         from hle_reasoning.datasets import JudgeEndpointDataset
 
         endpoint = JudgeEndpointDataset().load()
-    base_url = endpoint.base_url or judge.llm.base_url
-    if endpoint.api_key or base_url:
-        return []
-    return [
-        f"evaluation.judge.kind is llm (the official judge, {judge.model_used(endpoint.model)}) "
-        "but no API key is set: `export HLE_JUDGE_API_KEY=sk-...` (or OPENAI_API_KEY), or put "
-        "api_key under hle_judge in conf/local/credentials.yml (see README, Evaluation); or set "
-        "evaluation.judge.llm.base_url to a local OpenAI-compatible server. To judge offline "
-        "instead: --params evaluation.judge.kind=rules"
-    ]
+    label = f"evaluation.judge.kind is llm (the official judge, {judge.model_used(endpoint.model)})"
+    problems = credential_problems(endpoint.api_key, endpoint.base_url or judge.llm.base_url)
+    return [f"{label} but {problem}" for problem in problems]
 
 
 class PreflightHook:

@@ -63,14 +63,16 @@ class JudgeConfigError(ValueError):
 
 
 def credential_problems(api_key: str | None, base_url: str | None) -> list[str]:
-    """What stops the ``llm`` judge before any request, from its endpoint settings alone (for
-    the preflight as well): api.openai.com without a key. A local endpoint needs none."""
-    if api_key or base_url is not None:
+    """What stops the ``llm`` judge before any request, from its endpoint settings alone (the
+    preflight and :class:`LLMJudge` both ask): api.openai.com without a key. A local endpoint
+    needs none."""
+    if api_key or base_url:
         return []
     return [
-        "the llm judge needs an API key: set HLE_JUDGE_API_KEY (or OPENAI_API_KEY), or put "
-        "api_key under hle_judge in conf/local/credentials.yml (see README, Evaluation); or judge "
-        "offline with --params evaluation.judge.kind=rules"
+        "no API key is set: `export HLE_JUDGE_API_KEY=sk-...` (or OPENAI_API_KEY), or put "
+        "api_key under hle_judge in conf/local/credentials.yml (see README, Evaluation); or set "
+        "evaluation.judge.llm.base_url to a local OpenAI-compatible server. To judge offline "
+        "instead: --params evaluation.judge.kind=rules"
     ]
 
 
