@@ -169,3 +169,35 @@ class TestRealJudgedPredictions:
         # The last bin (178 answers, all at 100%) is the worst calibrated one.
         bins = calibration_bins(confidence, correct)
         assert len(bins) == 8 and bins[-1].size == 178 and bins[-1].mean_confidence == 100.0
+
+
+def _stable_reference(confidence, correct, beta, all_bins):
+    """The official RMS with Python's (stable) ``sorted``, from the definition."""
+    pairs = sorted(zip(confidence, correct, strict=True), key=lambda pair: pair[0])
+    n = len(pairs)
+    bins = [pairs[i * beta : (i + 1) * beta] for i in range(n // beta)]
+    bins[-1] = pairs[(n // beta - 1) * beta :]
+    total = 0.0
+    for members in bins if all_bins else bins[:-1]:
+        mean_conf = sum(c for c, _ in members) / len(members) / 100
+        acc = sum(1 for _, ok in members if ok) / len(members)
+        total += len(members) / n * (mean_conf - acc) ** 2
+    return 100 * math.sqrt(total)
+
+
+def test_ties_keep_their_order_where_numpys_default_sort_would_not():
+    # 400 answers on five confidence levels, correctness drawn independently of them: large
+    # enough that numpy's default (introsort) argsort reorders tied confidences, so the bins,
+    # and the figure, would differ with an unstable sort.
+    rng = np.random.default_rng(3)
+    confidence = rng.choice([20.0, 50.0, 80.0, 95.0, 100.0], size=400)
+    correct = rng.random(400) < 0.5
+    stable = np.argsort(confidence, kind="stable")
+    assert not np.array_equal(np.argsort(confidence), stable)  # the data can tell them apart
+    for all_bins in (False, True):
+        expected = _stable_reference(confidence.tolist(), correct.tolist(), 100, all_bins)
+        value = calibration_error(confidence, correct, all_bins=all_bins, warn=False)
+        assert value == pytest.approx(expected, rel=1e-12)
+    unstable_bins = [correct[np.argsort(confidence)][i : i + 100].mean() for i in (0, 100, 200)]
+    stable_bins = [b.accuracy / 100 for b in calibration_bins(confidence, correct)[:3]]
+    assert unstable_bins != pytest.approx(stable_bins)  # an unstable sort would change them

@@ -149,3 +149,13 @@ def test_stratified_split_keeps_input_untouched(sample_questions):
     stratified_split(sample_questions)
     pd.testing.assert_frame_equal(sample_questions, before)
     assert np.all(sample_questions.index == before.index)
+
+
+def test_cochran_rounds_an_exact_half_up():
+    # z = 2, e = 0.5, p = 0.5: n0 = 4 * 0.25 / 0.25 = 4; N = 5: n = 4 / (1 + 3 / 5) = 2.5 exactly.
+    # "Rounded to the nearest integer" takes it to 3; Python's round() (to even) would give 2.
+    assert cochran_n(5, margin_of_error=0.5, z=2.0) == 2.5
+    assert cochran_sample_size(5, margin_of_error=0.5, z=2.0) == 3
+    # Just below and above the half: N = 4 gives 16 / 7 = 2.29 -> 2, N = 6 gives 2.67 -> 3.
+    assert cochran_sample_size(4, margin_of_error=0.5, z=2.0) == 2
+    assert cochran_sample_size(6, margin_of_error=0.5, z=2.0) == 3
