@@ -10,6 +10,7 @@ from hle_reasoning.hle.metrics import (
     accuracy_with_ci,
     calibration_bins,
     calibration_error,
+    small_sample_note,
     summarize,
 )
 from tests.conftest import anchor
@@ -71,7 +72,7 @@ class TestCalibration:
 
     def test_fewer_than_beta_answers_do_not_crash(self):
         conf, correct = [100] * 73, [False] * 73
-        with pytest.warns(SmallSampleWarning, match="undefined"):
+        with pytest.warns(SmallSampleWarning, match=r"undefined \(the official code raises\)"):
             assert math.isnan(calibration_error(conf, correct))
         assert calibration_error(conf, correct, all_bins=True) == pytest.approx(100.0)
 
@@ -92,8 +93,11 @@ class TestCalibration:
             calibration_error([90] * 218, [True] * 218, all_bins=True)
 
     def test_rejects_fractions_above_100_and_shape_mismatch(self):
-        with pytest.raises(ValueError, match="0..100"):
+        with pytest.raises(ValueError, match=r"confidence must be a percentage in 0\.\.100"):
             calibration_error([150], [True])
+        with pytest.raises(ValueError, match="from 0 to 100.5"):
+            calibration_error([0, 100.5], [True, False])
+        assert calibration_error([0, 100], [True, False], all_bins=True) == 0.0
         with pytest.raises(ValueError, match="same length"):
             calibration_error([50, 60], [True])
 
@@ -201,3 +205,66 @@ def test_ties_keep_their_order_where_numpys_default_sort_would_not():
     unstable_bins = [correct[np.argsort(confidence)][i : i + 100].mean() for i in (0, 100, 200)]
     stable_bins = [b.accuracy / 100 for b in calibration_bins(confidence, correct)[:3]]
     assert unstable_bins != pytest.approx(stable_bins)  # an unstable sort would change them
+
+
+class TestEdges:
+    """Boundaries of the binning and of the small-sample note, each against hand values."""
+
+    def test_beta_of_one_is_one_answer_per_bin_and_zero_is_refused(self):
+        bins = calibration_bins([30, 10, 20], [True, False, True], beta=1)
+        assert [(b.mean_confidence, b.accuracy) for b in bins] == [
+            (10.0, 0.0),
+            (20.0, 100.0),
+            (30.0, 100.0),
+        ]
+        with pytest.raises(ValueError, match=r"beta \(answers per bin\) must be at least 1"):
+            calibration_bins([30], [True], beta=0)
+
+    def test_no_answers_no_bins(self):
+        assert calibration_bins([], []) == []
+
+    def test_exactly_beta_answers_is_one_bin_left_out(self):
+        # 100 answers: defined (the official code does not raise), and 0 by construction.
+        with pytest.warns(SmallSampleWarning, match="lowest-confidence 0 "):
+            assert calibration_error([70] * 100, [True] * 100) == 0.0
+
+    def test_largest_gap_with_no_bin_in_the_official_sum_is_zero(self):
+        assert calibration_error([70] * 150, [True] * 150, p="max", warn=False) == 0.0
+
+    def test_infinity_spellings_are_the_largest_gap(self):
+        for p in ("inf", "infinity", "Infinity", "INF"):
+            assert calibration_error(CONF, CORRECT, beta=2, p=p, warn=False) == pytest.approx(35.0)
+
+    def test_the_warning_names_the_beta_and_points_at_the_caller(self):
+        with pytest.warns(
+            SmallSampleWarning, match="5 answers with beta = 2: .* lowest-confidence 2 "
+        ) as record:
+            calibration_error(CONF, CORRECT, beta=2)
+        assert record[0].filename == __file__
+
+    def test_small_sample_note_boundaries(self):
+        assert small_sample_note(0) is None
+        assert "1 answers < beta = 100" in small_sample_note(1)
+        assert "99 answers < beta = 100" in small_sample_note(99)
+        assert "lowest-confidence 0 " in small_sample_note(100)
+        assert "lowest-confidence 100 " in small_sample_note(299)
+        assert small_sample_note(300) is None
+
+
+def test_summarize_passes_p_and_beta_to_both_figures():
+    # Hand values for CONF/CORRECT with beta = 2 and p = 1: gaps 0.35 (weight 0.4) and
+    # |0.4 - 2/3| (weight 0.6): official 0.4 * 0.35 = 14%, all bins 14% + 0.6 * 0.2667 = 30%.
+    figures = summarize(CORRECT, CONF, beta=2, p="1")
+    assert figures["calibration_error"] == pytest.approx(14.0)
+    assert figures["calibration_error_all_bins"] == pytest.approx(30.0)
+    assert figures["n"] == 5 and figures["accuracy"] == 60.0  # n defaults to the verdicts
+    rms_all = summarize(CORRECT, CONF, beta=2)["calibration_error_all_bins"]
+    assert rms_all == pytest.approx(100 * math.sqrt(0.4 * 0.35**2 + 0.6 * (0.4 - 2 / 3) ** 2))
+
+
+def test_summarize_without_judged_answers_is_quiet():
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        figures = summarize([], [], n=5)
+    assert figures["accuracy"] == 0.0 and figures["judged"] == 0
+    assert math.isnan(figures["mean_confidence"]) and math.isnan(figures["calibration_error"])
