@@ -1,4 +1,5 @@
 import math
+import os
 import warnings
 
 import numpy as np
@@ -240,7 +241,8 @@ class TestEdges:
             SmallSampleWarning, match="5 answers with beta = 2: .* lowest-confidence 2 "
         ) as record:
             calibration_error(CONF, CORRECT, beta=2)
-        assert record[0].filename == __file__
+        if "MUTANT_UNDER_TEST" not in os.environ:  # mutmut's trampoline adds a stack frame
+            assert record[0].filename == __file__
 
     def test_small_sample_note_boundaries(self):
         assert small_sample_note(0) is None
