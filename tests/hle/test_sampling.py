@@ -1,8 +1,11 @@
+import logging
+
 import numpy as np
 import pandas as pd
 import pytest
 
 from hle_reasoning.hle.sampling import (
+    _allocate,
     cochran_n,
     cochran_sample_size,
     find_leaks,
@@ -159,3 +162,119 @@ def test_cochran_rounds_an_exact_half_up():
     # Just below and above the half: N = 4 gives 16 / 7 = 2.29 -> 2, N = 6 gives 2.67 -> 3.
     assert cochran_sample_size(4, margin_of_error=0.5, z=2.0) == 2
     assert cochran_sample_size(6, margin_of_error=0.5, z=2.0) == 3
+
+
+@pytest.mark.parametrize("level", [0.0, 1.0, -0.1])
+def test_z_score_needs_a_level_strictly_inside_0_1(level):
+    with pytest.raises(ValueError, match=r"strictly between 0 and 1 .*the proposal uses 0\.90\.$"):
+        z_score(level)
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "message"),
+    [
+        ({"population": -1}, r"^population must be >= 0 \(got -1\)$"),
+        ({"margin_of_error": 1.0}, r"^margin_of_error must lie in \(0, 1\)"),
+        ({"margin_of_error": 1.5}, r"^margin_of_error must lie in \(0, 1\)"),
+        ({"proportion": 0.0}, r"^proportion must lie in \(0, 1\)"),
+        ({"z": 0.0}, r"^z must be positive \(got 0.0\); leave it null"),
+    ],
+)
+def test_cochran_n_boundaries(kwargs, message):
+    arguments = {"population": 100, **kwargs}
+    with pytest.raises(ValueError, match=message):
+        cochran_n(**arguments)
+
+
+def test_cochran_n_by_hand():
+    assert cochran_n(0) == 0.0
+    # z = 0.5, e = 0.05, p = 0.5: n0 = 0.25 * 0.25 / 0.0025 = 25; N = 100: 25 / 1.24.
+    assert cochran_n(100, z=0.5) == pytest.approx(25 / 1.24)
+
+
+def test_strata_labels_are_answer_type_and_image_presence():
+    frame = pd.DataFrame(
+        {
+            "answer_type": ["exactMatch", "multipleChoice", "exactMatch", "multipleChoice"],
+            "image": ["data:image/png;base64,AAAA", "", "  ", "data:image/jpeg;base64,BBBB"],
+        }
+    )
+    assert strata_labels(frame).tolist() == [
+        "exactMatch|image",
+        "multipleChoice|text",
+        "exactMatch|text",
+        "multipleChoice|image",
+    ]
+
+
+@pytest.mark.parametrize(
+    ("sizes", "total", "expected"),
+    [
+        # quotas 0.3, 0.9, 1.8: floors 0, 0, 1; the two largest remainders (b, c) get one more.
+        ({"a": 1, "b": 3, "c": 6}, 3, {"a": 0, "b": 1, "c": 2}),
+        # quotas 0.5, 1.5, 3.0: one left over, a and b tie on 0.5: the larger stratum (b) wins.
+        ({"a": 1, "b": 3, "c": 6}, 5, {"a": 0, "b": 2, "c": 3}),
+        # equal remainders and equal sizes: the name decides.
+        ({"y": 2, "x": 2}, 1, {"x": 1, "y": 0}),
+    ],
+)
+def test_largest_remainder_allocation_by_hand(sizes, total, expected):
+    allocation = _allocate(pd.Series(sizes), total)
+    assert allocation.to_dict() == expected
+    assert allocation.dtype.kind == "i"
+
+
+def _hand_frame(n_image: int, n_text: int) -> pd.DataFrame:
+    n = n_image + n_text
+    return pd.DataFrame(
+        {
+            "id": [f"q{i:02d}" for i in range(n)],
+            "question": [f"question {i}" for i in range(n)],
+            "image": ["data:image/png;base64,AAAA"] * n_image + [""] * n_text,
+            "answer_type": ["exactMatch"] * n,
+            "category": ["Math"] * n,
+        }
+    )
+
+
+def test_split_on_hand_data_sizes_table_and_log(caplog):
+    # 10 questions, z = 1, e = 0.25, p = 0.5: n0 = 4, n = 4 / (1 + 3 / 10) = 3.08 -> 3 test;
+    # strata of 4 image and 6 text questions: quotas 1.2 and 1.8 -> 1 and 2.
+    frame = _hand_frame(4, 6)
+    with caplog.at_level(logging.INFO, logger="hle_reasoning.hle.sampling"):
+        train, test, sizes = stratified_split(frame, margin_of_error=0.25, z=1.0, seed=0)
+    assert "Split 10 questions into 7 train / 3 test over 1 categories" in caplog.text
+    assert sizes.to_dict("records") == [
+        {
+            "category": "Math",
+            "questions": 10,
+            "cochran_n": pytest.approx(4 / 1.3),
+            "test_size": 3,
+            "train_size": 7,
+            "test_pct": pytest.approx(30.0),
+            "train_pct": pytest.approx(70.0),
+            "min_test_pct": pytest.approx(400 / 13),
+        }
+    ]
+    assert (test["image"] != "").sum() == 1 and (test["image"] == "").sum() == 2
+    for part in (train, test):
+        assert list(part.columns) == list(frame.columns)
+        assert part.index.tolist() == list(range(len(part)))
+
+
+def test_split_default_seed_is_42(sample_questions):
+    default = stratified_split(sample_questions)[1]["id"].tolist()
+    assert default == stratified_split(sample_questions, seed=42)[1]["id"].tolist()
+    assert default != stratified_split(sample_questions, seed=43)[1]["id"].tolist()
+
+
+def test_find_leaks_reports_the_normalised_text():
+    train = pd.DataFrame({"id": ["a"], "question": ["What  IS\t2+2?"], "image": ["img"]})
+    test = pd.DataFrame({"id": ["c"], "question": ["what is 2+2? "], "image": ["img"]})
+    leaks = find_leaks(train, test)
+    assert leaks.to_dict("records") == [{"train_id": "a", "test_id": "c", "text": "what is 2+2?"}]
+    assert leaks.index.tolist() == [0]
+    # Text and image are separate keys: "ab" with image "c" is not "a" with image "bc".
+    glued_train = pd.DataFrame({"id": ["x"], "question": ["ab"], "image": ["c"]})
+    glued_test = pd.DataFrame({"id": ["y"], "question": ["a"], "image": ["bc"]})
+    assert find_leaks(glued_train, glued_test).empty

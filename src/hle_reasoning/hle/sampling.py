@@ -148,12 +148,16 @@ def stratified_split(
 def find_leaks(train: pd.DataFrame, test: pd.DataFrame) -> pd.DataFrame:
     """Questions in both train and test: same normalised text and the same image (or none)."""
 
-    def keys(frame: pd.DataFrame) -> pd.Series:
-        text = frame["question"].astype(str).str.lower().str.split().str.join(" ")
-        return text + "\x00" + frame["image"].astype(str)
+    def keys(frame: pd.DataFrame, id_column: str) -> pd.DataFrame:
+        # Two key columns, not one joined string: pandas 3's string dtype drops a "\x00"
+        # separator, which glued the image onto the reported text.
+        return pd.DataFrame(
+            {
+                id_column: frame["id"],
+                "text": frame["question"].astype(str).str.lower().str.split().str.join(" "),
+                "image": frame["image"].astype(str),
+            }
+        )
 
-    left = pd.DataFrame({"train_id": train["id"], "key": keys(train)})
-    right = pd.DataFrame({"test_id": test["id"], "key": keys(test)})
-    leaks = left.merge(right, on="key")
-    leaks["text"] = leaks["key"].str.split("\x00").str[0]
+    leaks = keys(train, "train_id").merge(keys(test, "test_id"), on=["text", "image"])
     return leaks[["train_id", "test_id", "text"]].reset_index(drop=True)
