@@ -243,7 +243,9 @@ def test_split_on_hand_data_sizes_table_and_log(caplog):
     frame = _hand_frame(4, 6)
     with caplog.at_level(logging.INFO, logger="hle_reasoning.hle.sampling"):
         train, test, sizes = stratified_split(frame, margin_of_error=0.25, z=1.0, seed=0)
-    assert "Split 10 questions into 7 train / 3 test over 1 categories" in caplog.text
+    assert [r.getMessage() for r in caplog.records] == [
+        "Split 10 questions into 7 train / 3 test over 1 categories"
+    ]
     assert sizes.to_dict("records") == [
         {
             "category": "Math",

@@ -342,3 +342,61 @@ def test_grpo_through_lora_on_the_4bit_base_raises_the_rewarded_tokens_probabili
     trainer.model.train()
     after = marker_mass(trainer.model, processor, questions, markers)
     assert after > before + 0.15, (before, after)
+
+
+def test_generate_receives_the_processors_cross_attention_mask_for_left_padded_prompts(
+    fp32_model, processor, math_questions, training_params, tmp_path
+):
+    """What generation is given, not only what comes out: the prefill forward of generate()
+    gets, for every image row, the processor's cross-attention mask of its prompt shifted right
+    by its left padding (zeros over the padding); text rows get no image inputs at all."""
+    questions = math_questions.iloc[[0, 1, len(math_questions) - 1]]  # image, image, text
+    trainer, dataset = make_trainer(
+        fp32_model,
+        processor,
+        questions,
+        training_params,
+        tmp_path,
+        bf16=False,
+        max_prompt_tokens=None,
+        max_completion_length=2,
+    )
+    expected = {}  # prompt token ids -> the processor's cross-attention mask (None: no image)
+    for q in questions.itertuples():
+        text = prompt_text(processor, q.question, q.image)
+        images = [[load_image(q.image)]] if q.image else None
+        enc = processor(text=[text], images=images, add_special_tokens=False, return_tensors="pt")
+        expected[tuple(enc["input_ids"][0].tolist())] = (
+            enc["cross_attention_mask"][0] if q.image else None
+        )
+
+    prefills = []
+
+    def record(_module, _args, kwargs):
+        # generate()'s forwards carry a cache; its first (prefill) one sees the whole prompt.
+        cache = kwargs.get("cache", kwargs.get("past_key_values"))
+        if cache is not None and kwargs["input_ids"].shape[1] > 1:
+            prefills.append(dict(kwargs))
+
+    handle = trainer.model.get_base_model().register_forward_pre_hook(record, with_kwargs=True)
+    try:
+        generation_batch(trainer, dataset, [0, 1, 2])
+    finally:
+        handle.remove()
+
+    image_calls = [c for c in prefills if c.get("pixel_values") is not None]
+    text_calls = [c for c in prefills if c.get("pixel_values") is None]
+    assert len(image_calls) == 1 and len(text_calls) == 1
+    assert text_calls[0].get("cross_attention_mask") is None
+    call = image_calls[0]
+    ids, attention, mask = call["input_ids"], call["attention_mask"], call["cross_attention_mask"]
+    assert mask is not None and mask.shape[:2] == ids.shape  # (rows, prompt length, ...)
+    lengths = attention.sum(1).tolist()
+    assert len(set(lengths)) > 1  # the two image prompts differ in length: one is left-padded
+    for row, n in enumerate(lengths):
+        pad = ids.shape[1] - n
+        own = expected[tuple(ids[row, pad:].tolist())]
+        assert own is not None and own.any()
+        assert mask.shape[2:] == own.shape[1:]
+        assert torch.equal(mask[row, pad:].cpu(), own.to(mask.dtype))
+        assert not mask[row, :pad].any()
