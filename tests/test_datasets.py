@@ -38,6 +38,12 @@ def test_atomic_text_replaces_whole_files(tmp_path):
     dataset.save("first")
     dataset.save("second")
     assert dataset.load() == "second"
+    # A text that cannot be encoded fails after the file was opened for writing: a plain save
+    # would leave it truncated; the atomic one keeps the previous report.
+    with pytest.raises(DatasetError):
+        dataset.save("third, with a lone surrogate \ud800")
+    assert dataset.load() == "second"
+    assert [p.name for p in tmp_path.iterdir()] == ["report.md"]  # no temporary left behind
 
 
 def test_directory_write_failure_keeps_the_previous_directory(tmp_path):

@@ -61,7 +61,8 @@ def test_mlflow_ui_compares_baseline_and_finetuned(finished_study, tmp_path):
             "calibration_error_all_bins",
         } <= metric_names[0]
 
-        if chromium() is not None:
+        browser = chromium() is not None
+        if browser:
             shots = Path(os.environ.get("HLE_SCREENSHOT_DIR", tmp_path))
             shots.mkdir(parents=True, exist_ok=True)
             ids = json.dumps(
@@ -84,3 +85,8 @@ def test_mlflow_ui_compares_baseline_and_finetuned(finished_study, tmp_path):
         pgid = proc.pid
     assert not group_alive(pgid), "the MLflow UI left a process running"
     assert not port_open(port)
+    if not browser:  # the API checks above passed; say so rather than pass silently
+        pytest.skip(
+            "MLflow UI browser check (compare view, screenshot) skipped: Debian's chromium is "
+            "not installed (apt-get install chromium); the REST API checks passed"
+        )

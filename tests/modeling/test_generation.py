@@ -1,3 +1,5 @@
+import hashlib
+
 import pandas as pd
 import pytest
 
@@ -106,6 +108,17 @@ def test_generation_key_changes_with_what_answers_depend_on(tiny_dir, tmp_path):
     assert with_adapter != key
     (adapter / "adapter_model.safetensors").write_bytes(b"two")  # retrained: new weights
     assert generation_key(str(tiny_dir), str(adapter), config, FP32) != with_adapter
-    assert files_fingerprint("meta-llama/Llama-3.2-11B-Vision-Instruct") == files_fingerprint(
-        "meta-llama/Llama-3.2-11B-Vision-Instruct"
+    # A hub id (no local files) is fingerprinted by its name: the same in every process (no
+    # salted hash()), different for another model, and it changes the key.
+    hub_11b, hub_90b = (
+        "meta-llama/Llama-3.2-11B-Vision-Instruct",
+        "meta-llama/Llama-3.2-90B-Vision-Instruct",
     )
+    assert files_fingerprint(hub_11b) == hashlib.sha256(hub_11b.encode()).hexdigest()[:16]
+    assert files_fingerprint(hub_11b) != files_fingerprint(hub_90b)
+    assert generation_key(hub_11b, None, config, FP32) != generation_key(
+        hub_90b, None, config, FP32
+    )
+    assert files_fingerprint(None) == files_fingerprint("") == "none"
+    # CPU threads do not change what greedy decoding answers.
+    assert generation_key(str(tiny_dir), None, GenerationConfig(cpu_threads=2), FP32) == key
