@@ -1,0 +1,96 @@
+"""A real SIGKILL of `kedro run --pipelines evaluation` while it answers, then the same command
+again: nothing stored is asked again, and every question is answered exactly once."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from tests.kedro_cli import kedro_run
+
+pytestmark = pytest.mark.slow
+
+# Small batches, so that the kill lands between the first stored batch and the last.
+EVALUATION = ["--pipelines", "evaluation", "--params", "evaluation.generation.batch_size=2"]
+VARIANTS = ("baseline", "finetuned")
+
+
+def stored(project: Path, variant: str) -> list[dict]:
+    """The complete lines of a variant's response store (a line cut by the kill is skipped)."""
+    path = project / "data" / "07_model_output" / variant / "responses.jsonl"
+    if not path.exists():
+        return []
+    rows = []
+    for line in path.read_text().splitlines():
+        try:
+            rows.append(json.loads(line))
+        except json.JSONDecodeError:
+            continue
+    return rows
+
+
+def test_a_killed_evaluation_resumes_without_asking_a_stored_question_again(project_copy):
+    prepared = kedro_run(
+        project_copy, "--pipelines", "data_processing,training", "--params", "training.max_steps=1"
+    )
+    assert prepared.returncode == 0, (prepared.stdout + prepared.stderr)[-3000:]
+    questions = pd.read_parquet(project_copy / "data" / "05_model_input" / "focus_test.parquet")
+    ids = sorted(questions["id"].astype(str))
+
+    env = {**os.environ, "KEDRO_DISABLE_TELEMETRY": "1", "HF_HUB_OFFLINE": "1", "COLUMNS": "200"}
+    kedro = Path(sys.executable).with_name("kedro")
+    process = subprocess.Popen(
+        [str(kedro), "run", *EVALUATION],
+        cwd=project_copy,
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        deadline = time.monotonic() + 300
+        while not any(stored(project_copy, v) for v in VARIANTS):
+            assert process.poll() is None, "the run ended before it stored an answer"
+            assert time.monotonic() < deadline, "no answer was stored within 300 s"
+            time.sleep(0.05)
+        process.send_signal(signal.SIGKILL)
+        process.wait(timeout=30)
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait(timeout=30)
+    assert process.returncode == -signal.SIGKILL
+
+    before = {v: stored(project_copy, v) for v in VARIANTS}
+    first = next(v for v in VARIANTS if before[v])
+    assert 0 < len(before[first]) < len(ids)  # killed while the first variant was answering
+    assert not any(before[v] for v in VARIANTS if v != first)  # the other had not started
+
+    rerun = kedro_run(project_copy, *EVALUATION)
+    output = rerun.stdout + rerun.stderr
+    assert rerun.returncode == 0, output[-3000:]
+    for variant in VARIANTS:
+        done = len(before[variant])
+        # The node says what it reuses and what it asks: only the questions without an answer.
+        message = re.search(
+            rf"{variant}: (\d+) stored response\(s\) reused, (\d+) question\(s\) to answer",
+            output,
+        )
+        assert message, output[-3000:]
+        assert (int(message[1]), int(message[2])) == (done, len(ids) - done)
+        after = stored(project_copy, variant)
+        assert sorted(row["id"] for row in after) == ids  # every question exactly once
+        # The answers stored before the kill are kept as they were (their timing included),
+        # not generated again.
+        by_id = {row["id"]: row for row in after}
+        assert all(by_id[row["id"]] == row for row in before[variant])
+    predictions = pd.read_csv(project_copy / "data" / "07_model_output" / first / "predictions.csv")
+    assert sorted(predictions["id"].astype(str)) == ids
