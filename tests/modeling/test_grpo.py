@@ -11,6 +11,7 @@ import torch
 from hle_reasoning.hle.prompts import prompt_text
 from hle_reasoning.hle.schema import load_image
 from hle_reasoning.modeling.grpo import (
+    MllamaGRPOConfig,
     MllamaGRPOTrainer,
     cross_attention_mask,
     extend_over_completion,
@@ -400,3 +401,133 @@ def test_generate_receives_the_processors_cross_attention_mask_for_left_padded_p
         assert mask.shape[2:] == own.shape[1:]
         assert torch.equal(mask[row, pad:].cpu(), own.to(mask.dtype))
         assert not mask[row, :pad].any()
+
+
+# --------------------------------------------------------------------------- hand-made masks
+IMAGE = 99  # an image token id for hand-written prompts
+# Row 0: two images, the first with 2 real tiles, the second with 1; row 1 (left-padded): one
+# image with 2 tiles. Three image slots, so row 1 has two padded ones and row 0 one.
+HAND_IDS = torch.tensor([[1, IMAGE, 2, 3, IMAGE, 4, 5], [0, 0, 0, 6, IMAGE, 7, 8]])
+HAND_TILES = torch.tensor([[[1, 1], [1, 0], [0, 0]], [[1, 1], [0, 0], [0, 0]]])
+
+
+def test_cross_attention_mask_by_hand_for_two_images_and_padded_slots():
+    mask = cross_attention_mask(HAND_IDS, IMAGE, HAND_TILES)
+    expected = torch.zeros(2, 7, 3, 2, dtype=torch.long)
+    expected[0, 1:4, 0] = torch.tensor([1, 1])  # the first image: up to the next image token
+    expected[0, 4:, 1] = torch.tensor([1, 0])  # the second: to the end, its one real tile
+    expected[1, 4:, 0] = torch.tensor([1, 1])  # the padded row: its only image
+    assert mask.dtype == torch.long
+    assert torch.equal(mask, expected)
+
+
+def test_truncated_image_tokens_belong_to_the_kept_end():
+    # Two images, but truncation left one image token: the last image's (left truncation
+    # keeps the end) or the first's (right truncation keeps the beginning).
+    ids = torch.tensor([[3, IMAGE, 4, 5]])
+    tiles = torch.tensor([[[1, 1], [1, 0]]])
+    last, first = (
+        torch.zeros(1, 4, 2, 2, dtype=torch.long),
+        torch.zeros(1, 4, 2, 2, dtype=torch.long),
+    )
+    last[0, 1:, 1] = torch.tensor([1, 0])
+    first[0, 1:, 0] = torch.tensor([1, 1])
+    assert torch.equal(cross_attention_mask(ids, IMAGE, tiles), last)  # "last" by default
+    assert torch.equal(cross_attention_mask(ids, IMAGE, tiles, keep="last"), last)
+    assert torch.equal(cross_attention_mask(ids, IMAGE, tiles, keep="first"), first)
+
+
+def test_extend_over_completion_repeats_the_last_prompt_row():
+    mask = cross_attention_mask(HAND_IDS, IMAGE, HAND_TILES)
+    assert torch.equal(extend_over_completion(mask, 0), mask)
+    for n in (1, 3):
+        extended = extend_over_completion(mask, n)
+        assert extended.shape == (2, 7 + n, 3, 2)
+        assert torch.equal(extended[:, :7], mask)
+        assert all(torch.equal(extended[:, 7 + i], mask[:, -1]) for i in range(n))
+
+
+def test_config_checks_the_prompt_cap_and_the_truncation_side(tmp_path):
+    config = MllamaGRPOConfig(
+        output_dir=str(tmp_path), max_prompt_tokens=1, report_to=[], use_cpu=True, bf16=False
+    )
+    assert config.max_prompt_tokens == 1 and config.truncation_side == "left"
+    with pytest.raises(ValueError, match=r"^max_prompt_tokens must be >= 1 or None \(got 0\)$"):
+        MllamaGRPOConfig(
+            output_dir=str(tmp_path), max_prompt_tokens=0, report_to=[], use_cpu=True, bf16=False
+        )
+    with pytest.raises(ValueError, match=r"^truncation_side must be one of .*\(got 'middle'\)$"):
+        MllamaGRPOConfig(
+            output_dir=str(tmp_path),
+            truncation_side="middle",
+            report_to=[],
+            use_cpu=True,
+            bf16=False,
+        )
+
+
+def test_text_only_batches_take_trls_path_and_score_like_a_direct_forward(
+    fp32_model, processor, math_questions, training_params, tmp_path
+):
+    """Mllama with a batch of text questions only (no pixel_values anywhere): TRL's own
+    generation and scoring, log-probs equal to a plain forward, entropies when asked; and the
+    trainer maps the truncation side to the image slots that truncated prompts keep."""
+    questions = math_questions.iloc[[len(math_questions) - 1, len(math_questions) - 2]]
+    assert not questions["image"].any()
+    trainer, dataset = make_trainer(
+        fp32_model,
+        processor,
+        questions,
+        training_params,
+        tmp_path,
+        bf16=False,
+        max_prompt_tokens=None,
+        max_completion_length=4,
+    )
+    batch = generation_batch(trainer, dataset, [0, 1])
+    assert "pixel_values" not in batch and "aspect_ratio_ids" not in batch
+    trainer.model.eval()
+    ids = torch.cat([batch["prompt_ids"], batch["completion_ids"]], dim=1)
+    mask = torch.cat([batch["prompt_mask"], batch["completion_mask"]], dim=1)
+    with torch.no_grad():
+        logps, entropies, _ = trainer._get_per_token_logps_and_entropies(
+            trainer.model, ids, mask, batch["completion_ids"].size(1), compute_entropy=True
+        )
+    assert entropies is not None and entropies.shape == logps.shape
+    for row in range(4):
+        q = questions.iloc[row // 2]
+        completion = batch["completion_ids"][row][batch["completion_mask"][row].bool()]
+        _, direct = direct_log_probs(
+            trainer.model, processor, q["question"], "", completion, trainer.temperature
+        )
+        torch.testing.assert_close(logps[row, : len(completion)], direct, atol=1e-5, rtol=0)
+
+    ids = torch.tensor([[3, trainer._image_token_id, 4, 5]])
+    tiles = torch.tensor([[[1, 1], [1, 0]]])
+    for side, keep in (("left", "last"), ("right", "first")):
+        trainer.args.truncation_side = side
+        expected = cross_attention_mask(ids, trainer._image_token_id, tiles, keep=keep)
+        assert torch.equal(trainer._prompt_cross_attention_mask(ids, tiles), expected)
+
+
+def test_image_prompts_cut_before_their_image_are_generated_as_text(
+    fp32_model, processor, math_questions, training_params, tmp_path
+):
+    """Right truncation to 8 tokens keeps only the start of the prompt, never the image token:
+    no row sees its image, and every row still gets its completions."""
+    questions = math_questions.iloc[[0, len(math_questions) - 1]]  # an image and a text question
+    trainer, dataset = make_trainer(
+        fp32_model,
+        processor,
+        questions,
+        training_params,
+        tmp_path,
+        bf16=False,
+        max_prompt_tokens=8,
+        truncation_side="right",
+        max_completion_length=3,
+    )
+    batch = generation_batch(trainer, dataset, [0, 1])
+    assert not (batch["prompt_ids"] == processor.image_token_id).any()
+    assert batch["completion_ids"].shape[0] == 4
+    assert (batch["completion_mask"].sum(1) > 0).all()
