@@ -280,3 +280,23 @@ def test_find_leaks_reports_the_normalised_text():
     glued_train = pd.DataFrame({"id": ["x"], "question": ["ab"], "image": ["c"]})
     glued_test = pd.DataFrame({"id": ["y"], "question": ["a"], "image": ["bc"]})
     assert find_leaks(glued_train, glued_test).empty
+
+
+def test_split_is_stratified_on_the_bundled_sample(sample_questions):
+    # The same property as on the real questions, without ../shared: each stratum's test share
+    # stays within one question of its category's share (largest-remainder allocation).
+    _, test, sizes = stratified_split(sample_questions, seed=42)
+    strata = strata_labels(sample_questions)
+    is_test = sample_questions["id"].isin(set(test["id"]))
+    checked = 0
+    for row in sizes.itertuples():
+        in_cat = sample_questions["category"] == row.category
+        share = row.test_size / row.questions
+        for stratum in strata[in_cat].unique():
+            members = in_cat & (strata == stratum)
+            assert abs(is_test[members].sum() - members.sum() * share) <= 1.0, (
+                row.category,
+                stratum,
+            )
+            checked += 1
+    assert checked >= 16  # every category has at least two strata
