@@ -531,3 +531,37 @@ def test_image_prompts_cut_before_their_image_are_generated_as_text(
     assert not (batch["prompt_ids"] == processor.image_token_id).any()
     assert batch["completion_ids"].shape[0] == 4
     assert (batch["completion_mask"].sum(1) > 0).all()
+
+
+def test_a_text_model_is_trained_by_trls_own_code(
+    processor, math_questions, training_params, tmp_path
+):
+    """A plain Llama (no images) given positionally, as to GRPOTrainer: nothing Mllama-specific
+    is switched on, and a batch generates through TRL's own path."""
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    tokenizer = copy.deepcopy(processor.tokenizer)
+    tokenizer.chat_template = processor.chat_template
+    torch.manual_seed(0)
+    model = LlamaForCausalLM(
+        LlamaConfig(
+            vocab_size=len(tokenizer),
+            hidden_size=32,
+            intermediate_size=64,
+            num_hidden_layers=1,
+            num_attention_heads=2,
+            num_key_value_heads=1,
+            pad_token_id=tokenizer.pad_token_id,
+        )
+    )
+    training = copy.deepcopy(training_params)
+    training["grpo"].update(max_completion_length=3, bf16=False, beta=0.0)  # no reference model
+    args = grpo_config(training, output_dir=tmp_path / "out", device="cpu", reward_weights=[1.0])
+    args.disable_tqdm, args.save_strategy = True, "no"
+    text = math_questions.iloc[[len(math_questions) - 1, len(math_questions) - 2]]
+    dataset = training_dataset(text).remove_columns("images")
+    trainer = MllamaGRPOTrainer(model, [length_reward], args, dataset, None, tokenizer)
+    assert not trainer._is_mllama and trainer._image_token_id is None
+    batch = generation_batch(trainer, dataset, [0, 1])
+    assert batch["completion_ids"].shape[0] == 2 * trainer.num_generations
+    assert "pixel_values" not in batch
