@@ -362,6 +362,7 @@ def test_generate_receives_the_processors_cross_attention_mask_for_left_padded_p
         max_prompt_tokens=None,
         max_completion_length=2,
     )
+    trainer.pad_to_multiple_of = 16  # TRL pads generate()'s inputs so; the mask must follow
     expected = {}  # prompt token ids -> the processor's cross-attention mask (None: no image)
     for q in questions.itertuples():
         text = prompt_text(processor, q.question, q.image)
@@ -392,6 +393,7 @@ def test_generate_receives_the_processors_cross_attention_mask_for_left_padded_p
     call = image_calls[0]
     ids, attention, mask = call["input_ids"], call["attention_mask"], call["cross_attention_mask"]
     assert mask is not None and mask.shape[:2] == ids.shape  # (rows, prompt length, ...)
+    assert ids.shape[1] % 16 == 0
     lengths = attention.sum(1).tolist()
     assert len(set(lengths)) > 1  # the two image prompts differ in length: one is left-padded
     for row, n in enumerate(lengths):
@@ -435,6 +437,8 @@ def test_truncated_image_tokens_belong_to_the_kept_end():
     assert torch.equal(cross_attention_mask(ids, IMAGE, tiles), last)  # "last" by default
     assert torch.equal(cross_attention_mask(ids, IMAGE, tiles, keep="last"), last)
     assert torch.equal(cross_attention_mask(ids, IMAGE, tiles, keep="first"), first)
+    with pytest.raises(ValueError, match=r"^keep must be 'last' or 'first' \(got 'middle'\)$"):
+        cross_attention_mask(ids, IMAGE, tiles, keep="middle")
 
 
 def test_extend_over_completion_repeats_the_last_prompt_row():

@@ -91,6 +91,8 @@ def cross_attention_mask(
     removed some image tokens, the remaining ones belong to the ``keep="last"`` images (left
     truncation) or the ``"first"`` ones (right truncation).
     """
+    if keep not in ("last", "first"):
+        raise ValueError(f"keep must be 'last' or 'first' (got {keep!r})")
     batch, length = input_ids.shape
     _, max_images, max_tiles = aspect_ratio_mask.shape
     mask = torch.zeros(
