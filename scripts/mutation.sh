@@ -25,7 +25,7 @@ JOBS="${MUTATION_JOBS:-1}"
 declare -A TARGETS=(
   [metrics]="src/hle_reasoning/hle/metrics.py|tests/hle/test_metrics.py"
   [sampling]="src/hle_reasoning/hle/sampling.py|tests/hle/test_sampling.py"
-  [judging]="src/hle_reasoning/hle/judging.py|tests/hle/test_judging.py tests/hle/test_judging_sample.py"
+  [judging]="src/hle_reasoning/hle/judging.py|tests/hle/test_judging.py tests/hle/test_judging_sample.py tests/hle/test_judging_rules.py"
   [grpo]="src/hle_reasoning/modeling/grpo.py|tests/modeling/test_grpo.py|-m not slow"
 )
 ORDER=(metrics sampling judging grpo)

@@ -1,0 +1,321 @@
+"""The rules judge branch by branch, each against a hand-written verdict or normal form (the
+checks the mutation run of hle/judging.py asked for; see tests/MUTATION.md)."""
+
+from __future__ import annotations
+
+from decimal import Decimal
+
+import pytest
+
+from hle_reasoning.hle.judging import (
+    Verdict,
+    _clip,
+    _is_unit,
+    _math_source,
+    extract_answer,
+    extract_confidence,
+    extract_option,
+    judge_response,
+    looks_mathematical,
+    normalize_for_number,
+    normalize_text,
+    parse_number,
+)
+
+
+def respond(answer: str, confidence: str = "Confidence: 80%") -> str:
+    return f"Explanation: reasons.\nAnswer: {answer}\n{confidence}"
+
+
+@pytest.mark.parametrize(
+    ("text", "normal"),
+    [
+        ("$$x^2$$", "x^2"),
+        ("\\[x+1\\]", "x+1"),
+        ("\\(y\\)", "y"),
+        ("$\\boxed{42}$.", "42"),
+        ("\\boxed{\\{1, 2\\}}", "\\{1,2\\}"),
+        ("{{a}}", "a"),
+        ("{a}{b}", "{a}{b}"),  # the braces do not enclose the whole: kept
+        ("}a{", "}a{"),
+        ("**Paris**", "paris"),
+        ("__Paris__", "paris"),
+        ("`Paris`", "paris"),
+        ("\\text{ Paris }", "paris"),
+        ("a\\,b\\quad c", "abc"),
+        ("“Paris”.", "paris"),
+        ("'Paris'", "paris"),
+        ("Ⅻ", "xii"),  # NFKC
+        ("3.50.", "3.50"),
+        ("...", ""),
+        ("$5", "5"),
+        ("x_1 + y", "x_1+y"),
+    ],
+)
+def test_normalize_text_by_hand(text, normal):
+    assert normalize_text(text) == normal
+
+
+@pytest.mark.parametrize(
+    ("text", "normal"),
+    [
+        ("**12**", "12"),
+        ("$1{,}234$", "1,234"),
+        ("12~cm", "12 cm"),
+        ("\\text{12 kg}", "12 kg"),
+        ("12\\,\\mathrm{m}", "12 m"),
+        ("  3   apples ", "3 apples"),
+    ],
+)
+def test_normalize_for_number_by_hand(text, normal):
+    assert normalize_for_number(text) == normal
+
+
+@pytest.mark.parametrize(
+    ("text", "parsed"),
+    [
+        ("1,234.5 kg", (Decimal("1234.5"), "kg")),
+        ("−3", (Decimal("-3"), "")),
+        ("2.5 \\times 10^{3}", (Decimal("2.5E+3"), "")),
+        ("6.02e−23", (Decimal("6.02E-23"), "")),
+        (".5", (Decimal("0.5"), "")),
+        ("12 m.", (Decimal("12"), "m")),
+        ("12 m...", (Decimal("12"), "m")),
+        ("7 .cm", (Decimal("7"), ".cm")),
+        ("abc", None),
+    ],
+)
+def test_parse_number_by_hand(text, parsed):
+    assert parse_number(text) == parsed
+
+
+@pytest.mark.parametrize(
+    ("unit", "is_unit"),
+    [
+        ("", True),
+        ("cm", True),
+        ("m/s^2", True),
+        ("%", True),
+        ("\\Omega", True),
+        ("km per h", True),
+        ("apples", False),  # a word longer than 5 letters
+        ("red big cats", False),  # three words
+        ("a, b", False),
+        ("1cm", False),
+        ("abcdefghijklm", False),  # longer than 12
+    ],
+)
+def test_is_unit_by_hand(unit, is_unit):
+    assert _is_unit(unit) is is_unit
+
+
+@pytest.mark.parametrize(
+    ("text", "source"),
+    [
+        ("x^2", "$x^2$"),
+        ("  x^2 ", "$x^2$"),
+        ("$x$", "$x$"),
+        ("\\[x\\]", "\\[x\\]"),
+        ("\\(x\\)", "\\(x\\)"),
+        ("\\boxed{x}", "\\boxed{x}"),
+    ],
+)
+def test_math_source_adds_delimiters_only_when_missing(text, source):
+    assert _math_source(text) == source
+
+
+@pytest.mark.parametrize(
+    ("text", "mathematical"),
+    [
+        ("\\frac{1}{2}", True),
+        ("\\sqrt{2} + \\pi", True),
+        ("Sin(x)", True),  # function names in any case
+        ("2 apples", False),
+        ("\\text{apples} + 1", False),  # \text{} is unwrapped first: a word
+        ("No", False),
+    ],
+)
+def test_looks_mathematical_by_hand(text, mathematical):
+    assert looks_mathematical(text) is mathematical
+
+
+@pytest.mark.parametrize(
+    ("line", "confidence"),
+    [
+        ("Confidence: 0.855", 86),  # a fraction, 85.5% rounded half up
+        ("Confidence: 0.0", 0),
+        ("Confidence: 1.0", 100),
+        ("Confidence: 1.5", 2),  # above 1: already a percentage, rounded half up
+        ("Confidence: 2.5", 3),
+        ("Confidence: 1", 1),  # no decimal point: a percentage
+        ("Confidence: 0.5%", 1),
+        ("Confidence: 150%", 100),
+        ("Confidence: -5%", 0),
+        ("confidence: 85 percent", 85),
+    ],
+)
+def test_extract_confidence_by_hand(line, confidence):
+    assert extract_confidence(respond("B", line)) == confidence
+
+
+def test_extract_answer_strips_markdown_around_the_block():
+    assert extract_answer("**Answer:** **B** \nConfidence: 9%") == "B"
+    assert extract_answer("Answer: _x_") == "x"
+    assert extract_answer("Answer: *_*") is None
+
+
+def test_extract_option_ignores_backticks_and_latex_text():
+    assert extract_option("`B`") == "B"
+    assert extract_option("\\text{B}") == "B"
+    assert extract_option("$\\textbf{(C)}$") == "C"
+
+
+def test_clip():
+    assert _clip("a  b\nc") == "'a b c'"
+    assert _clip("x" * 61) == repr("x" * 57 + "...")
+    assert _clip("x" * 60) == repr("x" * 60)
+
+
+# --------------------------------------------------------------------------- every branch
+
+
+@pytest.mark.parametrize(
+    ("response", "answer", "answer_type", "verdict"),
+    [
+        (
+            "I think it is B.",
+            "B",
+            "multipleChoice",
+            Verdict(False, None, 100, "no 'Answer:' line in the response", "none"),
+        ),
+        (
+            respond("maybe the second one"),
+            "B",
+            "multipleChoice",
+            Verdict(
+                False,
+                "maybe the second one",
+                80,
+                "no option letter in 'maybe the second one'",
+                "option",
+            ),
+        ),
+        (
+            respond("C", "Confidence: 35%"),
+            "B",
+            "multipleChoice",
+            Verdict(False, "C", 35, "option C != B", "option"),
+        ),
+        (
+            respond("(B)", "Confidence: 0.9"),
+            "B",
+            "multipleChoice",
+            Verdict(True, "(B)", 90, "option B matches", "option"),
+        ),
+        (
+            respond("**Paris**", "Confidence: 60%"),
+            "Paris",
+            "multipleChoice",  # a reference that is no letter: the exact-match rules
+            Verdict(True, "Paris", 60, "normalised text matches", "text"),
+        ),
+        (
+            respond("12", "Confidence: 70%"),
+            "12 cm",
+            "exactMatch",
+            Verdict(True, "12", 70, "same number 12 (unit omitted)", "number"),
+        ),
+        (
+            respond("12 cm"),
+            "12 cm",
+            "exactMatch",
+            Verdict(True, "12 cm", 80, "normalised text matches", "text"),
+        ),
+        (
+            respond("12.0 cm"),
+            "12 cm",
+            "exactMatch",
+            Verdict(True, "12.0 cm", 80, "same number 12.0", "number"),
+        ),
+        (
+            respond("12 m"),
+            "12 cm",
+            "exactMatch",
+            Verdict(False, "12 m", 80, "units differ: 'm' vs 'cm'", "number"),
+        ),
+        (
+            respond("3.904"),
+            "3.90",
+            "exactMatch",
+            Verdict(True, "3.904", 80, "3.904 equals 3.90 at the answer's 2 decimals", "number"),
+        ),
+        (
+            respond("3.905 kg"),
+            "3.90 kg",
+            "exactMatch",
+            Verdict(False, "3.905 kg", 80, "number 3.905 != 3.90", "number"),
+        ),
+        (
+            respond("1.0000015"),
+            "1.000001",
+            "exactMatch",
+            Verdict(
+                True, "1.0000015", 80, "1.0000015 within relative 0.0001 of 1.000001", "number"
+            ),
+        ),
+        (
+            respond("100.004"),
+            "100",
+            "exactMatch",
+            Verdict(False, "100.004", 80, "number 100.004 != 100", "number"),
+        ),
+        (
+            respond("\\frac{2}{4}"),
+            "\\frac{1}{2}",
+            "exactMatch",
+            Verdict(
+                True, "\\frac{2}{4}", 80, "math-verify: 1/2 is equivalent to 1/2", "math-verify"
+            ),
+        ),
+        (
+            respond("\\frac{1}{3}"),
+            "\\frac{1}{2}",
+            "exactMatch",
+            Verdict(
+                False,
+                "\\frac{1}{3}",
+                80,
+                "math-verify: 1/3 is not equivalent to 1/2",
+                "math-verify",
+            ),
+        ),
+        (
+            respond("Lyon"),
+            "Paris",
+            "exactMatch",
+            Verdict(False, "Lyon", 80, "'Lyon' differs from 'Paris' (text)", "text"),
+        ),
+        (
+            respond("12 apples"),
+            "12 pears",
+            "exactMatch",
+            Verdict(False, "12 apples", 80, "'12 apples' differs from '12 pears' (text)", "text"),
+        ),
+    ],
+)
+def test_every_branch_gives_its_verdict(response, answer, answer_type, verdict):
+    assert judge_response(response, answer, answer_type) == verdict
+
+
+def test_without_math_verify_a_symbolic_match_is_text():
+    verdict = judge_response(
+        respond("\\frac{2}{4}"), "\\frac{1}{2}", "exactMatch", use_math_verify=False
+    )
+    assert verdict == Verdict(
+        False, "\\frac{2}{4}", 80, "'\\\\frac{2}{4}' differs from '\\\\frac{1}{2}' (text)", "text"
+    )
+
+
+def test_math_verify_needs_both_sides_mathematical():
+    # "one half" is words: never handed to math-verify, whatever the reference.
+    verdict = judge_response(respond("one half"), "\\frac{1}{2}", "exactMatch")
+    assert verdict.method == "text" and not verdict.correct
