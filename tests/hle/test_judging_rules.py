@@ -279,3 +279,110 @@ def test_math_verify_needs_both_sides_mathematical():
     # "one half" is words: never handed to math-verify, whatever the reference.
     verdict = judge_response(respond("one half"), "\\frac{1}{2}", "exactMatch")
     assert verdict.method == "text" and not verdict.correct
+
+
+# --------------------------------------------------------------------------- issue-10 branches
+
+
+@pytest.mark.parametrize(
+    ("answer_text", "verdict"),
+    [
+        ("B or C", Verdict(False, "B or C", 80, "hedged between options B and C", "hedge")),
+        ("A and b", Verdict(False, "A and b", 80, "hedged between options A and B", "hedge")),
+        # The same letter twice is no hedge (and no option form either).
+        ("B/B", Verdict(False, "B/B", 80, "no option letter in 'B/B'", "option")),
+        (
+            "B. Actually, C",
+            Verdict(False, "B. Actually, C", 80, "names option B, then option C", "hedge"),
+        ),
+        ("B, maybe C", Verdict(False, "B, maybe C", 80, "names option B, then option C", "hedge")),
+        (
+            "B. Actually, it is B",
+            Verdict(True, "B. Actually, it is B", 80, "option B matches", "option"),
+        ),
+        ("B. maybe c", Verdict(True, "B. maybe c", 80, "option B matches", "option")),
+    ],
+)
+def test_multiple_choice_hedges(answer_text, verdict):
+    assert judge_response(respond(answer_text), "B", "multipleChoice") == verdict
+
+
+@pytest.mark.parametrize(
+    ("extracted", "answer", "verdict"),
+    [
+        (
+            "12 or 14",
+            "12",
+            Verdict(False, "12 or 14", 80, "hedged answer ('or' offers an alternative)", "hedge"),
+        ),
+        (
+            "Maybe 12",
+            "12",
+            Verdict(
+                False, "Maybe 12", 80, "hedged answer ('Maybe' offers an alternative)", "hedge"
+            ),
+        ),
+        # The reference's own "or" is no hedge.
+        (
+            "Red or  blue",
+            "red or blue",
+            Verdict(True, "Red or  blue", 80, "normalised text matches", "text"),
+        ),
+        (
+            "either red or green",
+            "either red or blue",
+            Verdict(
+                False,
+                "either red or green",
+                80,
+                "'either red or green' differs from 'either red or blue' (text)",
+                "text",
+            ),
+        ),
+    ],
+)
+def test_exact_match_hedges(extracted, answer, verdict):
+    assert judge_response(respond(extracted), answer, "exactMatch") == verdict
+
+
+@pytest.mark.parametrize(
+    ("extracted", "answer", "reason"),
+    [
+        ("The answer is $12$", "12", "normalised text matches (without its prose)"),
+        ("x = 12", "12", "normalised text matches (without its name =)"),
+        ("22/7 ≈ 3.14", "22/7", "normalised text matches (without its approximation)"),
+        ("so \\boxed{12} is it", "12", "normalised text matches (without its \\boxed)"),
+    ],
+)
+def test_answer_forms_that_do_not_change_the_value(extracted, answer, reason):
+    assert judge_response(respond(extracted), answer, "exactMatch") == Verdict(
+        True, extracted, 80, reason, "text"
+    )
+
+
+def test_integer_expressions():
+    assert judge_response(respond("2^{10}"), "1024", "exactMatch") == Verdict(
+        True, "2^{10}", 80, "integer expressions both equal 1024", "integer"
+    )
+    assert judge_response(respond("2^{11}"), "1024", "exactMatch") == Verdict(
+        False, "2^{11}", 80, "integer 2048 != 1024", "integer"
+    )
+    long_pred, long_gold = str(2**201), str(2**200)
+    verdict = judge_response(respond("2^{201}"), "2^{200}", "exactMatch")
+    assert verdict.reason == (
+        f"integer {long_pred[:18]}...{long_pred[-18:]} != {long_gold[:18]}...{long_gold[-18:]}"
+    )
+    huge = judge_response(respond("2^{4001}"), "2^{4000}", "exactMatch")
+    digits = lambda bits: f"{int(bits * 0.30103) + 1:,}"  # noqa: E731 - log10(2) per bit
+    assert huge.reason == (
+        f"integer an integer of about {digits(4002)} digits != an integer of about "
+        f"{digits(4001)} digits"
+    )
+
+
+def test_an_essay_is_not_a_final_answer():
+    essay = "word " * 4001  # 20,005 characters, more than 20,000 and 20 x the reference
+    verdict = judge_response(respond(essay), "12", "exactMatch")
+    assert verdict == Verdict(
+        False, essay.strip(), 80, "an answer of 20,004 characters is not a final answer", "text"
+    )
