@@ -386,3 +386,93 @@ def test_an_essay_is_not_a_final_answer():
     assert verdict == Verdict(
         False, essay.strip(), 80, "an answer of 20,004 characters is not a final answer", "text"
     )
+
+
+@pytest.mark.parametrize(
+    ("answer_text", "verdict"),
+    [
+        # A pair of one letter is no hedge, whatever its case (and no option form either).
+        ("b or B", Verdict(False, "b or B", 80, "no option letter in 'b or B'", "option")),
+        ("B or b", Verdict(False, "B or b", 80, "no option letter in 'B or b'", "option")),
+        # The first option named by "Option B", then another one.
+        (
+            "Option B, maybe C",
+            Verdict(False, "Option B, maybe C", 80, "names option B, then option C", "hedge"),
+        ),
+    ],
+)
+def test_multiple_choice_hedges_case_and_first_option(answer_text, verdict):
+    assert judge_response(respond(answer_text), "B", "multipleChoice") == verdict
+
+
+def test_the_references_own_or_in_another_order_is_no_hedge():
+    verdict = judge_response(respond("blue or red"), "red or blue", "exactMatch")
+    assert verdict == Verdict(
+        False, "blue or red", 80, "'blue or red' differs from 'red or blue' (text)", "text"
+    )
+
+
+@pytest.mark.parametrize(
+    ("extracted", "answer", "reason"),
+    [
+        ("so \\boxed{x = 12}", "12", "normalised text matches (without its \\boxed, name =)"),
+        ("\\boxed{12} is it", "12", "normalised text matches (without its \\boxed)"),
+        (
+            "first \\boxed{1}, then \\boxed{12}",
+            "12",
+            "normalised text matches (without its \\boxed)",
+        ),
+        (
+            "so \\boxed{\\frac{1}{2}} here",
+            "\\frac{1}{2}",
+            "normalised text matches (without its \\boxed)",
+        ),
+    ],
+)
+def test_the_last_boxed_value_with_its_braces(extracted, answer, reason):
+    assert judge_response(respond(extracted), answer, "exactMatch") == Verdict(
+        True, extracted, 80, reason, "text"
+    )
+
+
+@pytest.mark.parametrize(
+    ("extracted", "answer", "kwargs", "correct"),
+    [
+        ("(1.0, 2)", "(1, 2)", {}, True),
+        ("(1, 3)", "(1, 2)", {}, False),
+        ("(8, 1)", "(2^{3}, 1)", {}, True),
+        ("(9, 1)", "(2^{3}, 1)", {}, False),
+        ("(3.14160, 1)", "(3.14159, 1)", {}, True),  # within the relative 1e-4
+        ("(3.14160, 1)", "(3.14159, 1)", {"rel_tol": 1e-7}, False),
+        ("(0.5, 1)", "(\\frac{1}{2}, 1)", {}, True),  # math-verify on an element
+        ("(0.5, 1)", "(\\frac{1}{2}, 1)", {"use_math_verify": False}, False),
+    ],
+)
+def test_sequences_compare_element_by_element(extracted, answer, kwargs, correct):
+    verdict = judge_response(respond(extracted), answer, "exactMatch", **kwargs)
+    assert (verdict.correct, verdict.method) == (correct, "sequence")
+
+
+def test_the_length_limit_of_a_final_answer():
+    short = "x" * 20_000  # exactly the limit: still judged as an answer
+    assert judge_response(respond(short), "12", "exactMatch").method == "text"
+    assert "is not a final answer" not in judge_response(respond(short), "12", "exactMatch").reason
+    # A long reference allows 20 x its length: 1,100 characters -> 22,000.
+    reference = "y" * 1_100
+    within = judge_response(respond("x" * 21_000), reference, "exactMatch")
+    beyond = judge_response(respond("x" * 22_500), reference, "exactMatch")
+    assert "is not a final answer" not in within.reason
+    assert beyond.reason == "an answer of 22,500 characters is not a final answer"
+
+
+def test_a_long_reason_is_clipped_to_300_characters():
+    digits = "1." + "3" * 400
+    verdict = judge_response(respond(digits), "2.5", "exactMatch")
+    assert verdict.method == "number" and not verdict.correct
+    assert len(verdict.reason) == 300 and verdict.reason.endswith("3...")
+    assert verdict.reason.startswith("number 1.333")
+
+
+def test_extract_answer_keeps_letters_and_clip_reads_a_bounded_prefix():
+    assert extract_answer("Answer: X") == "X"
+    assert _clip("a" + " " * 250 + "b") == "'a'"  # only the first 240 characters are read
