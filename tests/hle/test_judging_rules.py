@@ -476,3 +476,51 @@ def test_a_long_reason_is_clipped_to_300_characters():
 def test_extract_answer_keeps_letters_and_clip_reads_a_bounded_prefix():
     assert extract_answer("Answer: X") == "X"
     assert _clip("a" + " " * 250 + "b") == "'a'"  # only the first 240 characters are read
+
+
+@pytest.mark.parametrize(
+    ("extracted", "answer", "kwargs", "correct"),
+    [
+        ("{blue, red}", "{red, blue}", {}, True),  # words: equal as text, element by element
+        ("(\\sqrt{64}, 1)", "(2^{3}, 1)", {}, True),  # an integer against a root
+        ("(8, 1)", "(\\sqrt{64}, 1)", {}, True),
+        ("(\\sqrt{64}, 1)", "(8, 1)", {}, True),
+        ("(\\frac{1}{3}, 1)", "(\\frac{1}{2}, 1)", {}, False),
+        ("(8, 1)", "(2^{3}, 1)", {"use_math_verify": False}, True),  # integer rule, no math-verify
+    ],
+)
+def test_sequence_elements_use_every_rule(extracted, answer, kwargs, correct):
+    verdict = judge_response(respond(extracted), answer, "exactMatch", **kwargs)
+    assert (verdict.correct, verdict.method) == (correct, "sequence")
+
+
+def test_a_named_value_against_a_named_reference_keeps_its_name():
+    assert judge_response(respond("x = 12.0"), "x = 12", "exactMatch") == Verdict(
+        True, "x = 12.0", 80, "math-verify: Eq(x, 12.0) is equivalent to Eq(x, 12)", "math-verify"
+    )
+
+
+def test_a_word_starting_with_the_letter_is_no_option():
+    assert judge_response(respond("Bob, maybe C"), "B", "multipleChoice") == Verdict(
+        False, "Bob, maybe C", 80, "no option letter in 'Bob, maybe C'", "option"
+    )
+
+
+def test_integers_are_shown_whole_up_to_40_digits_and_by_size_beyond_3000_bits():
+    def clipped(n: int) -> str:
+        return f"{str(n)[:18]}...{str(n)[-18:]}"
+
+    forty = judge_response(respond("10^{39}+1"), "10^{39}", "exactMatch")
+    assert forty.reason == f"integer {10**39 + 1} != {10**39}"
+    forty_one = judge_response(respond("10^{40}+1"), "10^{40}", "exactMatch")
+    assert forty_one.reason == f"integer {clipped(10**40 + 1)} != {clipped(10**40)}"
+    bits_3000 = judge_response(respond("2^{2999}"), "2^{2998}", "exactMatch")  # 3,000 bits
+    assert bits_3000.reason == f"integer {clipped(2**2999)} != {clipped(2**2998)}"
+    bits_3001 = judge_response(respond("2^{3000}"), "2^{2999}", "exactMatch")
+    assert bits_3001.reason == f"integer an integer of about 904 digits != {clipped(2**2999)}"
+
+
+def test_a_reason_of_exactly_300_characters_is_kept_whole():
+    digits = "1." + "3" * 284  # "number " + 286 + " != 2.5" = 300 characters
+    verdict = judge_response(respond(digits), "2.5", "exactMatch")
+    assert verdict.reason == f"number {digits} != 2.5" and len(verdict.reason) == 300
