@@ -183,6 +183,7 @@ def preflight_problems(
     import torch
 
     from hle_reasoning.config import BLOCKS, TINY, parse_blocks
+    from hle_reasoning.config.distributed import world_size_problems
     from hle_reasoning.hle.schema import is_hub_id
     from hle_reasoning.modeling.models import hf_token
 
@@ -216,6 +217,11 @@ def preflight_problems(
             f"model.device is {device!r} but torch {torch.__version__} sees no CUDA GPU: run on a GPU "
             "machine with a CUDA build of torch, or use the default setup (without --env paper)."
         )
+    training = parsed.get("training")
+    processes = (params.get("distributed") or {}).get("num_processes", 1)
+    if training is not None and isinstance(processes, int) and processes > 1:
+        # Even when the distributed block has other problems: the processes it asks for.
+        problems += world_size_problems(training.grpo, processes)
     evaluation = parsed.get("evaluation")
     if evaluation is not None and evaluation.judge.kind == "llm":
         problems += judge_problems(evaluation.judge, judge_endpoint)
@@ -276,3 +282,61 @@ def _param(catalog: Any, name: str) -> Any:
         return catalog.load(name)
     except Exception:  # a parameter this run does not define
         return None
+
+
+class WorkerMachineHook:
+    """Several machines: a ``kedro run`` with ``distributed.machine_rank`` > 0 runs workers only.
+
+    Before anything else of the session (MLflow included) it serves machine 0's spread nodes
+    (``hle_reasoning.modeling.distributed.serve``) and then ends the command: the pipeline, the
+    catalog saves and MLflow are machine 0's alone. Machine 0 closes the worker machines' loops
+    when its run ends, successfully or not.
+    """
+
+    def __init__(self) -> None:
+        self._config: Any = None
+
+    @hook_impl(tryfirst=True)
+    def after_context_created(self, context: Any) -> None:
+        from hle_reasoning.config import DistributedConfig
+        from hle_reasoning.modeling.distributed import serve
+
+        self._config = None
+        params = context.params.get("distributed")
+        if not isinstance(params, dict) or int(params.get("num_machines") or 1) <= 1:
+            return
+        config = DistributedConfig.from_params(params)  # a clear error if it cannot work
+        self._config = config
+        if config.is_main_machine:
+            return
+        click.echo(
+            f"hle-reasoning: machine {config.machine_rank} of {config.num_machines} runs "
+            f"{config.processes_per_machine} worker process(es) for machine 0 "
+            f"({config.main_process_ip}:{config.main_process_port}); no pipeline, MLflow run or "
+            "output here."
+        )
+        served = serve(config)
+        click.echo(f"hle-reasoning: machine 0's run ended; this machine served {served} node(s).")
+        raise SystemExit(0)
+
+    @hook_impl
+    def after_pipeline_run(
+        self, run_params: dict, run_result: Any, pipeline: Any, catalog: Any
+    ) -> None:
+        if self._config is not None and self._config.is_main_machine:
+            from hle_reasoning.modeling.distributed import close_workers
+
+            close_workers(self._config)
+
+    @hook_impl
+    def on_pipeline_error(
+        self, error: Exception, run_params: dict, pipeline: Any, catalog: Any
+    ) -> None:
+        if self._config is None or not self._config.is_main_machine:
+            return
+        from hle_reasoning.modeling.distributed import close_workers
+
+        try:  # the worker machines may be gone already: do not wait long for them
+            close_workers(self._config, rendezvous_timeout_s=min(60.0, self._config.timeout_s))
+        except Exception as closing:  # the run's own error is the one to report
+            logger.warning("Could not close the worker machines' loops: %s", closing)

@@ -3,14 +3,14 @@
 import warnings
 
 from hle_reasoning import quiet
-from hle_reasoning.hooks import GitCommitHook, PreflightHook, StudySummaryHook
+from hle_reasoning.hooks import GitCommitHook, PreflightHook, StudySummaryHook, WorkerMachineHook
 
 # Library deprecation chatter that says nothing about the user's run.
 warnings.filterwarnings("ignore", message=".*register_new_resolver.*", category=UserWarning)
 # Third-party messages the user cannot act on (mlflow, bitsandbytes): see hle_reasoning.quiet.
 quiet.install()
 
-HOOKS = (PreflightHook(), GitCommitHook(), StudySummaryHook())
+HOOKS = (PreflightHook(), GitCommitHook(), StudySummaryHook(), WorkerMachineHook())
 
 # `kedro run` reads conf/base, then conf/local (ignored by git, for secrets and machine-specific
 # overrides). `kedro run --env paper` reads conf/paper instead of conf/local: the proposal's

@@ -11,7 +11,12 @@ from kedro.config import OmegaConfigLoader
 from kedro.io import DataCatalog, MemoryDataset
 from kedro.runner import SequentialRunner
 
-from hle_reasoning.datasets import BaseModelDataset, JSONLinesStore, ParquetDataset
+from hle_reasoning.datasets import (
+    BaseModelDataset,
+    JSONLinesShardsDataset,
+    JSONLinesStore,
+    ParquetDataset,
+)
 from hle_reasoning.datasets.evaluation import JudgeEndpoint
 from hle_reasoning.modeling import generation
 from hle_reasoning.modeling.models import load_model, prepare_base_model
@@ -90,6 +95,9 @@ def run_in_memory(tmp_path, questions, tiny_base, adapter, evaluation_params, mo
             catalog[f"{variant}.{store}"] = JSONLinesStore(
                 filepath=str(tmp_path / variant / f"{kind}.jsonl")
             )
+        catalog[f"{variant}.response_shards"] = JSONLinesShardsDataset(
+            path=str(tmp_path / variant / "response_shards")
+        )
     catalog["focus_test"] = questions
     catalog["base_model"] = tiny_base
     catalog["lora_adapter"] = adapter
@@ -99,6 +107,7 @@ def run_in_memory(tmp_path, questions, tiny_base, adapter, evaluation_params, mo
         catalog[f"params:evaluation.{block}"] = evaluation_params[block]
     catalog["params:model"] = model_params
     catalog["params:model.name_or_path"] = model_params["name_or_path"]
+    catalog["params:distributed"] = conf("parameters.yml")["distributed"]
     SequentialRunner().run(pipe, catalog)
     return {name: catalog.load(name) for name in pipe.all_outputs()}
 

@@ -33,6 +33,7 @@ def test_bad_config_stops_the_pipeline_before_any_model_is_built(tmp_path):
             "focus_train": MemoryDataset(),
             "params:model": MemoryDataset(model),
             "params:training": MemoryDataset(training),
+            "params:distributed": MemoryDataset(base_params("parameters.yml")["distributed"]),
             "lora_adapter": MemoryDataset(),
             "training_metrics": MemoryDataset(),
             "training_summary": MemoryDataset(),

@@ -7,6 +7,7 @@ conf/base documents (tests/test_config.py holds the two together).
 """
 
 from hle_reasoning.config.data_processing import DataProcessingConfig, SplitConfig
+from hle_reasoning.config.distributed import DistributedConfig
 from hle_reasoning.config.evaluation import (
     EvaluationConfig,
     GenerationConfig,
@@ -28,6 +29,7 @@ from hle_reasoning.config.training import (
 )
 
 __all__ = [
+    "DistributedConfig",
     "BLOCKS",
     "TINY",
     "CheckpointsConfig",

@@ -11,6 +11,7 @@ from collections.abc import Iterable, Mapping
 from typing import Any
 
 from hle_reasoning.config.data_processing import DataProcessingConfig
+from hle_reasoning.config.distributed import DistributedConfig
 from hle_reasoning.config.evaluation import EvaluationConfig
 from hle_reasoning.config.model import ModelConfig
 from hle_reasoning.config.parsing import parse
@@ -21,6 +22,7 @@ BLOCKS: dict[str, type] = {
     "data_processing": DataProcessingConfig,
     "training": TrainingConfig,
     "evaluation": EvaluationConfig,
+    "distributed": DistributedConfig,
 }
 
 

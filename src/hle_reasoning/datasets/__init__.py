@@ -8,6 +8,8 @@ from hle_reasoning.datasets.atomic import (
     TextDataset,
 )
 from hle_reasoning.datasets.evaluation import (
+    JSONLinesShards,
+    JSONLinesShardsDataset,
     JSONLinesStore,
     JudgeEndpointDataset,
     MlflowChildRunDataset,
@@ -20,6 +22,8 @@ __all__ = [
     "CSVDataset",
     "HLEDataset",
     "JSONDataset",
+    "JSONLinesShards",
+    "JSONLinesShardsDataset",
     "JSONLinesStore",
     "JudgeEndpointDataset",
     "LoraAdapterDataset",

@@ -11,6 +11,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import math
@@ -133,6 +134,82 @@ def _columns(columns: list[str] | str | None) -> list[str]:
             f"JSONLinesStore columns {columns!r} names no column list ({error}); give a list or "
             "the dotted name of a tuple of column names"
         ) from None
+
+
+@dataclass(frozen=True)
+class JSONLinesShards:
+    """A folder of JSON-lines shards, one per distributed worker (``rank-00000.jsonl``, ...).
+
+    Each worker appends its records to its own shard (:meth:`store`), so workers never write the
+    same file and a killed worker keeps every finished batch; the parent reads them all
+    (:meth:`load`) and, once they are merged into the main store, removes them (:meth:`clear`).
+    Picklable: it travels to the workers as an argument.
+    """
+
+    path: str
+    columns: tuple[str, ...] = ()
+
+    def store(self, rank: int) -> JSONLinesStore:
+        return JSONLinesStore(
+            filepath=str(Path(self.path) / f"rank-{int(rank):05d}.jsonl"),
+            columns=list(self.columns),
+        )
+
+    def files(self) -> list[Path]:
+        folder = Path(self.path)
+        return sorted(folder.glob("rank-*.jsonl")) if folder.is_dir() else []
+
+    def load(self) -> pd.DataFrame:
+        """Every complete record of every shard, shard by shard (an empty frame when none)."""
+        frames = [
+            JSONLinesStore(filepath=str(f), columns=list(self.columns)).load() for f in self.files()
+        ]
+        frames = [f for f in frames if len(f)]
+        if not frames:
+            return pd.DataFrame(columns=list(self.columns))
+        return pd.concat(frames, ignore_index=True)
+
+    def clear(self) -> None:
+        for file in self.files():
+            file.unlink(missing_ok=True)
+        with contextlib.suppress(OSError):
+            Path(self.path).rmdir()
+
+
+class JSONLinesShardsDataset(AbstractDataset[None, JSONLinesShards]):
+    """Load-only: the shard folder of distributed workers, as a :class:`JSONLinesShards`.
+
+    YAML::
+
+        "{variant}.response_shards":
+          type: hle_reasoning.datasets.JSONLinesShardsDataset
+          path: data/07_model_output/{variant}/response_shards
+          columns: [id, response]
+    """
+
+    def __init__(
+        self,
+        *,
+        path: str,
+        columns: list[str] | str | None = None,
+        metadata: dict[str, Any] | None = None,
+    ) -> None:
+        self._shards = JSONLinesShards(path=str(path), columns=tuple(_columns(columns)))
+        self.metadata = metadata
+
+    def load(self) -> JSONLinesShards:
+        return self._shards
+
+    def save(self, data: Any) -> None:
+        raise DatasetError(
+            f"JSONLinesShardsDataset {self._shards.path} is written by the workers themselves."
+        )
+
+    def _exists(self) -> bool:
+        return bool(self._shards.files())
+
+    def _describe(self) -> dict[str, Any]:
+        return {"path": self._shards.path}
 
 
 def _jsonable(record: dict[str, Any]) -> dict[str, Any]:

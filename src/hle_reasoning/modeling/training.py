@@ -22,6 +22,7 @@ from typing import Any
 import pandas as pd
 import torch
 
+from hle_reasoning.config.distributed import world_size_problems
 from hle_reasoning.config.model import ModelConfig
 from hle_reasoning.config.parsing import parse
 from hle_reasoning.config.training import TrainingConfig, TrainingConfigError
@@ -100,13 +101,16 @@ def config_problems(
     training_config: TrainingConfig | Mapping[str, Any],
     model_config: ModelConfig | Mapping[str, Any],
     check_access: bool = True,
+    world_size: int = 1,
 ) -> list[str]:
     """Everything wrong with a training run's configuration, one message per problem.
 
     ``check_access=False`` leaves out the model's hub access and device (the preflight hook checks
-    those for every pipeline).
+    those for every pipeline). ``world_size``: the processes that will share the global batch.
     """
-    _, model, problems = _parsed(training_config, model_config)
+    training, model, problems = _parsed(training_config, model_config)
+    if training is not None:
+        problems += world_size_problems(training.grpo, world_size)
     if check_access and model is not None:
         problems += _access_problems(model)
     return problems
@@ -115,9 +119,12 @@ def config_problems(
 def check_config(
     training_config: TrainingConfig | Mapping[str, Any],
     model_config: ModelConfig | Mapping[str, Any],
+    world_size: int = 1,
 ) -> tuple[TrainingConfig, ModelConfig]:
     """Both blocks parsed, or ``TrainingConfigError`` listing every problem (no model loads)."""
     training, model, problems = _parsed(training_config, model_config)
+    if training is not None:
+        problems += world_size_problems(training.grpo, world_size)
     if model is not None:
         problems += _access_problems(model)
     if problems or training is None or model is None:
@@ -188,15 +195,26 @@ def train_grpo(
     training_config: TrainingConfig | Mapping[str, Any],
     *,
     callbacks: Iterable[Any] = (),
+    trainer_class: type[MllamaGRPOTrainer] = MllamaGRPOTrainer,
 ) -> TrainingResult:
     """QLoRA + GRPO on ``questions`` from the saved base model ``base_model`` (a directory or hub id).
 
     Checkpoints go to ``training.checkpoints.dir`` every ``save_steps`` steps; an interrupted run
     of the same configuration resumes from the newest one (``resume: auto``). They are removed
     when the run completes. Each step's metrics reach the active MLflow run as the step ends.
+
+    Inside an initialised process group (a worker of ``hle_reasoning.modeling.distributed``) it
+    trains data-parallel (DDP): every process runs this function, the global batch is shared
+    between them, and only rank 0 manages the checkpoint folder (the others learn from it where
+    to resume).
     """
-    training, model_cfg = check_config(training_config, model_config)
+    world_size, rank = _process_group()
+    training, model_cfg = check_config(training_config, model_config, world_size)
     device = resolve_device(model_cfg.device)
+    if world_size > 1 and device.startswith("cuda"):
+        from accelerate import PartialState
+
+        device = str(PartialState().device)  # one GPU per process: cuda:<local rank>
     checkpoints = training.checkpoints
     checkpoint_dir = Path(checkpoints.dir)
     fingerprint = run_fingerprint(
@@ -206,7 +224,13 @@ def train_grpo(
         questions[["id", "question", "answer"]].astype(str).values.tolist(),
         checkpoints.save_steps,
     )
-    resume_from = resolve_resume(checkpoint_dir, fingerprint, checkpoints.resume)
+    resume_from = None
+    if rank == 0:  # the other processes would race it on the folder
+        resume_from = resolve_resume(checkpoint_dir, fingerprint, checkpoints.resume)
+    if world_size > 1:
+        shared = [str(resume_from) if resume_from else None]
+        torch.distributed.broadcast_object_list(shared, src=0)
+        resume_from = Path(shared[0]) if shared[0] else None
 
     dataset = training_dataset(questions, system_role=training.prompt.system_role)
     reward_funcs, weights = build_reward_functions(
@@ -227,9 +251,13 @@ def train_grpo(
         lora = lora_config(training.lora)
         with _quiet_deprecations():
             args = grpo_config(
-                training, output_dir=checkpoint_dir, device=device, reward_weights=weights
+                training,
+                output_dir=checkpoint_dir,
+                device="cpu" if device == "cpu" else "cuda",
+                reward_weights=weights,
+                world_size=world_size,
             )
-            trainer = MllamaGRPOTrainer(
+            trainer = trainer_class(
                 model=model,
                 reward_funcs=reward_funcs,
                 args=args,
@@ -253,11 +281,12 @@ def train_grpo(
         )
         n_images = int(sum(bool(images) for images in dataset["images"]))
         logger.info(
-            "GRPO on %d questions (%d with images), %d completions per step; eq. (6) estimate "
-            "%.3f GB",
+            "GRPO on %d questions (%d with images), %d completions per step on %d process(es); "
+            "eq. (6) estimate %.3f GB",
             len(dataset),
             n_images,
-            args.per_device_train_batch_size,
+            args.per_device_train_batch_size * world_size,
+            world_size,
             estimate.total_gb,
         )
         started = time.perf_counter()
@@ -273,7 +302,9 @@ def train_grpo(
         "epochs": float(trainer.state.epoch or 0.0),
         "questions": len(dataset),
         "image_questions": n_images,
-        "completions_per_step": int(args.per_device_train_batch_size),
+        "completions_per_step": int(args.per_device_train_batch_size) * world_size,
+        "completions_per_process": int(args.per_device_train_batch_size),
+        "world_size": world_size,
         "resumed_from_step": resumed_step(resume_from),
         "train_seconds": wall,
         "mean_step_time_s": sum(step_times) / len(step_times) if step_times else None,
@@ -288,7 +319,9 @@ def train_grpo(
     for key in ("reward", "kl", "loss"):
         if history.get(key):
             summary[f"final_{key}"] = history[key][-1]["value"]
-    if not checkpoints.keep:
+    if world_size > 1:
+        torch.distributed.barrier()  # every process is done with the checkpoints
+    if rank == 0 and not checkpoints.keep:
         shutil.rmtree(checkpoint_dir, ignore_errors=True)
     return TrainingResult(
         model=trainer.model,
@@ -296,6 +329,13 @@ def train_grpo(
         summary=summary,
         params=trainer_params(args, lora),
     )
+
+
+def _process_group() -> tuple[int, int]:
+    """(world size, rank) of the initialised process group; (1, 0) without one."""
+    if torch.distributed.is_available() and torch.distributed.is_initialized():
+        return torch.distributed.get_world_size(), torch.distributed.get_rank()
+    return 1, 0
 
 
 def summary_metrics(summary: Mapping[str, Any]) -> dict[str, dict[str, float]]:

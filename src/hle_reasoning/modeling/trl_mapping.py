@@ -45,13 +45,34 @@ def grpo_config_kwargs(
     output_dir: str | Path,
     device: str,
     reward_weights: list[float],
+    world_size: int = 1,
 ) -> dict[str, Any]:
     """The keyword arguments of ``MllamaGRPOConfig`` (``max_prompt_tokens`` and
-    ``truncation_side`` are this project's; the rest are ``trl.GRPOConfig``'s)."""
+    ``truncation_side`` are this project's; the rest are ``trl.GRPOConfig``'s).
+
+    The proposal's batch (``completions_per_step``) is the *global* batch of an optimizer step:
+    on ``world_size`` > 1 processes (DDP) each takes ``completions_per_step / world_size``, so 1
+    and N processes optimise the same objective. LoRA parameters that a process's batch does not
+    reach (the cross-attention layers' when its prompt has no image) are allowed
+    (``ddp_find_unused_parameters``), and buffers are not broadcast at every forward pass, so the
+    no-grad log-prob passes make no collective call. TRL's image log (``log_multimodal``) is off:
+    TRL gathers it only on processes whose batch has images, so a text-only process would wait
+    in another collective (a deadlock).
+    """
     training = parse_or_raise(TrainingConfig, training, TrainingConfig.PATH)
     grpo, prompt, checkpoints = training.grpo, training.prompt, training.checkpoints
     cpu = device == "cpu"
+    ddp = (
+        {
+            "ddp_find_unused_parameters": True,
+            "ddp_broadcast_buffers": False,
+            "log_multimodal": False,
+        }
+        if world_size > 1
+        else {}
+    )
     return dict(
+        **ddp,
         output_dir=str(output_dir),
         # The proposal's settings.
         num_generations=grpo.num_generations,
@@ -59,7 +80,7 @@ def grpo_config_kwargs(
         max_completion_length=grpo.max_completion_length,
         beta=grpo.beta,
         num_train_epochs=grpo.num_train_epochs,
-        per_device_train_batch_size=grpo.completions_per_step,
+        per_device_train_batch_size=grpo.completions_per_step // max(1, world_size),
         learning_rate=grpo.learning_rate,
         loss_type=grpo.loss_type,
         max_prompt_tokens=prompt.max_prompt_tokens,
@@ -101,11 +122,16 @@ def grpo_config(
     output_dir: str | Path,
     device: str,
     reward_weights: list[float],
+    world_size: int = 1,
 ) -> MllamaGRPOConfig:
     """TRL's config with every proposal hyperparameter set explicitly (TRL's defaults differ)."""
     return MllamaGRPOConfig(
         **grpo_config_kwargs(
-            training, output_dir=output_dir, device=device, reward_weights=reward_weights
+            training,
+            output_dir=output_dir,
+            device=device,
+            reward_weights=reward_weights,
+            world_size=world_size,
         )
     )
 

@@ -11,19 +11,21 @@ import matplotlib.pyplot as plt
 import pandas as pd
 
 from hle_reasoning.config import (
+    DistributedConfig,
     EvaluationConfig,
     GenerationConfig,
     JudgeConfig,
     MetricsConfig,
     ModelConfig,
 )
-from hle_reasoning.datasets.evaluation import JudgeEndpoint
+from hle_reasoning.datasets.evaluation import JSONLinesShards, JudgeEndpoint
 from hle_reasoning.hle import agreement, report, verdicts
 from hle_reasoning.hle.formatting import figure, slug
 from hle_reasoning.hle.llm_judge import LLMJudge
 from hle_reasoning.hle.metrics import small_sample_note
 from hle_reasoning.hle.stores import replacing
-from hle_reasoning.modeling import generation
+from hle_reasoning.modeling import distributed, generation
+from hle_reasoning.pipelines.evaluation import workers
 from hle_reasoning.summaries import VariantRun
 
 logger = logging.getLogger(__name__)
@@ -35,6 +37,8 @@ def answer_questions(
     previous_responses: pd.DataFrame,
     generation_config: dict[str, Any],
     model_config: dict[str, Any],
+    distributed_config: dict[str, Any] | None = None,
+    response_shards: JSONLinesShards | None = None,
     adapter: str | None = None,
     *,
     variant: str = "",
@@ -43,12 +47,20 @@ def answer_questions(
 
     Yields first the reusable stored responses (replacing the store, which drops stale ones),
     then each new batch as soon as it is generated, so a killed run resumes where it stopped.
+    With ``distributed.num_processes`` > 1 the questions to answer are spread over worker
+    processes (``workers.answer_share``), each writing its own shard of ``response_shards``;
+    their answers are then merged into the store in question order, in one save. Answers left
+    in shards by a killed run count as stored.
     """
     config = GenerationConfig.from_params(generation_config)
     model = ModelConfig.from_params(model_config)
+    scale = DistributedConfig.from_params(distributed_config)
     key = generation.generation_key(base_model, adapter, config, model)
     ids = set(questions["id"].astype(str))
+    leftover = response_shards.load() if response_shards is not None else None
     stored = previous_responses
+    if leftover is not None and len(leftover):
+        stored = pd.concat([previous_responses, leftover], ignore_index=True)
     if len(stored):
         stored = stored[(stored["generation_key"] == key) & stored["id"].astype(str).isin(ids)]
         stored = stored.drop_duplicates("id", keep="last")
@@ -56,21 +68,75 @@ def answer_questions(
     replacing(kept)
     todo = questions[~questions["id"].astype(str).isin(set(kept["id"]))]
     logger.info(
-        "%s: %d stored response(s) reused, %d question(s) to answer (setup %s)",
+        "%s: %d stored response(s) reused, %d question(s) to answer (setup %s)%s",
         variant,
         len(kept),
         len(todo),
         key,
+        f" by {scale.num_processes} worker processes" if scale.enabled and len(todo) else "",
     )
-    yield kept
-    if todo.empty:
+    if scale.enabled:
+        task = workers.AnswerTask(
+            questions=todo,
+            base_model=base_model,
+            adapter=adapter,
+            config=config,
+            model=model,
+            key=key,
+            shards=response_shards,
+            description=f"{variant} answers",
+        )
+        yield from _answer_distributed(questions, todo, kept, scale, variant, task)
         return
-    network, processor = generation.load_for_evaluation(base_model, adapter, model)
-    for batch in generation.generate_responses(
-        network, processor, todo, config, description=f"{variant} answers"
-    ):
-        batch["generation_key"] = key
-        yield batch
+    yield kept
+    if not todo.empty:
+        network, processor = generation.load_for_evaluation(base_model, adapter, model)
+        for batch in generation.generate_responses(
+            network, processor, todo, config, description=f"{variant} answers"
+        ):
+            batch["generation_key"] = key
+            yield batch
+    if leftover is not None and len(leftover):
+        response_shards.clear()  # their answers are in the store now (saved at the last yield)
+
+
+def _answer_distributed(
+    questions: pd.DataFrame,
+    todo: pd.DataFrame,
+    kept: pd.DataFrame,
+    scale: DistributedConfig,
+    variant: str,
+    task: workers.AnswerTask,
+) -> Iterator[pd.DataFrame]:
+    """The workers answer ``todo`` into their shards; one save of every answer in question order."""
+    shards = task.shards
+    if shards is None:
+        raise ValueError(
+            f"{variant}: distributed answering needs the {variant}.response_shards dataset "
+            "(conf/base/catalog_evaluation.yml) for the workers' shards."
+        )
+    new = pd.DataFrame(columns=list(generation.RESPONSE_COLUMNS))
+    if not todo.empty:
+        answered = distributed.launch(scale, workers.answer_share, task)
+        written = shards.load()
+        todo_ids = set(todo["id"].astype(str))
+        new = written[
+            (written["generation_key"] == task.key) & written["id"].astype(str).isin(todo_ids)
+        ].drop_duplicates("id", keep="last")
+        missing = sorted(todo_ids - set(new["id"].astype(str)))
+        if missing:
+            raise RuntimeError(
+                f"{variant}: the workers reported {sum(answered.values())} answer(s) but "
+                f"{len(missing)} question(s) have none in {shards.path} (first: {missing[:5]}); "
+                "run the same command again to answer them."
+            )
+    merged = pd.concat([kept, new.reindex(columns=kept.columns)], ignore_index=True)
+    order = {qid: i for i, qid in enumerate(questions["id"].astype(str))}
+    merged = merged.sort_values("id", key=lambda ids: ids.astype(str).map(order), kind="stable")
+    merged = merged.reset_index(drop=True)
+    replacing(merged)
+    yield merged
+    shards.clear()  # every answer is in the store now (saved at the yield)
 
 
 def judge_responses(

@@ -22,6 +22,7 @@ SHARED_PARAMETERS = {
     "params:evaluation.judge",
     "params:evaluation.metrics",
     "params:model",
+    "params:distributed",
 }
 
 
@@ -56,6 +57,8 @@ def variant_pipeline(variant: str, with_adapter: bool) -> Pipeline:
                     "previous_responses",
                     "params:evaluation.generation",
                     "params:model",
+                    "params:distributed",
+                    "response_shards",
                     *adapter,
                 ],
                 outputs="responses",

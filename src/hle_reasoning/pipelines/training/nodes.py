@@ -8,8 +8,11 @@ from typing import Any
 import pandas as pd
 
 from hle_reasoning import tracking
+from hle_reasoning.config import DistributedConfig
 from hle_reasoning.modeling import curves, models, training
 from hle_reasoning.modeling.models import BuiltModel
+from hle_reasoning.modeling.training_callbacks import METRIC_PREFIX
+from hle_reasoning.pipelines.training import workers
 from hle_reasoning.summaries import TrainingSummary
 
 logger = logging.getLogger(__name__)
@@ -31,14 +34,29 @@ def train_grpo(
     focus_train: pd.DataFrame,
     model_config: dict[str, Any],
     training_config: dict[str, Any],
+    distributed_config: dict[str, Any] | None = None,
 ) -> tuple[Any, dict[str, Any], dict[str, Any], pd.DataFrame]:
     """QLoRA + GRPO on the training questions: adapter, summary metrics, summary, history table.
 
     Each step's metrics reach MLflow while the run trains (``training_callbacks``); the
     trainer's resolved settings are logged as params (kedro-mlflow logs the ``training.*``
-    parameters themselves).
+    parameters themselves). With ``distributed.num_processes`` > 1 the run is data-parallel on
+    worker processes (DDP) and the node records rank 0's result; its per-step metrics reach
+    MLflow when the workers are done (the workers have no MLflow run).
     """
-    result = training.train_grpo(base_model, focus_train, model_config, training_config)
+    scale = DistributedConfig.from_params(distributed_config)
+    if scale.enabled:
+        result = workers.train_distributed(
+            scale, base_model, focus_train, model_config, training_config
+        )
+        by_step: dict[int, dict[str, float]] = {}
+        for name, points in result.history.items():
+            for point in points:
+                by_step.setdefault(point["step"], {})[f"{METRIC_PREFIX}.{name}"] = point["value"]
+        for step, metrics in sorted(by_step.items()):
+            tracking.log_metrics(metrics, step=step)
+    else:
+        result = training.train_grpo(base_model, focus_train, model_config, training_config)
     tracking.log_params(result.params)
     summary = result.summary
     logger.info(

@@ -16,7 +16,13 @@ def create_pipeline(**kwargs) -> Pipeline:
             ),
             node(
                 nodes.train_grpo,
-                inputs=["base_model", "focus_train", "params:model", "params:training"],
+                inputs=[
+                    "base_model",
+                    "focus_train",
+                    "params:model",
+                    "params:training",
+                    "params:distributed",
+                ],
                 outputs=[
                     "lora_adapter",
                     "training_metrics",

@@ -1,0 +1,83 @@
+"""The training's distributed workers: GRPO data-parallel (DDP), one process per GPU.
+
+Started by ``hle_reasoning.modeling.distributed.launch`` from the training node (never by Kedro):
+every worker joins the process group and runs the same ``train_grpo``, which shares the global
+batch between them; rank 0 saves the adapter to a folder the node gave it and returns what the
+node records (histories, summary, trainer settings). No worker touches the catalog or MLflow.
+"""
+
+from __future__ import annotations
+
+import shutil
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from hle_reasoning.modeling import distributed, training
+
+
+@dataclass(frozen=True)
+class TrainTask:
+    """What every worker trains on (picklable: it crosses the process spawn)."""
+
+    base_model: str
+    questions: pd.DataFrame
+    model_params: dict[str, Any]
+    training: dict[str, Any]
+    adapter_dir: str
+
+
+def train_share(task: TrainTask) -> dict[str, Any] | None:
+    """This worker's part of the data-parallel run; rank 0 returns the run's record."""
+    state = distributed.init_worker(task.training.get("cpu_threads"))
+    result = training.train_grpo(task.base_model, task.questions, task.model_params, task.training)
+    if not state.is_main_process:
+        return None
+    result.model.save_pretrained(task.adapter_dir)
+    return {"history": result.history, "summary": result.summary, "params": result.params}
+
+
+class SavedAdapter:
+    """A LoRA adapter that rank 0 saved to a temporary folder; ``save_pretrained`` copies it.
+
+    The catalog's ``LoraAdapterDataset`` saves it like a PEFT model. The folder is removed with
+    this object.
+    """
+
+    def __init__(self, folder: tempfile.TemporaryDirectory) -> None:
+        self._folder = folder
+
+    @property
+    def path(self) -> Path:
+        return Path(self._folder.name)
+
+    def save_pretrained(self, target: str | Path) -> None:
+        shutil.copytree(self.path, target, dirs_exist_ok=True)
+
+
+def train_distributed(
+    scale: distributed.DistributedConfig,
+    base_model: str,
+    questions: pd.DataFrame,
+    model_params: dict[str, Any],
+    training_params: dict[str, Any],
+) -> training.TrainingResult:
+    """``training.train_grpo`` on the workers of ``scale``; rank 0's result."""
+    folder = tempfile.TemporaryDirectory(prefix="hle-adapter-")
+    task = TrainTask(
+        base_model=base_model,
+        questions=questions,
+        model_params=dict(model_params),
+        training=dict(training_params),
+        adapter_dir=folder.name,
+    )
+    record = distributed.launch(scale, train_share, task)[0]
+    return training.TrainingResult(
+        model=SavedAdapter(folder),
+        history=record["history"],
+        summary=record["summary"],
+        params=record["params"],
+    )

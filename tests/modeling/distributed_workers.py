@@ -1,0 +1,94 @@
+"""Worker functions for the distributed tests (module level: the workers are spawned)."""
+
+from __future__ import annotations
+
+import os
+import time
+
+import torch.distributed as dist
+from transformers import TrainerCallback
+
+from hle_reasoning.modeling import distributed
+from hle_reasoning.modeling.grpo import MllamaGRPOTrainer
+from hle_reasoning.modeling.training import train_grpo
+
+
+def report(items: list[int]) -> dict:
+    """What this worker sees: its rank, the group's size and backend, and its share."""
+    state = distributed.init_worker()
+    return {
+        "rank": state.process_index,
+        "world_size": state.num_processes,
+        "backend": dist.get_backend(),
+        "threads": __import__("torch").get_num_threads(),
+        "share": distributed.split(state, items),
+    }
+
+
+def fail(mode: str) -> int:
+    """Rank 1 raises (``raise``) or dies without a word (``die``); rank 0 waits for it."""
+    state = distributed.init_worker()
+    if state.process_index == 1:
+        if mode == "raise":
+            raise ValueError("question q7 could not be answered")
+        os._exit(3)
+    time.sleep(60)  # rank 0 would wait a minute: the launch must not
+    return 0
+
+
+class FixedCompletionsTrainer(MllamaGRPOTrainer):
+    """The study's trainer with the completions fixed: the gradient check needs the same
+    completions in every setting, and sampling depends on how the RNG is consumed. A prompt's
+    first completion follows the answer format, its second does not (different rewards, so the
+    advantages are not zero)."""
+
+    def _generate_single_turn(
+        self, prompt_ids, images, multimodal_fields, num_generations, has_tool_images=False
+    ):
+        tokenizer = self.processing_class.tokenizer
+        good = tokenizer.encode("Answer: 4\nConfidence: 50%", add_special_tokens=False)
+        bad = tokenizer.encode("I would rather not say", add_special_tokens=False)
+        return [list(good if row % 2 == 0 else bad) for row in range(len(prompt_ids))], None
+
+
+class GradientCapture(TrainerCallback):
+    """The trainable parameters' gradients just before the first optimizer step (after DDP's
+    all-reduce), as float64 numpy arrays by name."""
+
+    def __init__(self) -> None:
+        self.gradients: dict | None = None
+
+    def on_pre_optimizer_step(self, args, state, control, model=None, **kwargs):
+        if self.gradients is None:
+            self.gradients = {
+                name: param.grad.detach().double().cpu().numpy()
+                for name, param in model.named_parameters()
+                if param.requires_grad and param.grad is not None
+            }
+
+
+def one_step_gradients(base_model, questions, model_params, training_params) -> dict | None:
+    """One GRPO step with fixed completions in this process; its gradients (rank 0 only)."""
+    state = distributed.init_worker(1)
+    capture = GradientCapture()
+    train_grpo(
+        base_model,
+        questions,
+        model_params,
+        training_params,
+        callbacks=[capture],
+        trainer_class=FixedCompletionsTrainer,
+    )
+    return capture.gradients if state.is_main_process else None
+
+
+def stall() -> int:
+    """Rank 1 stays alive but never joins rank 0's all-reduce (a lost peer, not a dead one)."""
+    import torch
+
+    state = distributed.init_worker()
+    if state.process_index == 1:
+        time.sleep(120)
+        return 1
+    dist.all_reduce(torch.ones(1))
+    return 0

@@ -1,0 +1,197 @@
+"""The ``distributed`` block and the worker launch (gloo, 2 processes on the CPU)."""
+
+from __future__ import annotations
+
+import copy
+import re
+import time
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+import yaml
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from hle_reasoning.config import ConfigError, DistributedConfig, parse
+from hle_reasoning.modeling.distributed import WorkerFailedError, launch
+from hle_reasoning.modeling.training import config_problems
+from hle_reasoning.modeling.trl_mapping import grpo_config_kwargs
+from tests.conftest import PROJECT_ROOT
+from tests.modeling import distributed_workers
+
+
+def test_the_shipped_block_is_one_process_without_a_launcher():
+    block = yaml.safe_load((PROJECT_ROOT / "conf/base/parameters.yml").read_text())["distributed"]
+    config = DistributedConfig.from_params(block)
+    assert config == DistributedConfig()
+    assert not config.enabled and config.processes_per_machine == 1
+    assert DistributedConfig.from_params({"num_processes": 2}).enabled
+
+
+def test_every_problem_is_listed_with_its_parameter():
+    with pytest.raises(ConfigError) as error:
+        DistributedConfig.from_params({"num_processes": 3, "num_machines": 2, "machine_rank": 2})
+    message = str(error.value)
+    for expected in (
+        "num_processes 3",
+        "machine_rank 2 must be below num_machines 2",
+        "needs distributed.main_process_ip",
+        "needs distributed.main_process_port",
+    ):
+        assert expected in message
+    with pytest.raises(ConfigError, match=r"distributed.gpus: unknown key"):
+        DistributedConfig.from_params({"gpus": 2})
+    assert parse(DistributedConfig, {"num_processes": 0}, "distributed")[1] == [
+        "distributed.num_processes is 0; set it to an integer >= 1."
+    ]
+    assert parse(DistributedConfig, {"num_processes": 2}, "distributed")[1] == []
+
+
+def test_an_accelerate_config_file_must_agree_with_the_block(tmp_path):
+    path = tmp_path / "accelerate.yaml"
+    path.write_text(
+        "compute_environment: LOCAL_MACHINE\ndistributed_type: MULTI_CPU\nnum_processes: 4\n"
+        "num_machines: 1\nmachine_rank: 0\nmixed_precision: bf16\nuse_cpu: true\n"
+    )
+    with pytest.raises(ConfigError, match="sets num_processes: 4 but the distributed"):
+        DistributedConfig(num_processes=2, config_file=str(path))
+    assert DistributedConfig(num_processes=4, config_file=str(path)).num_processes == 4
+    missing = parse(DistributedConfig, {"config_file": str(tmp_path / "none.yaml")}, "distributed")[
+        1
+    ]
+    assert len(missing) == 1 and "does not exist" in missing[0]
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    st.dictionaries(
+        st.sampled_from(
+            ["num_processes", "num_machines", "machine_rank", "main_process_port", "timeout_s"]
+        ),
+        st.one_of(st.integers(-3, 70000), st.none(), st.booleans(), st.text(max_size=3)),
+    )
+)
+def test_any_block_is_accepted_or_rejected_with_a_message(params):
+    try:
+        config = DistributedConfig.from_params(params)
+    except ConfigError as error:
+        assert "distributed." in str(error)
+    else:
+        assert config.num_processes % config.num_machines == 0
+        assert 0 <= config.machine_rank < config.num_machines
+
+
+@pytest.mark.slow
+def test_two_gloo_workers_split_the_work_and_return_to_the_parent():
+    results = launch(DistributedConfig(num_processes=2), distributed_workers.report, list(range(5)))
+    assert sorted(results) == [0, 1]
+    assert [results[r]["rank"] for r in (0, 1)] == [0, 1]
+    assert {results[r]["world_size"] for r in (0, 1)} == {2}
+    assert {results[r]["backend"] for r in (0, 1)} == {"gloo"}
+    assert {results[r]["threads"] for r in (0, 1)} == {1}
+    assert results[0]["share"] + results[1]["share"] == list(range(5))  # each item once
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(
+    ("mode", "said"),
+    [("raise", "ValueError: question q7 could not be answered"), ("die", "exit code 3")],
+)
+def test_a_failed_worker_stops_the_launch_naming_its_rank(mode, said):
+    started = time.monotonic()
+    with pytest.raises(WorkerFailedError) as error:
+        launch(DistributedConfig(num_processes=2, timeout_s=30), distributed_workers.fail, mode)
+    assert time.monotonic() - started < 45  # rank 0's minute of waiting was cut short
+    message = str(error.value)
+    assert "rank 1 (local rank 1)" in message and said in message
+    assert "rank 0" not in message
+    assert "run the same command again to resume" in message
+
+
+def _one_step_config(training_params: dict, checkpoints: Path) -> dict:
+    training = copy.deepcopy(training_params)
+    training["lora"]["dropout"] = 0.0  # no randomness between the two settings
+    training["grpo"].update({"bf16": False, "max_grad_norm": 0.0, "num_train_epochs": 1})
+    training["rewards"] = {"format": 1.0}  # no embedding model to load in every process
+    training["checkpoints"] = {"dir": str(checkpoints), "save_steps": 100, "resume": False}
+    training["max_steps"] = 1
+    training["cpu_threads"] = 1
+    return training
+
+
+@pytest.mark.slow
+def test_two_ddp_processes_all_reduce_the_single_process_gradient(
+    tmp_path, tiny_dir, math_questions, training_params, model_params
+):
+    """One image and one text question: the single process scores a mixed batch, each of the two
+    DDP processes one of them (the case that deadlocked before)."""
+    questions = pd.concat(
+        [
+            math_questions[math_questions["image"] != ""].head(1),
+            math_questions[math_questions["image"] == ""].head(1),
+        ]
+    ).reset_index(drop=True)
+    fp32 = {**model_params, "device": "cpu", "quantization": None}
+    single = distributed_workers.one_step_gradients(
+        str(tiny_dir), questions, fp32, _one_step_config(training_params, tmp_path / "one")
+    )
+    started = time.monotonic()
+    results = launch(
+        DistributedConfig(num_processes=2, timeout_s=120),
+        distributed_workers.one_step_gradients,
+        str(tiny_dir),
+        questions,
+        fp32,
+        _one_step_config(training_params, tmp_path / "two"),
+    )
+    print(f"\n2-process DDP step: {time.monotonic() - started:.1f} s")
+    reduced = results[0]
+    assert results[1] is None
+    assert sorted(reduced) == sorted(single)
+    cross = [n for n in single if "cross_attn" in n and "lora_B" in n]
+    assert cross and any(np.abs(single[n]).max() > 0 for n in cross)  # the image row counts
+    assert max(np.abs(single[n]).max() for n in single) > 1e-4  # a real gradient
+    for name in single:
+        np.testing.assert_allclose(reduced[name], single[name], rtol=0, atol=1e-5, err_msg=name)
+
+
+@pytest.mark.parametrize(
+    ("processes", "batch_size", "problem"),
+    [
+        (1, 2, None),
+        (2, 2, None),  # one prompt's 2 completions per process
+        (4, 2, None),  # one completion per process
+        (3, 2, "cannot share training's global batch of 4 completions"),
+        (8, 2, "cannot share training's global batch of 4 completions"),
+        (2, 4, "more than one prompt's 2"),  # 2 prompts per process: image and text could mix
+    ],
+)
+def test_the_global_batch_is_shared_by_the_processes_or_the_world_size_is_rejected(
+    training_params, model_params, processes, batch_size, problem
+):
+    training = copy.deepcopy(training_params)
+    training["grpo"]["batch_size"] = batch_size
+    problems = config_problems(training, model_params, check_access=False, world_size=processes)
+    if problem is None:
+        assert problems == []
+        kwargs = grpo_config_kwargs(
+            training, output_dir="x", device="cpu", reward_weights=[1.0], world_size=processes
+        )
+        # The proposal's global batch whatever the number of processes.
+        assert kwargs["per_device_train_batch_size"] * processes == batch_size * 2
+    else:
+        assert len(problems) == 1 and problem in problems[0]
+        assert f"distributed.num_processes {processes}" in problems[0]
+
+
+@pytest.mark.slow
+def test_a_collective_that_never_matches_ends_at_the_process_group_timeout():
+    started = time.monotonic()
+    with pytest.raises(WorkerFailedError) as error:
+        launch(DistributedConfig(num_processes=2, timeout_s=5), distributed_workers.stall)
+    assert time.monotonic() - started < 60  # not rank 1's two minutes
+    message = str(error.value)
+    assert "rank 0 (local rank 0): exit code 1" in message
+    assert re.search(r"time(d)? ?out", message, re.IGNORECASE)  # gloo's or the store's timeout

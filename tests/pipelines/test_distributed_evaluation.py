@@ -1,0 +1,136 @@
+"""Sharded answering: the evaluation's answering node with 2 gloo workers on the tiny model."""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from pathlib import Path
+
+import pandas as pd
+import psutil
+import pytest
+import yaml
+
+from hle_reasoning.datasets import BaseModelDataset, JSONLinesShards, JSONLinesStore
+from hle_reasoning.modeling import generation
+from hle_reasoning.modeling.distributed import WorkerFailedError
+from hle_reasoning.modeling.models import prepare_base_model
+from hle_reasoning.pipelines.evaluation import nodes
+from tests.conftest import PROJECT_ROOT
+
+pytestmark = pytest.mark.slow
+GENERATION = {"batch_size": 1, "max_new_tokens": 24, "cpu_threads": 1}
+COLUMNS = tuple(generation.RESPONSE_COLUMNS)
+
+
+@pytest.fixture(scope="module")
+def model_params() -> dict:
+    model = yaml.safe_load((PROJECT_ROOT / "conf/base/parameters.yml").read_text())["model"]
+    # fp32: quicker to load in every worker, the same sharding logic
+    return {**model, "name_or_path": "tiny", "device": "cpu", "quantization": None}
+
+
+@pytest.fixture(scope="module")
+def tiny_base(tmp_path_factory, model_params) -> str:
+    path = tmp_path_factory.mktemp("models") / "base_model"
+    BaseModelDataset(path=str(path)).save(prepare_base_model(model_params))
+    return BaseModelDataset(path=str(path)).load()
+
+
+@pytest.fixture(scope="module")
+def questions(sample_questions) -> pd.DataFrame:
+    """Twelve Math questions, four with an image, text and image questions interleaved."""
+    math = sample_questions[sample_questions["category"] == "Math"]
+    text, image = math[math["image"] == ""].head(8), math[math["image"] != ""].head(4)
+    mixed = [
+        row
+        for pair in zip(text.head(4).itertuples(), image.itertuples(), strict=True)
+        for row in pair
+    ]
+    rows = [r._asdict() for r in mixed] + [r._asdict() for r in text.iloc[4:].itertuples()]
+    return pd.DataFrame(rows).drop(columns="Index").reset_index(drop=True)
+
+
+def run_node(store, shards, questions, tiny_base, model_params, processes):
+    """The answering node as Kedro runs it: every yielded chunk saved into ``store``."""
+    for chunk in nodes.answer_questions(
+        questions,
+        tiny_base,
+        store.load(),
+        GENERATION,
+        model_params,
+        {"num_processes": processes, "timeout_s": 60},
+        shards,
+        variant="test",
+    ):
+        store.save(chunk)
+
+
+def test_two_workers_answer_each_question_once_in_order_as_one_process_does(
+    tmp_path, questions, tiny_base, model_params
+):
+    answers = {}
+    for processes in (1, 2):
+        store = JSONLinesStore(filepath=str(tmp_path / f"{processes}" / "responses.jsonl"))
+        shards = JSONLinesShards(path=str(tmp_path / f"{processes}" / "shards"), columns=COLUMNS)
+        run_node(store, shards, questions, tiny_base, model_params, processes)
+        answers[processes] = store.load()
+        assert sorted(answers[processes]["id"]) == sorted(questions["id"])  # each once
+        assert shards.files() == [] and not Path(shards.path).exists()
+    # One process stores in answering order (text batches first); the merge in question order.
+    assert answers[2]["id"].tolist() == questions["id"].tolist()
+    # Greedy answers one question at a time do not depend on which process gave them.
+    one = answers[1].set_index("id")["response"]
+    assert answers[2]["response"].tolist() == one.loc[questions["id"]].tolist()
+    assert answers[2]["generation_key"].nunique() == 1
+
+
+def _kill_rank_1_after_its_first_answer(shards: JSONLinesShards, killed: list) -> None:
+    shard = Path(shards.path) / "rank-00001.jsonl"
+    deadline = time.monotonic() + 240
+    while time.monotonic() < deadline:
+        if shard.exists() and shard.read_text().count("\n") >= 1:
+            workers = [
+                p
+                for p in psutil.Process().children(recursive=True)
+                if "spawn_main" in " ".join(p.cmdline())
+            ]
+            # Elastic starts the workers in local-rank order: the newest one is rank 1.
+            victim = max(workers, key=lambda p: p.create_time())
+            victim.kill()
+            killed.append(victim.pid)
+            return
+        time.sleep(0.01)
+
+
+def test_a_killed_worker_stops_the_node_naming_its_rank_and_a_rerun_answers_only_the_rest(
+    tmp_path, questions, tiny_base, model_params, caplog
+):
+    store = JSONLinesStore(filepath=str(tmp_path / "responses.jsonl"))
+    shards = JSONLinesShards(path=str(tmp_path / "shards"), columns=COLUMNS)
+    killed: list[int] = []
+    watcher = threading.Thread(target=_kill_rank_1_after_its_first_answer, args=(shards, killed))
+    watcher.start()
+    started = time.monotonic()
+    with pytest.raises(WorkerFailedError) as error:
+        run_node(store, shards, questions, tiny_base, model_params, 2)
+    watcher.join()
+    assert killed, "the watcher never saw rank 1 answer"
+    assert time.monotonic() - started < 200  # stopped, not hung
+    assert "rank 1 (local rank 1): killed by signal SIGKILL" in str(error.value)
+    assert store.load().empty  # nothing merged: the store is written whole or not at all
+    survived = shards.load()
+    assert 1 <= len(survived) < len(questions) and survived["id"].is_unique
+
+    caplog.set_level(logging.INFO, logger="hle_reasoning.pipelines.evaluation.nodes")
+    run_node(store, shards, questions, tiny_base, model_params, 2)
+    assert (
+        f"{len(survived)} stored response(s) reused, {len(questions) - len(survived)} "
+        "question(s) to answer" in caplog.text
+    )
+    final = store.load()
+    assert final["id"].tolist() == questions["id"].tolist()  # each question exactly once
+    kept = final.set_index("id").loc[survived["id"], "response"]
+    assert kept.tolist() == survived["response"].tolist()  # the survivors were not re-answered
+    assert shards.files() == []
