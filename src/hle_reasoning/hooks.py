@@ -298,14 +298,16 @@ class WorkerMachineHook:
 
     @hook_impl(tryfirst=True)
     def after_context_created(self, context: Any) -> None:
-        from hle_reasoning.config import DistributedConfig
+        from hle_reasoning.config import DistributedConfig, parse
         from hle_reasoning.modeling.distributed import serve
 
         self._config = None
         params = context.params.get("distributed")
         if not isinstance(params, dict) or int(params.get("num_machines") or 1) <= 1:
             return
-        config = DistributedConfig.from_params(params)  # a clear error if it cannot work
+        config, problems = parse(DistributedConfig, params, DistributedConfig.PATH)
+        if problems or config is None:
+            return  # the preflight lists the block's problems with every other one
         self._config = config
         if config.is_main_machine:
             return

@@ -96,8 +96,9 @@ def _kill_rank_1_after_its_first_answer(shards: JSONLinesShards, killed: list) -
                 for p in psutil.Process().children(recursive=True)
                 if "spawn_main" in " ".join(p.cmdline())
             ]
-            # Elastic starts the workers in local-rank order: the newest one is rank 1.
-            victim = max(workers, key=lambda p: p.create_time())
+            # Elastic starts the workers in local-rank order: the newest one is rank 1 (the
+            # creation times tie within a clock tick; the pids then tell the order).
+            victim = max(workers, key=lambda p: (p.create_time(), p.pid))
             victim.kill()
             killed.append(victim.pid)
             return

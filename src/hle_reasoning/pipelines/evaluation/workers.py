@@ -52,7 +52,8 @@ def answer_share(task: AnswerTask) -> int:
     if mine.empty:
         return 0
     # One device per worker: accelerate's choice (cuda:<local rank>), unless the CPU is asked for.
-    device = "cpu" if task.model.device == "cpu" else str(state.device)
+    cpu = task.model.device == "cpu" or state.device.type == "cpu"
+    device = "cpu" if cpu else str(state.device)
     model, processor = generation.load_for_evaluation(
         task.base_model, task.adapter, dataclasses.replace(task.model, device=device)
     )
