@@ -12,7 +12,7 @@ deterministic, offline stand-in for it:
 * the confidence is the last ``Confidence: N%`` (100 when absent; clamped to 0..100);
 * a hedged answer (``B or C``, ``B. Actually, C``, ``12 or 14``) is incorrect;
 * multiple choice compares option letters; exact match compares normalised text, then numbers,
-  integer expressions, tuples/lists/sets (:mod:`hle_reasoning.hle.answers`), then lets
+  integer expressions, tuples/lists/sets (:mod:`hle_reasoning.hle.answers`, :mod:`hle_reasoning.hle.integers`), then lets
   math-verify decide whenever both sides read as mathematics.
 
 Every :class:`Verdict` says which rule decided (``method``) and why (``reason``).
@@ -33,10 +33,10 @@ from hle_reasoning.hle.answers import (
     clean_latex,
     compare_numbers,
     compare_sequences,
-    eval_integer,
     normalize_text,
     strip_delimiters,
 )
+from hle_reasoning.hle.integers import eval_integer
 from hle_reasoning.hle.schema import ANSWER_TYPES
 from hle_reasoning.hle.symbolic import looks_mathematical, math_verify
 

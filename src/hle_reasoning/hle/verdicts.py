@@ -19,7 +19,7 @@ from typing import Any
 
 import pandas as pd
 
-from hle_reasoning.hle import answers, judging, symbolic
+from hle_reasoning.hle import answers, integers, judging, symbolic
 from hle_reasoning.hle.judging import Verdict, judge_response
 from hle_reasoning.hle.llm_judge import LLMJudge
 from hle_reasoning.hle.stores import replacing
@@ -47,7 +47,7 @@ class RulesOptions:
 
 def _rules_version() -> str:
     # The rules are code: a stored verdict is stale once any of their modules changes.
-    source = "".join(inspect.getsource(m) for m in (judging, answers, symbolic))
+    source = "".join(inspect.getsource(m) for m in (judging, answers, integers, symbolic))
     return hashlib.sha256(source.encode()).hexdigest()[:12]
 
 
