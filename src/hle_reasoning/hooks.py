@@ -7,7 +7,7 @@ import os
 import subprocess
 import time
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 import mlflow
@@ -15,6 +15,9 @@ from kedro.framework.hooks import hook_impl
 
 from hle_reasoning import tracking
 from hle_reasoning.summaries import TrainingSummary, VariantRun
+
+if TYPE_CHECKING:
+    from hle_reasoning.hle.comparison import PairedComparison
 
 logger = logging.getLogger(__name__)
 
@@ -77,6 +80,7 @@ class StudySummaryHook:
         self._mlflow_run: str | None = None
         self._training: TrainingSummary | None = None
         self._variants: dict[str, VariantRun] = {}
+        self._comparison: PairedComparison | None = None
 
     @hook_impl
     def before_pipeline_run(self, run_params: dict, pipeline: Any, catalog: Any) -> None:
@@ -84,6 +88,7 @@ class StudySummaryHook:
         self._mlflow_run = None
         self._training = None
         self._variants = {}
+        self._comparison = None
 
     @hook_impl
     def before_node_run(
@@ -95,11 +100,15 @@ class StudySummaryHook:
 
     @hook_impl
     def after_node_run(self, node: Any, catalog: Any, inputs: dict, outputs: dict) -> None:
+        from hle_reasoning.hle.comparison import PairedComparison  # scipy: not at start-up
+
         for value in (outputs or {}).values():
             if isinstance(value, TrainingSummary):
                 self._training = value
             elif isinstance(value, VariantRun):
                 self._variants[value.variant] = value
+            elif isinstance(value, PairedComparison):
+                self._comparison = value
 
     @hook_impl
     def after_pipeline_run(
@@ -138,6 +147,8 @@ class StudySummaryHook:
             lines.append(VariantRun.HEADER)
             lines += [self._variants[v].headline() for v in sorted(self._variants)]
             lines += [note for v in sorted(self._variants) for note in self._variants[v].notes()]
+        if self._comparison is not None:
+            lines.append(self._comparison.headline())
         return lines
 
 

@@ -8,6 +8,8 @@ silently empty the closing summary.
   data/08_reporting/training_summary.json).
 * ``VariantRun``: one evaluated variant's MLflow child run (tags, params, metrics, artifacts),
   saved by ``MlflowChildRunDataset``.
+* ``hle_reasoning.hle.comparison.PairedComparison``: fine-tuned against baseline (the
+  ``comparison_summary`` output of the evaluation's ``compare_variants`` node).
 """
 
 from __future__ import annotations

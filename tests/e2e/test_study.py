@@ -23,6 +23,7 @@ REPORTS = [
     "metrics_by_category.csv",
     "baseline_reliability_diagram.png",
     "finetuned_reliability_diagram.png",
+    "comparison.csv",
 ]
 
 
@@ -45,6 +46,11 @@ def test_default_study_writes_every_report(finished_study):
     ).exists()
     # The closing summary tells where the reports are and how to look at the runs.
     assert "Headline (MLflow run" in finished_study.output
+    # ... and the paired comparison: no question answered differently by the random tiny model.
+    assert (
+        "finetuned - baseline: +0.00 pp [-5.00, +5.00] (95%, 73 paired), McNemar p = 1.000"
+        in finished_study.output
+    )
     assert "mlflow ui --backend-store-uri sqlite:///mlflow.db" in finished_study.output
     assert "kedro viz run" in finished_study.output
     # A quiet console: no third-party message the user cannot act on, no traceback.
@@ -82,6 +88,17 @@ def test_default_study_is_tracked_in_mlflow(finished_study):
     parent_keys = set(metrics.loc[metrics["run_uuid"] == parents["run_uuid"].iloc[0], "key"])
     assert any(k.startswith("training.") for k in parent_keys)
     assert any(k.startswith("data_processing.") for k in parent_keys)
+    assert {
+        "comparison.accuracy_diff",
+        "comparison.accuracy_diff_ci_low",
+        "comparison.accuracy_diff_ci_high",
+        "comparison.mcnemar_p",
+        "comparison.baseline_only",
+        "comparison.finetuned_only",
+        "comparison.calibration_error_diff",
+        "comparison.calibration_error_all_bins_diff",
+        "comparison.math.accuracy_diff",
+    } <= parent_keys
 
 
 def test_a_second_run_keeps_the_first_runs_record(finished_study, tmp_path):

@@ -18,6 +18,7 @@ from hle_reasoning.datasets import (
     ParquetDataset,
 )
 from hle_reasoning.datasets.evaluation import JudgeEndpoint
+from hle_reasoning.hle.comparison import PairedComparison
 from hle_reasoning.modeling import generation
 from hle_reasoning.modeling.models import load_model, prepare_base_model
 from hle_reasoning.pipelines.evaluation import create_pipeline, nodes
@@ -181,6 +182,31 @@ def test_both_variants_answer_are_judged_and_reported(
         out["baseline.mlflow_metrics"]["accuracy"]["value"]
         == runs["baseline"]["metrics"]["accuracy"]
     )
+
+    # Fine-tuned against baseline, paired on the 12 questions, overall and per category.
+    comparison = out["comparison"].set_index("category")
+    assert list(comparison.index) == ["All", "Math"]
+    base, tuned = predictions["baseline"]["correct"], predictions["finetuned"]["correct"]
+    tuned = tuned.reindex(base.index)
+    overall = comparison.loc["All"]
+    assert overall["n"] == 12 and overall["unpaired"] == 0
+    assert overall["both_correct"] == (base & tuned).sum()
+    assert overall["baseline_only"] == (base & ~tuned).sum()
+    assert overall["finetuned_only"] == (~base & tuned).sum()
+    assert overall["accuracy_diff"] == pytest.approx(100 * (tuned.mean() - base.mean()))
+    assert overall["accuracy_diff_ci_low"] <= overall["accuracy_diff"]
+    assert overall["accuracy_diff"] <= overall["accuracy_diff_ci_high"]
+    assert 0 < overall["mcnemar_p"] <= 1
+    summary = out["comparison_summary"]
+    assert isinstance(summary, PairedComparison) and summary.table.n == 12
+    metrics = out["comparison_metrics"]
+    for name in ("accuracy_diff", "accuracy_diff_ci_low", "accuracy_diff_ci_high", "mcnemar_p"):
+        assert metrics[name]["value"] == pytest.approx(overall[name])
+        assert f"math.{name}" in metrics
+    assert {"baseline_only", "finetuned_only", "calibration_error_all_bins_diff"} <= set(metrics)
+    assert "## Baseline against fine-tuned" in report
+    assert "| **Fine-tuned − baseline** (paired;" in report
+    assert "What the test set can detect" in report
     plt.close("all")
 
 
@@ -368,3 +394,13 @@ def test_kedro_run_with_the_llm_judge_logs_both_variants_and_never_the_key(
     for path in project_copy.rglob("*"):
         if path.is_file():
             assert SECRET.encode() not in path.read_bytes(), path
+
+
+@pytest.mark.slow
+def test_a_bad_comparison_config_stops_the_run_before_any_answer(project_copy):
+    result = kedro_run(project_copy, "--params", "evaluation.comparison.confidence_level=95")
+    output = result.stdout + result.stderr
+    assert result.returncode != 0
+    assert "no node was run" in output
+    assert "evaluation.comparison.confidence_level is 95.0; set it in (0, 1)" in output
+    assert "Running node" not in output

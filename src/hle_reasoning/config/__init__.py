@@ -9,6 +9,7 @@ conf/base documents (tests/test_config.py holds the two together).
 from hle_reasoning.config.data_processing import DataProcessingConfig, SplitConfig
 from hle_reasoning.config.distributed import DistributedConfig
 from hle_reasoning.config.evaluation import (
+    ComparisonConfig,
     EvaluationConfig,
     GenerationConfig,
     JudgeConfig,
@@ -33,6 +34,7 @@ __all__ = [
     "BLOCKS",
     "TINY",
     "CheckpointsConfig",
+    "ComparisonConfig",
     "ConfigError",
     "DataProcessingConfig",
     "EvaluationConfig",

@@ -118,6 +118,19 @@ class MetricsConfig(Block):
 
 
 @dataclass(frozen=True, kw_only=True)
+class ComparisonConfig(Block):
+    """Baseline against fine-tuned (``hle_reasoning.hle.comparison``): the level of the accuracy
+    and calibration difference intervals, and the seeded paired bootstrap of the latter."""
+
+    PATH = "evaluation.comparison"
+    confidence_level: float = field(
+        default=0.95, metadata=check(lambda v: 0 < v < 1, "set it in (0, 1), e.g. 0.95")
+    )
+    bootstrap_resamples: int = field(default=2000, metadata=_INT1)
+    seed: int = field(default=0, metadata=at_least(0, "an integer"))
+
+
+@dataclass(frozen=True, kw_only=True)
 class PaperRow(Block):
     """One row of the HLE paper's Table 1 as the proposal reproduces it."""
 
@@ -160,4 +173,5 @@ class EvaluationConfig(Block):
     generation: GenerationConfig = field(default_factory=GenerationConfig)
     judge: JudgeConfig = field(default_factory=JudgeConfig)
     metrics: MetricsConfig = field(default_factory=MetricsConfig)
+    comparison: ComparisonConfig = field(default_factory=ComparisonConfig)
     report: ReportConfig

@@ -9,15 +9,17 @@ from typing import Any
 MISSING = "n/a"
 
 
-def figure(value: Any, digits: int = 2, suffix: str = "") -> str:
-    """A number with ``digits`` decimals (and ``suffix``); ``n/a`` for None or NaN."""
+def figure(value: Any, digits: int = 2, suffix: str = "", *, signed: bool = False) -> str:
+    """A number with ``digits`` decimals (and ``suffix``; a ``+`` before positive numbers when
+    ``signed``, for differences); ``n/a`` for None or NaN."""
     if value is None:
         return MISSING
     try:
         number = float(value)
     except (TypeError, ValueError):
         return str(value)
-    return MISSING if math.isnan(number) else f"{number:.{digits}f}{suffix}"
+    sign = "+" if signed else ""
+    return MISSING if math.isnan(number) else f"{number:{sign}.{digits}f}{suffix}"
 
 
 def slug(name: str) -> str:

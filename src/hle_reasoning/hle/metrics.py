@@ -228,3 +228,17 @@ def summarize(
         "calibration_error_all_bins": every_bin,
         "mean_confidence": float(confidence.mean()) if len(confidence) else math.nan,
     }
+
+
+# The paired comparison of two variants lives in hle.comparison (it builds on the functions
+# above); its public functions are importable from here too, loaded on first use (PEP 562) so
+# that neither module imports the other at import time.
+_COMPARISON_NAMES = ("mcnemar_test", "compare_paired", "newcombe_interval", "paired_table")
+
+
+def __getattr__(name: str):
+    if name in _COMPARISON_NAMES:
+        from hle_reasoning.hle import comparison
+
+        return getattr(comparison, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

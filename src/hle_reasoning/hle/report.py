@@ -11,7 +11,7 @@ import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 
-from hle_reasoning.hle.formatting import figure
+from hle_reasoning.hle.formatting import MISSING, figure
 from hle_reasoning.hle.metrics import (
     BETA,
     SmallSampleWarning,
@@ -154,14 +154,18 @@ def report_markdown(
     p: str,
     notes: Sequence[str] = (),
     diagrams: Sequence[str] = (),
+    comparison_row: str | None = None,
+    comparison: str | None = None,
 ) -> str:
-    """The evaluation report in Markdown: Table 1, notes, per-category figures, diagrams."""
+    """The evaluation report in Markdown: Table 1, notes, the paired comparison, per-category
+    figures, diagrams. ``comparison_row`` (``comparison_row_markdown``) goes under Table 1,
+    ``comparison`` (``comparison_section``) after the notes."""
     parts = [
         "# Evaluation: baseline against GRPO fine-tuned",
         "",
         "## Table 1. Comparative evaluation on Humanity's Last Exam",
         "",
-        table_1_markdown(table),
+        table_1_markdown(table) + (f"\n{comparison_row}" if comparison_row else ""),
         "",
         f"Paper rows: {paper_source}",
         "",
@@ -174,6 +178,8 @@ def report_markdown(
     ]
     if notes:
         parts += ["", *[f"* {note}" for note in notes]]
+    if comparison:
+        parts += ["", comparison]
     parts += ["", "## Per category", "", category_markdown(by_category)]
     if diagrams:
         parts += ["", "## Reliability diagrams", ""]
@@ -230,3 +236,146 @@ def reliability_diagram(
     bottom.set_xlim(0, 100)
     fig.tight_layout()
     return fig
+
+
+def _interval(value: float, low: float, high: float, digits: int = 1) -> str:
+    if math.isnan(value):
+        return MISSING
+    low, high = figure(low, digits, signed=True), figure(high, digits, signed=True)
+    return f"{figure(value, digits, signed=True)} [{low}, {high}]"
+
+
+def _p_value(p: float) -> str:
+    return MISSING if math.isnan(p) else f"{p:.3g}"
+
+
+def comparison_row_markdown(overall: dict[str, Any]) -> str:
+    """The row under Table 1: fine-tuned minus baseline on the paired questions."""
+    return (
+        f"| **Fine-tuned − baseline** (paired; McNemar p = {_p_value(overall['mcnemar_p'])}; "
+        f"discordant: {int(overall['finetuned_only'])} fine-tuned only, "
+        f"{int(overall['baseline_only'])} baseline only) "
+        f"| {_interval(overall['accuracy_diff'], overall['accuracy_diff_ci_low'], overall['accuracy_diff_ci_high'])} "
+        f"| {_interval(overall['calibration_error_diff'], overall['calibration_error_diff_ci_low'], overall['calibration_error_diff_ci_high'])} "
+        f"| {_interval(overall['calibration_error_all_bins_diff'], overall['calibration_error_all_bins_diff_ci_low'], overall['calibration_error_all_bins_diff_ci_high'])} "
+        f"| {int(overall['n'])} | paired difference |"
+    )
+
+
+def detectability_note(overall: dict[str, Any], confidence_level: float = 0.95) -> str:
+    """What the test set can detect: the reading of a null (or not null) result, in words."""
+    n, m = int(overall["n"]), int(overall["discordant"])
+    level = f"{100 * confidence_level:g}%"
+    if n == 0:
+        return "No question was answered and judged by both variants: nothing can be compared."
+    observed = (
+        f"The observed difference is {_interval(overall['accuracy_diff'], overall['accuracy_diff_ci_low'], overall['accuracy_diff_ci_high'])} pp "
+        f"(McNemar p = {_p_value(overall['mcnemar_p'])}): "
+    )
+    excludes = overall["accuracy_diff_ci_low"] > 0 or overall["accuracy_diff_ci_high"] < 0
+    observed += (
+        f"its {level} interval excludes zero, a difference beyond chance."
+        if excludes
+        else f"its {level} interval includes zero, so it is consistent with no difference."
+    )
+    detectable = overall["detectable_diff"]
+    smallest = overall.get("smallest_detectable_diff", math.nan)
+    one_way = (
+        f" The smallest difference {n} questions could show at all is {smallest:.1f} pp "
+        f"({round(smallest * n / 100)} questions right for one variant only, none for the "
+        "other)."
+        if not math.isnan(smallest)
+        else ""
+    )
+    if math.isnan(detectable):
+        if m == 0:
+            limit = (
+                f"With {n} paired questions and no discordant pair (both variants gave the same "
+                f"verdict on every question), there is no difference to test.{one_way}"
+            )
+        else:
+            limit = (
+                f"With {n} paired questions and only {m} discordant pair(s), no difference can "
+                f"be told from chance: even all {m} favouring one variant would leave zero "
+                f"inside the {level} interval.{one_way}"
+            )
+    else:
+        needed = round((detectable * n / 100 + m) / 2)
+        limit = (
+            f"With {n} paired questions and these {m} discordant pairs, differences under "
+            f"{detectable:.1f} pp are indistinguishable from chance: the {level} interval "
+            f"excludes zero only when at least {needed} of the {m} discordant pairs favour one "
+            f"variant (observed: {int(overall['finetuned_only'])} fine-tuned only, "
+            f"{int(overall['baseline_only'])} baseline only).{one_way}"
+        )
+    return f"{observed} {limit}"
+
+
+def _detectable(row: dict[str, Any]) -> str:
+    smallest = row.get("smallest_detectable_diff", math.nan)
+    if math.isnan(row["detectable_diff"]):
+        return MISSING if math.isnan(smallest) else f"{MISSING} (at least {smallest:.1f})"
+    return figure(row["detectable_diff"], 1)
+
+
+def comparison_markdown(comparison: pd.DataFrame) -> str:
+    """The per-category table of the paired comparison (``All`` first)."""
+    lines = [
+        "| Category | Paired n | Both correct | Baseline only | Fine-tuned only | Both wrong "
+        "| Baseline (%) | Fine-tuned (%) | Difference (pp) [95% CI] | McNemar p "
+        "| Detectable (pp) | Calibration error diff (pp) [95% CI] | all bins (pp) [95% CI] "
+        "| Left out |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
+    ]
+    for row in comparison.to_dict("records"):
+        lines.append(
+            f"| {row['category']} | {int(row['n'])} | {int(row['both_correct'])} "
+            f"| {int(row['baseline_only'])} | {int(row['finetuned_only'])} "
+            f"| {int(row['both_wrong'])} | {figure(row['baseline_accuracy'], 1)} "
+            f"| {figure(row['finetuned_accuracy'], 1)} "
+            f"| {_interval(row['accuracy_diff'], row['accuracy_diff_ci_low'], row['accuracy_diff_ci_high'])} "
+            f"| {_p_value(row['mcnemar_p'])} | {_detectable(row)} "
+            f"| {_interval(row['calibration_error_diff'], row['calibration_error_diff_ci_low'], row['calibration_error_diff_ci_high'])} "
+            f"| {_interval(row['calibration_error_all_bins_diff'], row['calibration_error_all_bins_diff_ci_low'], row['calibration_error_all_bins_diff_ci_high'])} "
+            f"| {int(row['unpaired'])} |"
+        )
+    return "\n".join(lines)
+
+
+def comparison_section(
+    comparison: pd.DataFrame,
+    *,
+    confidence_level: float,
+    bootstrap_resamples: int,
+    seed: int,
+    beta: int,
+) -> str:
+    """The report's "Baseline against fine-tuned" section."""
+    overall = comparison.iloc[0].to_dict()
+    level = f"{100 * confidence_level:g}%"
+    parts = [
+        "## Baseline against fine-tuned",
+        "",
+        "Both variants answer the same questions, so the comparison is paired: on the "
+        f"{int(overall['n'])} questions both answered and were judged on "
+        f"({int(overall['unpaired'])} left out), fine-tuned minus baseline.",
+        "",
+        comparison_markdown(comparison),
+        "",
+        f"**What the test set can detect.** {detectability_note(overall, confidence_level)}",
+        "",
+        f"* Accuracy difference: {level} interval by Newcombe's hybrid score method for paired "
+        "proportions (Newcombe 1998, Statistics in Medicine 17:2635-2650, method 10: Wilson "
+        "intervals of both accuracies combined with the correlation of the pairs). McNemar: "
+        "exact two-sided binomial test on the discordant pairs (1 when there are none). "
+        "Detectable: the smallest difference whose interval would exclude zero with these "
+        "questions and this many discordant pairs (n/a: none would; in brackets the smallest "
+        "difference this many questions could show, every discordant pair favouring one "
+        "variant).",
+        f"* Calibration error difference: {level} percentile interval of a paired bootstrap "
+        f"over questions ({bootstrap_resamples} resamples, seed {seed}; both variants' "
+        "calibration errors recomputed on each resample). The official figure is n/a below "
+        f"beta = {beta} paired answers and 0 for both variants by construction from {beta} to "
+        f"{2 * beta - 1}: read the all-bins difference there.",
+    ]
+    return "\n".join(parts)

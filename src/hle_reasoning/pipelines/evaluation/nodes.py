@@ -19,7 +19,7 @@ from hle_reasoning.config import (
     ModelConfig,
 )
 from hle_reasoning.datasets.evaluation import JSONLinesShards, JudgeEndpoint
-from hle_reasoning.hle import agreement, report, verdicts
+from hle_reasoning.hle import agreement, comparison, report, verdicts
 from hle_reasoning.hle.formatting import figure, slug
 from hle_reasoning.hle.llm_judge import LLMJudge
 from hle_reasoning.hle.metrics import small_sample_note
@@ -358,14 +358,61 @@ def _judging_notes(label: str, overall: dict[str, Any]) -> list[str]:
     return notes
 
 
+def compare_variants(
+    baseline_predictions: pd.DataFrame,
+    finetuned_predictions: pd.DataFrame,
+    evaluation_config: dict[str, Any],
+) -> tuple[pd.DataFrame, dict[str, dict[str, float]], comparison.PairedComparison]:
+    """Fine-tuned against baseline on the questions both answered and were judged on.
+
+    Returns the comparison per category (``All`` first), its figures for the parent MLflow run
+    (``comparison.accuracy_diff``, ..., ``comparison.<category>.accuracy_diff``, ...; NaN when
+    undefined), and the overall comparison as a typed object for the run's summary.
+    """
+    evaluation = EvaluationConfig.from_params(evaluation_config)
+    config = evaluation.comparison
+    results = comparison.compare_predictions(
+        baseline_predictions,
+        finetuned_predictions,
+        confidence_level=config.confidence_level,
+        n_resamples=config.bootstrap_resamples,
+        seed=config.seed,
+        beta=evaluation.metrics.beta,
+        p=evaluation.metrics.p,
+    )
+    table = pd.DataFrame([result.record() for result in results])
+    metrics: dict[str, dict[str, float]] = {}
+    for row in table.to_dict("records"):
+        prefix = "" if row["category"] == comparison.ALL else f"{slug(row['category'])}."
+        for name, value in row.items():
+            if name != "category":
+                metrics[f"{prefix}{name}"] = {"value": float(value), "step": 0}
+    overall = results[0]
+    logger.info(
+        "finetuned - baseline: %s pp [%s, %s] on %d paired questions, McNemar p = %s "
+        "(%d fine-tuned only, %d baseline only); %d left out",
+        figure(overall.accuracy_diff, signed=True),
+        figure(overall.accuracy_diff_ci_low, signed=True),
+        figure(overall.accuracy_diff_ci_high, signed=True),
+        overall.table.n,
+        figure(overall.mcnemar_p, 3),
+        overall.table.finetuned_only,
+        overall.table.baseline_only,
+        overall.unpaired,
+    )
+    return table, metrics, overall
+
+
 def report_evaluation(
     baseline_metrics: pd.DataFrame,
     finetuned_metrics: pd.DataFrame,
     evaluation_config: dict[str, Any],
     model_name_or_path: str,
     judge_endpoint: JudgeEndpoint,
+    paired_comparison: pd.DataFrame | None = None,
 ) -> tuple[pd.DataFrame, pd.DataFrame, str]:
-    """Table 1 (paper rows, then both measured variants), the per-category table, the report."""
+    """Table 1 (paper rows, both measured variants, their paired difference), the per-category
+    table, the report."""
     evaluation = EvaluationConfig.from_params(evaluation_config)
     report_config, beta = evaluation.report, evaluation.metrics.beta
     measured, frames, notes = [], [], []
@@ -391,5 +438,24 @@ def report_evaluation(
         p=evaluation.metrics.p,
         notes=notes,
         diagrams=[f"{v}_reliability_diagram.png" for v in ("baseline", "finetuned")],
+        **_comparison_parts(paired_comparison, evaluation),
     )
     return table, by_category, markdown
+
+
+def _comparison_parts(
+    paired_comparison: pd.DataFrame | None, evaluation: EvaluationConfig
+) -> dict[str, str]:
+    if paired_comparison is None or paired_comparison.empty:
+        return {}
+    config = evaluation.comparison
+    return {
+        "comparison_row": report.comparison_row_markdown(paired_comparison.iloc[0].to_dict()),
+        "comparison": report.comparison_section(
+            paired_comparison,
+            confidence_level=config.confidence_level,
+            bootstrap_resamples=config.bootstrap_resamples,
+            seed=config.seed,
+            beta=evaluation.metrics.beta,
+        ),
+    }

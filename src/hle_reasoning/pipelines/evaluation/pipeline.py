@@ -4,7 +4,9 @@ scored as HLE does, and are compared in the proposal's Table 1.
 One variant pipeline, instantiated twice under the namespaces ``baseline`` (the base model) and
 ``finetuned`` (base + LoRA adapter): kedro-viz shows them side by side, and every output is
 prefixed with its namespace (``baseline.predictions``, ``finetuned.predictions``, ...) but the
-per-category figures that the report combines (``baseline_metrics_by_category``, ...).
+per-category figures that the report combines (``baseline_metrics_by_category``, ...). Then
+``compare_variants`` pairs both variants' predictions (McNemar, Newcombe's interval, the
+calibration bootstrap) and ``report_evaluation`` writes Table 1 and the report.
 """
 
 import inspect
@@ -121,6 +123,12 @@ def create_pipeline(**kwargs) -> Pipeline:
     report = pipeline(
         [
             node(
+                nodes.compare_variants,
+                inputs=["baseline.predictions", "finetuned.predictions", "params:evaluation"],
+                outputs=["comparison", "comparison_metrics", "comparison_summary"],
+                name="compare_variants_node",
+            ),
+            node(
                 nodes.report_evaluation,
                 inputs=[
                     "baseline_metrics_by_category",
@@ -128,10 +136,11 @@ def create_pipeline(**kwargs) -> Pipeline:
                     "params:evaluation",
                     "params:model.name_or_path",
                     "judge_endpoint",
+                    "comparison",
                 ],
                 outputs=["table_1", "metrics_by_category", "evaluation_report"],
                 name="report_evaluation_node",
-            )
+            ),
         ]
     )
     return pipeline([*variants, report], tags="evaluation")
