@@ -58,6 +58,9 @@ def test_kedro_run_on_two_processes_answers_each_question_once_per_variant(tmp_p
         assert not (folder / "response_shards").exists()
         predictions = pd.read_csv(folder / "predictions.csv")
         assert len(predictions) == len(test_ids) and predictions["judged"].all()
+    # The paired comparison covers every test question, as on one process.
+    comparison = pd.read_csv(project / "data/08_reporting/comparison.csv")
+    assert comparison.loc[0, "category"] == "All" and comparison.loc[0, "n"] == len(test_ids)
 
 
 def test_a_distributed_block_that_cannot_work_stops_the_run_before_any_node(tmp_path):
