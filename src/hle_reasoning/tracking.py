@@ -12,7 +12,9 @@ from __future__ import annotations
 
 import json
 import math
+import time
 from collections.abc import Mapping
+from dataclasses import dataclass
 from typing import Any
 
 # MLflow's limit on a parameter value.
@@ -47,6 +49,40 @@ def log_metrics(metrics: Mapping[str, Any], step: int | None = None) -> None:
     """``metrics`` into the active run at ``step`` (undefined values as NaN)."""
     if metrics and active():
         _mlflow().log_metrics({k: metric_value(v) for k, v in metrics.items()}, step=step)
+
+
+@dataclass(frozen=True)
+class RunRef:
+    """An MLflow run that another process logs into: its tracking URI and run id.
+
+    A distributed training worker is a fresh interpreter with no active run; rank 0 logs each
+    step's metrics into the parent's run through this (MLflow's client, by run id), without
+    starting or ending the run, so its status stays the parent's to set.
+    """
+
+    tracking_uri: str
+    run_id: str
+
+    def log_metrics(self, metrics: Mapping[str, Any], step: int | None = None) -> None:
+        """``metrics`` into this run at ``step`` (undefined values as NaN)."""
+        if not metrics:
+            return
+        from mlflow import MlflowClient
+        from mlflow.entities import Metric
+
+        now = int(time.time() * 1000)
+        MlflowClient(tracking_uri=self.tracking_uri).log_batch(
+            self.run_id,
+            metrics=[Metric(k, metric_value(v), now, step or 0) for k, v in metrics.items()],
+        )
+
+
+def active_run_ref() -> RunRef | None:
+    """The active run as a :class:`RunRef` for another process (None without an active run)."""
+    if not active():
+        return None
+    mlflow = _mlflow()
+    return RunRef(mlflow.get_tracking_uri(), mlflow.active_run().info.run_id)
 
 
 def log_params(params: Mapping[str, Any]) -> None:

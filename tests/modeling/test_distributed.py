@@ -157,6 +157,42 @@ def test_two_ddp_processes_all_reduce_the_single_process_gradient(
         np.testing.assert_allclose(reduced[name], single[name], rtol=0, atol=1e-5, err_msg=name)
 
 
+@pytest.mark.slow
+def test_rank_0_logs_each_step_live_into_the_nodes_mlflow_run_once(
+    tmp_path, tiny_dir, math_questions, training_params, model_params
+):
+    """The training node on 2 DDP processes inside an MLflow run (as kedro-mlflow opens it):
+    each step's metrics are in that run, under the single-process names, once each."""
+    import mlflow
+
+    from hle_reasoning.pipelines.training import nodes
+
+    questions = math_questions.head(2)
+    fp32 = {**model_params, "device": "cpu", "quantization": None}
+    training = _one_step_config(training_params, tmp_path / "checkpoints")
+    training["max_steps"] = 2
+    mlflow.set_tracking_uri(f"sqlite:///{tmp_path / 'mlflow.db'}")
+    client = mlflow.MlflowClient()
+    with mlflow.start_run() as run:
+        started = time.monotonic()
+        adapter, _, summary, history = nodes.train_grpo(
+            str(tiny_dir), questions, fp32, training, {"num_processes": 2, "timeout_s": 120}
+        )
+        print(f"\n2-process training node, 2 steps: {time.monotonic() - started:.1f} s")
+        # The workers attached by id: the run is still the parent's, running.
+        assert client.get_run(run.info.run_id).info.status == "RUNNING"
+    assert summary["world_size"] == 2 and summary["steps"] == 2
+    # Rank 0 saved the adapter after its last step, before the workers were done.
+    saved_ms = (adapter.path / "adapter_model.safetensors").stat().st_mtime * 1000
+    names = set(history.columns) - {"step"}
+    assert {"loss", "reward", "reward.format", "kl"} <= names
+    for name in names:
+        logged = client.get_metric_history(run.info.run_id, f"training.{name}")
+        assert sorted(m.step for m in logged) == [1, 2], name  # each step once, numbered
+        assert all(m.timestamp <= saved_ms for m in logged), name  # live: while training
+    assert not client.get_metric_history(run.info.run_id, "loss")  # no second naming
+
+
 @pytest.mark.parametrize(
     ("processes", "batch_size", "problem"),
     [

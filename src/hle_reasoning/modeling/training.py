@@ -22,6 +22,7 @@ from typing import Any
 import pandas as pd
 import torch
 
+from hle_reasoning import tracking
 from hle_reasoning.config.distributed import world_size_problems
 from hle_reasoning.config.model import ModelConfig
 from hle_reasoning.config.parsing import parse
@@ -196,12 +197,14 @@ def train_grpo(
     *,
     callbacks: Iterable[Any] = (),
     trainer_class: type[MllamaGRPOTrainer] = MllamaGRPOTrainer,
+    live_run: tracking.RunRef | None = None,
 ) -> TrainingResult:
     """QLoRA + GRPO on ``questions`` from the saved base model ``base_model`` (a directory or hub id).
 
     Checkpoints go to ``training.checkpoints.dir`` every ``save_steps`` steps; an interrupted run
     of the same configuration resumes from the newest one (``resume: auto``). They are removed
-    when the run completes. Each step's metrics reach the active MLflow run as the step ends.
+    when the run completes. Each step's metrics reach the active MLflow run as the step ends, or
+    ``live_run`` (a worker process's way to the parent's run; rank 0 only logs).
 
     Inside an initialised process group (a worker of ``hle_reasoning.modeling.distributed``) it
     trains data-parallel (DDP): every process runs this function, the global batch is shared
@@ -264,7 +267,7 @@ def train_grpo(
                 train_dataset=dataset,
                 processing_class=processor,
                 peft_config=lora,
-                callbacks=[LiveMetricsCallback(), *callbacks],
+                callbacks=[LiveMetricsCallback(run=live_run), *callbacks],
             )
         from transformers.trainer_callback import ProgressCallback
 

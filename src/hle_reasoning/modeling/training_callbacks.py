@@ -68,13 +68,15 @@ def metrics_history(log_history: Iterable[Mapping[str, Any]]) -> dict[str, list[
 class LiveMetricsCallback(TrainerCallback):
     """Each optimizer step's metrics into the active MLflow run as the step ends.
 
-    The run is the one kedro-mlflow opened for the ``kedro run``; steps are TRL's global steps,
-    so a resumed run continues the numbering, and the steps restored from the checkpoint are
-    logged first so that the run shows the whole curve.
+    The run is the one kedro-mlflow opened for the ``kedro run``: the active run, or ``run``
+    (a distributed worker has none: rank 0 is given the parent's run by id). Only the world's
+    process 0 logs. Steps are TRL's global steps, so a resumed run continues the numbering, and
+    the steps restored from the checkpoint are logged first so that the run shows the whole curve.
     """
 
-    def __init__(self, prefix: str = METRIC_PREFIX) -> None:
+    def __init__(self, prefix: str = METRIC_PREFIX, run: tracking.RunRef | None = None) -> None:
         self.prefix = prefix
+        self._log = run.log_metrics if run is not None else tracking.log_metrics
         self._logged = 0  # entries of state.log_history already logged
 
     def on_log(self, args, state, control, logs=None, **kwargs):
@@ -83,7 +85,7 @@ class LiveMetricsCallback(TrainerCallback):
         for entry in state.log_history[self._logged :]:
             metrics = step_metrics(entry)
             if metrics:
-                tracking.log_metrics(
+                self._log(
                     {f"{self.prefix}.{k}": v for k, v in metrics.items()}, step=int(entry["step"])
                 )
         self._logged = len(state.log_history)

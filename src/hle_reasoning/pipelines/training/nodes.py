@@ -11,7 +11,6 @@ from hle_reasoning import tracking
 from hle_reasoning.config import DistributedConfig
 from hle_reasoning.modeling import curves, models, training
 from hle_reasoning.modeling.models import BuiltModel
-from hle_reasoning.modeling.training_callbacks import METRIC_PREFIX
 from hle_reasoning.pipelines.training import workers
 from hle_reasoning.summaries import TrainingSummary
 
@@ -41,20 +40,19 @@ def train_grpo(
     Each step's metrics reach MLflow while the run trains (``training_callbacks``); the
     trainer's resolved settings are logged as params (kedro-mlflow logs the ``training.*``
     parameters themselves). With ``distributed.num_processes`` > 1 the run is data-parallel on
-    worker processes (DDP) and the node records rank 0's result; its per-step metrics reach
-    MLflow when the workers are done (the workers have no MLflow run).
+    worker processes (DDP) and the node records rank 0's result; rank 0's worker logs each
+    step's metrics live into this run (given by id), under the same names, and only it.
     """
     scale = DistributedConfig.from_params(distributed_config)
     if scale.enabled:
         result = workers.train_distributed(
-            scale, base_model, focus_train, model_config, training_config
+            scale,
+            base_model,
+            focus_train,
+            model_config,
+            training_config,
+            live_run=tracking.active_run_ref(),
         )
-        by_step: dict[int, dict[str, float]] = {}
-        for name, points in result.history.items():
-            for point in points:
-                by_step.setdefault(point["step"], {})[f"{METRIC_PREFIX}.{name}"] = point["value"]
-        for step, metrics in sorted(by_step.items()):
-            tracking.log_metrics(metrics, step=step)
     else:
         result = training.train_grpo(base_model, focus_train, model_config, training_config)
     tracking.log_params(result.params)

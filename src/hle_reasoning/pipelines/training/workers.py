@@ -2,8 +2,10 @@
 
 Started by ``hle_reasoning.modeling.distributed.launch`` from the training node (never by Kedro):
 every worker joins the process group and runs the same ``train_grpo``, which shares the global
-batch between them; rank 0 saves the adapter to a folder the node gave it and returns what the
-node records (histories, summary, trainer settings). No worker touches the catalog or MLflow.
+batch between them; rank 0 logs each step's metrics live into the node's MLflow run (by run id:
+the workers start and end no run), saves the adapter to a folder the node gave it and returns
+what the node records (histories, summary, trainer settings). The other ranks log nothing, and
+no worker touches the catalog.
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ from typing import Any
 
 import pandas as pd
 
+from hle_reasoning import tracking
 from hle_reasoning.modeling import distributed, training
 
 
@@ -28,12 +31,19 @@ class TrainTask:
     model_params: dict[str, Any]
     training: dict[str, Any]
     adapter_dir: str
+    live_run: tracking.RunRef | None = None  # the node's MLflow run, for rank 0's step metrics
 
 
 def train_share(task: TrainTask) -> dict[str, Any] | None:
     """This worker's part of the data-parallel run; rank 0 returns the run's record."""
     state = distributed.init_worker(task.training.get("cpu_threads"))
-    result = training.train_grpo(task.base_model, task.questions, task.model_params, task.training)
+    result = training.train_grpo(
+        task.base_model,
+        task.questions,
+        task.model_params,
+        task.training,
+        live_run=task.live_run if state.is_main_process else None,
+    )
     if not state.is_main_process:
         return None
     result.model.save_pretrained(task.adapter_dir)
@@ -64,8 +74,10 @@ def train_distributed(
     questions: pd.DataFrame,
     model_params: dict[str, Any],
     training_params: dict[str, Any],
+    live_run: tracking.RunRef | None = None,
 ) -> training.TrainingResult:
-    """``training.train_grpo`` on the workers of ``scale``; rank 0's result."""
+    """``training.train_grpo`` on the workers of ``scale``; rank 0's result. Rank 0 logs each
+    step's metrics into ``live_run`` as it trains."""
     folder = tempfile.TemporaryDirectory(prefix="hle-adapter-")
     task = TrainTask(
         base_model=base_model,
@@ -73,6 +85,7 @@ def train_distributed(
         model_params=dict(model_params),
         training=dict(training_params),
         adapter_dir=folder.name,
+        live_run=live_run,
     )
     record = distributed.launch(scale, train_share, task)[0]
     return training.TrainingResult(
