@@ -41,9 +41,15 @@ def test_kedro_run_on_two_processes_answers_each_question_once_per_variant(tmp_p
         parents = pd.read_sql(
             "select run_uuid, value from tags where key = 'mlflow.parentRunId'", db
         )
+        rewards = pd.read_sql(
+            "select run_uuid, step from metrics where key = 'training.reward'", db
+        )
     assert len(runs) == 3 and (runs["status"] == "FINISHED").all()
     top = set(runs["run_uuid"]) - set(parents["run_uuid"])
     assert len(top) == 1  # one parent run: the session was not replicated
+    # Rank 0 logged each step live into the parent run, once.
+    assert set(rewards["run_uuid"]) == top
+    assert sorted(rewards["step"]) == list(range(1, 27))
     assert set(parents["value"]) == top
     assert sorted(runs.loc[runs["run_uuid"].isin(parents["run_uuid"]), "name"]) == [
         "evaluation.baseline",
@@ -115,7 +121,14 @@ def test_two_machines_on_localhost_one_kedro_run_each(tmp_path):
 
     with sqlite3.connect(project / "mlflow.db") as db:
         names = sorted(pd.read_sql("select name from runs", db)["name"])
+        losses = pd.read_sql(
+            "select m.step from metrics m join runs r on m.run_uuid = r.run_uuid "
+            "where r.name = '__default__' and m.key = 'training.loss'",
+            db,
+        )
     assert names == ["__default__", "evaluation.baseline", "evaluation.finetuned"]
+    # Global rank 0 (on machine 0) logged each step into machine 0's run, once.
+    assert sorted(losses["step"]) == [1, 2]
     summary = json.loads((project / "data/08_reporting/training_summary.json").read_text())
     assert summary["world_size"] == 2 and summary["steps"] == 2
     test_ids = pd.read_parquet(project / "data/05_model_input/focus_test.parquet")["id"]
