@@ -24,7 +24,7 @@ from hle_reasoning.hle.formatting import figure, slug
 from hle_reasoning.hle.llm_judge import LLMJudge
 from hle_reasoning.hle.metrics import small_sample_note
 from hle_reasoning.hle.stores import replacing
-from hle_reasoning.modeling import distributed, generation
+from hle_reasoning.modeling import generation
 from hle_reasoning.pipelines.evaluation import workers
 from hle_reasoning.summaries import VariantRun
 
@@ -86,7 +86,7 @@ def answer_questions(
             shards=response_shards,
             description=f"{variant} answers",
         )
-        yield from _answer_distributed(questions, todo, kept, scale, variant, task)
+        yield from workers.answer_distributed(questions, todo, kept, scale, variant, task)
         return
     yield kept
     if not todo.empty:
@@ -98,45 +98,6 @@ def answer_questions(
             yield batch
     if leftover is not None and len(leftover):
         response_shards.clear()  # their answers are in the store now (saved at the last yield)
-
-
-def _answer_distributed(
-    questions: pd.DataFrame,
-    todo: pd.DataFrame,
-    kept: pd.DataFrame,
-    scale: DistributedConfig,
-    variant: str,
-    task: workers.AnswerTask,
-) -> Iterator[pd.DataFrame]:
-    """The workers answer ``todo`` into their shards; one save of every answer in question order."""
-    shards = task.shards
-    if shards is None:
-        raise ValueError(
-            f"{variant}: distributed answering needs the {variant}.response_shards dataset "
-            "(conf/base/catalog_evaluation.yml) for the workers' shards."
-        )
-    new = pd.DataFrame(columns=list(generation.RESPONSE_COLUMNS))
-    if not todo.empty:
-        answered = distributed.launch(scale, workers.answer_share, task)
-        written = shards.load()
-        todo_ids = set(todo["id"].astype(str))
-        new = written[
-            (written["generation_key"] == task.key) & written["id"].astype(str).isin(todo_ids)
-        ].drop_duplicates("id", keep="last")
-        missing = sorted(todo_ids - set(new["id"].astype(str)))
-        if missing:
-            raise RuntimeError(
-                f"{variant}: the workers reported {sum(answered.values())} answer(s) but "
-                f"{len(missing)} question(s) have none in {shards.path} (first: {missing[:5]}); "
-                "run the same command again to answer them."
-            )
-    merged = pd.concat([kept, new.reindex(columns=kept.columns)], ignore_index=True)
-    order = {qid: i for i, qid in enumerate(questions["id"].astype(str))}
-    merged = merged.sort_values("id", key=lambda ids: ids.astype(str).map(order), kind="stable")
-    merged = merged.reset_index(drop=True)
-    replacing(merged)
-    yield merged
-    shards.clear()  # every answer is in the store now (saved at the yield)
 
 
 def judge_responses(

@@ -3,20 +3,23 @@
 Started by ``hle_reasoning.modeling.distributed.launch`` from the answering node (never by
 Kedro): it joins the process group, takes its share of the questions, loads the model on its
 device and appends each answered batch to its own shard. It touches neither the catalog nor
-MLflow; the node merges the shards.
+MLflow. :func:`answer_distributed` is the node's side: it launches the workers and merges their
+shards into one save in question order.
 """
 
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
 import pandas as pd
 
-from hle_reasoning.config import GenerationConfig, ModelConfig
+from hle_reasoning.config import DistributedConfig, GenerationConfig, ModelConfig
 from hle_reasoning.datasets.evaluation import JSONLinesShards
 from hle_reasoning.hle.schema import has_image
+from hle_reasoning.hle.stores import replacing
 from hle_reasoning.modeling import distributed, generation
 
 
@@ -71,3 +74,42 @@ def answer_share(task: AnswerTask) -> int:
         store.save(batch)
         answered += len(batch)
     return answered
+
+
+def answer_distributed(
+    questions: pd.DataFrame,
+    todo: pd.DataFrame,
+    kept: pd.DataFrame,
+    scale: DistributedConfig,
+    variant: str,
+    task: AnswerTask,
+) -> Iterator[pd.DataFrame]:
+    """The workers answer ``todo`` into their shards; one save of every answer in question order."""
+    shards = task.shards
+    if shards is None:
+        raise ValueError(
+            f"{variant}: distributed answering needs the {variant}.response_shards dataset "
+            "(conf/base/catalog_evaluation.yml) for the workers' shards."
+        )
+    new = pd.DataFrame(columns=list(generation.RESPONSE_COLUMNS))
+    if not todo.empty:
+        answered = distributed.launch(scale, answer_share, task)
+        written = shards.load()
+        todo_ids = set(todo["id"].astype(str))
+        new = written[
+            (written["generation_key"] == task.key) & written["id"].astype(str).isin(todo_ids)
+        ].drop_duplicates("id", keep="last")
+        missing = sorted(todo_ids - set(new["id"].astype(str)))
+        if missing:
+            raise RuntimeError(
+                f"{variant}: the workers reported {sum(answered.values())} answer(s) but "
+                f"{len(missing)} question(s) have none in {shards.path} (first: {missing[:5]}); "
+                "run the same command again to answer them."
+            )
+    merged = pd.concat([kept, new.reindex(columns=kept.columns)], ignore_index=True)
+    order = {qid: i for i, qid in enumerate(questions["id"].astype(str))}
+    merged = merged.sort_values("id", key=lambda ids: ids.astype(str).map(order), kind="stable")
+    merged = merged.reset_index(drop=True)
+    replacing(merged)
+    yield merged
+    shards.clear()  # every answer is in the store now (saved at the yield)
