@@ -92,3 +92,21 @@ def stall() -> int:
         return 1
     dist.all_reduce(torch.ones(1))
     return 0
+
+
+class SlowRankOneRngTrainer(MllamaGRPOTrainer):
+    """The study's trainer with rank 1 a second late to save its RNG state in each checkpoint
+    (a busy or dying process): rank 0 must not mark the checkpoint complete before it."""
+
+    def _save_rng_state(self, output_dir: str) -> None:
+        if self.args.process_index == 1:
+            time.sleep(1.0)
+        super()._save_rng_state(output_dir)
+
+
+def train_with_a_slow_rank_one(base_model, questions, model_params, training_params) -> None:
+    """``train_grpo`` with :class:`SlowRankOneRngTrainer` in this process."""
+    distributed.init_worker(1)
+    train_grpo(
+        base_model, questions, model_params, training_params, trainer_class=SlowRankOneRngTrainer
+    )

@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import copy
+import os
 import re
+import signal
+import threading
 import time
 from pathlib import Path
 
@@ -231,3 +234,153 @@ def test_a_collective_that_never_matches_ends_at_the_process_group_timeout():
     message = str(error.value)
     assert "rank 0 (local rank 0): exit code 1" in message
     assert re.search(r"time(d)? ?out", message, re.IGNORECASE)  # gloo's or the store's timeout
+
+
+@pytest.mark.slow
+def test_a_ddp_checkpoint_is_complete_only_with_every_ranks_rng_state(
+    tmp_path, tiny_dir, math_questions, training_params, model_params
+):
+    """Rank 0 writes trainer_state.json, the mark of a complete checkpoint, only once every rank
+    has saved its RNG state there: a rank killed before (or while) saving its own must leave the
+    checkpoint incomplete, not one that resumes without it (or fails to load it)."""
+    checkpoints = tmp_path / "checkpoints"
+    training = _one_step_config(training_params, checkpoints)
+    training["max_steps"] = 2
+    training["grpo"]["max_completion_length"] = 4
+    training["checkpoints"].update({"save_steps": 1, "keep": True})
+    fp32 = {**model_params, "device": "cpu", "quantization": None}
+    launch(
+        DistributedConfig(num_processes=2, timeout_s=60),
+        distributed_workers.train_with_a_slow_rank_one,
+        str(tiny_dir),
+        math_questions.head(2),
+        fp32,
+        training,
+    )
+    for step in (1, 2):
+        folder = checkpoints / f"checkpoint-{step}"
+        marked = (folder / "trainer_state.json").stat().st_mtime_ns
+        for rank in (0, 1):
+            assert (folder / f"rng_state_{rank}.pth").stat().st_mtime_ns <= marked, (step, rank)
+
+
+class _WorkerPids:
+    """The PIDs of the launch's workers by local rank, from elastic's own process context.
+
+    The RANK of a spawned worker is set inside it after it starts (torch's ``_wrap``), so it is
+    not in ``/proc/<pid>/environ``; the agent's ``PContext`` is the one record of which process
+    is which rank. This wrapper only records it; the launch runs unchanged.
+    """
+
+    def __init__(self, monkeypatch) -> None:
+        from torch.distributed.elastic.agent.server import local_elastic_agent
+
+        self.contexts: list = []
+        start = local_elastic_agent.start_processes
+
+        def recording_start(*args, **kwargs):
+            context = start(*args, **kwargs)
+            self.contexts.append(context)
+            return context
+
+        monkeypatch.setattr(local_elastic_agent, "start_processes", recording_start)
+
+    def of_rank(self, rank: int) -> int | None:
+        return self.contexts[-1].pids().get(rank) if self.contexts else None
+
+
+def _steps(directory: Path) -> list[int]:
+    return sorted(int(p.name.split("-")[1]) for p in directory.glob("checkpoint-*"))
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("killed", [1, 0])
+def test_a_ddp_run_killed_with_sigkill_fails_naming_the_rank_and_resumes_when_rerun(
+    tmp_path, tiny_dir, math_questions, training_params, model_params, monkeypatch, killed
+):
+    """2 gloo processes train; once a checkpoint is complete, rank ``killed`` is SIGKILLed
+    (rank 0 as soon as it starts writing the next checkpoint, to leave an incomplete one). The
+    launch fails at once naming the rank; the same call again resumes from the newest complete
+    checkpoint and finishes, with each step once in the history and in MLflow's live curve."""
+    import mlflow
+
+    from hle_reasoning import tracking
+    from hle_reasoning.modeling.checkpoints import TRAINER_STATE, latest_checkpoint
+    from hle_reasoning.pipelines.training.workers import train_distributed
+
+    max_steps = 6
+    checkpoints = tmp_path / "checkpoints"
+    training = _one_step_config(training_params, checkpoints)
+    training["max_steps"] = max_steps
+    training["grpo"]["max_completion_length"] = 8
+    training["checkpoints"].update({"save_steps": 1, "resume": "auto"})
+    # Two image and two text questions: the ranks' batches differ in kind, as in the study.
+    questions = math_questions.iloc[[0, 1, len(math_questions) - 1, len(math_questions) - 2]]
+    fp32 = {**model_params, "device": "cpu", "quantization": None}
+    scale = DistributedConfig(num_processes=2, timeout_s=60)
+    mlflow.set_tracking_uri(f"sqlite:///{tmp_path / 'mlflow.db'}")
+    client = mlflow.MlflowClient()
+    pids = _WorkerPids(monkeypatch)
+    killed_at: dict = {}
+
+    def kill_when_a_checkpoint_is_complete() -> None:
+        deadline = time.monotonic() + 240
+        while time.monotonic() < deadline:
+            last = latest_checkpoint(checkpoints)
+            if last is not None and (pid := pids.of_rank(killed)) is not None:
+                step = int(last.name.split("-")[1])
+                # Rank 0 writes the checkpoints: kill it while it writes step + 1's.
+                writing = checkpoints / f"checkpoint-{step + 1}"
+                if killed == 1 or (writing.is_dir() and not (writing / TRAINER_STATE).exists()):
+                    os.kill(pid, signal.SIGKILL)
+                    killed_at.update(step=step, time=time.monotonic())
+                    return
+            time.sleep(0.005)
+
+    killer = threading.Thread(target=kill_when_a_checkpoint_is_complete, daemon=True)
+    started = time.monotonic()
+    with mlflow.start_run() as first, pytest.raises(WorkerFailedError) as error:
+        killer.start()
+        train_distributed(
+            scale, str(tiny_dir), questions, fp32, training, tracking.active_run_ref()
+        )
+    failed = time.monotonic()
+    killer.join(timeout=5)
+    assert killed_at, "the run ended before it could be killed"
+    assert failed - killed_at["time"] < 30  # stopped by the kill, not by a timeout
+    message = str(error.value)
+    assert f"rank {killed} (local rank {killed}): killed by signal SIGKILL" in message
+    assert "run the same command again to resume" in message
+
+    last = latest_checkpoint(checkpoints)
+    resume_step = int(last.name.split("-")[1])
+    assert killed_at["step"] <= resume_step < max_steps
+    # A complete checkpoint holds every rank's RNG state (the ranks wait for each other).
+    assert {"rng_state_0.pth", "rng_state_1.pth"} <= {p.name for p in last.iterdir()}
+    left = _steps(checkpoints)
+    # The first run's live curve: its steps up to the kill, once each.
+    logged = [m.step for m in client.get_metric_history(first.info.run_id, "training.loss")]
+    assert logged == list(range(1, len(logged) + 1)) and len(logged) >= resume_step
+    if killed == 0:
+        # A kill while rank 0 writes a checkpoint leaves it incomplete: the rerun ignores it.
+        assert resume_step + 1 in left, left
+    print(
+        f"\nkilled rank {killed} after checkpoint {killed_at['step']}; failed "
+        f"{failed - killed_at['time']:.1f} s later ({failed - started:.0f} s in all); "
+        f"checkpoints left {left}, resuming from {resume_step}"
+    )
+
+    with mlflow.start_run() as rerun:
+        result = train_distributed(
+            scale, str(tiny_dir), questions, fp32, training, tracking.active_run_ref()
+        )
+    print(f"rerun: {time.monotonic() - failed:.0f} s")
+    summary = result.summary
+    assert summary["resumed_from_step"] == resume_step
+    assert summary["world_size"] == 2 and summary["steps"] == max_steps
+    steps = list(range(1, max_steps + 1))
+    assert [p["step"] for p in result.history["loss"]] == steps  # restored, then trained
+    losses = client.get_metric_history(rerun.info.run_id, "training.loss")
+    assert [m.step for m in losses] == steps  # rank 0's live curve, once each
+    assert not checkpoints.exists()  # removed once the run completed
+    assert (result.model.path / "adapter_model.safetensors").is_file()

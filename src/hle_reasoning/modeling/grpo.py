@@ -12,7 +12,10 @@ Mllama's: its ``cross_attention_mask`` (which text tokens see which image tiles)
   reference and policy), with the cross-attention mask rebuilt from the prompt tokens and extended
   over the completion exactly as ``generate`` extends it (the last prompt row repeated);
 * ``_generate_and_score_completions`` / ``_compute_loss``: carry ``aspect_ratio_ids`` and
-  ``aspect_ratio_mask`` from generation to the loss, which TRL drops.
+  ``aspect_ratio_mask`` from generation to the loss, which TRL drops;
+* ``_save_rng_state``: under DDP, waits for every rank's RNG state before rank 0 marks the
+  checkpoint complete (transformers does not: a killed rank left a "complete" checkpoint
+  without its RNG state).
 
 In a batch mixing image and text questions, the text rows go through both without image inputs,
 exactly as they would alone. Everything else (sampling, rewards, advantages, the loss, the PEFT
@@ -239,6 +242,16 @@ class MllamaGRPOTrainer(GRPOTrainer):
             return super()._compute_loss(model, inputs)
         finally:
             self._loss_image_fields = {}
+
+    # ----------------------------------------------------------------- checkpoints
+    def _save_rng_state(self, output_dir: str) -> None:
+        super()._save_rng_state(output_dir)
+        # Every rank saves its own rng_state_<rank>.pth, and rank 0 then writes
+        # trainer_state.json, the mark of a complete checkpoint (checkpoints.latest_checkpoint),
+        # without waiting for the others. A rank killed before or while saving its RNG state
+        # left a checkpoint that resumed without it, or could not load it on every rerun; with
+        # this barrier such a checkpoint stays incomplete and the rerun resumes the one before.
+        self.accelerator.wait_for_everyone()
 
     # ----------------------------------------------------------------- log-prob passes
     def _get_per_token_logps_and_entropies(
