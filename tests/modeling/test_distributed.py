@@ -298,7 +298,7 @@ def _steps(directory: Path) -> list[int]:
 def test_a_ddp_run_killed_with_sigkill_fails_naming_the_rank_and_resumes_when_rerun(
     tmp_path, tiny_dir, math_questions, training_params, model_params, monkeypatch, killed
 ):
-    """2 gloo processes train; once a checkpoint is complete, rank ``killed`` is SIGKILLed
+    """2 gloo processes train; once two checkpoints are complete, rank ``killed`` is SIGKILLed
     (rank 0 as soon as it starts writing the next checkpoint, to leave an incomplete one). The
     launch fails at once naming the rank; the same call again resumes from the newest complete
     checkpoint and finishes, with each step once in the history and in MLflow's live curve."""
@@ -323,12 +323,13 @@ def test_a_ddp_run_killed_with_sigkill_fails_naming_the_rank_and_resumes_when_re
     pids = _WorkerPids(monkeypatch)
     killed_at: dict = {}
 
-    def kill_when_a_checkpoint_is_complete() -> None:
+    def kill_after_two_checkpoints() -> None:
         deadline = time.monotonic() + 240
         while time.monotonic() < deadline:
             last = latest_checkpoint(checkpoints)
-            if last is not None and (pid := pids.of_rank(killed)) is not None:
-                step = int(last.name.split("-")[1])
+            step = int(last.name.split("-")[1]) if last is not None else 0
+            # Two complete checkpoints: the history restored on resuming has more than one step.
+            if step >= 2 and (pid := pids.of_rank(killed)) is not None:
                 # Rank 0 writes the checkpoints: kill it while it writes step + 1's.
                 writing = checkpoints / f"checkpoint-{step + 1}"
                 if killed == 1 or (writing.is_dir() and not (writing / TRAINER_STATE).exists()):
@@ -337,7 +338,7 @@ def test_a_ddp_run_killed_with_sigkill_fails_naming_the_rank_and_resumes_when_re
                     return
             time.sleep(0.005)
 
-    killer = threading.Thread(target=kill_when_a_checkpoint_is_complete, daemon=True)
+    killer = threading.Thread(target=kill_after_two_checkpoints, daemon=True)
     started = time.monotonic()
     with mlflow.start_run() as first, pytest.raises(WorkerFailedError) as error:
         killer.start()
