@@ -29,6 +29,7 @@ def test_paper_config_resolves_to_the_proposals_setup():
         "quant_type": "nf4",
         "compute_dtype": "bfloat16",
         "double_quant": False,
+        "quant_storage": "uint8",  # from base: bitsandbytes' default (one GPU, no FSDP)
     }
     # Soft merge: keys the paper env does not override come from base.
     assert params["data_processing"]["split"]["confidence_level"] == 0.90

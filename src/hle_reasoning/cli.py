@@ -11,7 +11,7 @@ changes nothing else:
   run. Everything upstream here is cheap and deterministic (the split, the tiny base model).
 * An unknown pipeline name, and a problem the project reports with a message of its own (a
   configuration the preflight rejects, an LLM judge that refuses the key or model, an invalid
-  HLE export), end the command with that message and exit status 1, without a traceback.
+  HLE export, a distributed worker that failed: its rank and error), end the command with that message and exit status 1, without a traceback.
 """
 
 from __future__ import annotations
@@ -93,8 +93,9 @@ def _project_errors() -> tuple[type[BaseException], ...]:
     from hle_reasoning.hle.llm_judge import JudgeConfigError
     from hle_reasoning.hle.schema import HLEDataError
     from hle_reasoning.hooks import PreflightError
+    from hle_reasoning.modeling.distributed import WorkerFailedError
 
-    return (PreflightError, ConfigError, JudgeConfigError, HLEDataError)
+    return (PreflightError, ConfigError, JudgeConfigError, HLEDataError, WorkerFailedError)
 
 
 def _run(**kwargs: Any) -> Any:

@@ -194,7 +194,7 @@ def preflight_problems(
     import torch
 
     from hle_reasoning.config import BLOCKS, TINY, parse_blocks
-    from hle_reasoning.config.distributed import world_size_problems
+    from hle_reasoning.config.distributed import accelerate_problems, world_size_problems
     from hle_reasoning.hle.schema import is_hub_id
     from hle_reasoning.modeling.models import hf_token
 
@@ -233,6 +233,11 @@ def preflight_problems(
     if training is not None and isinstance(processes, int) and processes > 1:
         # Even when the distributed block has other problems: the processes it asks for.
         problems += world_size_problems(training.grpo, processes)
+    scale = parsed.get("distributed")
+    if scale is not None and scale.enabled and training is not None:
+        problems += accelerate_problems(
+            scale, training, parsed.get("model"), gpus=torch.cuda.is_available()
+        )
     evaluation = parsed.get("evaluation")
     if evaluation is not None and evaluation.judge.kind == "llm":
         problems += judge_problems(evaluation.judge, judge_endpoint)

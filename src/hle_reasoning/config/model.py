@@ -23,6 +23,10 @@ class QuantizationConfig(Block):
     quant_type: Literal["nf4", "fp4"] = "nf4"
     compute_dtype: Dtype = "bfloat16"
     double_quant: bool = False
+    # How the packed 4-bit weights are stored (bitsandbytes' bnb_4bit_quant_storage). uint8 is
+    # bitsandbytes' default; FSDP (and DeepSpeed ZeRO-3) shard only floating-point tensors, so
+    # FSDP-QLoRA stores them as the compute dtype (the preflight says so when it matters).
+    quant_storage: Literal["uint8", "float32", "bfloat16", "float16"] = "uint8"
 
     @classmethod
     def coerce(cls, value: QuantizationConfig | Mapping[str, Any] | None) -> QuantizationConfig:

@@ -23,7 +23,7 @@ from collections.abc import Callable, Sequence
 from datetime import timedelta
 from typing import Any
 
-from hle_reasoning.config.distributed import DistributedConfig
+from hle_reasoning.config.distributed import DistributedConfig, accelerate_launch
 
 __all__ = [
     "DistributedConfig",
@@ -43,17 +43,10 @@ class WorkerFailedError(RuntimeError):
 
 
 def accelerate_environment(config: DistributedConfig) -> dict[str, str]:
-    """What ``config_file`` adds to the workers' environment, as ``accelerate launch`` would set it."""
-    if config.config_file is None:
-        return {}
-    from accelerate.commands.config.config_args import load_config_from_file
-
-    loaded = load_config_from_file(str(config.config_file))
-    env = {}
-    mixed = getattr(loaded, "mixed_precision", None)
-    if mixed:
-        env["ACCELERATE_MIXED_PRECISION"] = str(mixed)
-    return env
+    """What ``config_file`` adds to the workers' environment, as ``accelerate launch`` would set
+    it (mixed precision, FSDP, DeepSpeed, ...: see ``config.distributed.accelerate_launch``)."""
+    launch = accelerate_launch(config)
+    return dict(launch.environment) if launch is not None else {}
 
 
 def backend() -> str:

@@ -211,9 +211,12 @@ def resolve_device(device: str) -> str:
 
 def _dtype(name: str) -> torch.dtype:
     try:
-        return {"bfloat16": torch.bfloat16, "float16": torch.float16, "float32": torch.float32}[
-            name
-        ]
+        return {
+            "bfloat16": torch.bfloat16,
+            "float16": torch.float16,
+            "float32": torch.float32,
+            "uint8": torch.uint8,  # bitsandbytes' default storage of packed 4-bit weights
+        }[name]
     except KeyError:
         raise ValueError(f"unknown dtype {name!r}; use bfloat16, float16 or float32") from None
 
@@ -230,6 +233,7 @@ def quantization_config(quantization: QuantizationConfig | Mapping[str, Any] | N
         bnb_4bit_quant_type=quantization.quant_type,
         bnb_4bit_compute_dtype=_dtype(quantization.compute_dtype),
         bnb_4bit_use_double_quant=quantization.double_quant,
+        bnb_4bit_quant_storage=_dtype(quantization.quant_storage),
     )
 
 

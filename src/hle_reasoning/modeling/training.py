@@ -308,6 +308,10 @@ def train_grpo(
         "completions_per_step": int(args.per_device_train_batch_size) * world_size,
         "completions_per_process": int(args.per_device_train_batch_size),
         "world_size": world_size,
+        # The engine the trainer's accelerate really ran (NO / MULTI_CPU / MULTI_GPU is DDP,
+        # FSDP, DEEPSPEED) and its mixed precision: what distributed.config_file asked for.
+        "distributed_type": str(getattr(trainer.accelerator.distributed_type, "value", "")),
+        "mixed_precision": str(trainer.accelerator.mixed_precision),
         "resumed_from_step": resumed_step(resume_from),
         "train_seconds": wall,
         "mean_step_time_s": sum(step_times) / len(step_times) if step_times else None,
