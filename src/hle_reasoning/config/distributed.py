@@ -183,6 +183,7 @@ def accelerate_launch(config: DistributedConfig) -> AccelerateLaunch | None:
     argv = ["--config_file", path, "--num_processes", str(config.num_processes)]
     argv += ["--num_machines", str(config.num_machines), "--machine_rank", str(config.machine_rank)]
     argv += ["--main_process_port", "0"]  # a free port for accelerate's checks; elastic picks ours
+    argv += ["--num_cpu_threads_per_process", "1"]  # threads are training.cpu_threads' (dropped)
     if config.main_process_ip:
         argv += ["--main_process_ip", config.main_process_ip]
     try:
