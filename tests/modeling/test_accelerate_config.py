@@ -188,6 +188,7 @@ def test_the_files_mixed_precision_reaches_the_trainer_of_every_worker(
     summary = result.summary
     assert (summary["world_size"], summary["steps"]) == (2, 1)
     assert (summary["distributed_type"], summary["mixed_precision"]) == ("MULTI_CPU", "bf16")
+    assert result.params["accelerate.mixed_precision"] == "bf16"  # an MLflow param of the run
 
 
 FILE_KEYS = st.fixed_dictionaries(

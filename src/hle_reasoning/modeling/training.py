@@ -334,7 +334,10 @@ def train_grpo(
         model=trainer.model,
         history=history,
         summary=summary,
-        params=trainer_params(args, lora),
+        params={
+            **trainer_params(args, lora),
+            **{f"accelerate.{k}": summary[k] for k in ("distributed_type", "mixed_precision")},
+        },
     )
 
 
