@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import sqlite3
 
 import pandas as pd
@@ -71,6 +72,31 @@ def mlflow_run(project) -> dict:
 
 
 @pytest.mark.slow
+@pytest.mark.slow
+def test_a_failed_worker_ends_kedro_run_with_its_rank_and_error(project_copy):
+    """2 worker processes that cannot load the cosine reward's embedding model: the command ends
+    with the workers' ranks and error in one message, without a traceback of the Kedro run, and
+    writes no training output."""
+    result = kedro_run(
+        project_copy,
+        "--pipeline",
+        "training",
+        "--params",
+        "distributed.num_processes=2,training.max_steps=1,training.embedding_model=/no/such/model",
+    )
+    output = result.stdout + result.stderr
+    assert result.returncode == 1, output[-3000:]
+    assert "Error: WorkerFailedError: " in output
+    assert re.search(
+        r"rank ([01]) \(local rank \1\): exit code 1: \w*Error: Path /no/such/model not found",
+        output,
+    ), output[-3000:]
+    assert "run the same command again to resume" in output
+    assert "╭" not in output  # no (rich) traceback of the Kedro process
+    assert not (project_copy / "data/08_reporting/training_summary.json").exists()
+    assert mlflow_run(project_copy)["status"] == "FAILED"
+
+
 def test_kedro_run_trains_on_image_questions_and_tracks_everything(project_copy):
     """The card's command on a fresh copy (no split yet): `kedro run --pipeline training` offline
     runs the split it needs first, then 3 steps of the default setup (tiny Mllama in 4-bit,
@@ -105,6 +131,9 @@ def test_kedro_run_trains_on_image_questions_and_tracks_everything(project_copy)
     assert params["trl.per_device_train_batch_size"] == "4"
     assert params["trl.max_prompt_tokens"] == "32"
     assert params["peft.r"] == "4"
+    # One process, no launcher: accelerate's plain setup, in the proposal's bf16.
+    assert params["accelerate.distributed_type"] == "NO" == summary["distributed_type"]
+    assert params["accelerate.mixed_precision"] == "bf16" == summary["mixed_precision"]
     for key in (
         "loss",
         "reward",
