@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import copy
 import os
 import time
+from pathlib import Path
 
 import torch.distributed as dist
 from transformers import TrainerCallback
@@ -11,6 +13,19 @@ from transformers import TrainerCallback
 from hle_reasoning.modeling import distributed
 from hle_reasoning.modeling.grpo import MllamaGRPOTrainer
 from hle_reasoning.modeling.training import train_grpo
+
+
+def one_step_training(training_params: dict, checkpoints: Path) -> dict:
+    """The ``training`` block of a one-step run that every setting repeats exactly (no dropout, no
+    bf16, no clipping, the format reward only: no embedding model to load in every process)."""
+    training = copy.deepcopy(training_params)
+    training["lora"]["dropout"] = 0.0  # no randomness between the two settings
+    training["grpo"].update({"bf16": False, "max_grad_norm": 0.0, "num_train_epochs": 1})
+    training["rewards"] = {"format": 1.0}  # no embedding model to load in every process
+    training["checkpoints"] = {"dir": str(checkpoints), "save_steps": 100, "resume": False}
+    training["max_steps"] = 1
+    training["cpu_threads"] = 1
+    return training
 
 
 def report(items: list[int]) -> dict:

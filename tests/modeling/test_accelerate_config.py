@@ -17,6 +17,7 @@ from hle_reasoning.config import DistributedConfig, ModelConfig, TrainingConfig,
 from hle_reasoning.config.distributed import accelerate_launch, accelerate_problems
 from hle_reasoning.modeling.models import load_model
 from hle_reasoning.pipelines.training.workers import train_distributed
+from tests.modeling.distributed_workers import one_step_training
 
 FSDP = {
     "compute_environment": "LOCAL_MACHINE",
@@ -172,11 +173,7 @@ def test_the_files_mixed_precision_reaches_the_trainer_of_every_worker(
         "use_cpu": True,
         "num_processes": 2,
     }
-    training = copy.deepcopy(training_params)
-    training["grpo"]["bf16"] = False
-    training["rewards"] = {"format": 1.0}
-    training["checkpoints"] = {"dir": str(tmp_path / "checkpoints"), "save_steps": 100}
-    training["max_steps"] = 1
+    training = one_step_training(training_params, tmp_path / "checkpoints")  # grpo.bf16: false
     questions = math_questions.iloc[[0, len(math_questions) - 1]]
     result = train_distributed(
         DistributedConfig(num_processes=2, config_file=write(tmp_path, content), timeout_s=120),

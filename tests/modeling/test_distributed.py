@@ -23,6 +23,7 @@ from hle_reasoning.modeling.training import config_problems
 from hle_reasoning.modeling.trl_mapping import grpo_config_kwargs
 from tests.conftest import PROJECT_ROOT
 from tests.modeling import distributed_workers
+from tests.modeling.distributed_workers import one_step_training
 
 
 def test_the_shipped_block_is_one_process_without_a_launcher():
@@ -113,17 +114,6 @@ def test_a_failed_worker_stops_the_launch_naming_its_rank(mode, said):
     assert "run the same command again to resume" in message
 
 
-def _one_step_config(training_params: dict, checkpoints: Path) -> dict:
-    training = copy.deepcopy(training_params)
-    training["lora"]["dropout"] = 0.0  # no randomness between the two settings
-    training["grpo"].update({"bf16": False, "max_grad_norm": 0.0, "num_train_epochs": 1})
-    training["rewards"] = {"format": 1.0}  # no embedding model to load in every process
-    training["checkpoints"] = {"dir": str(checkpoints), "save_steps": 100, "resume": False}
-    training["max_steps"] = 1
-    training["cpu_threads"] = 1
-    return training
-
-
 @pytest.mark.slow
 def test_two_ddp_processes_all_reduce_the_single_process_gradient(
     tmp_path, tiny_dir, math_questions, training_params, model_params
@@ -138,7 +128,7 @@ def test_two_ddp_processes_all_reduce_the_single_process_gradient(
     ).reset_index(drop=True)
     fp32 = {**model_params, "device": "cpu", "quantization": None}
     single = distributed_workers.one_step_gradients(
-        str(tiny_dir), questions, fp32, _one_step_config(training_params, tmp_path / "one")
+        str(tiny_dir), questions, fp32, one_step_training(training_params, tmp_path / "one")
     )
     started = time.monotonic()
     results = launch(
@@ -147,7 +137,7 @@ def test_two_ddp_processes_all_reduce_the_single_process_gradient(
         str(tiny_dir),
         questions,
         fp32,
-        _one_step_config(training_params, tmp_path / "two"),
+        one_step_training(training_params, tmp_path / "two"),
     )
     print(f"\n2-process DDP step: {time.monotonic() - started:.1f} s")
     reduced = results[0]
@@ -172,7 +162,7 @@ def test_rank_0_logs_each_step_live_into_the_nodes_mlflow_run_once(
 
     questions = math_questions.head(2)
     fp32 = {**model_params, "device": "cpu", "quantization": None}
-    training = _one_step_config(training_params, tmp_path / "checkpoints")
+    training = one_step_training(training_params, tmp_path / "checkpoints")
     training["max_steps"] = 2
     mlflow.set_tracking_uri(f"sqlite:///{tmp_path / 'mlflow.db'}")
     client = mlflow.MlflowClient()
@@ -244,7 +234,7 @@ def test_a_ddp_checkpoint_is_complete_only_with_every_ranks_rng_state(
     has saved its RNG state there: a rank killed before (or while) saving its own must leave the
     checkpoint incomplete, not one that resumes without it (or fails to load it)."""
     checkpoints = tmp_path / "checkpoints"
-    training = _one_step_config(training_params, checkpoints)
+    training = one_step_training(training_params, checkpoints)
     training["max_steps"] = 2
     training["grpo"]["max_completion_length"] = 4
     training["checkpoints"].update({"save_steps": 1, "keep": True})
@@ -310,7 +300,7 @@ def test_a_ddp_run_killed_with_sigkill_fails_naming_the_rank_and_resumes_when_re
 
     max_steps = 6
     checkpoints = tmp_path / "checkpoints"
-    training = _one_step_config(training_params, checkpoints)
+    training = one_step_training(training_params, checkpoints)
     training["max_steps"] = max_steps
     training["grpo"]["max_completion_length"] = 8
     training["checkpoints"].update({"save_steps": 1, "resume": "auto"})

@@ -1,5 +1,3 @@
-import hashlib
-import json
 import sqlite3
 
 import pandas as pd
@@ -10,6 +8,7 @@ from kedro.runner import SequentialRunner
 from hle_reasoning.modeling.models import load_tokenizer
 from hle_reasoning.pipelines.data_processing import create_pipeline, nodes
 from tests.kedro_cli import kedro_run
+from tests.pipelines.exports import assert_a_broken_export_changes_nothing
 
 SPLIT = {
     "confidence_level": 0.90,
@@ -107,22 +106,4 @@ def test_kedro_run_on_real_hle_and_bad_input_leaves_results_intact(project_copy,
     assert metrics["data_processing.math.questions"] == 255.0
 
     # A broken export: the run fails naming the file, row and column, and nothing changes.
-    before = {
-        p.name: hashlib.sha256(p.read_bytes()).hexdigest() for p in sorted(reporting.iterdir())
-    }
-    rows = [json.loads(line) for line in real_hle_path.read_text().splitlines()]
-    rows[3]["answer_type"] = "essay"
-    bad = project_copy / "bad.jsonl"
-    bad.write_text("\n".join(json.dumps(r) for r in rows) + "\n")
-    bad_bytes = bad.read_bytes()
-    failed = kedro_run(
-        project_copy, "--pipelines", "data_processing", "--params", f"hle_source={bad}"
-    )
-    assert failed.returncode != 0
-    output = failed.stdout + failed.stderr
-    assert "bad.jsonl" in output and rows[3]["id"] in output and "answer_type" in output
-    after = {
-        p.name: hashlib.sha256(p.read_bytes()).hexdigest() for p in sorted(reporting.iterdir())
-    }
-    assert after == before
-    assert bad.read_bytes() == bad_bytes
+    assert_a_broken_export_changes_nothing(project_copy, real_hle_path)

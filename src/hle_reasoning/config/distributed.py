@@ -202,25 +202,27 @@ def accelerate_launch(config: DistributedConfig) -> AccelerateLaunch | None:
             f"{', '.join(_SUPPORTED_TYPES)} on local machines or a cluster: choose one of them in "
             "`accelerate config`."
         )
+    deepspeed = args.use_deepspeed and not args.cpu
+    if deepspeed and not is_deepspeed_available():
+        raise ValueError(
+            f"distributed.config_file {path!r} asks for DeepSpeed (distributed_type: "
+            "DEEPSPEED), which is not installed: `pip install deepspeed`, or choose DDP "
+            "(MULTI_GPU) or FSDP in `accelerate config`."
+        )
     before = dict(os.environ)
-    if args.use_deepspeed and not args.cpu:
-        if not is_deepspeed_available():
-            raise ValueError(
-                f"distributed.config_file {path!r} asks for DeepSpeed (distributed_type: "
-                "DEEPSPEED), which is not installed: `pip install deepspeed`, or choose DDP "
-                "(MULTI_GPU) or FSDP in `accelerate config`."
+    try:  # accelerate's own checks too (fp8 without an fp8 backend, ...)
+        if deepspeed:
+            fields = list(defaults.deepspeed_config) + (
+                ["mixed_precision"] if mixed_from_file else []
             )
-        fields = list(defaults.deepspeed_config) + (["mixed_precision"] if mixed_from_file else [])
-        args.deepspeed_fields_from_accelerate_config = ",".join(fields)
-        args.deepspeed_multinode_launcher = "standard"  # torch's launcher, as the workers use
-        prepare = lambda: accelerate_launcher.prepare_deepspeed_cmd_env(args)[1]  # noqa: E731
-    elif (args.use_fsdp or args.multi_gpu) and not args.cpu:
-        prepare = lambda: accelerate_launcher.prepare_multi_gpu_env(args)  # noqa: E731
-    else:
-        prepare = lambda: accelerate_launcher.prepare_simple_launcher_cmd_env(args)[1]  # noqa: E731
-    try:
-        environment = prepare()
-    except Exception as error:  # accelerate's own checks (fp8 without an fp8 backend, ...)
+            args.deepspeed_fields_from_accelerate_config = ",".join(fields)
+            args.deepspeed_multinode_launcher = "standard"  # torch's launcher, as the workers use
+            environment = accelerate_launcher.prepare_deepspeed_cmd_env(args)[1]
+        elif (args.use_fsdp or args.multi_gpu) and not args.cpu:
+            environment = accelerate_launcher.prepare_multi_gpu_env(args)
+        else:
+            environment = accelerate_launcher.prepare_simple_launcher_cmd_env(args)[1]
+    except Exception as error:
         raise ValueError(
             f"distributed.config_file {path!r}: accelerate refuses it: {error}"
         ) from None
