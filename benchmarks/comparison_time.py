@@ -1,4 +1,4 @@
-"""Time of the paired comparison (``hle_reasoning.hle.comparison.compare_paired``) per category.
+"""Time of the paired comparison (``hle_reasoning.hle.scoring.comparison.compare_paired``) per category.
 
 Most of it is the calibration bootstrap (``evaluation.comparison.bootstrap_resamples``
 resamples, each recomputing both variants' calibration errors). The verdicts and confidences are
@@ -25,7 +25,7 @@ import numpy as np
 import pandas as pd
 import scipy
 
-from hle_reasoning.hle.comparison import compare_paired
+from hle_reasoning.hle.scoring.comparison import compare_paired
 
 ANCHOR = (
     Path(__file__).resolve().parents[2]

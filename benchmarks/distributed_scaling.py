@@ -116,7 +116,7 @@ def main() -> int:
     os.environ.setdefault("OMP_NUM_THREADS", "1")
 
     from hle_reasoning.datasets import BaseModelDataset
-    from hle_reasoning.hle.schema import read_export, validate_hle
+    from hle_reasoning.hle.data.schema import read_export, validate_hle
     from hle_reasoning.modeling.models import prepare_base_model
 
     model_params = load_yaml(ROOT / "conf/base/parameters.yml")["model"]

@@ -144,7 +144,7 @@ def handful_of_questions(n_text: int, n_image: int):
     """Math questions of the bundled HLE-format sample: ``n_image`` with images, ``n_text`` without."""
     import pandas as pd
 
-    from hle_reasoning.hle.schema import read_export, validate_hle
+    from hle_reasoning.hle.data.schema import read_export, validate_hle
 
     sample = ROOT / "data" / "01_raw" / "hle_sample.jsonl"
     questions = validate_hle(read_export(sample), str(sample))

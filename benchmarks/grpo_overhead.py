@@ -126,7 +126,7 @@ def main() -> int:
     import transformers
     import trl
 
-    from hle_reasoning.hle.schema import read_export, validate_hle
+    from hle_reasoning.hle.data.schema import read_export, validate_hle
     from hle_reasoning.modeling.training import training_dataset
 
     transformers.logging.set_verbosity_error()

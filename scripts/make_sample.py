@@ -2,7 +2,7 @@
 
 import argparse
 
-from hle_reasoning.hle.synthetic import write_sample
+from hle_reasoning.hle.data.synthetic import write_sample
 
 if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__)

@@ -2,7 +2,7 @@
 
 import argparse
 
-from hle_reasoning.hle.synthetic import generate_sample
+from hle_reasoning.hle.data.synthetic import generate_sample
 from hle_reasoning.modeling.models import tiny_tokenizer_dir
 from hle_reasoning.modeling.tiny_tokenizer import write_tiny_tokenizer
 

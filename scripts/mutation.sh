@@ -23,9 +23,9 @@ JOBS="${MUTATION_JOBS:-1}"
 
 # module -> "source file|its tests (space separated)|extra pytest arguments"
 declare -A TARGETS=(
-  [metrics]="src/hle_reasoning/hle/metrics.py|tests/hle/test_metrics.py"
-  [sampling]="src/hle_reasoning/hle/sampling.py|tests/hle/test_sampling.py"
-  [judging]="src/hle_reasoning/hle/judging.py|tests/hle/test_judging.py tests/hle/test_judging_sample.py tests/hle/test_judging_rules.py"
+  [metrics]="src/hle_reasoning/hle/scoring/metrics.py|tests/hle/scoring/test_metrics.py"
+  [sampling]="src/hle_reasoning/hle/data/sampling.py|tests/hle/data/test_sampling.py"
+  [judging]="src/hle_reasoning/hle/judge/rules.py|tests/hle/judge/test_rules.py tests/hle/judge/test_rules_sample.py tests/hle/judge/test_rules_cases.py"
   [grpo]="src/hle_reasoning/modeling/grpo.py|tests/modeling/test_grpo.py|-m not slow"
 )
 ORDER=(metrics sampling judging grpo)

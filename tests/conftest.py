@@ -9,7 +9,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from hle_reasoning.hle.schema import read_export, validate_hle
+from hle_reasoning.hle.data.schema import read_export, validate_hle
 
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
 SAMPLE = PROJECT_ROOT / "data" / "01_raw" / "hle_sample.jsonl"

@@ -111,11 +111,11 @@ def test_a_failed_versioned_save_leaves_no_version_behind(tmp_path):
 
 def test_a_store_takes_its_columns_from_the_code_by_name(tmp_path):
     from hle_reasoning.datasets import JSONLinesStore
-    from hle_reasoning.hle.verdicts import VERDICT_COLUMNS
+    from hle_reasoning.hle.judge.table import VERDICT_COLUMNS
 
     store = JSONLinesStore(
         filepath=str(tmp_path / "verdicts.jsonl"),
-        columns="hle_reasoning.hle.verdicts.VERDICT_COLUMNS",
+        columns="hle_reasoning.hle.judge.table.VERDICT_COLUMNS",
     )
     assert list(store.load().columns) == list(VERDICT_COLUMNS)
     with pytest.raises(DatasetError, match="names no column list"):

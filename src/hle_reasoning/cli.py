@@ -90,8 +90,8 @@ def _with_upstream(kwargs: dict[str, Any]) -> dict[str, Any]:
 
 def _project_errors() -> tuple[type[BaseException], ...]:
     from hle_reasoning.config import ConfigError
-    from hle_reasoning.hle.llm_judge import JudgeConfigError
-    from hle_reasoning.hle.schema import HLEDataError
+    from hle_reasoning.hle.data.schema import HLEDataError
+    from hle_reasoning.hle.judge.llm import JudgeConfigError
     from hle_reasoning.hooks import PreflightError
     from hle_reasoning.modeling.distributed import WorkerFailedError
 

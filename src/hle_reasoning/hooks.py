@@ -17,7 +17,7 @@ from hle_reasoning import tracking
 from hle_reasoning.summaries import TrainingSummary, VariantRun
 
 if TYPE_CHECKING:
-    from hle_reasoning.hle.comparison import PairedComparison
+    from hle_reasoning.hle.scoring.comparison import PairedComparison
 
 logger = logging.getLogger(__name__)
 
@@ -100,7 +100,7 @@ class StudySummaryHook:
 
     @hook_impl
     def after_node_run(self, node: Any, catalog: Any, inputs: dict, outputs: dict) -> None:
-        from hle_reasoning.hle.comparison import PairedComparison  # scipy: not at start-up
+        from hle_reasoning.hle.scoring.comparison import PairedComparison  # scipy: not at start-up
 
         for value in (outputs or {}).values():
             if isinstance(value, TrainingSummary):
@@ -195,7 +195,7 @@ def preflight_problems(
 
     from hle_reasoning.config import BLOCKS, TINY, parse_blocks
     from hle_reasoning.config.distributed import accelerate_problems, world_size_problems
-    from hle_reasoning.hle.schema import is_hub_id
+    from hle_reasoning.hle.data.schema import is_hub_id
     from hle_reasoning.modeling.models import hf_token
 
     if blocks is None:
@@ -246,7 +246,7 @@ def preflight_problems(
 
 def judge_problems(judge: Any, endpoint: Any = None) -> list[str]:
     """An ``llm`` judge without the key its endpoint needs (a local server needs none)."""
-    from hle_reasoning.hle.llm_judge import credential_problems
+    from hle_reasoning.hle.judge.llm import credential_problems
 
     if endpoint is None:
         from hle_reasoning.datasets import JudgeEndpointDataset

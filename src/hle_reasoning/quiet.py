@@ -9,7 +9,7 @@
   kernel from the hub; the fallback is used): a filter on its ``bitsandbytes.backends.cpu.ops``
   logger that matches this message only.
 * math-verify's "Timeout during comparison" lines are handled where math-verify is called
-  (:mod:`hle_reasoning.hle.symbolic`): a comparison that timed out does not decide.
+  (:mod:`hle_reasoning.hle.judge.symbolic`): a comparison that timed out does not decide.
 
 Every other warning, the project's own included, is shown as before.
 """

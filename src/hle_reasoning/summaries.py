@@ -8,7 +8,7 @@ silently empty the closing summary.
   data/08_reporting/training_summary.json).
 * ``VariantRun``: one evaluated variant's MLflow child run (tags, params, metrics, artifacts),
   saved by ``MlflowChildRunDataset``.
-* ``hle_reasoning.hle.comparison.PairedComparison``: fine-tuned against baseline (the
+* ``hle_reasoning.hle.scoring.comparison.PairedComparison``: fine-tuned against baseline (the
   ``comparison_summary`` output of the evaluation's ``compare_variants`` node).
 """
 
@@ -18,7 +18,7 @@ import math
 from dataclasses import dataclass, field
 from typing import Any
 
-from hle_reasoning.hle.formatting import figure
+from hle_reasoning.hle.formatting import format_number
 
 
 class TrainingSummary(dict):
@@ -28,9 +28,9 @@ class TrainingSummary(dict):
         measured = self["memory"]["measured"]
         peak = measured.get("peak_cuda_allocated_gb", measured.get("peak_rss_gb"))
         return (
-            f"training: {self['steps']} GRPO steps, {figure(self.get('mean_step_time_s'))} s/step, "
-            f"final reward {figure(self.get('final_reward'), 3)}, peak memory {figure(peak)} GB "
-            f"(eq. (6): {figure(self['memory']['eq6']['total_gb'])} GB)"
+            f"training: {self['steps']} GRPO steps, {format_number(self.get('mean_step_time_s'))} s/step, "
+            f"final reward {format_number(self.get('final_reward'), 3)}, peak memory {format_number(peak)} GB "
+            f"(eq. (6): {format_number(self['memory']['eq6']['total_gb'])} GB)"
         )
 
 
@@ -56,12 +56,12 @@ class VariantRun:
 
     def headline(self) -> str:
         m = self.metrics
-        accuracy = f"{figure(m.get('accuracy'))} ± {figure(m.get('accuracy_ci'))}"
-        counts = f"{figure(m.get('judged'), 0)} / {figure(m.get('answered'), 0)}"
+        accuracy = f"{format_number(m.get('accuracy'))} ± {format_number(m.get('accuracy_ci'))}"
+        counts = f"{format_number(m.get('judged'), 0)} / {format_number(m.get('answered'), 0)}"
         return (
             f"  {self.variant:<12}{counts:>18}  {accuracy:>16}  "
-            f"{figure(m.get('calibration_error')):>22}  "
-            f"{figure(m.get('calibration_error_all_bins')):>12}"
+            f"{format_number(m.get('calibration_error')):>22}  "
+            f"{format_number(m.get('calibration_error_all_bins')):>12}"
         )
 
     def notes(self) -> list[str]:
@@ -77,7 +77,7 @@ class VariantRun:
         if rate is not None and not math.isnan(rate):
             notes.append(
                 f"  {self.variant}: the rules judge agrees with the LLM judge on {rate:.1f}% "
-                f"({figure(m.get('rules_false_accepts'), 0)} false accepts, "
-                f"{figure(m.get('rules_false_rejects'), 0)} false rejects)"
+                f"({format_number(m.get('rules_false_accepts'), 0)} false accepts, "
+                f"{format_number(m.get('rules_false_rejects'), 0)} false rejects)"
             )
         return notes

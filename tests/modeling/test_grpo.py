@@ -8,8 +8,8 @@ import copy
 import pytest
 import torch
 
-from hle_reasoning.hle.prompts import prompt_text
-from hle_reasoning.hle.schema import load_image
+from hle_reasoning.hle.data.prompts import prompt_text
+from hle_reasoning.hle.data.schema import load_image
 from hle_reasoning.modeling.grpo import (
     MllamaGRPOConfig,
     MllamaGRPOTrainer,

@@ -18,13 +18,13 @@ from hle_reasoning.datasets import (
     ParquetDataset,
 )
 from hle_reasoning.datasets.evaluation import JudgeEndpoint
-from hle_reasoning.hle.comparison import PairedComparison
+from hle_reasoning.hle.scoring.comparison import PairedComparison
 from hle_reasoning.modeling import generation
 from hle_reasoning.modeling.models import load_model, prepare_base_model
 from hle_reasoning.pipelines.evaluation import create_pipeline, nodes
 from hle_reasoning.pipelines.evaluation.pipeline import VARIANTS
 from tests.conftest import PROJECT_ROOT
-from tests.hle.fake_openai import FakeJudgeServer
+from tests.fake_openai import FakeJudgeServer
 from tests.kedro_cli import kedro_run
 
 STORES = ("responses", "previous_responses", "verdicts", "previous_verdicts")

@@ -8,9 +8,9 @@ from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from hle_reasoning.config.parsing import Block, ConfigError, at_least, check, parse
-from hle_reasoning.hle.llm_judge import DEFAULT_JUDGE_MODEL
-from hle_reasoning.hle.prompts import SystemRole
-from hle_reasoning.hle.verdicts import RulesOptions
+from hle_reasoning.hle.data.prompts import SystemRole
+from hle_reasoning.hle.judge.llm import DEFAULT_JUDGE_MODEL
+from hle_reasoning.hle.judge.table import RulesOptions
 
 _INT1 = at_least(1, "an integer")
 
@@ -23,7 +23,7 @@ class GenerationConfig(Block):
     ``do_sample``: ``False`` is greedy (the official script's temperature 0); ``True`` samples
     with ``temperature`` and ``top_p``, seeded by ``seed`` per batch. ``system_role``: where the
     HLE system prompt goes (``auto``: a system message, or the user turn for image questions,
-    which Llama 3.2 Vision's template requires; see ``hle_reasoning.hle.prompts``).
+    which Llama 3.2 Vision's template requires; see ``hle_reasoning.hle.data.prompts``).
     ``cpu_threads``: torch's intra-op threads while generating on a CPU (``None``: torch's
     default); not part of what an answer depends on (``generation_key`` leaves it out).
     """
@@ -119,7 +119,7 @@ class MetricsConfig(Block):
 
 @dataclass(frozen=True, kw_only=True)
 class ComparisonConfig(Block):
-    """Baseline against fine-tuned (``hle_reasoning.hle.comparison``): the level of the accuracy
+    """Baseline against fine-tuned (``hle_reasoning.hle.scoring.comparison``): the level of the accuracy
     and calibration difference intervals, and the seeded paired bootstrap of the latter."""
 
     PATH = "evaluation.comparison"

@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 from typing import Literal
 
 from hle_reasoning.config.parsing import Block, ConfigError, at_least, check
-from hle_reasoning.hle.prompts import SystemRole
+from hle_reasoning.hle.data.prompts import SystemRole
 
 TruncationSide = Literal["left", "right"]
 LossType = Literal["grpo", "bnpo", "dr_grpo", "dapo", "cispo", "sapo", "luspo", "vespo"]

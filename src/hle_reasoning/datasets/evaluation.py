@@ -23,7 +23,7 @@ from typing import Any
 import pandas as pd
 from kedro.io import AbstractDataset, DatasetError
 
-from hle_reasoning.hle.stores import REPLACE
+from hle_reasoning.datasets.stores import REPLACE
 from hle_reasoning.summaries import VariantRun
 
 logger = logging.getLogger(__name__)
@@ -32,7 +32,7 @@ logger = logging.getLogger(__name__)
 class JSONLinesStore(AbstractDataset[pd.DataFrame, pd.DataFrame]):
     """A JSON-lines file that each save extends with a chunk of records.
 
-    A chunk whose ``attrs[REPLACE]`` (``hle_reasoning.hle.stores``) is true replaces the file (atomically) instead, which is
+    A chunk whose ``attrs[REPLACE]`` (``hle_reasoning.datasets.stores``) is true replaces the file (atomically) instead, which is
     how a node drops stale records before appending new ones. Loading returns every complete
     record (a line cut short by a kill is skipped with a warning) and an empty frame with
     ``columns`` when the file does not exist yet.
@@ -121,7 +121,7 @@ class JSONLinesStore(AbstractDataset[pd.DataFrame, pd.DataFrame]):
 
 def _columns(columns: list[str] | str | None) -> list[str]:
     """A column list, or the dotted name of the code's constant that holds it
-    (``hle_reasoning.hle.verdicts.VERDICT_COLUMNS``), so the list has one home."""
+    (``hle_reasoning.hle.judge.table.VERDICT_COLUMNS``), so the list has one home."""
     if not isinstance(columns, str):
         return list(columns or [])
     import importlib

@@ -8,7 +8,7 @@ from typing import Any
 import pandas as pd
 from kedro.io import AbstractDataset, DatasetError
 
-from hle_reasoning.hle.schema import is_hub_id, read_export, read_hub, validate_hle
+from hle_reasoning.hle.data.schema import is_hub_id, read_export, read_hub, validate_hle
 
 logger = logging.getLogger(__name__)
 
@@ -18,7 +18,7 @@ class HLEDataset(AbstractDataset[None, pd.DataFrame]):
 
     ``source`` is a local ``.jsonl``/``.json``/``.parquet`` export or a hub id (``cais/hle``,
     gated: needs ``HF_TOKEN``). Rows are validated on load (see
-    ``hle_reasoning.hle.schema.validate_hle``); a bad export fails the run before any node
+    ``hle_reasoning.hle.data.schema.validate_hle``); a bad export fails the run before any node
     runs, so nothing is written.
 
     YAML::

@@ -1,4 +1,4 @@
-"""How every report and summary prints a figure: fixed digits, and ``n/a`` when undefined."""
+"""How every report and summary prints a number: fixed digits, and ``n/a`` when undefined."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ from typing import Any
 MISSING = "n/a"
 
 
-def figure(value: Any, digits: int = 2, suffix: str = "", *, signed: bool = False) -> str:
+def format_number(value: Any, digits: int = 2, suffix: str = "", *, signed: bool = False) -> str:
     """A number with ``digits`` decimals (and ``suffix``; a ``+`` before positive numbers when
     ``signed``, for differences); ``n/a`` for None or NaN."""
     if value is None:

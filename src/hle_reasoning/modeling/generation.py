@@ -1,7 +1,7 @@
 """Answering HLE questions with the study's model: batched generation, yielded batch by batch.
 
 ``generate_responses`` renders each question with the official HLE system prompt through the
-model's chat template (see ``hle_reasoning.hle.prompts``), batches questions (text-only
+model's chat template (see ``hle_reasoning.hle.data.prompts``), batches questions (text-only
 and image questions apart, since Mllama's cross-attention inputs differ), generates greedily or
 by sampling, and yields each batch's responses with their question ids as soon as the batch is
 done, so a caller can persist them and a later run can skip what is already answered.
@@ -23,8 +23,8 @@ import torch
 
 from hle_reasoning.config.evaluation import GenerationConfig
 from hle_reasoning.config.model import ModelConfig
-from hle_reasoning.hle.prompts import SYSTEM_PROMPT, prompt_images, prompt_text
-from hle_reasoning.hle.schema import has_image
+from hle_reasoning.hle.data.prompts import SYSTEM_PROMPT, prompt_images, prompt_text
+from hle_reasoning.hle.data.schema import has_image
 from hle_reasoning.modeling.models import load_model, load_processor
 
 logger = logging.getLogger(__name__)

@@ -20,7 +20,7 @@ import torch
 
 from hle_reasoning.config.model import TINY, ModelConfig, QuantizationConfig, TinyConfig
 from hle_reasoning.config.parsing import parse_or_raise
-from hle_reasoning.hle.schema import is_hub_id
+from hle_reasoning.hle.data.schema import is_hub_id
 
 logger = logging.getLogger(__name__)
 

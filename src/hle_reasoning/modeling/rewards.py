@@ -21,7 +21,7 @@ from typing import Any
 
 import torch
 
-from hle_reasoning.hle.judging import extract_answer, extract_confidence, judge_response
+from hle_reasoning.hle.judge.rules import extract_answer, extract_confidence, judge_response
 
 logger = logging.getLogger(__name__)
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from pathlib import Path
 
-from hle_reasoning.hle.prompts import SYSTEM_PROMPT
+from hle_reasoning.hle.data.prompts import SYSTEM_PROMPT
 from hle_reasoning.modeling.models import SPECIAL_TOKENS
 
 # Response-format text the tokenizer should see besides the questions.

@@ -27,8 +27,8 @@ from hle_reasoning.config.distributed import world_size_problems
 from hle_reasoning.config.model import ModelConfig
 from hle_reasoning.config.parsing import parse
 from hle_reasoning.config.training import TrainingConfig, TrainingConfigError
-from hle_reasoning.hle.prompts import SYSTEM_PROMPT, build_messages
-from hle_reasoning.hle.schema import has_image, load_image
+from hle_reasoning.hle.data.prompts import SYSTEM_PROMPT, build_messages
+from hle_reasoning.hle.data.schema import has_image, load_image
 from hle_reasoning.modeling import memory
 from hle_reasoning.modeling.checkpoints import (
     latest_checkpoint,

@@ -9,7 +9,7 @@ import matplotlib.pyplot as plt
 import pandas as pd
 
 from hle_reasoning.config import SplitConfig
-from hle_reasoning.hle import sampling, statistics
+from hle_reasoning.hle.data import sampling, statistics
 from hle_reasoning.hle.formatting import slug
 from hle_reasoning.tracking import metric_value
 

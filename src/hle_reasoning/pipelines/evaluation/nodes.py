@@ -19,11 +19,13 @@ from hle_reasoning.config import (
     ModelConfig,
 )
 from hle_reasoning.datasets.evaluation import JSONLinesShards, JudgeEndpoint
-from hle_reasoning.hle import agreement, comparison, report, verdicts
-from hle_reasoning.hle.formatting import figure, slug
-from hle_reasoning.hle.llm_judge import LLMJudge
-from hle_reasoning.hle.metrics import small_sample_note
-from hle_reasoning.hle.stores import replacing
+from hle_reasoning.datasets.stores import first_replacing, replacing
+from hle_reasoning.hle.formatting import format_number, slug
+from hle_reasoning.hle.judge import agreement
+from hle_reasoning.hle.judge import table as verdicts
+from hle_reasoning.hle.judge.llm import LLMJudge
+from hle_reasoning.hle.scoring import comparison, report
+from hle_reasoning.hle.scoring.metrics import small_sample_note
 from hle_reasoning.modeling import generation
 from hle_reasoning.pipelines.evaluation import workers
 from hle_reasoning.summaries import VariantRun
@@ -125,15 +127,17 @@ def judge_responses(
         logger.info(
             "%s: judging with %r (key from %s)", variant, llm, judge_endpoint.api_key_source
         )
-    yield from verdicts.judge_table(
-        questions,
-        responses,
-        previous_verdicts,
-        judge=kind,
-        rules=judge.rules,
-        llm=llm,
-        workers=settings.workers,
-        description=f"{variant} verdicts",
+    yield from first_replacing(
+        verdicts.judge_table(
+            questions,
+            responses,
+            previous_verdicts,
+            judge=kind,
+            rules=judge.rules,
+            llm=llm,
+            workers=settings.workers,
+            description=f"{variant} verdicts",
+        )
     )
 
 
@@ -189,8 +193,8 @@ def score_answers(
         overall["accuracy_ci"],
         overall["judged"],
         overall["answered"],
-        figure(overall["calibration_error"], 2, "%"),
-        figure(overall["calibration_error_all_bins"], 2, "%"),
+        format_number(overall["calibration_error"], 2, "%"),
+        format_number(overall["calibration_error_all_bins"], 2, "%"),
     )
     return predictions, by_category
 
@@ -352,11 +356,11 @@ def compare_variants(
     logger.info(
         "finetuned - baseline: %s pp [%s, %s] on %d paired questions, McNemar p = %s "
         "(%d fine-tuned only, %d baseline only); %d left out",
-        figure(overall.accuracy_diff, signed=True),
-        figure(overall.accuracy_diff_ci_low, signed=True),
-        figure(overall.accuracy_diff_ci_high, signed=True),
+        format_number(overall.accuracy_diff, signed=True),
+        format_number(overall.accuracy_diff_ci_low, signed=True),
+        format_number(overall.accuracy_diff_ci_high, signed=True),
         overall.table.n,
-        figure(overall.mcnemar_p, 3),
+        format_number(overall.mcnemar_p, 3),
         overall.table.finetuned_only,
         overall.table.baseline_only,
         overall.unpaired,

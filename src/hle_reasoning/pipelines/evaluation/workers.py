@@ -18,8 +18,8 @@ import pandas as pd
 
 from hle_reasoning.config import DistributedConfig, GenerationConfig, ModelConfig
 from hle_reasoning.datasets.evaluation import JSONLinesShards
-from hle_reasoning.hle.schema import has_image
-from hle_reasoning.hle.stores import replacing
+from hle_reasoning.datasets.stores import replacing
+from hle_reasoning.hle.data.schema import has_image
 from hle_reasoning.modeling import distributed, generation
 
 

@@ -1,4 +1,4 @@
-"""Node of the judge_agreement pipeline: a thin adapter to hle_reasoning.hle.agreement."""
+"""Node of the judge_agreement pipeline: a thin adapter to hle_reasoning.hle.judge.agreement."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ from typing import Any
 import pandas as pd
 
 from hle_reasoning.config import JudgeConfig
-from hle_reasoning.hle import agreement
+from hle_reasoning.hle.judge import agreement
 
 logger = logging.getLogger(__name__)
 
