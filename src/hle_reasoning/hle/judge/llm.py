@@ -70,7 +70,7 @@ def credential_problems(api_key: str | None, base_url: str | None) -> list[str]:
         return []
     return [
         "no API key is set: `export HLE_JUDGE_API_KEY=sk-...` (or OPENAI_API_KEY), or put "
-        "api_key under hle_judge in conf/local/credentials.yml (see README, Evaluation); or set "
+        "api_key under hle_judge in conf/local/credentials.yml (see docs/evaluation.md); or set "
         "evaluation.judge.llm.base_url to a local OpenAI-compatible server. To judge offline "
         "instead: --params evaluation.judge.kind=rules"
     ]

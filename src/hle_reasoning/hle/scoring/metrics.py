@@ -11,7 +11,7 @@ github.com/hendrycks/outlier-exposure, utils/calibration_tools.py):
   combined as an RMS (p = 2) weighted by bin size / number of answers, and the **last
   (highest-confidence) bin left out of the sum**.
 
-Differences from the official code, all deliberate and documented in the README:
+Differences from the official code, all deliberate and documented in docs/evaluation.md:
 
 * the sort is stable (``numpy.argsort(kind="stable")``): the official default sort is not, so
   with tied confidences its figure depends on the numpy version and machine;
