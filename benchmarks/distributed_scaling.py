@@ -35,19 +35,17 @@ def load_yaml(path: Path) -> dict:
     return yaml.safe_load(path.read_text())
 
 
-def answering(processes, questions, base, model_params, generation_params, folder) -> dict:
-    from hle_reasoning.config import GenerationConfig, ModelConfig
+def answering(processes, questions, base, model, config, folder) -> dict:
     from hle_reasoning.datasets import JSONLinesShards
     from hle_reasoning.modeling import distributed, generation
     from hle_reasoning.pipelines.evaluation import workers
 
-    config = GenerationConfig.from_params(generation_params)
     shards = JSONLinesShards(
         path=str(Path(folder) / f"shards-{processes}"), columns=generation.RESPONSE_COLUMNS
     )
     started = time.perf_counter()
     if processes == 1:
-        model, processor = generation.load_for_evaluation(base, None, model_params)
+        model, processor = generation.load_for_evaluation(base, None, model)
         answered = pd.concat(
             list(generation.generate_responses(model, processor, questions, config))
         )
@@ -58,7 +56,7 @@ def answering(processes, questions, base, model_params, generation_params, folde
             base_model=base,
             adapter=None,
             config=config,
-            model=ModelConfig.from_params(model_params),
+            model=model,
             key="benchmark",
             shards=shards,
             description="benchmark",
@@ -79,7 +77,8 @@ def answering(processes, questions, base, model_params, generation_params, folde
     }
 
 
-def training_epoch(processes, questions, base, model_params, training_params, folder) -> dict:
+def training_epoch(processes, questions, base, model, training_params, folder) -> dict:
+    from hle_reasoning.config import TrainingConfig
     from hle_reasoning.modeling import distributed, training
     from hle_reasoning.pipelines.training import workers
 
@@ -90,12 +89,13 @@ def training_epoch(processes, questions, base, model_params, training_params, fo
         "resume": False,
         "save_steps": 1000,
     }
+    params = TrainingConfig.from_params(params)
     started = time.perf_counter()
     if processes == 1:
-        result = training.train_grpo(base, questions, model_params, params)
+        result = training.train_grpo(base, questions, model, params)
     else:
         scale = distributed.DistributedConfig(num_processes=processes)
-        result = workers.train_distributed(scale, base, questions, model_params, params)
+        result = workers.train_distributed(scale, base, questions, model, params)
     wall = time.perf_counter() - started
     summary = result.summary
     return {
@@ -115,15 +115,17 @@ def main() -> int:
     args = parser.parse_args()
     os.environ.setdefault("OMP_NUM_THREADS", "1")
 
+    from hle_reasoning.config import GenerationConfig, ModelConfig
     from hle_reasoning.datasets import BaseModelDataset
     from hle_reasoning.hle.data.schema import read_export, validate_hle
     from hle_reasoning.modeling.models import prepare_base_model
 
     model_params = load_yaml(ROOT / "conf/base/parameters.yml")["model"]
     model_params.update({"name_or_path": "tiny", "device": args.device})
-    generation_params = load_yaml(ROOT / "conf/base/parameters_evaluation.yml")["evaluation"][
-        "generation"
-    ]
+    model = ModelConfig.from_params(model_params)
+    generation_config = GenerationConfig.from_params(
+        load_yaml(ROOT / "conf/base/parameters_evaluation.yml")["evaluation"]["generation"]
+    )
     training_params = load_yaml(ROOT / "conf/base/parameters_training.yml")["training"]
     sample = ROOT / "data/01_raw/hle_sample.jsonl"
     math = validate_hle(read_export(sample), str(sample))
@@ -134,7 +136,7 @@ def main() -> int:
     rows = []
     with tempfile.TemporaryDirectory() as folder:
         base_dir = Path(folder) / "base_model"
-        BaseModelDataset(path=str(base_dir)).save(prepare_base_model(model_params))
+        BaseModelDataset(path=str(base_dir)).save(prepare_base_model(model))
         base = BaseModelDataset(path=str(base_dir)).load()
         for processes in (1, args.processes):
             print(
@@ -143,7 +145,7 @@ def main() -> int:
             )
             row = {
                 "processes": processes,
-                **answering(processes, evaluate, base, model_params, generation_params, folder),
+                **answering(processes, evaluate, base, model, generation_config, folder),
             }
             if not args.skip_training:
                 print(
@@ -154,7 +156,7 @@ def main() -> int:
                     {
                         f"train_{k}": v
                         for k, v in training_epoch(
-                            processes, train, base, model_params, training_params, folder
+                            processes, train, base, model, training_params, folder
                         ).items()
                     }
                 )

@@ -43,6 +43,7 @@ def main() -> int:
     parser.add_argument("--device", default="cpu")
     args = parser.parse_args()
 
+    from hle_reasoning.config import ModelConfig
     from hle_reasoning.datasets import BaseModelDataset
     from hle_reasoning.modeling.generation import (
         GenerationConfig,
@@ -74,9 +75,12 @@ def main() -> int:
         else:
             print(f"{base} is missing: using the tiny model built from conf/base/parameters.yml.")
             dataset = BaseModelDataset(path=str(Path(scratch) / "base_model"))
-            dataset.save(prepare_base_model({**model_params, "name_or_path": "tiny"}))
+            tiny = ModelConfig.from_params({**model_params, "name_or_path": "tiny"})
+            dataset.save(prepare_base_model(tiny))
             name_or_path = dataset.load()
-        model, processor = load_for_evaluation(name_or_path, None, model_params)
+        model, processor = load_for_evaluation(
+            name_or_path, None, ModelConfig.from_params(model_params)
+        )
 
         rows = []
         for batch_size in (args.batch_size, 1):

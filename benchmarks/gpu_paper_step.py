@@ -236,6 +236,7 @@ def main() -> int:
 
     import transformers
 
+    from hle_reasoning.config import QuantizationConfig, TrainingConfig
     from hle_reasoning.modeling import memory
     from hle_reasoning.modeling.models import build_tiny_processor, load_model
     from hle_reasoning.modeling.rewards import build_reward_functions
@@ -255,8 +256,9 @@ def main() -> int:
     conf = ROOT / "conf" / "base"
     model_params = yaml.safe_load((conf / "parameters.yml").read_text())["model"]
     training = copy.deepcopy(yaml.safe_load((conf / "parameters_training.yml").read_text()))
-    training = training["training"]
-    quantization = model_params["quantization"]  # 4-bit NF4, bf16 compute (the proposal)
+    training = TrainingConfig.from_params(training["training"])
+    # 4-bit NF4, bf16 compute (the proposal)
+    quantization = QuantizationConfig.from_params(model_params["quantization"])
 
     vision = sizes["vision_config"]
     processor = build_tiny_processor(vision["image_size"], vision["max_num_tiles"])
@@ -302,7 +304,7 @@ def main() -> int:
             args=config,
             train_dataset=training_dataset(questions),
             processing_class=processor,
-            peft_config=lora_config(training["lora"]),
+            peft_config=lora_config(training.lora),
         )
         from transformers.trainer_callback import PrinterCallback
 
@@ -312,7 +314,7 @@ def main() -> int:
             quantization=quantization,
             dtype="bfloat16",
             questions=questions,
-            training_overhead_gb=training["memory"]["training_overhead_gb"],
+            training_overhead_gb=training.memory.training_overhead_gb,
             dataset_gb_override=0.16,  # the proposal's D (the study's 888 questions)
         )
         started = time.perf_counter()

@@ -67,7 +67,10 @@ def build_text_model(model_params: dict, workdir: Path, quantized: bool):
     path = workdir / "tiny_llama"
     model.save_pretrained(path)
     tokenizer.save_pretrained(path)
-    quant = quantization_config(model_params["quantization"]) if quantized else None
+    from hle_reasoning.config import QuantizationConfig
+
+    quantization = QuantizationConfig.from_params(model_params["quantization"])
+    quant = quantization_config(quantization) if quantized else None
     kwargs = {"quantization_config": quant, "dtype": quant.bnb_4bit_compute_dtype} if quant else {}
     return (
         path,
@@ -78,14 +81,18 @@ def build_text_model(model_params: dict, workdir: Path, quantized: bool):
 
 def run_once(kind: str, load, tokenizer, dataset, training: dict, steps: int, outdir: Path):
     """Per-step times (s) of one run of ``kind`` ("ours" or "bare") for ``steps`` steps."""
+    import dataclasses
+
     from transformers.trainer_callback import PrinterCallback
     from trl import GRPOConfig, GRPOTrainer
 
+    from hle_reasoning.config import TrainingConfig
     from hle_reasoning.modeling.grpo import MllamaGRPOConfig, MllamaGRPOTrainer
     from hle_reasoning.modeling.trl_mapping import grpo_config_kwargs, lora_config
 
+    config = TrainingConfig.from_params(training)
     kwargs = grpo_config_kwargs(
-        training, output_dir=outdir / kind, device="cpu", reward_weights=[1.0]
+        config, output_dir=outdir / kind, device="cpu", reward_weights=[1.0]
     )
     kwargs.update(max_steps=steps, save_strategy="no", disable_tqdm=True)
     if kind == "bare":
@@ -100,7 +107,7 @@ def run_once(kind: str, load, tokenizer, dataset, training: dict, steps: int, ou
         args=args,
         train_dataset=dataset,
         processing_class=tokenizer,
-        peft_config=lora_config({**training["lora"], "language_model_only": False}),
+        peft_config=lora_config(dataclasses.replace(config.lora, language_model_only=False)),
     )
     trainer.remove_callback(PrinterCallback)  # no log dict per step
     trainer.train()

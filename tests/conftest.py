@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import shutil
 from pathlib import Path
+from typing import Any
 
 import pandas as pd
 import pytest
@@ -61,3 +62,12 @@ def make_project_copy(dest: Path) -> Path:
 def project_copy(tmp_path: Path) -> Path:
     """A throw-away copy of the project to run Kedro in."""
     return make_project_copy(tmp_path / "project")
+
+
+def put_blocks(catalog: Any, pipe: Any, **blocks: Any) -> None:
+    """The parsed ``blocks`` under every ``params:`` name ``pipe`` reads, as the preflight hook
+    hands them to the nodes of a ``kedro run``."""
+    from hle_reasoning.config.study import typed_parameters
+
+    for name, value in typed_parameters(blocks, pipe.inputs()).items():
+        catalog[name] = value

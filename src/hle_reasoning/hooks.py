@@ -191,10 +191,31 @@ def preflight_problems(
     parsed whole (types, unknown keys, ranges); ``judge_endpoint``: where an ``llm`` judge would
     send requests (default: from the environment).
     """
+    return preflight(
+        params,
+        hle_source,
+        uses_model,
+        uses_device,
+        blocks=blocks,
+        judge_endpoint=judge_endpoint,
+    )[1]
+
+
+def preflight(
+    params: dict[str, Any],
+    hle_source: str | None,
+    uses_model: bool,
+    uses_device: bool = True,
+    *,
+    blocks: list[str] | None = None,
+    judge_endpoint: Any = None,
+) -> tuple[dict[str, Any], list[str]]:
+    """The run's parameter blocks parsed (each once; a block with problems is left out) and
+    every problem ``preflight_problems`` lists."""
     import torch
 
     from hle_reasoning.config import BLOCKS, TINY, parse_blocks
-    from hle_reasoning.config.distributed import accelerate_problems, world_size_problems
+    from hle_reasoning.config.distributed import world_size_problems
     from hle_reasoning.hle.data.schema import is_hub_id
     from hle_reasoning.modeling.models import hf_token
 
@@ -234,14 +255,16 @@ def preflight_problems(
         # Even when the distributed block has other problems: the processes it asks for.
         problems += world_size_problems(training.grpo, processes)
     scale = parsed.get("distributed")
-    if scale is not None and scale.enabled and training is not None:
+    if scale is not None and scale.config_file is not None:
+        from hle_reasoning.modeling.distributed import accelerate_problems
+
         problems += accelerate_problems(
             scale, training, parsed.get("model"), gpus=torch.cuda.is_available()
         )
     evaluation = parsed.get("evaluation")
     if evaluation is not None and evaluation.judge.kind == "llm":
         problems += judge_problems(evaluation.judge, judge_endpoint)
-    return problems
+    return parsed, problems
 
 
 def judge_problems(judge: Any, endpoint: Any = None) -> list[str]:
@@ -259,11 +282,23 @@ def judge_problems(judge: Any, endpoint: Any = None) -> list[str]:
 
 class PreflightHook:
     """Before the first node: every parameter block the run reads, tokens, hub access, the GPU
-    and the judge's credentials; every problem at once."""
+    and the judge's credentials; every problem at once.
+
+    Each block is parsed here, once per run, and every node receives the parsed blocks in place
+    of the raw ``params:`` inputs (``params:evaluation.judge`` is the ``JudgeConfig``): Kedro lets
+    ``before_node_run`` replace a node's inputs. The catalog keeps the raw parameters, so
+    kedro-viz shows them and kedro-mlflow (whose ``before_node_run`` sees the inputs as loaded)
+    logs every one as before.
+    """
+
+    def __init__(self) -> None:
+        self._blocks: dict[str, Any] = {}
 
     @hook_impl
     def before_pipeline_run(self, run_params: dict, pipeline: Any, catalog: Any) -> None:
         from hle_reasoning.config import BLOCKS
+
+        self._blocks = {}
 
         datasets = set(pipeline.datasets())
         read = {
@@ -278,7 +313,7 @@ class PreflightHook:
         uses_device = bool({"base_model", "params:model", "params:model.device"} & datasets)
         hle_source = _param(catalog, "params:hle_source") if "hle_questions" in datasets else None
         endpoint = _param(catalog, "judge_endpoint") if "judge_endpoint" in datasets else None
-        problems = preflight_problems(
+        parsed, problems = preflight(
             params,
             hle_source,
             uses_model,
@@ -291,6 +326,21 @@ class PreflightHook:
                 "This run cannot work as configured; no node was run and no output written:\n"
                 + "\n".join(f"  - {p}" for p in problems)
             )
+        self._blocks = {name: parsed[name] for name in blocks}
+
+    @hook_impl
+    def before_node_run(
+        self, node: Any, catalog: Any, inputs: dict, is_async: bool, run_id: str
+    ) -> dict[str, Any] | None:
+        from hle_reasoning.config.study import typed_parameters
+
+        return typed_parameters(self._blocks, inputs) or None
+
+    @hook_impl
+    def after_pipeline_run(
+        self, run_params: dict, run_result: Any, pipeline: Any, catalog: Any
+    ) -> None:
+        self._blocks = {}
 
 
 def _param(catalog: Any, name: str) -> Any:

@@ -3,6 +3,7 @@
 import warnings
 
 from hle_reasoning import quiet
+from hle_reasoning.context import ProjectContext
 from hle_reasoning.hooks import GitCommitHook, PreflightHook, StudySummaryHook, WorkerMachineHook
 
 # Library deprecation chatter that says nothing about the user's run.
@@ -11,6 +12,9 @@ warnings.filterwarnings("ignore", message=".*register_new_resolver.*", category=
 quiet.install()
 
 HOOKS = (PreflightHook(), GitCommitHook(), StudySummaryHook(), WorkerMachineHook())
+
+# The parameters as the YAML holds them; the preflight hook parses them (see context.py).
+CONTEXT_CLASS = ProjectContext
 
 # `kedro run` reads conf/base, then conf/local (ignored by git, for secrets and machine-specific
 # overrides). `kedro run --env paper` reads conf/paper instead of conf/local: the proposal's

@@ -8,6 +8,7 @@ import pandas as pd
 import pytest
 import yaml
 
+from hle_reasoning.config import TinyConfig
 from hle_reasoning.modeling.models import build_tiny_mllama
 
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
@@ -33,7 +34,7 @@ def training_params() -> dict:
 def tiny_dir(tmp_path_factory, model_params) -> Path:
     """The tiny Mllama and its processor saved as the training pipeline saves the base model."""
     path = tmp_path_factory.mktemp("tiny_mllama")
-    model, processor = build_tiny_mllama(model_params["tiny"], seed=0)
+    model, processor = build_tiny_mllama(TinyConfig.from_params(model_params["tiny"]), seed=0)
     model.save_pretrained(path)
     processor.save_pretrained(path)
     return path

@@ -10,6 +10,7 @@ from pathlib import Path
 import torch.distributed as dist
 from transformers import TrainerCallback
 
+from hle_reasoning.config import ModelConfig
 from hle_reasoning.modeling import distributed
 from hle_reasoning.modeling.grpo import MllamaGRPOTrainer
 from hle_reasoning.modeling.training import train_grpo
@@ -26,6 +27,13 @@ def one_step_training(training_params: dict, checkpoints: Path) -> dict:
     training["max_steps"] = 1
     training["cpu_threads"] = 1
     return training
+
+
+def cpu_fp32(model_params: dict) -> ModelConfig:
+    """The ``model`` block on the CPU, unquantized (quicker to load, the same logic)."""
+    return ModelConfig.from_params(
+        {**model_params, "device": "cpu", "quantization": {"enabled": False}}
+    )
 
 
 def report(items: list[int]) -> dict:

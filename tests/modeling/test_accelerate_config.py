@@ -13,8 +13,14 @@ import yaml
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
-from hle_reasoning.config import DistributedConfig, ModelConfig, TrainingConfig, parse
-from hle_reasoning.config.distributed import accelerate_launch, accelerate_problems
+from hle_reasoning.config import (
+    DistributedConfig,
+    ModelConfig,
+    QuantizationConfig,
+    TrainingConfig,
+    parse,
+)
+from hle_reasoning.modeling.distributed import accelerate_launch, accelerate_problems
 from hle_reasoning.modeling.models import load_model
 from hle_reasoning.pipelines.training.workers import train_distributed
 from tests.modeling.distributed_workers import one_step_training
@@ -101,8 +107,40 @@ def test_a_file_accelerate_or_the_project_cannot_launch_is_refused_with_its_name
     tmp_path, content, said
 ):
     path = write(tmp_path, {**content, "num_processes": 2})
-    _, problems = parse(DistributedConfig, {"num_processes": 2, "config_file": path}, "distributed")
+    config, problems = parse(
+        DistributedConfig, {"num_processes": 2, "config_file": path}, "distributed"
+    )
+    assert not problems  # the block itself reads well; accelerate's launcher refuses the file
+    problems = accelerate_problems(config, gpus=False)
     assert len(problems) == 1 and path in problems[0] and said in problems[0]
+
+
+def test_the_blocks_checks_read_the_file_and_the_preflight_lists_what_the_launcher_refuses(
+    tmp_path, monkeypatch
+):
+    import os
+
+    import accelerate.commands.launch
+
+    from hle_reasoning.hooks import preflight_problems
+
+    one_gpu = {"distributed_type": "MULTI_GPU", "compute_environment": "LOCAL_MACHINE"}
+    path = write(tmp_path, {**one_gpu, "gpu_ids": "0", "num_processes": 2})
+    block = {"num_processes": 2, "config_file": path}
+
+    def launched(*args, **kwargs):
+        raise AssertionError("a config block's check ran accelerate's launcher")
+
+    environment = dict(os.environ)
+    with monkeypatch.context() as patched:
+        patched.setattr(accelerate.commands.launch, "_validate_launch_command", launched)
+        config, problems = parse(DistributedConfig, block, "distributed")
+    assert config is not None and problems == []
+    assert dict(os.environ) == environment
+    (problem,) = preflight_problems(
+        {"distributed": block}, None, uses_model=False, uses_device=False, blocks=["distributed"]
+    )
+    assert path in problem and "accelerate refuses it: Less than two GPU ids" in problem
 
 
 @pytest.mark.skipif(importlib.util.find_spec("deepspeed") is not None, reason="deepspeed here")
@@ -112,11 +150,12 @@ def test_deepspeed_without_the_package_says_how_to_install_it(tmp_path):
         "distributed_type": "DEEPSPEED",
         "deepspeed_config": {"zero_stage": 3},
     }
-    _, problems = parse(
+    config, problems = parse(
         DistributedConfig,
         {"num_processes": 2, "config_file": write(tmp_path, content)},
         "distributed",
     )
+    problems += accelerate_problems(config, gpus=True)
     assert problems and "DeepSpeed" in problems[0] and "`pip install deepspeed`" in problems[0]
 
 
@@ -147,7 +186,9 @@ def test_what_cannot_train_here_is_listed_before_any_node(tmp_path, model_params
 
 def test_the_4bit_weights_are_stored_as_quant_storage_says(tiny_dir, model_params):
     def storage(value: str) -> set:
-        quantization = {**model_params["quantization"], "quant_storage": value}
+        quantization = QuantizationConfig.from_params(
+            {**model_params["quantization"], "quant_storage": value}
+        )
         model = load_model(str(tiny_dir), quantization=quantization, device="cpu")
         return {
             module.weight.dtype
@@ -179,8 +220,8 @@ def test_the_files_mixed_precision_reaches_the_trainer_of_every_worker(
         DistributedConfig(num_processes=2, config_file=write(tmp_path, content), timeout_s=120),
         str(tiny_dir),
         questions,
-        {**model_params, "device": "cpu"},
-        training,
+        ModelConfig.from_params({**model_params, "device": "cpu"}),
+        TrainingConfig.from_params(training),
     )
     summary = result.summary
     assert (summary["world_size"], summary["steps"]) == (2, 1)
@@ -225,8 +266,11 @@ def test_any_config_file_is_accepted_or_refused_with_a_message(tmp_path, content
         DistributedConfig, {"num_processes": 2, "config_file": path}, "distributed"
     )
     assert (config is None) == bool(problems)
-    assert all(path in problem for problem in problems)
     if config is not None:
+        # What the block's checks let through, accelerate's launcher takes or refuses by name.
+        problems = accelerate_problems(config, gpus=True)
+    assert all(path in problem for problem in problems)
+    if config is not None and not problems:
         launch = accelerate_launch(config)
         assert launch.distributed_type in ("NO", "MULTI_CPU", "MULTI_GPU", "FSDP", "DEEPSPEED")
         assert all(isinstance(v, str) for v in launch.environment.values())

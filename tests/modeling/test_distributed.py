@@ -17,13 +17,19 @@ import yaml
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from hle_reasoning.config import ConfigError, DistributedConfig, parse
+from hle_reasoning.config import (
+    ConfigError,
+    DistributedConfig,
+    ModelConfig,
+    TrainingConfig,
+    parse,
+)
 from hle_reasoning.modeling.distributed import WorkerFailedError, launch
 from hle_reasoning.modeling.training import config_problems
 from hle_reasoning.modeling.trl_mapping import grpo_config_kwargs
 from tests.conftest import PROJECT_ROOT
 from tests.modeling import distributed_workers
-from tests.modeling.distributed_workers import one_step_training
+from tests.modeling.distributed_workers import cpu_fp32, one_step_training
 
 
 def test_the_shipped_block_is_one_process_without_a_launcher():
@@ -126,9 +132,12 @@ def test_two_ddp_processes_all_reduce_the_single_process_gradient(
             math_questions[math_questions["image"] == ""].head(1),
         ]
     ).reset_index(drop=True)
-    fp32 = {**model_params, "device": "cpu", "quantization": None}
+    fp32 = cpu_fp32(model_params)
     single = distributed_workers.one_step_gradients(
-        str(tiny_dir), questions, fp32, one_step_training(training_params, tmp_path / "one")
+        str(tiny_dir),
+        questions,
+        fp32,
+        TrainingConfig.from_params(one_step_training(training_params, tmp_path / "one")),
     )
     started = time.monotonic()
     results = launch(
@@ -137,7 +146,7 @@ def test_two_ddp_processes_all_reduce_the_single_process_gradient(
         str(tiny_dir),
         questions,
         fp32,
-        one_step_training(training_params, tmp_path / "two"),
+        TrainingConfig.from_params(one_step_training(training_params, tmp_path / "two")),
     )
     print(f"\n2-process DDP step: {time.monotonic() - started:.1f} s")
     reduced = results[0]
@@ -161,7 +170,7 @@ def test_rank_0_logs_each_step_live_into_the_nodes_mlflow_run_once(
     from hle_reasoning.pipelines.training import nodes
 
     questions = math_questions.head(2)
-    fp32 = {**model_params, "device": "cpu", "quantization": None}
+    fp32 = cpu_fp32(model_params)
     training = one_step_training(training_params, tmp_path / "checkpoints")
     training["max_steps"] = 2
     mlflow.set_tracking_uri(f"sqlite:///{tmp_path / 'mlflow.db'}")
@@ -169,7 +178,11 @@ def test_rank_0_logs_each_step_live_into_the_nodes_mlflow_run_once(
     with mlflow.start_run() as run:
         started = time.monotonic()
         adapter, _, summary, history = nodes.train_grpo(
-            str(tiny_dir), questions, fp32, training, {"num_processes": 2, "timeout_s": 120}
+            str(tiny_dir),
+            questions,
+            fp32,
+            TrainingConfig.from_params(training),
+            DistributedConfig(num_processes=2, timeout_s=120),
         )
         print(f"\n2-process training node, 2 steps: {time.monotonic() - started:.1f} s")
         # The workers attached by id: the run is still the parent's, running.
@@ -202,7 +215,9 @@ def test_the_global_batch_is_shared_by_the_processes_or_the_world_size_is_reject
 ):
     training = copy.deepcopy(training_params)
     training["grpo"]["batch_size"] = batch_size
-    problems = config_problems(training, model_params, check_access=False, world_size=processes)
+    training = TrainingConfig.from_params(training)
+    model = ModelConfig.from_params(model_params)
+    problems = config_problems(training, model, check_access=False, world_size=processes)
     if problem is None:
         assert problems == []
         kwargs = grpo_config_kwargs(
@@ -238,14 +253,14 @@ def test_a_ddp_checkpoint_is_complete_only_with_every_ranks_rng_state(
     training["max_steps"] = 2
     training["grpo"]["max_completion_length"] = 4
     training["checkpoints"].update({"save_steps": 1, "keep": True})
-    fp32 = {**model_params, "device": "cpu", "quantization": None}
+    fp32 = cpu_fp32(model_params)
     launch(
         DistributedConfig(num_processes=2, timeout_s=60),
         distributed_workers.train_with_a_slow_rank_one,
         str(tiny_dir),
         math_questions.head(2),
         fp32,
-        training,
+        TrainingConfig.from_params(training),
     )
     for step in (1, 2):
         folder = checkpoints / f"checkpoint-{step}"
@@ -306,8 +321,9 @@ def test_a_ddp_run_killed_with_sigkill_fails_naming_the_rank_and_resumes_when_re
     training["checkpoints"].update({"save_steps": 1, "resume": "auto"})
     # Two image and two text questions: the ranks' batches differ in kind, as in the study.
     questions = math_questions.iloc[[0, 1, len(math_questions) - 1, len(math_questions) - 2]]
-    fp32 = {**model_params, "device": "cpu", "quantization": None}
+    fp32 = cpu_fp32(model_params)
     scale = DistributedConfig(num_processes=2, timeout_s=60)
+    training = TrainingConfig.from_params(training)
     mlflow.set_tracking_uri(f"sqlite:///{tmp_path / 'mlflow.db'}")
     client = mlflow.MlflowClient()
     pids = _WorkerPids(monkeypatch)

@@ -1,8 +1,10 @@
+import dataclasses
 import hashlib
 
 import pandas as pd
 import pytest
 
+from hle_reasoning.config import ModelConfig, QuantizationConfig
 from hle_reasoning.modeling.generation import (
     RESPONSE_COLUMNS,
     GenerationConfig,
@@ -13,7 +15,7 @@ from hle_reasoning.modeling.generation import (
     load_for_evaluation,
 )
 
-FP32 = {"device": "cpu", "dtype": "float32", "quantization": None}
+FP32 = ModelConfig(device="cpu", dtype="float32", quantization=QuantizationConfig(enabled=False))
 
 
 @pytest.fixture(scope="module")
@@ -100,7 +102,9 @@ def test_generation_key_changes_with_what_answers_depend_on(tiny_dir, tmp_path):
     key = generation_key(str(tiny_dir), None, config, FP32)
     assert key == generation_key(str(tiny_dir), None, GenerationConfig(), FP32)
     assert key != generation_key(str(tiny_dir), None, GenerationConfig(max_new_tokens=7), FP32)
-    assert key != generation_key(str(tiny_dir), None, config, {**FP32, "quantization": {"bits": 4}})
+    assert key != generation_key(
+        str(tiny_dir), None, config, dataclasses.replace(FP32, quantization=QuantizationConfig())
+    )
     adapter = tmp_path / "adapter"
     adapter.mkdir()
     (adapter / "adapter_model.safetensors").write_bytes(b"one")

@@ -8,6 +8,7 @@ import copy
 import pytest
 import torch
 
+from hle_reasoning.config import QuantizationConfig, TinyConfig, TrainingConfig
 from hle_reasoning.hle.data.prompts import prompt_text
 from hle_reasoning.hle.data.schema import load_image
 from hle_reasoning.modeling.grpo import (
@@ -43,6 +44,7 @@ def make_trainer(
         {k: overrides.pop(k) for k in list(overrides) if k in training["prompt"]}
     )
     training["grpo"].update(overrides)
+    training = TrainingConfig.from_params(training)
     args = grpo_config(training, output_dir=tmp_path / "out", device="cpu", reward_weights=[1.0])
     args.disable_tqdm = True
     args.save_strategy = "no"
@@ -53,7 +55,7 @@ def make_trainer(
         args=args,
         train_dataset=dataset,
         processing_class=processor,
-        peft_config=lora_config(training["lora"]),
+        peft_config=lora_config(training.lora),
     )
     return trainer, dataset
 
@@ -297,7 +299,7 @@ def sharp_tiny_dir(tmp_path_factory, model_params):
     distributions are far from uniform, so a small LoRA can move them measurably."""
     tiny = copy.deepcopy(model_params["tiny"])
     tiny["text"]["initializer_range"] = 0.2
-    model, processor = build_tiny_mllama(tiny, seed=0)
+    model, processor = build_tiny_mllama(TinyConfig.from_params(tiny), seed=0)
     path = tmp_path_factory.mktemp("sharp_tiny")
     model.save_pretrained(path)
     processor.save_pretrained(path)
@@ -310,7 +312,11 @@ def test_grpo_through_lora_on_the_4bit_base_raises_the_rewarded_tokens_probabili
 ):
     """The learning signal: rewarding marker tokens raises their probability within 8 steps,
     through LoRA on the 4-bit NF4 base, on image and text questions."""
-    model = load_model(str(sharp_tiny_dir), quantization=model_params["quantization"], device="cpu")
+    model = load_model(
+        str(sharp_tiny_dir),
+        quantization=QuantizationConfig.from_params(model_params["quantization"]),
+        device="cpu",
+    )
     assert getattr(model, "is_loaded_in_4bit", False)
     processor = load_processor(str(sharp_tiny_dir))
     markers = marker_tokens(model)
@@ -560,6 +566,7 @@ def test_a_text_model_is_trained_by_trls_own_code(
     )
     training = copy.deepcopy(training_params)
     training["grpo"].update(max_completion_length=3, bf16=False, beta=0.0)  # no reference model
+    training = TrainingConfig.from_params(training)
     args = grpo_config(training, output_dir=tmp_path / "out", device="cpu", reward_weights=[1.0])
     args.disable_tqdm, args.save_strategy = True, "no"
     text = math_questions.iloc[[len(math_questions) - 1, len(math_questions) - 2]]

@@ -8,11 +8,13 @@ import pandas as pd
 import pytest
 import torch
 
+from hle_reasoning.config import LoraSettings, QuantizationConfig
 from hle_reasoning.modeling import memory
 from hle_reasoning.modeling.models import load_model
 from hle_reasoning.modeling.trl_mapping import lora_config
 
-PROPOSAL_LORA = {"r": 4, "alpha": 32, "dropout": 0.05, "target_modules": ["q_proj", "v_proj"]}
+PROPOSAL_LORA = LoraSettings(r=4, alpha=32, dropout=0.05, target_modules=("q_proj", "v_proj"))
+NF4 = QuantizationConfig(enabled=True, bits=4)
 
 
 def mllama_parameter_count(config) -> int:
@@ -80,7 +82,7 @@ def test_eq6_for_the_real_11b_architecture_counted_on_the_meta_device():
     assert adapter_bytes / 1e9 == pytest.approx(0.0085, abs=1e-4)
     estimate = memory.estimate(
         peft_model,
-        quantization={"enabled": True, "bits": 4},
+        quantization=NF4,
         dtype="bfloat16",
         questions=pd.DataFrame({"question": [], "answer": []}),
         dataset_gb_override=0.16,
@@ -90,7 +92,7 @@ def test_eq6_for_the_real_11b_architecture_counted_on_the_meta_device():
 
 def test_4bit_weights_are_counted_unpacked(tiny_dir):
     fp32 = load_model(str(tiny_dir), quantization=None, device="cpu")
-    nf4 = load_model(str(tiny_dir), quantization={"enabled": True, "bits": 4}, device="cpu")
+    nf4 = load_model(str(tiny_dir), quantization=NF4, device="cpu")
     assert (
         memory.base_parameter_count(nf4)
         == memory.base_parameter_count(fp32)
@@ -106,8 +108,8 @@ def test_dataset_size_counts_text_and_decoded_image_bytes():
 
 
 def test_weight_bits_follow_quantization_or_dtype():
-    assert memory.weight_bits({"enabled": True, "bits": 4}, "float32") == 4
-    assert memory.weight_bits({"enabled": False}, "bfloat16") == 16
+    assert memory.weight_bits(NF4, "float32") == 4
+    assert memory.weight_bits(QuantizationConfig(enabled=False), "bfloat16") == 16
     assert memory.weight_bits(None, "float32") == 32
 
 

@@ -13,10 +13,10 @@ import time
 
 import pytest
 
+from hle_reasoning.config import ModelConfig, TrainingConfig, parse
 from hle_reasoning.modeling import training
 from hle_reasoning.modeling.training import (
     TrainingConfigError,
-    check_config,
     config_problems,
     latest_checkpoint,
     metrics_history,
@@ -37,33 +37,43 @@ def with_changes(params: dict, **changes) -> dict:
     return params
 
 
+def every_problem(training_params: dict, model_params: dict) -> list[str]:
+    """The two blocks' problems as the preflight finds them: the parse's, then the run's."""
+    training_config, problems = parse(TrainingConfig, training_params, "training")
+    model_config, found = parse(ModelConfig, model_params, "model")
+    problems += found
+    if training_config is not None and model_config is not None:
+        problems += config_problems(training_config, model_config)
+    return problems
+
+
 def test_the_default_configuration_is_valid(training_params, model_params):
-    assert config_problems(training_params, model_params) == []
+    assert every_problem(training_params, model_params) == []
 
 
 def test_one_generation_is_rejected_with_what_to_change(training_params, model_params):
     bad = with_changes(training_params, **{"grpo.num_generations": 1})
     with pytest.raises(TrainingConfigError, match="num_generations is 1.*at least 2"):
-        check_config(bad, model_params)
+        TrainingConfig.from_params(bad)
 
 
 def test_a_batch_the_generations_do_not_divide_is_rejected(training_params, model_params):
     bad = with_changes(
         training_params, **{"grpo.batch_size_unit": "completions", "grpo.batch_size": 3}
     )
-    (problem,) = config_problems(bad, model_params)
+    (problem,) = every_problem(bad, model_params)
     assert "batch_size 3 (completions) gives 3 completions per step" in problem
     assert "num_generations 2 does not divide" in problem
     # Counted in prompts, any batch size works: 3 prompts x 2 = 6 completions.
     good = with_changes(bad, **{"grpo.batch_size_unit": "prompts"})
-    assert config_problems(good, model_params) == []
+    assert every_problem(good, model_params) == []
 
 
 def test_a_hub_model_without_hf_token_is_rejected(training_params, model_params, monkeypatch):
     for name in ("HF_TOKEN", "HUGGING_FACE_HUB_TOKEN", "HF_HUB_OFFLINE"):
         monkeypatch.delenv(name, raising=False)
     hub = dict(model_params, name_or_path="meta-llama/Llama-3.2-11B-Vision-Instruct")
-    (problem,) = config_problems(training_params, hub)
+    (problem,) = every_problem(training_params, hub)
     assert "HF_TOKEN is not set" in problem
 
 
@@ -79,7 +89,7 @@ def test_every_problem_is_listed_at_once(training_params, model_params):
         },
     )
     with pytest.raises(TrainingConfigError) as error:
-        check_config(bad, model_params)
+        TrainingConfig.from_params(bad)
     message = str(error.value)
     for fragment in (
         "num_generations is 1",
@@ -92,11 +102,20 @@ def test_every_problem_is_listed_at_once(training_params, model_params):
     assert "nothing was loaded or trained" in message
 
 
-def test_train_grpo_checks_the_config_before_loading(training_params, model_params, tmp_path):
-    bad = with_changes(training_params, **{"grpo.num_generations": 1})
+def test_train_grpo_checks_the_config_before_loading(
+    training_params, model_params, tmp_path, monkeypatch
+):
+    for name in ("HF_TOKEN", "HUGGING_FACE_HUB_TOKEN", "HF_HUB_OFFLINE"):
+        monkeypatch.delenv(name, raising=False)
+    hub = dict(model_params, name_or_path="meta-llama/Llama-3.2-11B-Vision-Instruct")
     # The base model path does not even exist: the config check must fail first.
     with pytest.raises(TrainingConfigError):
-        train_grpo(str(tmp_path / "missing"), None, model_params, bad)
+        train_grpo(
+            str(tmp_path / "missing"),
+            None,
+            ModelConfig.from_params(hub),
+            TrainingConfig.from_params(training_params),
+        )
 
 
 def test_latest_checkpoint_skips_incomplete_ones(tmp_path):
@@ -164,6 +183,7 @@ RUNNER = textwrap.dedent(
     import pandas as pd
     from transformers import TrainerCallback
 
+    from hle_reasoning.config import ModelConfig, TrainingConfig
     from hle_reasoning.modeling.training import train_grpo
 
     config = json.loads(Path(sys.argv[1]).read_text())
@@ -175,8 +195,9 @@ RUNNER = textwrap.dedent(
                 Path(config["flag"]).write_text("saved")
                 time.sleep(600)
 
-    train_grpo(config["base"], pd.read_parquet(config["questions"]), config["model"],
-               config["training"], callbacks=[HoldAfterSaving()])
+    train_grpo(config["base"], pd.read_parquet(config["questions"]),
+               ModelConfig.from_params(config["model"]),
+               TrainingConfig.from_params(config["training"]), callbacks=[HoldAfterSaving()])
     """
 )
 
@@ -235,7 +256,12 @@ def test_a_run_killed_with_sigkill_resumes_from_its_last_checkpoint(
 
     mlflow.set_tracking_uri(f"sqlite:///{tmp_path / 'mlflow.db'}")
     with mlflow.start_run() as run:
-        result = train_grpo(str(tiny_dir), questions, model_params, params)
+        result = train_grpo(
+            str(tiny_dir),
+            questions,
+            ModelConfig.from_params(model_params),
+            TrainingConfig.from_params(params),
+        )
 
     assert result.summary["resumed_from_step"] == 3
     # The resumed run's MLflow curve: the restored steps, then the new ones, numbered as trained.
@@ -283,9 +309,15 @@ def test_each_step_reaches_mlflow_while_training_runs(
             "grpo.max_completion_length": 4,
         },
     )
-    fp32 = dict(model_params, quantization={"enabled": False})
+    fp32 = ModelConfig.from_params(dict(model_params, quantization={"enabled": False}))
     with mlflow.start_run() as run:
-        train_grpo(str(tiny_dir), math_questions.iloc[:4], fp32, params, callbacks=[WatchMlflow()])
+        train_grpo(
+            str(tiny_dir),
+            math_questions.iloc[:4],
+            fp32,
+            TrainingConfig.from_params(params),
+            callbacks=[WatchMlflow()],
+        )
     assert seen == [[1], [1, 2]]
     history = client.get_metric_history(run.info.run_id, "training.reward")
     assert [m.step for m in history] == [1, 2, 3]

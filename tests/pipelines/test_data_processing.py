@@ -5,18 +5,12 @@ import pytest
 from kedro.io import DataCatalog, MemoryDataset
 from kedro.runner import SequentialRunner
 
+from hle_reasoning.config import DataProcessingConfig, ModelConfig
 from hle_reasoning.modeling.models import load_tokenizer
 from hle_reasoning.pipelines.data_processing import create_pipeline, nodes
+from tests.conftest import put_blocks
 from tests.kedro_cli import kedro_run
 from tests.pipelines.exports import assert_a_broken_export_changes_nothing
-
-SPLIT = {
-    "confidence_level": 0.90,
-    "margin_of_error": 0.05,
-    "proportion": 0.5,
-    "seed": 42,
-    "z": None,
-}
 
 
 class KeptDataset(MemoryDataset):
@@ -31,10 +25,8 @@ def run_in_memory(questions: pd.DataFrame) -> dict:
     catalog = DataCatalog({name: KeptDataset() for name in pipe.all_outputs()})
     catalog["hle_questions"] = questions
     catalog["tokenizer"] = load_tokenizer("tiny")
-    catalog["params:data_processing.split"] = SPLIT
-    catalog["params:data_processing.focus_categories"] = ["Math"]
+    put_blocks(catalog, pipe, data_processing=DataProcessingConfig(), model=ModelConfig())
     catalog["params:hle_source"] = "test"
-    catalog["params:model.name_or_path"] = "tiny"
     SequentialRunner().run(pipe, catalog)
     return {name: catalog.load(name) for name in pipe.all_outputs()}
 

@@ -12,6 +12,7 @@ import psutil
 import pytest
 import yaml
 
+from hle_reasoning.config import DistributedConfig, GenerationConfig, ModelConfig
 from hle_reasoning.datasets import BaseModelDataset, JSONLinesShards, JSONLinesStore
 from hle_reasoning.modeling import generation
 from hle_reasoning.modeling.distributed import WorkerFailedError
@@ -20,15 +21,17 @@ from hle_reasoning.pipelines.evaluation import nodes
 from tests.conftest import PROJECT_ROOT
 
 pytestmark = pytest.mark.slow
-GENERATION = {"batch_size": 1, "max_new_tokens": 24, "cpu_threads": 1}
+GENERATION = GenerationConfig(batch_size=1, max_new_tokens=24, cpu_threads=1)
 COLUMNS = tuple(generation.RESPONSE_COLUMNS)
 
 
 @pytest.fixture(scope="module")
-def model_params() -> dict:
+def model_params() -> ModelConfig:
     model = yaml.safe_load((PROJECT_ROOT / "conf/base/parameters.yml").read_text())["model"]
     # fp32: quicker to load in every worker, the same sharding logic
-    return {**model, "name_or_path": "tiny", "device": "cpu", "quantization": None}
+    return ModelConfig.from_params(
+        {**model, "name_or_path": "tiny", "device": "cpu", "quantization": {"enabled": False}}
+    )
 
 
 @pytest.fixture(scope="module")
@@ -60,7 +63,7 @@ def run_node(store, shards, questions, tiny_base, model_params, processes):
         store.load(),
         GENERATION,
         model_params,
-        {"num_processes": processes, "timeout_s": 60},
+        DistributedConfig(num_processes=processes, timeout_s=60),
         shards,
         variant="test",
     ):

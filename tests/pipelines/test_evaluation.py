@@ -11,6 +11,7 @@ from kedro.config import OmegaConfigLoader
 from kedro.io import DataCatalog, MemoryDataset
 from kedro.runner import SequentialRunner
 
+from hle_reasoning.config import DistributedConfig, EvaluationConfig, GenerationConfig, ModelConfig
 from hle_reasoning.datasets import (
     BaseModelDataset,
     JSONLinesShardsDataset,
@@ -23,7 +24,7 @@ from hle_reasoning.modeling import generation
 from hle_reasoning.modeling.models import load_model, prepare_base_model
 from hle_reasoning.pipelines.evaluation import create_pipeline, nodes
 from hle_reasoning.pipelines.evaluation.pipeline import VARIANTS
-from tests.conftest import PROJECT_ROOT
+from tests.conftest import PROJECT_ROOT, put_blocks
 from tests.fake_openai import FakeJudgeServer
 from tests.kedro_cli import kedro_run
 
@@ -58,7 +59,7 @@ def evaluation_params() -> dict:
 def tiny_base(tmp_path_factory, model_params) -> str:
     """The tiny base model saved as the training pipeline saves it."""
     path = tmp_path_factory.mktemp("models") / "base_model"
-    BaseModelDataset(path=str(path)).save(prepare_base_model(model_params))
+    BaseModelDataset(path=str(path)).save(prepare_base_model(ModelConfig.from_params(model_params)))
     return BaseModelDataset(path=str(path)).load()
 
 
@@ -103,12 +104,13 @@ def run_in_memory(tmp_path, questions, tiny_base, adapter, evaluation_params, mo
     catalog["base_model"] = tiny_base
     catalog["lora_adapter"] = adapter
     catalog["judge_endpoint"] = JudgeEndpoint()
-    catalog["params:evaluation"] = evaluation_params
-    for block in ("generation", "judge", "metrics"):
-        catalog[f"params:evaluation.{block}"] = evaluation_params[block]
-    catalog["params:model"] = model_params
-    catalog["params:model.name_or_path"] = model_params["name_or_path"]
-    catalog["params:distributed"] = conf("parameters.yml")["distributed"]
+    put_blocks(
+        catalog,
+        pipe,
+        evaluation=EvaluationConfig.from_params(evaluation_params),
+        model=ModelConfig.from_params(model_params),
+        distributed=DistributedConfig.from_params(conf("parameters.yml")["distributed"]),
+    )
     SequentialRunner().run(pipe, catalog)
     return {name: catalog.load(name) for name in pipe.all_outputs()}
 
@@ -216,8 +218,9 @@ def answer(store, questions, tiny_base, model_params, stop_after=None, **generat
         questions,
         tiny_base,
         store.load(),
-        {"batch_size": 4, "max_new_tokens": 8, **generation_params},
-        model_params,
+        GenerationConfig.from_params({"batch_size": 4, "max_new_tokens": 8, **generation_params}),
+        ModelConfig.from_params(model_params),
+        DistributedConfig(),
         variant="test",
     )
     answered = []
@@ -232,7 +235,7 @@ def answer(store, questions, tiny_base, model_params, stop_after=None, **generat
 
 
 def test_a_resumed_run_answers_only_what_is_missing(tmp_path, questions, tiny_base, model_params):
-    model_params = {**model_params, "quantization": None}  # fp32: quicker to load, same logic
+    model_params = {**model_params, "quantization": {"enabled": False}}  # fp32: quicker to load
     store = JSONLinesStore(filepath=str(tmp_path / "responses.jsonl"))
     first = answer(store, questions, tiny_base, model_params, stop_after=2)
     assert len(first) == 8 and len(store.load()) == 8  # two batches of four survived the kill

@@ -10,10 +10,9 @@ import pandas as pd
 import pytest
 import yaml
 from kedro.io import DataCatalog, MemoryDataset
-from kedro.runner import SequentialRunner
 
 from hle_reasoning.datasets import BaseModelDataset
-from hle_reasoning.modeling.training import TrainingConfigError
+from hle_reasoning.hooks import PreflightError, PreflightHook
 from hle_reasoning.pipelines.training import create_pipeline
 from tests.conftest import PROJECT_ROOT
 from tests.kedro_cli import kedro_run
@@ -40,8 +39,9 @@ def test_bad_config_stops_the_pipeline_before_any_model_is_built(tmp_path):
             "training_summary": MemoryDataset(),
         }
     )
-    with pytest.raises(TrainingConfigError, match="num_generations is 1"):
-        SequentialRunner().run(create_pipeline(), catalog)
+    # The preflight parses the blocks before the first node: the pipeline never starts.
+    with pytest.raises(PreflightError, match="num_generations is 1"):
+        PreflightHook().before_pipeline_run({}, create_pipeline(), catalog)
     assert not (tmp_path / "base_model").exists()
 
 

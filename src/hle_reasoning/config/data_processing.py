@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from hle_reasoning.config.parsing import Block, check
+from hle_reasoning.hle.data import sampling
 
 _OPEN_UNIT = check(lambda v: 0 < v < 1, "set it strictly between 0 and 1")
 
@@ -14,9 +15,9 @@ class SplitConfig(Block):
     """Cochran's test size per category, with finite-population correction."""
 
     PATH = "data_processing.split"
-    confidence_level: float = field(default=0.90, metadata=_OPEN_UNIT)
-    margin_of_error: float = field(default=0.05, metadata=_OPEN_UNIT)
-    proportion: float = field(default=0.5, metadata=_OPEN_UNIT)
+    confidence_level: float = field(default=sampling.CONFIDENCE_LEVEL, metadata=_OPEN_UNIT)
+    margin_of_error: float = field(default=sampling.MARGIN_OF_ERROR, metadata=_OPEN_UNIT)
+    proportion: float = field(default=sampling.PROPORTION, metadata=_OPEN_UNIT)
     z: float | None = field(default=None, metadata=check(lambda v: v > 0, "set it > 0 or null"))
     seed: int = 42
 

@@ -3,11 +3,10 @@
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import Literal
 
-from hle_reasoning.config.parsing import Block, at_least, check, parse_or_raise
+from hle_reasoning.config.parsing import Block, at_least, check
 
 TINY = "tiny"
 Dtype = Literal["float32", "bfloat16", "float16"]
@@ -27,13 +26,6 @@ class QuantizationConfig(Block):
     # bitsandbytes' default; FSDP (and DeepSpeed ZeRO-3) shard only floating-point tensors, so
     # FSDP-QLoRA stores them as the compute dtype (the preflight says so when it matters).
     quant_storage: Literal["uint8", "float32", "bfloat16", "float16"] = "uint8"
-
-    @classmethod
-    def coerce(cls, value: QuantizationConfig | Mapping[str, Any] | None) -> QuantizationConfig:
-        """The block itself, parsed from a mapping, or ``enabled: false`` for ``None``."""
-        if value is None:
-            return cls(enabled=False)
-        return parse_or_raise(cls, value, cls.PATH)
 
     def cross_checks(self) -> list[str]:
         if self.enabled and self.bits != 4:
@@ -97,21 +89,3 @@ class ModelConfig(Block):
     dtype: Dtype = "float32"
     quantization: QuantizationConfig = field(default_factory=QuantizationConfig)
     tiny: TinyConfig = field(default_factory=TinyConfig)
-
-    @classmethod
-    def coerce(cls, value: ModelConfig | Mapping[str, Any] | None) -> ModelConfig:
-        """The block itself, or parsed from a (possibly partial) mapping; ``quantization: None``
-        means unquantized, as the library's functions have always read it."""
-        if isinstance(value, cls):
-            return value
-        return parse_or_raise(cls, cls.normalise(value), cls.PATH)
-
-    @staticmethod
-    def normalise(value: Mapping[str, Any] | None) -> dict[str, Any]:
-        """A mapping with ``quantization: None`` read as ``enabled: false``."""
-        data = dict(value or {})
-        if "quantization" in data and data["quantization"] is None:
-            data["quantization"] = {"enabled": False}
-        return data
-
-    from_params = coerce

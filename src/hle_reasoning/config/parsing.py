@@ -213,10 +213,8 @@ def parse(cls: type[T], data: Mapping[str, Any] | None, path: str) -> tuple[T | 
     return _parse(cls, data, path, problems), problems
 
 
-def parse_or_raise(cls: type[T], data: Mapping[str, Any] | Any, path: str) -> T:
-    """``data`` as a ``cls`` block (returned unchanged when it already is one), or ``ConfigError``."""
-    if isinstance(data, cls):
-        return data
+def parse_or_raise(cls: type[T], data: Mapping[str, Any] | None, path: str) -> T:
+    """``data`` as a ``cls`` block, or ``ConfigError`` listing every problem."""
     block, problems = parse(cls, data, path)
     if problems or block is None:
         raise ConfigError(problems, header=f"{path} cannot work as configured:")

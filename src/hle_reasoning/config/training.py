@@ -6,10 +6,11 @@ turns them into PEFT's ``LoraConfig`` and TRL's ``GRPOConfig``.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Literal
+from typing import Any, Literal
 
-from hle_reasoning.config.parsing import Block, ConfigError, at_least, check
+from hle_reasoning.config.parsing import Block, ConfigError, at_least, check, parse
 from hle_reasoning.hle.data.prompts import SystemRole
 
 TruncationSide = Literal["left", "right"]
@@ -171,6 +172,14 @@ class TrainingConfig(Block):
     memory: MemoryConfig = field(default_factory=MemoryConfig)
     max_steps: int | None = field(default=None, metadata=_INT1)
     cpu_threads: int | None = field(default=1, metadata=_INT1)
+
+    @classmethod
+    def from_params(cls, params: Mapping[str, Any] | None) -> TrainingConfig:
+        """The block parsed from a mapping, or ``TrainingConfigError`` listing every problem."""
+        block, problems = parse(cls, params, cls.PATH)
+        if problems or block is None:
+            raise TrainingConfigError(problems)
+        return block
 
 
 class TrainingConfigError(ConfigError):

@@ -20,14 +20,18 @@ import logging
 import os
 import socket
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
 
-from hle_reasoning.config.distributed import DistributedConfig, accelerate_launch
+from hle_reasoning.config.distributed import DistributedConfig
 
 __all__ = [
+    "AccelerateLaunch",
     "DistributedConfig",
     "WorkerFailedError",
+    "accelerate_launch",
+    "accelerate_problems",
     "close_workers",
     "init_worker",
     "launch",
@@ -42,9 +46,167 @@ class WorkerFailedError(RuntimeError):
     """A worker process died or raised; the message names its rank and what it said."""
 
 
+# What a worker may take from an accelerate config file: accelerate's own settings (mixed
+# precision, FSDP, DeepSpeed, Megatron-LM, parallelism) and the GPUs it may see. The launcher's
+# rendezvous (MASTER_ADDR, ...) and the thread count are this project's.
+_WORKER_VARIABLES = ("ACCELERATE_", "FSDP_", "MEGATRON_LM_", "PARALLELISM_CONFIG_")
+_SUPPORTED_TYPES = ("NO", "MULTI_CPU", "MULTI_GPU", "FSDP", "DEEPSPEED")
+
+
+@dataclass(frozen=True)
+class AccelerateLaunch:
+    """What ``accelerate launch --config_file FILE`` would set up for this block's workers.
+
+    ``distributed_type``: accelerate's name for the engine (``MULTI_GPU`` is DDP, ``FSDP``,
+    ``DEEPSPEED``, ...); ``mixed_precision`` as the file says (``no`` when it says nothing);
+    ``environment``: the variables accelerate's launcher would give the workers (its
+    ``ACCELERATE_*``, ``FSDP_*``, ... and ``CUDA_VISIBLE_DEVICES`` for ``gpu_ids``). The
+    trainer's ``Accelerator`` reads them in each worker, as under ``accelerate launch``.
+    """
+
+    distributed_type: str
+    mixed_precision: str
+    environment: dict[str, str]
+
+    @property
+    def shards_parameters(self) -> bool:
+        """FSDP or DeepSpeed ZeRO-3: the model's weights are split over the processes."""
+        zero_stage = self.environment.get("ACCELERATE_DEEPSPEED_ZERO_STAGE")
+        return self.distributed_type == "FSDP" or (
+            self.distributed_type == "DEEPSPEED" and zero_stage == "3"
+        )
+
+    @property
+    def needs_gpus(self) -> bool:
+        """accelerate runs FSDP and DeepSpeed on accelerators only (no CPU backend)."""
+        return self.distributed_type in ("FSDP", "DEEPSPEED")
+
+
+def accelerate_problems(
+    config: DistributedConfig, training: Any = None, model: Any = None, *, gpus: bool
+) -> list[str]:
+    """Why ``config.config_file`` cannot launch this ``training``/``model`` setup on this machine
+    (empty if it can, or when there is no file). ``gpus``: whether torch sees CUDA GPUs.
+
+    The block's own checks (the file exists, is an accelerate config, agrees with the block) come
+    with the block; these run the file through accelerate's launcher (``accelerate_launch``: a
+    file accelerate or this project cannot launch is refused here) and need the other blocks or
+    the machine. The preflight lists them before any node runs.
+    """
+    if config.config_file is None:
+        return []
+    try:
+        launch = accelerate_launch(config)
+    except ValueError as error:
+        return [str(error)]
+    assert launch is not None
+    path, kind = config.config_file, launch.distributed_type
+    problems = []
+    if launch.needs_gpus and not gpus:
+        problems.append(
+            f"distributed.config_file {path!r} sets distributed_type: {kind}, which accelerate "
+            "runs on GPUs only, and torch sees no CUDA GPU: on CPUs leave config_file null "
+            "(data-parallel over gloo), or run on GPUs."
+        )
+    if training is not None and launch.mixed_precision in ("fp16", "fp8") and training.grpo.bf16:
+        problems.append(
+            f"distributed.config_file {path!r} sets mixed_precision: {launch.mixed_precision} "
+            "but training.grpo.bf16 is true, which the trainer would use instead: set "
+            f"training.grpo.bf16=false to train in {launch.mixed_precision}, or set "
+            "mixed_precision: bf16 (or remove it) in the file."
+        )
+    quantization = getattr(model, "quantization", None)
+    if (
+        launch.shards_parameters
+        and quantization is not None
+        and quantization.enabled
+        and quantization.quant_storage != quantization.compute_dtype
+    ):
+        problems.append(
+            f"distributed.config_file {path!r} shards the weights ({kind}), which works only on "
+            "floating-point tensors, but the 4-bit base is stored as "
+            f"model.quantization.quant_storage {quantization.quant_storage}: set "
+            f"model.quantization.quant_storage={quantization.compute_dtype} (the compute dtype, "
+            "as in FSDP-QLoRA), or model.quantization.enabled=false."
+        )
+    return problems
+
+
+def accelerate_launch(config: DistributedConfig) -> AccelerateLaunch | None:
+    """``config.config_file`` read by accelerate's own launcher code (None without one).
+
+    The file goes through ``accelerate launch``'s argument parser and validation with this
+    block's ``num_processes``, ``num_machines`` and ``machine_rank``, then through the function
+    that prepares the workers' environment for its engine (``prepare_multi_gpu_env`` for DDP and
+    FSDP, ``prepare_deepspeed_cmd_env``, ``prepare_simple_launcher_cmd_env``), so a setting
+    means here what it means under ``accelerate launch``. Raises ``ValueError`` naming the file
+    and what to change when accelerate or this project cannot use it.
+    """
+    if config.config_file is None:
+        return None
+    from accelerate.commands.launch import _validate_launch_command, launch_command_parser
+    from accelerate.utils import is_deepspeed_available
+    from accelerate.utils import launch as accelerate_launcher
+
+    path = str(config.config_file)
+    argv = ["--config_file", path, "--num_processes", str(config.num_processes)]
+    argv += ["--num_machines", str(config.num_machines), "--machine_rank", str(config.machine_rank)]
+    argv += ["--main_process_port", "0"]  # a free port for accelerate's checks; elastic picks ours
+    argv += ["--num_cpu_threads_per_process", "1"]  # threads are training.cpu_threads' (dropped)
+    if config.main_process_ip:
+        argv += ["--main_process_ip", config.main_process_ip]
+    try:
+        args = launch_command_parser().parse_args([*argv, "hle-reasoning-worker"])
+        args, defaults, mixed_from_file = _validate_launch_command(args)
+    except (Exception, SystemExit) as error:  # accelerate's parser and checks decide
+        raise ValueError(
+            f"distributed.config_file {path!r}: accelerate refuses it: {error}"
+        ) from None
+    kind = str(getattr(defaults.distributed_type, "value", defaults.distributed_type))
+    where = str(getattr(defaults.compute_environment, "value", defaults.compute_environment))
+    if kind not in _SUPPORTED_TYPES or where != "LOCAL_MACHINE":
+        raise ValueError(
+            f"distributed.config_file {path!r} sets distributed_type: {kind} "
+            f"(compute_environment: {where}); this project's workers run "
+            f"{', '.join(_SUPPORTED_TYPES)} on local machines or a cluster: choose one of them in "
+            "`accelerate config`."
+        )
+    deepspeed = args.use_deepspeed and not args.cpu
+    if deepspeed and not is_deepspeed_available():
+        raise ValueError(
+            f"distributed.config_file {path!r} asks for DeepSpeed (distributed_type: "
+            "DEEPSPEED), which is not installed: `pip install deepspeed`, or choose DDP "
+            "(MULTI_GPU) or FSDP in `accelerate config`."
+        )
+    before = dict(os.environ)
+    try:  # accelerate's own checks too (fp8 without an fp8 backend, ...)
+        if deepspeed:
+            fields = list(defaults.deepspeed_config) + (
+                ["mixed_precision"] if mixed_from_file else []
+            )
+            args.deepspeed_fields_from_accelerate_config = ",".join(fields)
+            args.deepspeed_multinode_launcher = "standard"  # torch's launcher, as the workers use
+            environment = accelerate_launcher.prepare_deepspeed_cmd_env(args)[1]
+        elif (args.use_fsdp or args.multi_gpu) and not args.cpu:
+            environment = accelerate_launcher.prepare_multi_gpu_env(args)
+        else:
+            environment = accelerate_launcher.prepare_simple_launcher_cmd_env(args)[1]
+    except Exception as error:
+        raise ValueError(
+            f"distributed.config_file {path!r}: accelerate refuses it: {error}"
+        ) from None
+    changed = {
+        name: value
+        for name, value in environment.items()
+        if before.get(name) != value
+        and (name.startswith(_WORKER_VARIABLES) or name == "CUDA_VISIBLE_DEVICES")
+    }
+    return AccelerateLaunch(kind, str(args.mixed_precision or "no"), changed)
+
+
 def accelerate_environment(config: DistributedConfig) -> dict[str, str]:
     """What ``config_file`` adds to the workers' environment, as ``accelerate launch`` would set
-    it (mixed precision, FSDP, DeepSpeed, ...: see ``config.distributed.accelerate_launch``)."""
+    it (mixed precision, FSDP, DeepSpeed, ...: see ``accelerate_launch``)."""
     launch = accelerate_launch(config)
     return dict(launch.environment) if launch is not None else {}
 

@@ -13,7 +13,7 @@ import hashlib
 import json
 import logging
 import time
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator
 from dataclasses import asdict
 from pathlib import Path
 from typing import Any
@@ -55,11 +55,10 @@ __all__ = [
 
 def load_for_evaluation(
     base_model: str,
-    adapter: str | None = None,
-    model_config: ModelConfig | Mapping[str, Any] | None = None,
+    adapter: str | None,
+    model_config: ModelConfig,
 ) -> tuple[Any, Any]:
     """The base model (quantized as ``model_config`` says) with the LoRA ``adapter`` if given."""
-    model_config = ModelConfig.coerce(model_config)
     model = load_model(
         base_model,
         quantization=model_config.quantization,
@@ -99,13 +98,12 @@ def generation_key(
     base_model: str,
     adapter: str | None,
     config: GenerationConfig,
-    model_config: ModelConfig | Mapping[str, Any],
+    model_config: ModelConfig,
 ) -> str:
     """What a stored response depends on: weights, adapter, decoding, prompt and quantization.
 
     Responses stored under another key are stale and answered again.
     """
-    model_config = ModelConfig.coerce(model_config)
     payload = {
         "base_model": files_fingerprint(base_model),
         "adapter": files_fingerprint(adapter),

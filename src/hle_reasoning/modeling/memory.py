@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import resource
 import sys
-from collections.abc import Mapping
 from dataclasses import asdict, dataclass
 from typing import Any
 
@@ -87,10 +86,9 @@ def adapter_size(model: torch.nn.Module) -> tuple[int, int]:
     return sum(p.numel() for p in params), sum(p.numel() * p.element_size() for p in params)
 
 
-def weight_bits(quantization: QuantizationConfig | Mapping[str, Any] | None, dtype: str) -> int:
+def weight_bits(quantization: QuantizationConfig | None, dtype: str) -> int:
     """B of eq. (6): the quantization's bits, else the bits of the weights' dtype."""
-    quantization = QuantizationConfig.coerce(quantization)
-    if quantization.enabled:
+    if quantization is not None and quantization.enabled:
         return quantization.bits
     return {"float32": 32, "bfloat16": 16, "float16": 16}[dtype]
 
@@ -112,7 +110,7 @@ def dataset_gb(questions: pd.DataFrame) -> float:
 def estimate(
     model: torch.nn.Module,
     *,
-    quantization: QuantizationConfig | Mapping[str, Any] | None,
+    quantization: QuantizationConfig | None,
     dtype: str,
     questions: pd.DataFrame,
     training_overhead_gb: float = PROPOSAL_TRAINING_OVERHEAD_GB,

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import logging
 import os
-from collections.abc import Mapping
 from dataclasses import asdict
 from importlib import resources
 from pathlib import Path
@@ -19,7 +18,6 @@ from typing import Any
 import torch
 
 from hle_reasoning.config.model import TINY, ModelConfig, QuantizationConfig, TinyConfig
-from hle_reasoning.config.parsing import parse_or_raise
 from hle_reasoning.hle.data.schema import is_hub_id
 
 logger = logging.getLogger(__name__)
@@ -143,7 +141,7 @@ def _aspect_ratios(max_tiles: int) -> list[list[int]]:
     return [list(r) for r in get_all_supported_aspect_ratios(max_tiles)]
 
 
-def build_tiny_mllama(tiny: TinyConfig | Mapping[str, Any], seed: int = 0):
+def build_tiny_mllama(tiny: TinyConfig, seed: int = 0):
     """A randomly initialised tiny ``MllamaForConditionalGeneration`` and its processor.
 
     ``tiny`` holds the sizes (see ``model.tiny`` in conf/base/parameters.yml). Widths must be
@@ -151,7 +149,6 @@ def build_tiny_mllama(tiny: TinyConfig | Mapping[str, Any], seed: int = 0):
     """
     from transformers import MllamaConfig, MllamaForConditionalGeneration
 
-    tiny = parse_or_raise(TinyConfig, tiny, TinyConfig.PATH)
     vision, text = asdict(tiny.vision), asdict(tiny.text)
     text["cross_attention_layers"] = list(text["cross_attention_layers"])
     processor = build_tiny_processor(vision["image_size"], vision["max_num_tiles"])
@@ -221,10 +218,9 @@ def _dtype(name: str) -> torch.dtype:
         raise ValueError(f"unknown dtype {name!r}; use bfloat16, float16 or float32") from None
 
 
-def quantization_config(quantization: QuantizationConfig | Mapping[str, Any] | None):
+def quantization_config(quantization: QuantizationConfig | None):
     """bitsandbytes 4-bit settings from ``model.quantization`` (None or enabled: false = none)."""
-    quantization = QuantizationConfig.coerce(quantization)
-    if not quantization.enabled:
+    if quantization is None or not quantization.enabled:
         return None
     from transformers import BitsAndBytesConfig
 
@@ -240,7 +236,7 @@ def quantization_config(quantization: QuantizationConfig | Mapping[str, Any] | N
 def load_model(
     name_or_path: str,
     *,
-    quantization: QuantizationConfig | Mapping[str, Any] | None = None,
+    quantization: QuantizationConfig | None = None,
     device: str = "auto",
     dtype: str = "float32",
 ):
@@ -277,14 +273,13 @@ class BuiltModel:
         self.built_from = built_from
 
 
-def prepare_base_model(model_config: ModelConfig | Mapping[str, Any]) -> BuiltModel | str:
+def prepare_base_model(model_config: ModelConfig) -> BuiltModel | str:
     """The base model of the study: the tiny model built from config, or a reference to one.
 
     For ``name_or_path: tiny`` this builds the model (seeded) and returns it for
     ``BaseModelDataset`` to save under data/06_models/base_model; for a hub id or a local
     directory it checks access (HF_TOKEN for gated repos) and returns the reference unchanged.
     """
-    model_config = ModelConfig.coerce(model_config)
     name = model_config.name_or_path
     if name == TINY:
         model, processor = build_tiny_mllama(model_config.tiny, seed=model_config.tiny.seed)

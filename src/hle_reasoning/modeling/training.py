@@ -25,7 +25,6 @@ import torch
 from hle_reasoning import tracking
 from hle_reasoning.config.distributed import world_size_problems
 from hle_reasoning.config.model import ModelConfig
-from hle_reasoning.config.parsing import parse
 from hle_reasoning.config.training import TrainingConfig, TrainingConfigError
 from hle_reasoning.hle.data.prompts import SYSTEM_PROMPT, build_messages
 from hle_reasoning.hle.data.schema import has_image, load_image
@@ -57,7 +56,6 @@ logger = logging.getLogger(__name__)
 __all__ = [
     "TrainingConfigError",
     "TrainingResult",
-    "check_config",
     "config_problems",
     "latest_checkpoint",
     "metrics_history",
@@ -66,23 +64,6 @@ __all__ = [
     "train_grpo",
     "training_dataset",
 ]
-
-
-def _parsed(
-    training_config: TrainingConfig | Mapping[str, Any],
-    model_config: ModelConfig | Mapping[str, Any],
-) -> tuple[TrainingConfig | None, ModelConfig | None, list[str]]:
-    training, problems = (
-        (training_config, [])
-        if isinstance(training_config, TrainingConfig)
-        else parse(TrainingConfig, training_config, "training")
-    )
-    model, found = (
-        (model_config, [])
-        if isinstance(model_config, ModelConfig)
-        else parse(ModelConfig, ModelConfig.normalise(model_config), "model")
-    )
-    return training, model, problems + found
 
 
 def _access_problems(model: ModelConfig) -> list[str]:
@@ -99,38 +80,20 @@ def _access_problems(model: ModelConfig) -> list[str]:
 
 
 def config_problems(
-    training_config: TrainingConfig | Mapping[str, Any],
-    model_config: ModelConfig | Mapping[str, Any],
+    training: TrainingConfig,
+    model: ModelConfig,
     check_access: bool = True,
     world_size: int = 1,
 ) -> list[str]:
-    """Everything wrong with a training run's configuration, one message per problem.
+    """What stops a training run of these blocks, one message per problem (no model loads).
 
     ``check_access=False`` leaves out the model's hub access and device (the preflight hook checks
     those for every pipeline). ``world_size``: the processes that will share the global batch.
     """
-    training, model, problems = _parsed(training_config, model_config)
-    if training is not None:
-        problems += world_size_problems(training.grpo, world_size)
-    if check_access and model is not None:
+    problems = world_size_problems(training.grpo, world_size)
+    if check_access:
         problems += _access_problems(model)
     return problems
-
-
-def check_config(
-    training_config: TrainingConfig | Mapping[str, Any],
-    model_config: ModelConfig | Mapping[str, Any],
-    world_size: int = 1,
-) -> tuple[TrainingConfig, ModelConfig]:
-    """Both blocks parsed, or ``TrainingConfigError`` listing every problem (no model loads)."""
-    training, model, problems = _parsed(training_config, model_config)
-    if training is not None:
-        problems += world_size_problems(training.grpo, world_size)
-    if model is not None:
-        problems += _access_problems(model)
-    if problems or training is None or model is None:
-        raise TrainingConfigError(problems)
-    return training, model
 
 
 def training_dataset(
@@ -192,8 +155,8 @@ class TrainingResult:
 def train_grpo(
     base_model: str,
     questions: pd.DataFrame,
-    model_config: ModelConfig | Mapping[str, Any],
-    training_config: TrainingConfig | Mapping[str, Any],
+    model_config: ModelConfig,
+    training_config: TrainingConfig,
     *,
     callbacks: Iterable[Any] = (),
     trainer_class: type[MllamaGRPOTrainer] = MllamaGRPOTrainer,
@@ -212,7 +175,10 @@ def train_grpo(
     to resume).
     """
     world_size, rank = _process_group()
-    training, model_cfg = check_config(training_config, model_config, world_size)
+    training, model_cfg = training_config, model_config
+    problems = config_problems(training, model_cfg, world_size=world_size)
+    if problems:
+        raise TrainingConfigError(problems)
     device = resolve_device(model_cfg.device)
     if world_size > 1 and device.startswith("cuda"):
         from accelerate import PartialState

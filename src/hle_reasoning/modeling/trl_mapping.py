@@ -11,12 +11,11 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from hle_reasoning.config.parsing import parse_or_raise
 from hle_reasoning.config.training import LoraSettings, TrainingConfig
 from hle_reasoning.modeling.grpo import MllamaGRPOConfig
 
 
-def lora_config(lora: LoraSettings | Mapping[str, Any]):
+def lora_config(lora: LoraSettings):
     """The proposal's LoRA: r, alpha, dropout on the language model's query and value projections.
 
     ``language_model_only`` restricts ``target_modules`` to Mllama's text decoder with a regex;
@@ -24,7 +23,6 @@ def lora_config(lora: LoraSettings | Mapping[str, Any]):
     """
     from peft import LoraConfig
 
-    lora = parse_or_raise(LoraSettings, lora, LoraSettings.PATH)
     modules = list(lora.target_modules)
     target: str | list[str] = modules
     if lora.language_model_only:
@@ -40,7 +38,7 @@ def lora_config(lora: LoraSettings | Mapping[str, Any]):
 
 
 def grpo_config_kwargs(
-    training: TrainingConfig | Mapping[str, Any],
+    training: TrainingConfig,
     *,
     output_dir: str | Path,
     device: str,
@@ -59,7 +57,6 @@ def grpo_config_kwargs(
     TRL gathers it only on processes whose batch has images, so a text-only process would wait
     in another collective (a deadlock).
     """
-    training = parse_or_raise(TrainingConfig, training, TrainingConfig.PATH)
     grpo, prompt, checkpoints = training.grpo, training.prompt, training.checkpoints
     cpu = device == "cpu"
     ddp = (
@@ -117,7 +114,7 @@ def grpo_config_kwargs(
 
 
 def grpo_config(
-    training: TrainingConfig | Mapping[str, Any],
+    training: TrainingConfig,
     *,
     output_dir: str | Path,
     device: str,

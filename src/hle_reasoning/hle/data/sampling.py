@@ -12,6 +12,11 @@ from hle_reasoning.hle.data.schema import has_image
 
 logger = logging.getLogger(__name__)
 
+# The proposal's split: 90% confidence, a 5% margin of error, the most conservative proportion.
+CONFIDENCE_LEVEL = 0.90
+MARGIN_OF_ERROR = 0.05
+PROPORTION = 0.5
+
 
 def z_score(confidence_level: float) -> float:
     """Two-sided standard-normal quantile: 0.90 -> 1.6449, 0.95 -> 1.9600."""
@@ -25,9 +30,9 @@ def z_score(confidence_level: float) -> float:
 
 def cochran_n(
     population: int,
-    confidence_level: float = 0.90,
-    margin_of_error: float = 0.05,
-    proportion: float = 0.5,
+    confidence_level: float = CONFIDENCE_LEVEL,
+    margin_of_error: float = MARGIN_OF_ERROR,
+    proportion: float = PROPORTION,
     z: float | None = None,
 ) -> float:
     """Unrounded n = n0 / (1 + (n0 - 1) / N), n0 = z^2 p (1 - p) / e^2 (Table 2's "Min test").
@@ -55,9 +60,9 @@ def cochran_n(
 
 def cochran_sample_size(
     population: int,
-    confidence_level: float = 0.90,
-    margin_of_error: float = 0.05,
-    proportion: float = 0.5,
+    confidence_level: float = CONFIDENCE_LEVEL,
+    margin_of_error: float = MARGIN_OF_ERROR,
+    proportion: float = PROPORTION,
     z: float | None = None,
 ) -> int:
     """Cochran's test size rounded to the nearest integer: Math's 1,106 questions give 218."""
@@ -88,9 +93,9 @@ def _allocate(sizes: pd.Series, total: int) -> pd.Series:
 
 def stratified_split(
     df: pd.DataFrame,
-    confidence_level: float = 0.90,
-    margin_of_error: float = 0.05,
-    proportion: float = 0.5,
+    confidence_level: float = CONFIDENCE_LEVEL,
+    margin_of_error: float = MARGIN_OF_ERROR,
+    proportion: float = PROPORTION,
     seed: int = 42,
     z: float | None = None,
 ) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:

@@ -17,10 +17,10 @@ logger = logging.getLogger(__name__)
 
 
 def split_questions(
-    questions: pd.DataFrame, split_config: dict[str, Any]
+    questions: pd.DataFrame, split_config: SplitConfig
 ) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:
     """Per category, a Cochran-sized test set drawn stratified by answer type and image."""
-    split = SplitConfig.from_params(split_config)
+    split = split_config
     return sampling.stratified_split(
         questions,
         confidence_level=split.confidence_level,
@@ -32,7 +32,7 @@ def split_questions(
 
 
 def select_focus(
-    train: pd.DataFrame, test: pd.DataFrame, focus_categories: list[str]
+    train: pd.DataFrame, test: pd.DataFrame, focus_categories: tuple[str, ...]
 ) -> tuple[pd.DataFrame, pd.DataFrame]:
     """The train and test questions of the focus categories (the proposal: Math)."""
     available = set(train["category"]) | set(test["category"])
@@ -46,7 +46,7 @@ def select_focus(
     focus_test = test[test["category"].isin(focus_categories)].reset_index(drop=True)
     logger.info(
         "Focus %s: %d train / %d test questions (%d / %d with images)",
-        focus_categories,
+        list(focus_categories),
         len(focus_train),
         len(focus_test),
         int((focus_train["image"] != "").sum()),

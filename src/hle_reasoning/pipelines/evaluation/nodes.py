@@ -37,9 +37,9 @@ def answer_questions(
     questions: pd.DataFrame,
     base_model: str,
     previous_responses: pd.DataFrame,
-    generation_config: dict[str, Any],
-    model_config: dict[str, Any],
-    distributed_config: dict[str, Any] | None = None,
+    generation_config: GenerationConfig,
+    model_config: ModelConfig,
+    distributed_config: DistributedConfig,
     response_shards: JSONLinesShards | None = None,
     adapter: str | None = None,
     *,
@@ -54,9 +54,7 @@ def answer_questions(
     their answers are then merged into the store in question order, in one save. Answers left
     in shards by a killed run count as stored.
     """
-    config = GenerationConfig.from_params(generation_config)
-    model = ModelConfig.from_params(model_config)
-    scale = DistributedConfig.from_params(distributed_config)
+    config, model, scale = generation_config, model_config, distributed_config
     key = generation.generation_key(base_model, adapter, config, model)
     ids = set(questions["id"].astype(str))
     leftover = response_shards.load() if response_shards is not None else None
@@ -107,12 +105,12 @@ def judge_responses(
     responses: pd.DataFrame,
     previous_verdicts: pd.DataFrame,
     judge_endpoint: JudgeEndpoint,
-    judge_config: dict[str, Any],
+    judge_config: JudgeConfig,
     *,
     variant: str = "",
 ) -> Iterator[pd.DataFrame]:
     """Judge every response with the configured judge (``rules`` or ``llm``), reusing stored verdicts."""
-    judge = JudgeConfig.from_params(judge_config)
+    judge = judge_config
     kind, settings = judge.kind, judge.llm
     llm = None
     if kind == "llm":
@@ -141,20 +139,12 @@ def judge_responses(
     )
 
 
-def _rules_options(judge_params: dict[str, Any]) -> verdicts.RulesOptions:
-    rules_params = judge_params.get("rules") or {}
-    return verdicts.RulesOptions(
-        rel_tol=float(rules_params.get("rel_tol", verdicts.RulesOptions.rel_tol)),
-        math_verify=bool(rules_params.get("math_verify", True)),
-    )
-
-
 def score_answers(
     questions: pd.DataFrame,
     responses: pd.DataFrame,
     verdict_records: pd.DataFrame,
-    metrics_config: dict[str, Any],
-    judge_config: dict[str, Any] | None = None,
+    metrics_config: MetricsConfig,
+    judge_config: JudgeConfig,
     *,
     variant: str = "",
 ) -> tuple[pd.DataFrame, pd.DataFrame]:
@@ -165,8 +155,7 @@ def score_answers(
     their agreement goes into the figures (``rules_agreement``, ``rules_false_accepts``,
     ``rules_false_rejects``).
     """
-    metrics = MetricsConfig.from_params(metrics_config)
-    judge = JudgeConfig.from_params(judge_config or {})
+    metrics, judge = metrics_config, judge_config
     predictions = verdicts.predictions_table(questions, responses, verdict_records)
     by_category = report.variant_metrics(predictions, beta=metrics.beta, p=metrics.p)
     if judge.kind == "llm":
@@ -230,8 +219,8 @@ def _beside_the_llm(
 def publish_variant(
     predictions: pd.DataFrame,
     metrics_by_category: pd.DataFrame,
-    evaluation_config: dict[str, Any],
-    model_config: dict[str, Any],
+    evaluation_config: EvaluationConfig,
+    model_config: ModelConfig,
     judge_endpoint: JudgeEndpoint,
     base_model: str,
     adapter: str | None = None,
@@ -245,8 +234,7 @@ def publish_variant(
     ``adapter`` and ``judge`` (the model that judged), so the MLflow UI compares variants side
     by side.
     """
-    evaluation = EvaluationConfig.from_params(evaluation_config)
-    model = ModelConfig.from_params(model_config)
+    evaluation, model = evaluation_config, model_config
     beta = evaluation.metrics.beta
     judged = predictions[predictions["judged"]]
     label = evaluation.report.label(variant, model.name_or_path)
@@ -326,7 +314,7 @@ def _judging_notes(label: str, overall: dict[str, Any]) -> list[str]:
 def compare_variants(
     baseline_predictions: pd.DataFrame,
     finetuned_predictions: pd.DataFrame,
-    evaluation_config: dict[str, Any],
+    evaluation_config: EvaluationConfig,
 ) -> tuple[pd.DataFrame, dict[str, dict[str, float]], comparison.PairedComparison]:
     """Fine-tuned against baseline on the questions both answered and were judged on.
 
@@ -334,7 +322,7 @@ def compare_variants(
     (``comparison.accuracy_diff``, ..., ``comparison.<category>.accuracy_diff``, ...; NaN when
     undefined), and the overall comparison as a typed object for the run's summary.
     """
-    evaluation = EvaluationConfig.from_params(evaluation_config)
+    evaluation = evaluation_config
     config = evaluation.comparison
     results = comparison.compare_predictions(
         baseline_predictions,
@@ -371,14 +359,14 @@ def compare_variants(
 def report_evaluation(
     baseline_metrics: pd.DataFrame,
     finetuned_metrics: pd.DataFrame,
-    evaluation_config: dict[str, Any],
+    evaluation_config: EvaluationConfig,
     model_name_or_path: str,
     judge_endpoint: JudgeEndpoint,
     paired_comparison: pd.DataFrame | None = None,
 ) -> tuple[pd.DataFrame, pd.DataFrame, str]:
     """Table 1 (paper rows, both measured variants, their paired difference), the per-category
     table, the report."""
-    evaluation = EvaluationConfig.from_params(evaluation_config)
+    evaluation = evaluation_config
     report_config, beta = evaluation.report, evaluation.metrics.beta
     measured, frames, notes = [], [], []
     for variant, frame in (("baseline", baseline_metrics), ("finetuned", finetuned_metrics)):

@@ -14,11 +14,11 @@ logger = logging.getLogger(__name__)
 
 
 def measure_judge_agreement(
-    judged: dict[str, Any], questions: pd.DataFrame, judge_config: dict[str, Any]
+    judged: dict[str, Any], questions: pd.DataFrame, judge_config: JudgeConfig
 ) -> tuple[pd.DataFrame, pd.DataFrame, dict[str, dict[str, float]]]:
     """The agreement summary (overall, per answer type, category and deciding rule), the
     disagreeing rows (false accepts first), and the overall figures for MLflow."""
-    rules = JudgeConfig.from_params(judge_config).rules
+    rules = judge_config.rules
     summary, differ = agreement.judge_agreement(
         judged,
         questions,

@@ -8,7 +8,8 @@ from typing import Any
 import pandas as pd
 
 from hle_reasoning import tracking
-from hle_reasoning.config import DistributedConfig
+from hle_reasoning.config import DistributedConfig, ModelConfig, TrainingConfig
+from hle_reasoning.config.training import TrainingConfigError
 from hle_reasoning.modeling import curves, models, training
 from hle_reasoning.modeling.models import BuiltModel
 from hle_reasoning.pipelines.training import workers
@@ -18,22 +19,24 @@ logger = logging.getLogger(__name__)
 
 
 def prepare_base_model(
-    model_config: dict[str, Any], training_config: dict[str, Any]
+    model_config: ModelConfig, training_config: TrainingConfig
 ) -> BuiltModel | str:
     """Check the training configuration, then build the tiny base model or check access to it.
 
     The check comes first, so a bad configuration fails before any model is built or loaded.
     """
-    _, model = training.check_config(training_config, model_config)
-    return models.prepare_base_model(model)
+    problems = training.config_problems(training_config, model_config)
+    if problems:
+        raise TrainingConfigError(problems)
+    return models.prepare_base_model(model_config)
 
 
 def train_grpo(
     base_model: str,
     focus_train: pd.DataFrame,
-    model_config: dict[str, Any],
-    training_config: dict[str, Any],
-    distributed_config: dict[str, Any] | None = None,
+    model_config: ModelConfig,
+    training_config: TrainingConfig,
+    distributed_config: DistributedConfig,
 ) -> tuple[Any, dict[str, Any], dict[str, Any], pd.DataFrame]:
     """QLoRA + GRPO on the training questions: adapter, summary metrics, summary, history table.
 
@@ -43,10 +46,9 @@ def train_grpo(
     worker processes (DDP) and the node records rank 0's result; rank 0's worker logs each
     step's metrics live into this run (given by id), under the same names, and only it.
     """
-    scale = DistributedConfig.from_params(distributed_config)
-    if scale.enabled:
+    if distributed_config.enabled:
         result = workers.train_distributed(
-            scale,
+            distributed_config,
             base_model,
             focus_train,
             model_config,

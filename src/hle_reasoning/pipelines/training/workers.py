@@ -19,6 +19,7 @@ from typing import Any
 import pandas as pd
 
 from hle_reasoning import tracking
+from hle_reasoning.config import DistributedConfig, ModelConfig, TrainingConfig
 from hle_reasoning.modeling import distributed, training
 
 
@@ -28,19 +29,19 @@ class TrainTask:
 
     base_model: str
     questions: pd.DataFrame
-    model_params: dict[str, Any]
-    training: dict[str, Any]
+    model: ModelConfig
+    training: TrainingConfig
     adapter_dir: str
     live_run: tracking.RunRef | None = None  # the node's MLflow run, for rank 0's step metrics
 
 
 def train_share(task: TrainTask) -> dict[str, Any] | None:
     """This worker's part of the data-parallel run; rank 0 returns the run's record."""
-    state = distributed.init_worker(task.training.get("cpu_threads"))
+    state = distributed.init_worker(task.training.cpu_threads)
     result = training.train_grpo(
         task.base_model,
         task.questions,
-        task.model_params,
+        task.model,
         task.training,
         live_run=task.live_run if state.is_main_process else None,
     )
@@ -69,11 +70,11 @@ class SavedAdapter:
 
 
 def train_distributed(
-    scale: distributed.DistributedConfig,
+    scale: DistributedConfig,
     base_model: str,
     questions: pd.DataFrame,
-    model_params: dict[str, Any],
-    training_params: dict[str, Any],
+    model: ModelConfig,
+    training_config: TrainingConfig,
     live_run: tracking.RunRef | None = None,
 ) -> training.TrainingResult:
     """``training.train_grpo`` on the workers of ``scale``; rank 0's result. Rank 0 logs each
@@ -82,8 +83,8 @@ def train_distributed(
     task = TrainTask(
         base_model=base_model,
         questions=questions,
-        model_params=dict(model_params),
-        training=dict(training_params),
+        model=model,
+        training=training_config,
         adapter_dir=folder.name,
         live_run=live_run,
     )

@@ -1,0 +1,74 @@
+"""One whole default `kedro run` in this process: every parameter block is parsed once, the nodes
+receive the parsed blocks, and MLflow still records the raw parameters."""
+
+from __future__ import annotations
+
+import collections
+import sqlite3
+
+import pandas as pd
+import pytest
+
+from hle_reasoning.config import BLOCKS, parsing
+from tests.conftest import make_project_copy
+
+pytestmark = pytest.mark.slow
+
+
+def test_a_default_run_parses_each_block_once_and_mlflow_logs_the_raw_parameters(
+    tmp_path, monkeypatch
+):
+    from kedro.framework.session import KedroSession
+    from kedro.framework.startup import bootstrap_project
+
+    project = make_project_copy(tmp_path / "project")
+    monkeypatch.chdir(project)
+    monkeypatch.setenv("KEDRO_DISABLE_TELEMETRY", "1")
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    parses: collections.Counter[str] = collections.Counter()
+    received: dict[str, type] = {}
+    parse_block = parsing._parse
+
+    def counting(cls, data, path, problems):
+        parses[path] += 1  # every (sub-)block of every parse, by its key path
+        return parse_block(cls, data, path, problems)
+
+    monkeypatch.setattr(parsing, "_parse", counting)
+    bootstrap_project(project)
+    with KedroSession.create(project_path=project) as session:
+        hooks = session._hook_manager
+
+        class Received:
+            from kedro.framework.hooks import hook_impl
+
+            @hook_impl
+            def after_node_run(self, node, catalog, inputs, outputs):
+                for name, value in inputs.items():
+                    if name.startswith("params:"):
+                        received[name] = type(value)
+
+        hooks.register(Received())
+        session.run()
+
+    tops = {path for path in parses if "." not in path}
+    assert tops == set(BLOCKS)  # the default study reads every block
+    twice = {path: n for path, n in parses.items() if n != 1}
+    assert not twice, f"parsed more than once in one run: {twice}"
+    # The nodes got the parsed blocks (or their fields), never the raw mappings.
+    assert received["params:evaluation"].__name__ == "EvaluationConfig"
+    assert received["params:evaluation.judge"].__name__ == "JudgeConfig"
+    assert received["params:training"].__name__ == "TrainingConfig"
+    assert received["params:distributed"].__name__ == "DistributedConfig"
+    assert received["params:data_processing.split"].__name__ == "SplitConfig"
+    assert received["params:data_processing.focus_categories"] is tuple
+    assert not [name for name, kind in received.items() if issubclass(kind, dict)]
+
+    # kedro-mlflow logged the parameters as the YAML holds them (a list stays a list).
+    with sqlite3.connect(project / "mlflow.db") as db:
+        params = pd.read_sql("select key, value from params", db)
+    logged = dict(zip(params["key"], params["value"], strict=False))
+    assert logged["data_processing.focus_categories"] == "['Math']"
+    assert logged["model.tiny.text.cross_attention_layers"] == "[1]"
+    assert logged["training.grpo.beta"] == "0.1"
+    assert logged["evaluation.judge.rules.rel_tol"] == "0.0001"
+    assert logged["distributed.num_processes"] == "1"
