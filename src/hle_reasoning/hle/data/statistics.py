@@ -9,9 +9,8 @@ import numpy as np
 import pandas as pd
 
 from hle_reasoning.hle.data.schema import CATEGORIES, decode_image, has_image
-from hle_reasoning.hle.formatting import format_number
+from hle_reasoning.hle.formatting import ALL, format_number, markdown_table
 
-ALL = "All"
 BYTES_PER_MB = 1_000_000  # decimal megabytes, as file sizes are usually quoted
 
 
@@ -89,13 +88,8 @@ def _cell(value: object, digits: int) -> str:
 
 
 def _markdown_table(frame: pd.DataFrame, columns: dict[str, str], digits: int = 2) -> str:
-    head = "| " + " | ".join(columns.values()) + " |"
-    rule = "|" + "|".join("---" for _ in columns) + "|"
-    body = [
-        "| " + " | ".join(_cell(row[c], digits) for c in columns) + " |"
-        for _, row in frame.iterrows()
-    ]
-    return "\n".join([head, rule, *body])
+    rows = ([_cell(row[c], digits) for c in columns] for _, row in frame.iterrows())
+    return markdown_table(list(columns.values()), rows)
 
 
 def statistics_markdown(

@@ -37,11 +37,10 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
-from hle_reasoning.hle.formatting import MISSING, format_number
+from hle_reasoning.hle.formatting import ALL, MISSING, format_number
 from hle_reasoning.hle.scoring.metrics import BETA, SmallSampleWarning, calibration_error
 
 CONFIDENCE_LEVEL = 0.95
-ALL = "All"
 
 
 @dataclass(frozen=True)

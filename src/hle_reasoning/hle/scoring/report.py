@@ -11,7 +11,7 @@ import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 
-from hle_reasoning.hle.formatting import MISSING, format_number
+from hle_reasoning.hle.formatting import ALL, MISSING, format_number, markdown_table
 from hle_reasoning.hle.scoring.metrics import (
     BETA,
     SmallSampleWarning,
@@ -19,7 +19,6 @@ from hle_reasoning.hle.scoring.metrics import (
     summarize,
 )
 
-ALL = "All"
 METRIC_COLUMNS = (
     "n",
     "judged",
@@ -106,10 +105,15 @@ def table_1(
 
 
 def table_1_markdown(table: pd.DataFrame) -> str:
-    lines = [
-        "| Model | Accuracy (%) ↑ | Calibration error (%) ↓ | Calibration error, all bins (%) | n (judged / answered) | Source |",
-        "|---|---:|---:|---:|---:|---|",
+    header = [
+        "Model",
+        "Accuracy (%) ↑",
+        "Calibration error (%) ↓",
+        "Calibration error, all bins (%)",
+        "n (judged / answered)",
+        "Source",
     ]
+    rows = []
     for row in table.itertuples():
         accuracy = format_number(row.accuracy, 1)
         if row.accuracy_ci is not None and not pd.isna(row.accuracy_ci):
@@ -122,27 +126,44 @@ def table_1_markdown(table: pd.DataFrame) -> str:
             "" if row.source != "measured" else format_number(row.calibration_error_all_bins, 1)
         )
         note = f" ({row.note})" if row.note else ""
-        lines.append(
-            f"| {row.model}{note} | {accuracy} | {format_number(row.calibration_error, 1)} | {all_bins} | {n} "
-            f"| {row.source} |"
+        rows.append(
+            [
+                f"{row.model}{note}",
+                accuracy,
+                format_number(row.calibration_error, 1),
+                all_bins,
+                n,
+                row.source,
+            ]
         )
-    return "\n".join(lines)
+    return markdown_table(header, rows, "lrrrrl")
 
 
 def category_markdown(by_category: pd.DataFrame) -> str:
-    lines = [
-        "| Variant | Category | judged / answered | Accuracy (%) | 95% half-width | Calibration error (%) | all bins (%) | Mean confidence (%) |",
-        "|---|---|---:|---:|---:|---:|---:|---:|",
+    header = [
+        "Variant",
+        "Category",
+        "judged / answered",
+        "Accuracy (%)",
+        "95% half-width",
+        "Calibration error (%)",
+        "all bins (%)",
+        "Mean confidence (%)",
     ]
-    for row in by_category.itertuples():
-        answered = getattr(row, "answered", row.n)
-        lines.append(
-            f"| {row.variant} | {row.category} | {int(row.n)} / {int(answered)} | "
-            f"{format_number(row.accuracy, 2)} | "
-            f"{format_number(row.accuracy_ci, 2)} | {format_number(row.calibration_error, 2)} | "
-            f"{format_number(row.calibration_error_all_bins, 2)} | {format_number(row.mean_confidence, 1)} |"
-        )
-    return "\n".join(lines)
+    rows = [
+        [
+            row.variant,
+            row.category,
+            f"{int(row.n)} / {int(getattr(row, 'answered', row.n))}",
+            format_number(row.accuracy, 2),
+            format_number(row.accuracy_ci, 2),
+            format_number(row.calibration_error, 2),
+            format_number(row.calibration_error_all_bins, 2),
+            format_number(row.mean_confidence, 1),
+        ]
+        for row in by_category.itertuples()
+    ]
+    return markdown_table(header, rows, "llrrrrrr")
 
 
 def report_markdown(
@@ -322,26 +343,46 @@ def _detectable(row: dict[str, Any]) -> str:
 
 def comparison_markdown(comparison: pd.DataFrame) -> str:
     """The per-category table of the paired comparison (``All`` first)."""
-    lines = [
-        "| Category | Paired n | Both correct | Baseline only | Fine-tuned only | Both wrong "
-        "| Baseline (%) | Fine-tuned (%) | Difference (pp) [95% CI] | McNemar p "
-        "| Detectable (pp) | Calibration error diff (pp) [95% CI] | all bins (pp) [95% CI] "
-        "| Left out |",
-        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
+    header = [
+        "Category",
+        "Paired n",
+        "Both correct",
+        "Baseline only",
+        "Fine-tuned only",
+        "Both wrong",
+        "Baseline (%)",
+        "Fine-tuned (%)",
+        "Difference (pp) [95% CI]",
+        "McNemar p",
+        "Detectable (pp)",
+        "Calibration error diff (pp) [95% CI]",
+        "all bins (pp) [95% CI]",
+        "Left out",
     ]
-    for row in comparison.to_dict("records"):
-        lines.append(
-            f"| {row['category']} | {int(row['n'])} | {int(row['both_correct'])} "
-            f"| {int(row['baseline_only'])} | {int(row['finetuned_only'])} "
-            f"| {int(row['both_wrong'])} | {format_number(row['baseline_accuracy'], 1)} "
-            f"| {format_number(row['finetuned_accuracy'], 1)} "
-            f"| {_interval(row['accuracy_diff'], row['accuracy_diff_ci_low'], row['accuracy_diff_ci_high'])} "
-            f"| {_p_value(row['mcnemar_p'])} | {_detectable(row)} "
-            f"| {_interval(row['calibration_error_diff'], row['calibration_error_diff_ci_low'], row['calibration_error_diff_ci_high'])} "
-            f"| {_interval(row['calibration_error_all_bins_diff'], row['calibration_error_all_bins_diff_ci_low'], row['calibration_error_all_bins_diff_ci_high'])} "
-            f"| {int(row['unpaired'])} |"
-        )
-    return "\n".join(lines)
+
+    def interval(row: dict[str, Any], name: str) -> str:
+        return _interval(row[name], row[f"{name}_ci_low"], row[f"{name}_ci_high"])
+
+    rows = [
+        [
+            row["category"],
+            int(row["n"]),
+            int(row["both_correct"]),
+            int(row["baseline_only"]),
+            int(row["finetuned_only"]),
+            int(row["both_wrong"]),
+            format_number(row["baseline_accuracy"], 1),
+            format_number(row["finetuned_accuracy"], 1),
+            interval(row, "accuracy_diff"),
+            _p_value(row["mcnemar_p"]),
+            _detectable(row),
+            interval(row, "calibration_error_diff"),
+            interval(row, "calibration_error_all_bins_diff"),
+            int(row["unpaired"]),
+        ]
+        for row in comparison.to_dict("records")
+    ]
+    return markdown_table(header, rows, "l" + "r" * 13)
 
 
 def comparison_section(

@@ -20,7 +20,7 @@ from hle_reasoning.config import (
 )
 from hle_reasoning.datasets.evaluation import JSONLinesShards, JudgeEndpoint
 from hle_reasoning.datasets.stores import first_replacing, replacing
-from hle_reasoning.hle.formatting import format_number, slug
+from hle_reasoning.hle.formatting import ALL, format_number, slug
 from hle_reasoning.hle.judge import agreement
 from hle_reasoning.hle.judge import table as verdicts
 from hle_reasoning.hle.judge.llm import LLMJudge
@@ -336,7 +336,7 @@ def compare_variants(
     table = pd.DataFrame([result.record() for result in results])
     metrics: dict[str, dict[str, float]] = {}
     for row in table.to_dict("records"):
-        prefix = "" if row["category"] == comparison.ALL else f"{slug(row['category'])}."
+        prefix = "" if row["category"] == ALL else f"{slug(row['category'])}."
         for name, value in row.items():
             if name != "category":
                 metrics[f"{prefix}{name}"] = {"value": float(value), "step": 0}
