@@ -7,7 +7,6 @@ those of any other, so a run never resumes someone else's state.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
 import shutil
@@ -15,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from hle_reasoning.config.training import TrainingConfigError
+from hle_reasoning.hle.data.records import content_key
 
 logger = logging.getLogger(__name__)
 
@@ -24,8 +24,7 @@ TRAINER_STATE = "trainer_state.json"
 
 def run_fingerprint(*parts: Any) -> str:
     """A short hash of everything a run's checkpoints depend on (config, data, base model)."""
-    text = json.dumps(parts, sort_keys=True, default=str)
-    return hashlib.sha256(text.encode()).hexdigest()[:16]
+    return content_key(parts, 16)
 
 
 def latest_checkpoint(directory: str | Path) -> Path | None:

@@ -10,7 +10,6 @@ done, so a caller can persist them and a later run can skip what is already answ
 from __future__ import annotations
 
 import hashlib
-import json
 import logging
 import time
 from collections.abc import Iterator
@@ -24,6 +23,7 @@ import torch
 from hle_reasoning.config.evaluation import GenerationConfig
 from hle_reasoning.config.model import ModelConfig
 from hle_reasoning.hle.data.prompts import SYSTEM_PROMPT, prompt_images, prompt_text
+from hle_reasoning.hle.data.records import content_key
 from hle_reasoning.hle.data.schema import has_image
 from hle_reasoning.modeling.models import load_model, load_processor
 
@@ -112,8 +112,7 @@ def generation_key(
         "quantization": asdict(model_config.quantization),
         "dtype": model_config.dtype,
     }
-    blob = json.dumps(payload, sort_keys=True, default=str).encode()
-    return hashlib.sha256(blob).hexdigest()[:16]
+    return content_key(payload, 16)
 
 
 def batches(questions: pd.DataFrame, batch_size: int) -> list[pd.DataFrame]:

@@ -14,13 +14,12 @@ it and counts it as wrong), and the confidence is clamped to 0..100.
 
 from __future__ import annotations
 
-import hashlib
-import json
 import logging
 from typing import Literal
 
 from pydantic import BaseModel
 
+from hle_reasoning.hle.data.records import content_key
 from hle_reasoning.hle.judge.rules import Verdict
 
 logger = logging.getLogger(__name__)
@@ -82,8 +81,8 @@ def judge_prompt(question: str, response: str, correct_answer: str) -> str:
 
 def cache_key(model: str, base_url: str | None, prompt: str) -> str:
     """What a cached LLM verdict depends on: the judge model, the endpoint and the full prompt."""
-    blob = json.dumps({"model": model, "base_url": base_url or "", "prompt": prompt})
-    return hashlib.sha256(blob.encode()).hexdigest()[:24]
+    value = {"model": model, "base_url": base_url or "", "prompt": prompt}
+    return content_key(value, 24, sort_keys=False)  # the order stored keys were made with
 
 
 def to_verdict(parsed: ExtractedAnswer) -> Verdict:

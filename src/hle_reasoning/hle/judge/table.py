@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import hashlib
 import inspect
-import json
 import logging
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor, as_completed
@@ -19,6 +18,7 @@ from typing import Any
 
 import pandas as pd
 
+from hle_reasoning.hle.data.records import content_key, reusable
 from hle_reasoning.hle.judge import answers, integers, symbolic
 from hle_reasoning.hle.judge import rules as rules_module
 from hle_reasoning.hle.judge.llm import LLMJudge
@@ -52,18 +52,16 @@ def _rules_version() -> str:
 
 
 def rules_key(options: RulesOptions, response: str, answer: str, answer_type: str) -> str:
-    blob = json.dumps(
-        [
-            "rules",
-            _rules_version(),
-            options.rel_tol,
-            options.math_verify,
-            response,
-            answer,
-            answer_type,
-        ]
-    )
-    return hashlib.sha256(blob.encode()).hexdigest()[:24]
+    parts = [
+        "rules",
+        _rules_version(),
+        options.rel_tol,
+        options.math_verify,
+        response,
+        answer,
+        answer_type,
+    ]
+    return content_key(parts, 24)
 
 
 def _record(question_id: str, key: str, judge: str, verdict: Verdict) -> dict[str, Any]:
@@ -111,8 +109,13 @@ def judge_table(
         keys = [llm.key(r.question, r.response, str(r.answer)) for r in merged.itertuples()]
     merged["judge_key"] = keys
 
-    stored = previous[previous["judge_key"].isin(set(keys))] if len(previous) else previous
-    stored = stored.drop_duplicates(["id", "judge_key"], keep="last")
+    stored = reusable(
+        previous,
+        key_column="judge_key",
+        keys=keys,
+        unique=("id", "judge_key"),
+        columns=VERDICT_COLUMNS,
+    )
     done = set(zip(stored["id"], stored["judge_key"], strict=True)) if len(stored) else set()
     todo = merged[
         [(i, k) not in done for i, k in zip(merged["id"], merged["judge_key"], strict=True)]
@@ -124,7 +127,7 @@ def judge_table(
         len(todo),
         judge,
     )
-    yield stored.reindex(columns=list(VERDICT_COLUMNS)).reset_index(drop=True)
+    yield stored
     if todo.empty:
         return
 

@@ -20,6 +20,7 @@ from hle_reasoning.config import (
 )
 from hle_reasoning.datasets.evaluation import JSONLinesShards, JudgeEndpoint
 from hle_reasoning.datasets.stores import first_replacing, replacing
+from hle_reasoning.hle.data.records import reusable
 from hle_reasoning.hle.formatting import ALL, format_number, slug
 from hle_reasoning.hle.judge import agreement
 from hle_reasoning.hle.judge import table as verdicts
@@ -61,11 +62,15 @@ def answer_questions(
     stored = previous_responses
     if leftover is not None and len(leftover):
         stored = pd.concat([previous_responses, leftover], ignore_index=True)
-    if len(stored):
-        stored = stored[(stored["generation_key"] == key) & stored["id"].astype(str).isin(ids)]
-        stored = stored.drop_duplicates("id", keep="last")
-    kept = stored.reindex(columns=list(generation.RESPONSE_COLUMNS)).reset_index(drop=True)
-    replacing(kept)
+    kept = replacing(
+        reusable(
+            stored,
+            key_column="generation_key",
+            keys={key},
+            ids=ids,
+            columns=generation.RESPONSE_COLUMNS,
+        )
+    )
     todo = questions[~questions["id"].astype(str).isin(set(kept["id"]))]
     logger.info(
         "%s: %d stored response(s) reused, %d question(s) to answer (setup %s)%s",

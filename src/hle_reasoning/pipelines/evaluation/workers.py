@@ -19,6 +19,7 @@ import pandas as pd
 from hle_reasoning.config import DistributedConfig, GenerationConfig, ModelConfig
 from hle_reasoning.datasets.evaluation import JSONLinesShards
 from hle_reasoning.datasets.stores import replacing
+from hle_reasoning.hle.data.records import reusable
 from hle_reasoning.hle.data.schema import has_image
 from hle_reasoning.modeling import distributed, generation
 
@@ -96,9 +97,13 @@ def answer_distributed(
         answered = distributed.launch(scale, answer_share, task)
         written = shards.load()
         todo_ids = set(todo["id"].astype(str))
-        new = written[
-            (written["generation_key"] == task.key) & written["id"].astype(str).isin(todo_ids)
-        ].drop_duplicates("id", keep="last")
+        new = reusable(
+            written,
+            key_column="generation_key",
+            keys={task.key},
+            ids=todo_ids,
+            columns=generation.RESPONSE_COLUMNS,
+        )
         missing = sorted(todo_ids - set(new["id"].astype(str)))
         if missing:
             raise RuntimeError(
