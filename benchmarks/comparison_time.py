@@ -2,7 +2,7 @@
 
 Most of it is the calibration bootstrap (``evaluation.comparison.bootstrap_resamples``
 resamples, each recomputing both variants' calibration errors). The verdicts and confidences are
-the real judged answers of ``../shared/anchors/hle/deepwriter_gemini3pro_hle_text878.csv`` when
+the real judged answers of ``$HLE_SHARED_DIR/anchors/hle/deepwriter_gemini3pro_hle_text878.csv`` when
 present (the first n of them, against the same answers with a tenth of the right ones turned
 wrong), else seeded random ones::
 

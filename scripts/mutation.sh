@@ -12,7 +12,7 @@
 # requirements.txt; and not through constraints.txt, whose libcst 1.0.1 is older than the
 # libcst >= 1.9 that mutmut 3.8.1 requires). Each module runs in its own copy of the project
 # under .mutation/<module>/ (git-ignored), so the working tree is never modified; the tests run
-# without ../shared (HLE_SHARED_DIR points nowhere), so no figure depends on it.
+# without the real HLE data (HLE_SHARED_DIR points nowhere), so no figure depends on it.
 # Afterwards: `cd .mutation/<module> && mutmut results` lists the survivors and
 # `mutmut show <name>` shows one as a diff.
 set -euo pipefail

@@ -1,4 +1,5 @@
-"""Shared fixtures: the bundled sample, the real HLE anchors (when ../shared exists), a project copy."""
+"""Shared fixtures: the bundled sample, the real HLE anchors (when ``$HLE_SHARED_DIR`` holds
+them), a project copy."""
 
 from __future__ import annotations
 
@@ -27,10 +28,10 @@ def sample_questions() -> pd.DataFrame:
 
 
 def anchor(name: str) -> Path:
-    """A file of the real HLE anchors in ../shared; skips the test when it is absent."""
+    """A file of the real HLE anchors in ``$HLE_SHARED_DIR``; skips the test when it is absent."""
     path = ANCHORS / name
     if not path.exists():
-        pytest.skip(f"real HLE anchor {path} not available (../shared is absent)")
+        pytest.skip(f"real HLE anchor {path} not available (no real HLE data in $HLE_SHARED_DIR)")
     return path
 
 

@@ -1,5 +1,5 @@
 """Bad input stops `kedro run` and leaves earlier results intact, on the bundled sample
-(the real-HLE version of this test needs ../shared)."""
+(the real-HLE version of this test needs the real HLE data in ``$HLE_SHARED_DIR``)."""
 
 from __future__ import annotations
 

@@ -283,7 +283,7 @@ def test_find_leaks_reports_the_normalised_text():
 
 
 def test_split_is_stratified_on_the_bundled_sample(sample_questions):
-    # The same property as on the real questions, without ../shared: each stratum's test share
+    # The same property as on the real questions, without the real HLE data: each stratum's test share
     # stays within one question of its category's share (largest-remainder allocation).
     _, test, sizes = stratified_split(sample_questions, seed=42)
     strata = strata_labels(sample_questions)

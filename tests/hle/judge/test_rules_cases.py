@@ -281,7 +281,7 @@ def test_math_verify_needs_both_sides_mathematical():
     assert verdict.method == "text" and not verdict.correct
 
 
-# --------------------------------------------------------------------------- issue-10 branches
+# ---------------------------------------------------------------- the rules' remaining branches
 
 
 @pytest.mark.parametrize(

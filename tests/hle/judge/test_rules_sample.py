@@ -1,4 +1,4 @@
-"""The rules judge on the bundled sample's answers, without ../shared: every answer matches
+"""The rules judge on the bundled sample's answers, without the real HLE data: every answer matches
 itself written differently, and none matches another question's different answer."""
 
 from __future__ import annotations

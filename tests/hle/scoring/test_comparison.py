@@ -349,7 +349,7 @@ class TestComparePredictions:
 
 
 class TestRealJudgedPredictions:
-    """DeepWriter (Gemini 3 Pro) on 878 text-only HLE questions, judged (../shared anchors)."""
+    """DeepWriter (Gemini 3 Pro) on 878 text-only HLE questions, judged (the real HLE data)."""
 
     @pytest.fixture(scope="class")
     def judged(self):

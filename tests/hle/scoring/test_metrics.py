@@ -135,7 +135,7 @@ def _official_calib_err(confidence, correct, p="2", beta=100, last_bin=False):
 
 
 class TestRealJudgedPredictions:
-    """DeepWriter (Gemini 3 Pro) on 878 text-only HLE questions, judged (../shared anchors)."""
+    """DeepWriter (Gemini 3 Pro) on 878 text-only HLE questions, judged (the real HLE data)."""
 
     @pytest.fixture(scope="class")
     def judged(self):

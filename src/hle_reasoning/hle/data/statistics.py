@@ -95,7 +95,7 @@ def _markdown_table(frame: pd.DataFrame, columns: dict[str, str], digits: int = 
 def statistics_markdown(
     statistics: pd.DataFrame, split_sizes: pd.DataFrame, source: str, tokenizer_name: str
 ) -> str:
-    """The three dataset tables of the proposal's appendix, as Markdown."""
+    """The proposal's dataset tables as Markdown: test sizes (2), the split (3), the dataset (4)."""
     order = {c: i for i, c in enumerate(category_order(split_sizes["category"]))}
     sizes = split_sizes.sort_values("category", key=lambda c: c.map(order)).reset_index(drop=True)
     total = {
