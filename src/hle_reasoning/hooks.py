@@ -321,12 +321,16 @@ class PreflightHook:
             blocks=blocks,
             judge_endpoint=endpoint,
         )
+        self._blocks = {name: parsed[name] for name in blocks if name in parsed}
         if problems:
             raise PreflightError(
                 "This run cannot work as configured; no node was run and no output written:\n"
                 + "\n".join(f"  - {p}" for p in problems)
             )
-        self._blocks = {name: parsed[name] for name in blocks}
+
+    def block(self, name: str) -> Any:
+        """This run's parsed block ``name`` (None when the run does not read it or it is bad)."""
+        return self._blocks.get(name)
 
     @hook_impl
     def before_node_run(
@@ -335,12 +339,6 @@ class PreflightHook:
         from hle_reasoning.config.study import typed_parameters
 
         return typed_parameters(self._blocks, inputs) or None
-
-    @hook_impl
-    def after_pipeline_run(
-        self, run_params: dict, run_result: Any, pipeline: Any, catalog: Any
-    ) -> None:
-        self._blocks = {}
 
 
 def _param(catalog: Any, name: str) -> Any:
@@ -356,26 +354,31 @@ class WorkerMachineHook:
     Before anything else of the session (MLflow included) it serves machine 0's spread nodes
     (``hle_reasoning.modeling.distributed.serve``) and then ends the command: the pipeline, the
     catalog saves and MLflow are machine 0's alone. Machine 0 closes the worker machines' loops
-    when its run ends, successfully or not.
+    when its run ends, successfully or not. Machine 0 takes the block the preflight parsed (one
+    parse per run); a worker machine, which runs no pipeline, parses it here.
     """
 
-    def __init__(self) -> None:
-        self._config: Any = None
+    def __init__(self, preflight: PreflightHook | None = None) -> None:
+        self._preflight = preflight
+        self._raw: dict[str, Any] | None = None  # machine 0's distributed block, as written
 
     @hook_impl(tryfirst=True)
     def after_context_created(self, context: Any) -> None:
         from hle_reasoning.config import DistributedConfig, parse
         from hle_reasoning.modeling.distributed import serve
 
-        self._config = None
+        self._raw = None
         params = context.params.get("distributed")
         if not isinstance(params, dict) or int(params.get("num_machines") or 1) <= 1:
+            return
+        if str(params.get("machine_rank") or 0) == "0":
+            self._raw = params
             return
         config, problems = parse(DistributedConfig, params, DistributedConfig.PATH)
         if problems or config is None:
             return  # the preflight lists the block's problems with every other one
-        self._config = config
-        if config.is_main_machine:
+        if config.is_main_machine:  # a rank written another way (0.0)
+            self._raw = params
             return
         click.echo(
             f"hle-reasoning: machine {config.machine_rank} of {config.num_machines} runs "
@@ -387,24 +390,37 @@ class WorkerMachineHook:
         click.echo(f"hle-reasoning: machine 0's run ended; this machine served {served} node(s).")
         raise SystemExit(0)
 
+    def _main_machine_config(self) -> Any:
+        """Machine 0's parsed block: the preflight's, or parsed here when the run reads none."""
+        if self._raw is None:
+            return None
+        config = self._preflight.block("distributed") if self._preflight is not None else None
+        if config is None:
+            from hle_reasoning.config import DistributedConfig, parse
+
+            config, _ = parse(DistributedConfig, self._raw, DistributedConfig.PATH)
+        return config if config is not None and config.is_main_machine else None
+
     @hook_impl
     def after_pipeline_run(
         self, run_params: dict, run_result: Any, pipeline: Any, catalog: Any
     ) -> None:
-        if self._config is not None and self._config.is_main_machine:
+        config = self._main_machine_config()
+        if config is not None:
             from hle_reasoning.modeling.distributed import close_workers
 
-            close_workers(self._config)
+            close_workers(config)
 
     @hook_impl
     def on_pipeline_error(
         self, error: Exception, run_params: dict, pipeline: Any, catalog: Any
     ) -> None:
-        if self._config is None or not self._config.is_main_machine:
+        config = self._main_machine_config()
+        if config is None:
             return
         from hle_reasoning.modeling.distributed import close_workers
 
         try:  # the worker machines may be gone already: do not wait long for them
-            close_workers(self._config, rendezvous_timeout_s=min(60.0, self._config.timeout_s))
+            close_workers(config, rendezvous_timeout_s=min(60.0, config.timeout_s))
         except Exception as closing:  # the run's own error is the one to report
             logger.warning("Could not close the worker machines' loops: %s", closing)

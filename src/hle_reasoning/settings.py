@@ -11,7 +11,8 @@ warnings.filterwarnings("ignore", message=".*register_new_resolver.*", category=
 # Third-party messages the user cannot act on (mlflow, bitsandbytes): see hle_reasoning.quiet.
 quiet.install()
 
-HOOKS = (PreflightHook(), GitCommitHook(), StudySummaryHook(), WorkerMachineHook())
+_PREFLIGHT = PreflightHook()  # machine 0's WorkerMachineHook takes the block it parsed
+HOOKS = (_PREFLIGHT, GitCommitHook(), StudySummaryHook(), WorkerMachineHook(_PREFLIGHT))
 
 # The parameters as the YAML holds them; the preflight hook parses them (see context.py).
 CONTEXT_CLASS = ProjectContext
