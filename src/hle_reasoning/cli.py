@@ -98,11 +98,53 @@ def _project_errors() -> tuple[type[BaseException], ...]:
     return (PreflightError, ConfigError, JudgeConfigError, HLEDataError, WorkerFailedError)
 
 
+def _conf_envs(kwargs: dict[str, Any]) -> list[str]:
+    import os
+
+    from kedro.framework.project import settings
+
+    loader = settings.CONFIG_LOADER_ARGS or {}
+    run_env = kwargs.get("env") or os.environ.get("KEDRO_ENV") or loader.get("default_run_env")
+    return [env for env in dict.fromkeys([loader.get("base_env", "base"), run_env]) if env]
+
+
 def _run(**kwargs: Any) -> Any:
+    from pathlib import Path
+
+    from kedro.utils import find_kedro_project
+
+    from hle_reasoning import launch
+
+    project = find_kedro_project(Path.cwd()) or Path.cwd()
+    conf_dir = Path(kwargs.get("conf_source") or project / "conf")
+    problems = (
+        launch.config_file_problems(conf_dir, _conf_envs(kwargs)) if conf_dir.is_dir() else []
+    )
+    if problems:
+        raise click.ClickException(
+            "the configuration cannot be read; nothing was run:\n"
+            + "\n".join(f"  - {p}" for p in problems)
+        )
     try:
-        return kedro_run.callback(**_with_upstream(kwargs))
-    except _project_errors() as error:
-        raise click.ClickException(f"{type(error).__name__}: {error}") from None
+        with launch.run_lock(project / "data"), launch.recorded_outcome():
+            return kedro_run.callback(**_with_upstream(kwargs))
+    except launch.LaunchError as error:
+        raise click.ClickException(str(error)) from None
+    except launch.Terminated:
+        click.echo(
+            "hle-reasoning: stopped by SIGTERM; the MLflow run is recorded KILLED.", err=True
+        )
+        raise SystemExit(143) from None
+    except Exception as error:
+        import mlflow
+
+        found = launch.project_error(error, _project_errors())
+        if found is not None:
+            raise click.ClickException(f"{type(found).__name__}: {found}") from None
+        store = launch.tracking_store_problem(error, mlflow.get_tracking_uri())
+        if store is not None:
+            raise click.ClickException(store) from None
+        raise
 
 
 run = click.Command(

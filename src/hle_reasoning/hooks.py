@@ -294,7 +294,9 @@ class PreflightHook:
     def __init__(self) -> None:
         self._blocks: dict[str, Any] = {}
 
-    @hook_impl
+    # First of every before_pipeline_run (kedro-mlflow's starts the MLflow run): a refused run
+    # leaves no MLflow run behind.
+    @hook_impl(tryfirst=True)
     def before_pipeline_run(self, run_params: dict, pipeline: Any, catalog: Any) -> None:
         from hle_reasoning.config import BLOCKS
 
@@ -322,6 +324,11 @@ class PreflightHook:
             judge_endpoint=endpoint,
         )
         self._blocks = {name: parsed[name] for name in blocks if name in parsed}
+        problems += source_problems(hle_source)
+        if not problems and "select_focus_node" in {n.name for n in pipeline.nodes}:
+            # The split the run would write, from the questions (a local export: no download).
+            trains = "train_grpo_node" in {n.name for n in pipeline.nodes}
+            problems += focus_problems(catalog, parsed, trains=trains)
         if problems:
             raise PreflightError(
                 "This run cannot work as configured; no node was run and no output written:\n"
@@ -339,6 +346,43 @@ class PreflightHook:
         from hle_reasoning.config.study import typed_parameters
 
         return typed_parameters(self._blocks, inputs) or None
+
+
+def source_problems(hle_source: str | None) -> list[str]:
+    """A local ``hle_source`` that does not exist (the hub id and the default are checked apart)."""
+    from hle_reasoning.hle.data.schema import is_hub_id
+
+    if not hle_source or is_hub_id(hle_source) or Path(hle_source).exists():
+        return []
+    return [
+        f"hle_source is {hle_source!r}, which does not exist: pass an existing .jsonl, .json or "
+        ".parquet export (--params hle_source=PATH), 'cais/hle' for the hub, or leave it out for "
+        "the bundled sample."
+    ]
+
+
+def focus_problems(catalog: Any, parsed: dict[str, Any], *, trains: bool) -> list[str]:
+    """The focus split the run would write, checked before it is written: every focus category
+    present, a test question, and (when the run trains) one optimizer step of training questions.
+    ``parsed``: the run's parsed blocks. A hub source is left to the node (checking it here would
+    download it twice)."""
+    from hle_reasoning.hle.data import sampling
+    from hle_reasoning.hle.data.schema import is_hub_id
+
+    source = _param(catalog, "params:hle_source")
+    processing = parsed.get("data_processing")
+    if processing is None or not source or is_hub_id(str(source)):
+        return []
+    training = parsed.get("training") if trains else None
+    min_train = training.grpo.prompts_per_step if training is not None else 1
+    questions = catalog.load("hle_questions")  # an invalid export raises its own HLEDataError
+    split = processing.split
+    sizes = sampling.category_test_sizes(
+        questions, split.confidence_level, split.margin_of_error, split.proportion, split.z
+    )
+    return sampling.focus_problems(
+        questions["category"], processing.focus_categories, sizes, min_train
+    )
 
 
 def _param(catalog: Any, name: str) -> Any:

@@ -19,6 +19,8 @@ from typing import Any
 
 # MLflow's limit on a parameter value.
 MAX_PARAM_LENGTH = 6000
+# The tag that says why a run that did not finish ended (an interrupt, or the error's first line).
+ENDED_BY_TAG = "hle_reasoning.ended_by"
 
 
 def metric_value(value: Any) -> float:
@@ -120,3 +122,21 @@ def log_artifact(name: str, content: Any, artifact_path: str | None = None) -> N
 def log_artifacts(artifacts: Mapping[str, Any], artifact_path: str | None = None) -> None:
     for name, content in artifacts.items():
         log_artifact(name, content, artifact_path)
+
+
+def end_active_runs(status: str, reason: str | None = None) -> list[str]:
+    """End every active run (nested ones first) with ``status`` (KILLED, FAILED), ``reason`` as
+    ``ENDED_BY_TAG``; the ids ended. A store that refuses the write leaves the
+    rest as they are: the run's own error is the one to report."""
+    mlflow = _mlflow()
+    ended: list[str] = []
+    while mlflow is not None and mlflow.active_run() is not None:
+        run_id = mlflow.active_run().info.run_id
+        try:
+            if reason:
+                mlflow.set_tag(ENDED_BY_TAG, reason[:MAX_PARAM_LENGTH])
+            mlflow.end_run(status)
+        except Exception:
+            break
+        ended.append(run_id)
+    return ended

@@ -126,3 +126,23 @@ def test_generation_key_changes_with_what_answers_depend_on(tiny_dir, tmp_path):
     assert files_fingerprint(None) == files_fingerprint("") == "none"
     # CPU threads do not change what greedy decoding answers.
     assert generation_key(str(tiny_dir), None, GenerationConfig(cpu_threads=2), FP32) == key
+
+
+def test_a_2mb_question_is_cut_to_the_models_context_and_said_so(fp32, questions, caplog):
+    """A question of 2 MB of text (about 800k tokens) would make the model allocate hundreds of
+    GB; its prompt is cut to the context less the response budget, the others stay whole."""
+    model, _ = fp32
+    context = model.config.get_text_config().max_position_embeddings
+    huge = questions.iloc[[0, 4, 1]].reset_index(drop=True)  # text, image, text
+    huge.loc[0, "question"] = "Let x be the number of primes below 10. " * 52_000  # 2.1 MB
+    huge.loc[1, "question"] = "Describe the figure. " * 20_000
+    with caplog.at_level("WARNING", logger="hle_reasoning.modeling.generation"):
+        answers = answer(fp32, huge, batch_size=2, max_new_tokens=8).set_index("id")
+    limit = context - 8
+    assert (answers["prompt_tokens"] <= limit).all()
+    assert answers.loc[huge["id"][0], "prompt_tokens"] >= limit - 2  # cut, not emptied
+    assert answers.loc[huge["id"][2], "prompt_tokens"] < 200  # an ordinary question: whole
+    cut = [r.getMessage() for r in caplog.records if "cut to" in r.getMessage()]
+    assert len(cut) == 2  # the text batch and the image batch, each naming its one question
+    assert f"1 question(s) cut to {limit} prompt tokens" in cut[0]
+    assert {huge["id"][0], huge["id"][1]} == {m.rsplit(": ", 1)[1] for m in cut}

@@ -151,6 +151,66 @@ def test_resume_false_starts_afresh(tmp_path):
     assert not (directory / "checkpoint-5").exists()
 
 
+def write_checkpoint(path) -> None:
+    """A checkpoint folder as the trainer writes one: adapter, optimizer, state."""
+    import torch
+    from safetensors.torch import save_file
+
+    path.mkdir(parents=True)
+    save_file(
+        {"lora_A": torch.randn(64, 4), "lora_B": torch.randn(4, 64)},
+        path / "adapter_model.safetensors",
+    )
+    torch.save({"state": {0: {"exp_avg": torch.randn(64, 4)}}}, path / "optimizer.pt")
+    (path / "adapter_config.json").write_text(json.dumps({"r": 4}))
+    (path / "trainer_state.json").write_text(json.dumps({"global_step": int(path.name[11:])}))
+
+
+def cut_in_half(path) -> None:
+    data = path.read_bytes()
+    path.write_bytes(data[: len(data) // 2])
+
+
+def test_a_truncated_checkpoint_falls_back_to_the_newest_valid_one(tmp_path, caplog):
+    directory = tmp_path / "ckpt"
+    resolve_resume(directory, "abc", "auto")
+    for step in (5, 10):
+        write_checkpoint(directory / f"checkpoint-{step}")
+    cut_in_half(directory / "checkpoint-10" / "adapter_model.safetensors")  # killed mid-write
+    with caplog.at_level("WARNING", logger="hle_reasoning.modeling.checkpoints"):
+        assert resolve_resume(directory, "abc", "auto") == directory / "checkpoint-5"
+    (warning,) = [r.getMessage() for r in caplog.records]
+    assert "checkpoint-10/adapter_model.safetensors: Error while deserializing header" in warning
+
+    # No checkpoint loads: the run says so, and how to start afresh; nothing is removed.
+    cut_in_half(directory / "checkpoint-5" / "optimizer.pt")
+    for resume in ("auto", True):
+        with pytest.raises(TrainingConfigError, match="no checkpoint in") as refused:
+            resolve_resume(directory, "abc", resume)
+        assert "checkpoint-5/optimizer.pt" in str(refused.value)
+        assert "checkpoint-10/adapter_model.safetensors" in str(refused.value)
+        assert "--params training.checkpoints.resume=false" in str(refused.value)
+    assert (directory / "checkpoint-5").exists()
+    assert resolve_resume(directory, "abc", False) is None  # the way out it names
+    assert not (directory / "checkpoint-5").exists()
+
+
+def test_a_train_split_smaller_than_one_step_is_refused_before_loading(
+    training_params, model_params, math_questions, tmp_path
+):
+    # The base model path does not even exist: the size check must fail first.
+    with pytest.raises(
+        TrainingConfigError,
+        match=r"focus_train holds 1 question\(s\), fewer than one optimizer step's 2",
+    ):
+        train_grpo(
+            str(tmp_path / "missing"),
+            math_questions.head(1),
+            ModelConfig.from_params(model_params),
+            TrainingConfig.from_params(training_params),
+        )
+
+
 def test_metrics_history_names_and_steps():
     log_history = [
         {

@@ -53,6 +53,17 @@ def test_focus_category_missing_is_a_clear_error(sample_questions):
         nodes.select_focus(sample_questions, sample_questions.iloc[0:0], ["Astrology"])
 
 
+def test_a_focus_without_training_questions_is_refused_by_name(sample_questions):
+    from hle_reasoning.config.data_processing import FocusSplitError
+    from hle_reasoning.hle.data.sampling import stratified_split
+
+    train, test, _ = stratified_split(sample_questions)
+    # The sample's 12 Humanities questions all go to the test side.
+    with pytest.raises(FocusSplitError, match=r"leaves 0 training question") as refused:
+        nodes.select_focus(train, test, ["Humanities/Social Science"])
+    assert "focus_train and focus_test were not written" in str(refused.value)
+
+
 def test_pipeline_describes_the_real_hle_subset(real_questions):
     out = run_in_memory(real_questions)
     stats = out["hle_statistics"].set_index("category")

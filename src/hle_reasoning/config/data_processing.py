@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from hle_reasoning.config.parsing import Block, check
+from hle_reasoning.config.parsing import Block, ConfigError, check
 from hle_reasoning.hle.data import sampling
 
 _OPEN_UNIT = check(lambda v: 0 < v < 1, "set it strictly between 0 and 1")
@@ -29,3 +29,15 @@ class DataProcessingConfig(Block):
     focus_categories: tuple[str, ...] = field(
         default=("Math",), metadata=check(bool, "name at least one category (the proposal: Math)")
     )
+
+
+class FocusSplitError(ConfigError):
+    """The focus categories' split cannot feed training or evaluation."""
+
+    HEADER = (
+        "The focus split cannot work; focus_train and focus_test were not written. Change these "
+        "(conf/base/parameters_data_processing.yml, or --params data_processing....=...):"
+    )
+
+    def __init__(self, problems: list[str]) -> None:
+        super().__init__(problems, header=self.HEADER)

@@ -99,6 +99,13 @@ class GRPOSettings(Block):
             return self.batch_size * self.num_generations
         return self.batch_size
 
+    @property
+    def prompts_per_step(self) -> int:
+        """Training questions one optimizer step draws (TRL builds no step from fewer)."""
+        return max(
+            1, self.completions_per_step * self.gradient_accumulation_steps // self.num_generations
+        )
+
     def cross_checks(self) -> list[str]:
         per_step = self.completions_per_step
         if (per_step * self.gradient_accumulation_steps) % self.num_generations:

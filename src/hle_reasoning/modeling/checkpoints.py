@@ -27,22 +27,58 @@ def run_fingerprint(*parts: Any) -> str:
     return content_key(parts, 16)
 
 
+def checkpoint_problems(path: Path) -> list[str]:
+    """Why the checkpoint folder ``path`` cannot be resumed: each file that does not load whole
+    (safetensors' header and data, torch's zip archives, JSON), one line each."""
+    import zipfile
+
+    from safetensors import safe_open
+
+    problems = []
+    for file in sorted(p for p in path.rglob("*") if p.is_file()):
+        try:
+            if file.suffix == ".safetensors":
+                with safe_open(str(file), "pt") as tensors:
+                    list(tensors.keys())
+            elif file.suffix in (".pt", ".pth", ".bin"):
+                with zipfile.ZipFile(file) as archive:
+                    bad = archive.testzip()
+                if bad is not None:
+                    raise ValueError(f"damaged member {bad}")
+            elif file.suffix == ".json":
+                json.loads(file.read_text())
+        except Exception as error:  # whatever a cut file raises, it cannot be resumed
+            problems.append(
+                f"{file}: {str(error).splitlines()[0] if str(error) else type(error).__name__}"
+            )
+    return problems
+
+
+def _checkpoints(directory: Path) -> list[tuple[int, Path]]:
+    """Every ``checkpoint-N`` with its ``trainer_state.json`` (written last: a kill while saving
+    leaves a folder without it), newest first."""
+    found = [
+        (int(path.name.removeprefix("checkpoint-")), path)
+        for path in directory.glob("checkpoint-*")
+        if path.name.removeprefix("checkpoint-").isdigit() and (path / TRAINER_STATE).is_file()
+    ]
+    return sorted(found, reverse=True)
+
+
 def latest_checkpoint(directory: str | Path) -> Path | None:
-    """The newest complete ``checkpoint-N`` (a kill while saving leaves an incomplete one)."""
+    """The newest checkpoint whose every file loads; a newer one that does not (a file cut by a
+    kill or a full disk) is skipped with a warning naming the file."""
     directory = Path(directory)
     if not directory.is_dir():
         return None
-    candidates = []
-    for path in directory.glob("checkpoint-*"):
-        step = path.name.removeprefix("checkpoint-")
-        if not step.isdigit() or not (path / TRAINER_STATE).is_file():
-            continue
-        try:
-            json.loads((path / TRAINER_STATE).read_text())
-        except ValueError:
-            continue
-        candidates.append((int(step), path))
-    return max(candidates)[1] if candidates else None
+    for _, path in _checkpoints(directory):
+        problems = checkpoint_problems(path)
+        if not problems:
+            return path
+        logger.warning(
+            "Checkpoint %s cannot be resumed (%s); trying an older one", path, "; ".join(problems)
+        )
+    return None
 
 
 def resolve_resume(directory: str | Path, fingerprint: str, resume: Any) -> Path | None:
@@ -55,6 +91,16 @@ def resolve_resume(directory: str | Path, fingerprint: str, resume: Any) -> Path
     marker = directory / FINGERPRINT_FILE
     same = marker.is_file() and json.loads(marker.read_text()).get("fingerprint") == fingerprint
     last = latest_checkpoint(directory) if same else None
+    if same and last is None and resume is not False and _checkpoints(directory):
+        damaged = [p for _, path in _checkpoints(directory) for p in checkpoint_problems(path)]
+        raise TrainingConfigError(
+            [
+                f"no checkpoint in {directory} can be resumed: "
+                + "; ".join(damaged)
+                + ". To start afresh, run again with --params training.checkpoints.resume=false "
+                f"(it removes {directory}), or remove {directory} yourself."
+            ]
+        )
     if resume is True and last is None:
         raise TrainingConfigError(
             [

@@ -46,7 +46,9 @@ __all__ = [
     "RESPONSE_COLUMNS",
     "GenerationConfig",
     "batches",
+    "context_length",
     "files_fingerprint",
+    "fitted_prompt",
     "generate_responses",
     "generation_key",
     "load_for_evaluation",
@@ -148,6 +150,39 @@ def _stop_ids(model: Any) -> set[int]:
     return set(eos if isinstance(eos, list) else [eos] if eos is not None else [])
 
 
+def context_length(model: Any) -> int | None:
+    """The model's context in tokens (its text model's ``max_position_embeddings``)."""
+    config = model.config
+    text = config.get_text_config() if hasattr(config, "get_text_config") else config
+    return getattr(text, "max_position_embeddings", None)
+
+
+def fitted_prompt(
+    processor: Any, question: str, image: str, system_role: str, limit: int | None
+) -> tuple[str, bool]:
+    """The rendered prompt of a question, its question cut (keeping its end, as training's
+    ``truncation_side: left`` does) so the whole prompt holds at most ``limit`` tokens; and
+    whether it was cut."""
+    text = prompt_text(processor, question, image, SYSTEM_PROMPT, system_role)
+    # A byte-level tokenizer makes at most one token per byte: short prompts need no count.
+    if limit is None or len(text.encode("utf-8")) <= limit:
+        return text, False
+    tokenizer = processor.tokenizer
+    total = len(tokenizer(text, add_special_tokens=False)["input_ids"])
+    if total <= limit:
+        return text, False
+    ids = tokenizer(question, add_special_tokens=False)["input_ids"]
+    keep = max(0, len(ids) - (total - limit))
+    for _ in range(4):  # decoding and re-encoding a cut can shift a token or two
+        cut = tokenizer.decode(ids[len(ids) - keep :]) if keep else ""
+        text = prompt_text(processor, cut, image, SYSTEM_PROMPT, system_role)
+        excess = len(tokenizer(text, add_special_tokens=False)["input_ids"]) - limit
+        if excess <= 0 or keep == 0:
+            break
+        keep = max(0, keep - excess)
+    return text, True
+
+
 def generate_responses(
     model: Any,
     processor: Any,
@@ -177,6 +212,14 @@ def generate_responses(
         if config.do_sample
         else {"do_sample": False, "temperature": None, "top_p": None, "top_k": None}
     )
+    context = context_length(model)
+    # The prompt and the response budget share the model's context.
+    limit = context - config.max_new_tokens if context else None
+    if limit is not None and limit < 1:
+        raise ValueError(
+            f"evaluation.generation.max_new_tokens {config.max_new_tokens} leaves no room for a "
+            f"prompt in the model's context of {context} tokens: lower it."
+        )
     bar = tqdm(total=len(questions), desc=description, unit="question", disable=not progress)
     threads = torch.get_num_threads()
     if config.cpu_threads and device.type == "cpu":
@@ -184,10 +227,26 @@ def generate_responses(
     try:
         for batch in batches(questions, config.batch_size):
             started = time.perf_counter()
-            texts = [
-                prompt_text(processor, row.question, row.image, SYSTEM_PROMPT, config.system_role)
+            fitted = [
+                fitted_prompt(processor, row.question, row.image, config.system_role, limit)
                 for row in batch.itertuples()
             ]
+            texts = [text for text, _ in fitted]
+            cut = [
+                str(row.id)
+                for row, (_, was_cut) in zip(batch.itertuples(), fitted, strict=True)
+                if was_cut
+            ]
+            if cut:
+                logger.warning(
+                    "%d question(s) cut to %d prompt tokens (the model's context of %d less "
+                    "max_new_tokens %d): %s",
+                    len(cut),
+                    limit,
+                    context,
+                    config.max_new_tokens,
+                    ", ".join(cut),
+                )
             images = [prompt_images(row.image) for row in batch.itertuples()]
             inputs = processor(
                 text=texts,

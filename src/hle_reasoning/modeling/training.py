@@ -179,6 +179,16 @@ def train_grpo(
     problems = config_problems(training, model_cfg, world_size=world_size)
     if problems:
         raise TrainingConfigError(problems)
+    needed = training.grpo.prompts_per_step
+    if questions is not None and len(questions) < needed:
+        raise TrainingConfigError(
+            [
+                f"focus_train holds {len(questions)} question(s), fewer than one optimizer step's "
+                f"{needed} (training.grpo.batch_size {training.grpo.batch_size} "
+                f"{training.grpo.batch_size_unit}): lower training.grpo.batch_size, or add "
+                "categories to data_processing.focus_categories."
+            ]
+        )
     device = resolve_device(model_cfg.device)
     if world_size > 1 and device.startswith("cuda"):
         from accelerate import PartialState

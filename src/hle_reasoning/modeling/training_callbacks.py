@@ -8,15 +8,20 @@ one step has one name everywhere.
 
 from __future__ import annotations
 
+import logging
 import math
 import re
+import time
 from collections.abc import Iterable, Mapping
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 from transformers import TrainerCallback
 from transformers.trainer_callback import ProgressCallback
 
 from hle_reasoning import tracking
+
+logger = logging.getLogger(__name__)
 
 # The MLflow prefix of training metrics (also the catalog's `training_metrics` prefix).
 METRIC_PREFIX = "training"
@@ -72,23 +77,73 @@ class LiveMetricsCallback(TrainerCallback):
     (a distributed worker has none: rank 0 is given the parent's run by id). Only the world's
     process 0 logs. Steps are TRL's global steps, so a resumed run continues the numbering, and
     the steps restored from the checkpoint are logged first so that the run shows the whole curve.
+
+    Live metrics never stop or slow training: they are written by one background thread, and a
+    point MLflow refuses (``mlflow.db`` locked by another process for longer than MLflow's 20 s
+    busy timeout, a server gone) is tried again once, then dropped with one warning; the
+    training history (``training_history``) keeps every step. ``on_train_end`` waits for the
+    points still being written.
     """
+
+    # Tries of one point while MLflow accepts points; after a drop, one try until one succeeds.
+    ATTEMPTS = 2
+    RETRY_DELAY_S = 1.0
 
     def __init__(self, prefix: str = METRIC_PREFIX, run: tracking.RunRef | None = None) -> None:
         self.prefix = prefix
-        self._log = run.log_metrics if run is not None else tracking.log_metrics
+        self._run = run
         self._logged = 0  # entries of state.log_history already logged
+        self._writer: ThreadPoolExecutor | None = None
+        self._failing = False
+        self.dropped: list[int] = []  # steps whose live point MLflow refused
 
     def on_log(self, args, state, control, logs=None, **kwargs):
         if not state.is_world_process_zero:
             return
+        if self._run is None:
+            self._run = tracking.active_run_ref()  # the writer thread has no active run
         for entry in state.log_history[self._logged :]:
             metrics = step_metrics(entry)
-            if metrics:
-                self._log(
-                    {f"{self.prefix}.{k}": v for k, v in metrics.items()}, step=int(entry["step"])
-                )
+            if metrics and self._run is not None:
+                if self._writer is None:
+                    self._writer = ThreadPoolExecutor(1, thread_name_prefix="live-metrics")
+                named = {f"{self.prefix}.{k}": v for k, v in metrics.items()}
+                self._writer.submit(self._write, named, int(entry["step"]))
         self._logged = len(state.log_history)
+
+    def _write(self, metrics: dict[str, float], step: int) -> None:
+        attempts = 1 if self._failing else self.ATTEMPTS
+        for attempt in range(attempts):
+            try:
+                self._run.log_metrics(metrics, step=step)
+                self._failing = False
+                return
+            except Exception as error:  # live metrics never stop training
+                if attempt + 1 < attempts:
+                    time.sleep(self.RETRY_DELAY_S)
+                    continue
+                self._failing = True
+                self.dropped.append(step)
+                if len(self.dropped) == 1:
+                    logger.warning(
+                        "MLflow refused the live metrics of step %d (%s); training goes on, and "
+                        "the training history (training_history.csv, and the run's artifact) "
+                        "still has every step",
+                        step,
+                        str(error).splitlines()[0] if str(error) else type(error).__name__,
+                    )
+
+    def on_train_end(self, args, state, control, **kwargs):
+        if self._writer is not None:
+            self._writer.shutdown(wait=True)
+            self._writer = None
+        if len(self.dropped) > 1:
+            logger.warning(
+                "%d steps' live metrics could not be logged to MLflow (steps %s); the "
+                "training history has them",
+                len(self.dropped),
+                ", ".join(map(str, self.dropped[:10])),
+            )
 
 
 class GRPOProgressCallback(ProgressCallback):

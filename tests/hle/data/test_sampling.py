@@ -6,9 +6,11 @@ import pytest
 
 from hle_reasoning.hle.data.sampling import (
     _allocate,
+    category_test_sizes,
     cochran_n,
     cochran_sample_size,
     find_leaks,
+    focus_problems,
     strata_labels,
     stratified_split,
     z_score,
@@ -300,3 +302,22 @@ def test_split_is_stratified_on_the_bundled_sample(sample_questions):
             )
             checked += 1
     assert checked >= 16  # every category has at least two strata
+
+
+def test_focus_problems_name_a_split_too_small_to_train_or_evaluate(sample_questions):
+    sizes = category_test_sizes(sample_questions)
+    _, test, _ = stratified_split(sample_questions)
+    assert sizes == test["category"].value_counts().to_dict()  # the sizes the split draws
+    categories = sample_questions["category"]
+    assert focus_problems(categories, ["Math"], sizes, min_train=2) == []
+    # The sample's 16 Physics questions split 1 train / 15 test: not one step of 2 questions.
+    (physics,) = focus_problems(categories, ["Physics"], sizes, min_train=2)
+    assert "['Physics'] (16 question(s)) leaves 1 training question(s)" in physics
+    assert "training.grpo.batch_size" in physics
+    # Every Humanities question goes to the test side: nothing to train on.
+    (humanities,) = focus_problems(categories, ["Humanities/Social Science"], sizes)
+    assert "leaves 0 training question(s)" in humanities
+    (missing,) = focus_problems(categories, ["Astrology"], sizes)
+    assert "['Astrology'], which the data does not contain" in missing
+    (untested,) = focus_problems(categories, ["Math"], {"Math": 0})
+    assert "no test question" in untested

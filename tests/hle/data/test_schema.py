@@ -179,3 +179,14 @@ def test_real_hle_export_validates_with_its_quirks(real_hle_path):
         assert load_image(uri).size[0] > 0
     # The source file is never modified.
     assert hashlib.sha256(real_hle_path.read_bytes()).digest() == hashlib.sha256(raw_bytes).digest()
+
+
+def test_an_absurdly_long_question_passes_with_a_warning(caplog):
+    huge = (
+        "Let x be the number of primes below 10. " * 52_000
+    )  # 2 MB: a pasted file, not a question
+    with caplog.at_level("WARNING", logger="hle_reasoning.hle.data.schema"):
+        out = validate_hle(frame(question=[huge, "What is 1+1?"]), "f.jsonl")
+    assert out.loc[0, "question"] == huge  # never modified: evaluation cuts its prompt
+    (warning,) = [r.getMessage() for r in caplog.records if "longer than" in r.getMessage()]
+    assert "f.jsonl: 1 question(s) longer than 100000 characters" in warning and "q1" in warning

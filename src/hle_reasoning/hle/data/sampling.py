@@ -166,3 +166,55 @@ def find_leaks(train: pd.DataFrame, test: pd.DataFrame) -> pd.DataFrame:
 
     leaks = keys(train, "train_id").merge(keys(test, "test_id"), on=["text", "image"])
     return leaks[["train_id", "test_id", "text"]].reset_index(drop=True)
+
+
+def focus_problems(
+    categories: pd.Series,
+    focus_categories: list[str] | tuple[str, ...],
+    test_sizes: dict[str, int],
+    min_train: int = 1,
+) -> list[str]:
+    """Why the focus categories' split cannot feed training and evaluation (empty if it can).
+
+    ``categories``: every question's category; ``test_sizes``: each category's test size;
+    ``min_train``: the training questions one optimizer step needs.
+    """
+    counts = categories.value_counts()
+    missing = [c for c in focus_categories if c not in counts.index]
+    if missing:
+        return [
+            f"data_processing.focus_categories names {missing}, which the data does not contain; "
+            f"choose from {sorted(counts.index)}."
+        ]
+    total = int(sum(counts[c] for c in focus_categories))
+    n_test = int(sum(test_sizes.get(c, 0) for c in focus_categories))
+    n_train = total - n_test
+    where = f"data_processing.focus_categories {list(focus_categories)} ({total} question(s))"
+    problems = []
+    if n_train < min_train:
+        problems.append(
+            f"{where} leaves {n_train} training question(s), fewer than one optimizer step's "
+            f"{min_train} (training.grpo.batch_size): add categories, use a larger export "
+            "(hle_source), or lower training.grpo.batch_size."
+        )
+    if n_test == 0:
+        problems.append(
+            f"{where} leaves no test question to evaluate: add categories or use a larger export "
+            "(hle_source)."
+        )
+    return problems
+
+
+def category_test_sizes(
+    df: pd.DataFrame,
+    confidence_level: float = 0.90,
+    margin_of_error: float = 0.05,
+    proportion: float = 0.5,
+    z: float | None = None,
+) -> dict[str, int]:
+    """Each category's test size, as :func:`stratified_split` draws it."""
+    counts = df["category"].value_counts()
+    return {
+        str(c): cochran_sample_size(int(n), confidence_level, margin_of_error, proportion, z)
+        for c, n in counts.items()
+    }

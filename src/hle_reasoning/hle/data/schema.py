@@ -17,6 +17,10 @@ from PIL import Image, UnidentifiedImageError
 
 logger = logging.getLogger(__name__)
 
+# A question longer than this is no exam question (a pasted file?): about 25k tokens, several
+# times HLE's longest questions.
+LONG_QUESTION_CHARS = 100_000
+
 REQUIRED_COLUMNS = ("id", "question", "image", "answer", "answer_type", "category")
 # Kept after validation when present; the rest (image_preview, rationale_image, canary, ...)
 # is dropped from the working copy, never from the source file.
@@ -247,4 +251,16 @@ def validate_hle(df: pd.DataFrame, source: str) -> pd.DataFrame:
     unknown = sorted(set(out["category"]) - set(CATEGORIES))
     if unknown:
         logger.warning("%s: categories outside the HLE release's eight: %s", source, unknown)
+    lengths = out["question"].str.len()
+    long = out.loc[lengths > LONG_QUESTION_CHARS, "id"].astype(str).tolist()
+    if long:
+        logger.warning(
+            "%s: %d question(s) longer than %d characters (the longest %d), more than a model's "
+            "context holds: evaluation cuts their prompts to fit and says so (ids %s)",
+            source,
+            len(long),
+            LONG_QUESTION_CHARS,
+            int(lengths.max()),
+            ", ".join(long[:10]),
+        )
     return out.reset_index(drop=True)

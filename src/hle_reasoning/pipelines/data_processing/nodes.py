@@ -9,6 +9,7 @@ import matplotlib.pyplot as plt
 import pandas as pd
 
 from hle_reasoning.config import SplitConfig
+from hle_reasoning.config.data_processing import FocusSplitError
 from hle_reasoning.hle.data import sampling, statistics
 from hle_reasoning.hle.formatting import slug
 from hle_reasoning.tracking import metric_value
@@ -34,14 +35,14 @@ def split_questions(
 def select_focus(
     train: pd.DataFrame, test: pd.DataFrame, focus_categories: tuple[str, ...]
 ) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """The train and test questions of the focus categories (the proposal: Math)."""
-    available = set(train["category"]) | set(test["category"])
-    missing = [c for c in focus_categories if c not in available]
-    if missing:
-        raise ValueError(
-            f"data_processing.focus_categories names {missing}, which the data does not contain; "
-            f"choose from {sorted(available)}."
-        )
+    """The train and test questions of the focus categories (the proposal: Math); refused
+    (nothing returned, so nothing written) when a category is missing or a side is empty."""
+    sizes = {str(c): int(n) for c, n in test["category"].value_counts().items()}
+    problems = sampling.focus_problems(
+        pd.concat([train["category"], test["category"]]), focus_categories, sizes
+    )
+    if problems:
+        raise FocusSplitError(problems)
     focus_train = train[train["category"].isin(focus_categories)].reset_index(drop=True)
     focus_test = test[test["category"].isin(focus_categories)].reset_index(drop=True)
     logger.info(
