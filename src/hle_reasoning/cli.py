@@ -12,6 +12,12 @@ changes nothing else:
 * An unknown pipeline name, and a problem the project reports with a message of its own (a
   configuration the preflight rejects, an LLM judge that refuses the key or model, an invalid
   HLE export, a distributed worker that failed: its rank and error), end the command with that message and exit status 1, without a traceback.
+
+Around Kedro's run (``hle_reasoning.launch``): the conf files are read first (invalid YAML, a
+credentials file of the wrong shape: one message), the project's data folder is locked (a second
+run in the folder stops at once, naming the first's pid), SIGTERM stops the run like Ctrl-C
+(exit status 143), and an unfinished run is recorded KILLED or FAILED in MLflow; a broken
+``mlflow.db`` is named with what to do.
 """
 
 from __future__ import annotations
@@ -109,6 +115,7 @@ def _conf_envs(kwargs: dict[str, Any]) -> list[str]:
 
 
 def _run(**kwargs: Any) -> Any:
+    import contextlib
     from pathlib import Path
 
     from kedro.utils import find_kedro_project
@@ -125,8 +132,13 @@ def _run(**kwargs: Any) -> Any:
             "the configuration cannot be read; nothing was run:\n"
             + "\n".join(f"  - {p}" for p in problems)
         )
+    # A worker machine (distributed.machine_rank > 0) writes nothing: machine 0 holds the lock.
+    worker = launch.machine_rank(conf_dir, _conf_envs(kwargs), kwargs.get("params") or {}) > 0
     try:
-        with launch.run_lock(project / "data"), launch.recorded_outcome():
+        with (
+            contextlib.nullcontext() if worker else launch.run_lock(project / "data"),
+            launch.recorded_outcome(),
+        ):
             return kedro_run.callback(**_with_upstream(kwargs))
     except launch.LaunchError as error:
         raise click.ClickException(str(error)) from None

@@ -95,6 +95,27 @@ def config_file_problems(conf_dir: Path, envs: list[str]) -> list[str]:
     return problems
 
 
+def machine_rank(conf_dir: Path, envs: list[str], runtime_params: dict[str, Any]) -> int:
+    """``distributed.machine_rank`` as the run will see it (``--params`` over the last
+    environment's parameters files); 0 when unset or not a plain number. A worker machine
+    (rank > 0) writes nothing, and shares the folder with machine 0 on shared storage."""
+
+    def rank_in(params: Any) -> Any:
+        block = params.get("distributed") if isinstance(params, dict) else None
+        return block.get("machine_rank") if isinstance(block, dict) else None
+
+    rank = rank_in(runtime_params)
+    for env in reversed(envs):
+        if rank is not None:
+            break
+        for path in _yaml_files(conf_dir / env):
+            if path.name.startswith("parameters"):
+                with contextlib.suppress(yaml.YAMLError, OSError, UnicodeDecodeError):
+                    found = rank_in(yaml.safe_load(path.read_text(encoding="utf-8")))
+                    rank = found if found is not None else rank
+    return rank if isinstance(rank, int) and not isinstance(rank, bool) else 0
+
+
 def _credentials_problems(path: Path, content: Any) -> list[str]:
     example = "hle_judge: {api_key: sk-..., base_url: ...}"
     if content is None:

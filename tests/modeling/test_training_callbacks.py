@@ -30,7 +30,10 @@ def test_a_locked_mlflow_db_drops_the_live_point_with_one_warning(tmp_path, capl
 
     with mlflow.start_run() as run:
         step(1)
-        callback._writer.submit(lambda: None).result()  # step 1 written before the lock
+        client, deadline = mlflow.MlflowClient(), time.monotonic() + 60
+        while not client.get_metric_history(run.info.run_id, "training.loss"):
+            assert time.monotonic() < deadline, "step 1 never reached MLflow"
+            time.sleep(0.1)  # step 1 written before the lock
         # Another process (an `mlflow ui`, a second run) holds the database's write lock for
         # longer than MLflow waits.
         holder = sqlite3.connect(db, isolation_level=None, check_same_thread=False)

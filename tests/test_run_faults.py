@@ -1,0 +1,123 @@
+"""`kedro run` on a bad day, as a user meets it: refused runs say why in one screen and leave
+no MLflow run, interrupted runs are recorded KILLED, a second run in the same folder stops at
+once, and a broken mlflow.db is named."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import signal
+import sqlite3
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from hle_reasoning.hle.data.sampling import stratified_split
+from tests.kedro_cli import kedro_run
+
+pytestmark = pytest.mark.slow
+
+
+def runs(project: Path) -> list[tuple[str, str]]:
+    db = project / "mlflow.db"
+    if not db.exists():
+        return []
+    with sqlite3.connect(db) as con:
+        tables = {r[0] for r in con.execute("select name from sqlite_master")}
+        if "runs" not in tables:
+            return []
+        return con.execute("select name, status from runs order by start_time").fetchall()
+
+
+def one_screen(result: subprocess.CompletedProcess) -> str:
+    output = result.stdout + result.stderr
+    assert result.returncode == 1, output[-3000:]
+    assert "Traceback" not in output and "╭" not in output, output[-3000:]
+    assert len(output.splitlines()) < 40, output
+    return output
+
+
+def test_a_focus_too_small_to_train_is_refused_before_anything_is_written(
+    project_copy, sample_questions
+):
+    """The docs' example `--params data_processing.focus_categories=[Physics]`: the sample's 16
+    Physics questions split 1 train / 15 test, not one step of 2."""
+    primary = project_copy / "data" / "05_model_input"
+    primary.mkdir(parents=True)
+    train, test, _ = stratified_split(sample_questions)
+    train[train["category"] == "Math"].to_parquet(primary / "focus_train.parquet")
+    test[test["category"] == "Math"].to_parquet(primary / "focus_test.parquet")
+    before = {p.name: hashlib.sha256(p.read_bytes()).digest() for p in primary.iterdir()}
+
+    result = kedro_run(project_copy, "--params", "data_processing.focus_categories=[Physics]")
+    output = one_screen(result)
+    assert "no node was run and no output written" in output
+    assert "['Physics'] (16 question(s)) leaves 1 training question(s)" in output
+    assert {p.name: hashlib.sha256(p.read_bytes()).digest() for p in primary.iterdir()} == before
+    assert runs(project_copy) == []  # refused: no MLflow run at all
+
+
+def test_a_missing_hle_source_and_broken_conf_files_are_one_message_each(project_copy):
+    result = kedro_run(project_copy, "--params", "hle_source=/nonexistent.jsonl")
+    output = one_screen(result)
+    assert "hle_source is '/nonexistent.jsonl', which does not exist" in output
+    assert runs(project_copy) == []
+
+    local = project_copy / "conf" / "local"
+    (local / "credentials.yml").write_text("- hle_judge\n- api_key: sk-test\n")
+    (local / "parameters.yml").write_text("training:\n  grpo:\n    beta: [0.1\n")
+    output = one_screen(kedro_run(project_copy))
+    assert "the configuration cannot be read; nothing was run" in output
+    assert "conf/local/credentials.yml holds a list" in output
+    assert "conf/local/parameters.yml:4:1: not valid YAML" in output
+
+    (local / "credentials.yml").unlink()
+    (local / "parameters.yml").unlink()
+    (project_copy / "mlflow.db").write_bytes(b"not a database " * 100)
+    output = one_screen(kedro_run(project_copy, "--pipelines", "data_processing"))
+    assert "The MLflow database" in output and "not a readable SQLite database" in output
+    assert "mlflow.db.broken" in output
+
+
+def start(project: Path) -> subprocess.Popen:
+    env = {**os.environ, "KEDRO_DISABLE_TELEMETRY": "1", "HF_HUB_OFFLINE": "1", "COLUMNS": "200"}
+    return subprocess.Popen(
+        [str(Path(sys.executable).with_name("kedro")), "run"],
+        cwd=project,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+
+
+def wait_running(project: Path, process: subprocess.Popen) -> None:
+    deadline = time.monotonic() + 600
+    while ("__default__", "RUNNING") not in runs(project):
+        assert process.poll() is None, process.stdout.read()[-3000:]
+        assert time.monotonic() < deadline, "the MLflow run never started"
+        time.sleep(0.5)
+    time.sleep(2)  # inside the first nodes
+
+
+@pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM])
+def test_an_interrupted_run_is_recorded_killed(project_copy, signum):
+    process = start(project_copy)
+    try:
+        wait_running(project_copy, process)
+        if signum == signal.SIGTERM:
+            # Meanwhile a second run in the same folder stops at once, naming the first.
+            second = kedro_run(project_copy, "--pipelines", "data_processing")
+            output = one_screen(second)
+            assert f"another `kedro run` (pid {process.pid}) is running in this project" in output
+        process.send_signal(signum)
+        output, _ = process.communicate(timeout=120)
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait()
+    assert process.returncode == (143 if signum == signal.SIGTERM else 1), output[-3000:]
+    assert runs(project_copy) == [("__default__", "KILLED")]
