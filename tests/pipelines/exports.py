@@ -28,5 +28,8 @@ def assert_a_broken_export_changes_nothing(project: Path, source: Path) -> None:
     output = failed.stdout + failed.stderr
     assert failed.returncode != 0
     assert "bad.jsonl" in output and rows[3]["id"] in output and "answer_type" in output
+    # One message, refused before any node: no traceback of the dataset error that wraps it.
+    assert "Error: HLEDataError: " in output and "Traceback" not in output and "╭" not in output
+    assert len(output.splitlines()) < 40, output[-3000:]
     assert (digests(reporting), digests(primary)) == before
     assert bad.read_bytes() == bad_bytes
