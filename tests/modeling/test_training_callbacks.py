@@ -1,5 +1,5 @@
-"""Live training metrics in MLflow: another process locking mlflow.db never stops or slows
-training."""
+"""Live training metrics in MLflow: another process locking mlflow.db never stops training,
+and holds it a few seconds at most."""
 
 from __future__ import annotations
 
@@ -41,8 +41,8 @@ def test_a_locked_mlflow_db_drops_the_live_point_with_one_warning(tmp_path, capl
         release = threading.Timer(22.0, holder.execute, ["COMMIT"])
         release.start()
         with caplog.at_level("WARNING", logger="hle_reasoning.modeling.training_callbacks"):
-            assert step(2) < 1.0  # training does not wait for MLflow
-            assert step(3) < 1.0
+            assert step(2) < callback.WAIT_S + 1  # training waits briefly, then goes on
+            assert step(3) < 1.0  # and not at all while MLflow refuses points
             release.join()
             step(4)
             callback.on_train_end(args, state, control)

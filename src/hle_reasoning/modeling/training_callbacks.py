@@ -13,6 +13,7 @@ import math
 import re
 import time
 from collections.abc import Iterable, Mapping
+from concurrent import futures
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
@@ -78,8 +79,8 @@ class LiveMetricsCallback(TrainerCallback):
     process 0 logs. Steps are TRL's global steps, so a resumed run continues the numbering, and
     the steps restored from the checkpoint are logged first so that the run shows the whole curve.
 
-    Live metrics never stop or slow training: they are written by one background thread, and a
-    point MLflow refuses (``mlflow.db`` locked by another process for longer than MLflow's 20 s
+    Live metrics never stop training, nor hold it long: they are written by one background
+    thread, each step waiting ``WAIT_S`` at most for its point, and a point MLflow refuses (``mlflow.db`` locked by another process for longer than MLflow's 20 s
     busy timeout, a server gone) is tried again once, then dropped with one warning; the
     training history (``training_history``) keeps every step. ``on_train_end`` waits for the
     points still being written.
@@ -88,12 +89,16 @@ class LiveMetricsCallback(TrainerCallback):
     # Tries of one point while MLflow accepts points; after a drop, one try until one succeeds.
     ATTEMPTS = 2
     RETRY_DELAY_S = 1.0
+    # How long a step waits for its point (none while MLflow refuses them): normally the point is
+    # in MLflow before the next step starts; a locked database holds training this long at most.
+    WAIT_S = 5.0
 
     def __init__(self, prefix: str = METRIC_PREFIX, run: tracking.RunRef | None = None) -> None:
         self.prefix = prefix
         self._run = run
         self._logged = 0  # entries of state.log_history already logged
         self._writer: ThreadPoolExecutor | None = None
+        self._last: futures.Future | None = None  # the latest point handed to the writer
         self._failing = False
         self.dropped: list[int] = []  # steps whose live point MLflow refused
 
@@ -108,7 +113,12 @@ class LiveMetricsCallback(TrainerCallback):
                 if self._writer is None:
                     self._writer = ThreadPoolExecutor(1, thread_name_prefix="live-metrics")
                 named = {f"{self.prefix}.{k}": v for k, v in metrics.items()}
-                self._writer.submit(self._write, named, int(entry["step"]))
+                # Normally the step is in MLflow before the next one starts; behind a point still
+                # waiting for MLflow, or while MLflow refuses points, training does not wait.
+                keeping_up = self._last is None or self._last.done()
+                self._last = self._writer.submit(self._write, named, int(entry["step"]))
+                if keeping_up and not self._failing:
+                    futures.wait([self._last], timeout=self.WAIT_S)
         self._logged = len(state.log_history)
 
     def _write(self, metrics: dict[str, float], step: int) -> None:
