@@ -11,6 +11,17 @@ import pytest
 from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
+from hle_reasoning.hle.judge.forms import (
+    answer_form,
+    approximation,
+    boxed_values,
+    is_name,
+    matrix_cells,
+    mixed_number,
+    named_value,
+    reference_values,
+    text_unit,
+)
 from hle_reasoning.hle.judge.rules import (
     Verdict,
     extract_answer,
@@ -24,7 +35,9 @@ from hle_reasoning.modeling.rewards import (
     format_reward,
 )
 
-METHODS = {"option", "hedge", "text", "number", "integer", "sequence", "math-verify", "none"}
+METHODS = {
+    "option", "hedge", "text", "number", "integer", "sequence", "matrix", "math-verify", "none"
+}  # fmt: skip
 SETTINGS = settings(
     max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow], derandomize=True
 )
@@ -42,6 +55,9 @@ FRAGMENTS = [
     "9" * 60, "0." + "0" * 40 + "1", "1,000,000,000,000,000,000,000,000,000", "3.20E+21",
     "5!^2", "2^{2^{2^{100}}}", "10^{10^{10}}", "or", "Actually,", "B", "(C)", "Option D",
     "\\textsubscript{2}", "V = ", "x", "No", "\U0001f600", "\u200b", "\ufeff", "\x00",
+    "'", "\\prime", "^{\\prime", "′", "\\cfrac{", "\\textnormal{", "\\mathcal{", " pct", "\\$",
+    " and ", "|", "\\quad", "\\begin{bmatrix}", "\\end{bmatrix}", "\\left[\\begin{array}{c}",
+    "\\end{array}\\right]", "V_{1}:V_{2}=", "|AB| = ", "(p,q)=", " 1/2", "\\frac12", "\\boxed{1}, ",
 ]  # fmt: skip
 
 fragments = st.lists(st.sampled_from(FRAGMENTS) | st.text(max_size=6), max_size=12).map("".join)
@@ -100,6 +116,61 @@ def test_extractors_are_total(raw):
     assert isinstance(confidence, int) and 0 <= confidence <= 100
     option = extract_option(raw)
     assert option is None or (len(option) == 1 and option.isupper())
+
+
+@SETTINGS
+@given(raw=text, answer=answers)
+def test_answer_forms_are_total(raw, answer):
+    assert isinstance(is_name(raw), bool)
+    for value in (named_value(raw), mixed_number(raw)):
+        assert value is None or isinstance(value, str)
+    for pair in (approximation(raw), text_unit(raw)):
+        assert pair is None or (len(pair) == 2 and all(isinstance(x, str) for x in pair))
+    boxes = boxed_values(raw)
+    assert boxes is None or (len(boxes) >= 2 and all(boxes))
+    cells = matrix_cells(raw)
+    assert cells is None or all(c for row in cells for c in row)
+    form, notes = answer_form(answer, raw)
+    assert isinstance(form, str) and all(isinstance(n, str) for n in notes)
+    assert all(isinstance(v, str) and how for v, how in reference_values(raw))
+
+
+@settings(max_examples=60, deadline=None, derandomize=True)
+@given(
+    whole=st.integers(0, 10**6),
+    den=st.integers(2, 999),
+    data=st.data(),
+    latex=st.booleans(),
+)
+def test_a_mixed_number_is_its_improper_fraction_and_no_other(whole, den, data, latex):
+    num = data.draw(st.integers(1, den - 1))
+    said = f"{whole}\\frac{{{num}}}{{{den}}}" if latex else f"{whole} {num}/{den}"
+    right, wrong = f"{whole * den + num}/{den}", f"{whole * den + num + 1}/{den}"
+    assert judge_response(response(said, "50%"), right, "exactMatch").correct
+    assert not judge_response(response(said, "50%"), wrong, "exactMatch").correct
+
+
+@settings(max_examples=60, deadline=None, derandomize=True)
+@given(values=st.lists(st.integers(-999, 999), min_size=2, max_size=5, unique=True), data=st.data())
+def test_a_set_in_boxes_matches_in_any_order_and_a_tuple_only_in_its_own(values, data):
+    order = data.draw(st.permutations(values))
+    boxed = ", ".join(f"\\boxed{{{v}}}" for v in order)
+    as_set = "\\{" + ", ".join(map(str, values)) + "\\}"
+    as_tuple = "(" + ", ".join(map(str, values)) + ")"
+    assert judge_response(response(boxed, "50%"), as_set, "exactMatch").correct
+    same_order = list(order) == list(values)
+    assert judge_response(response(boxed, "50%"), as_tuple, "exactMatch").correct is same_order
+
+
+@settings(max_examples=60, deadline=None, derandomize=True)
+@given(
+    name=st.sampled_from(["x", "|AB|", "V_{1}:V_{2}", "f(x)", "E'", "\\frac{NO}{BO}"]),
+    value=st.integers(-(10**9), 10**9),
+)
+def test_a_named_reference_matches_its_bare_value_only(name, value):
+    answer = f"{name} = {value}"
+    assert judge_response(response(str(value), "50%"), answer, "exactMatch").correct
+    assert not judge_response(response(str(value + 1), "50%"), answer, "exactMatch").correct
 
 
 @settings(max_examples=100, deadline=None, derandomize=True)

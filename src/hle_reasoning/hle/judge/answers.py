@@ -28,17 +28,18 @@ _SUBSCRIPTS = dict(zip("₀₁₂₃₄₅₆₇₈₉₊₋₌₍₎ₐₑₒ�
 _SCRIPT_RUN = re.compile(f"[{''.join(_SUPERSCRIPTS)}]+|[{''.join(_SUBSCRIPTS)}]+")
 # Wrappers that do not change the value: their argument is kept.
 _WRAPPERS = re.compile(
-    r"\\(?:text|textbf|textit|textrm|textsf|texttt|mathrm|mathbf|mathsf|mathbb|mathit|mathtt|"
-    r"boldsymbol|operatorname|mbox|hbox)\s*\{([^{}]*)\}"
+    r"\\(?:text|textbf|textit|textrm|textsf|texttt|textnormal|textup|textsl|emph|mathrm|mathbf|"
+    r"mathsf|mathbb|mathit|mathtt|mathnormal|mathcal|mathfrak|mathscr|boldsymbol|bm|operatorname|"
+    r"mbox|hbox)\s*\{([^{}]*)\}"
 )
 _SCRIPT_TEXT = re.compile(r"\\text(sub|super)script\s*\{([^{}]*)\}")
-_SPACING = re.compile(
-    r"\\(?:[,;:!> ]|quad|qquad|left|right|displaystyle|big|Big|bigg|Bigg)(?![a-zA-Z])"
+_SPACING = re.compile(  # never the second backslash of a row break (``\\``)
+    r"(?<!\\)\\(?:[,;:!> ]|quad|qquad|left|right|displaystyle|big|Big|bigg|Bigg)(?![a-zA-Z])"
 )
 _RELATIONS = (
-    (re.compile(r"\\(?:geq|ge|geqslant)(?![a-zA-Z])|≥"), ">="),
-    (re.compile(r"\\(?:leq|le|leqslant)(?![a-zA-Z])|≤"), "<="),
-    (re.compile(r"\\(?:neq|ne)(?![a-zA-Z])|≠"), "!="),
+    (re.compile(r"\\(?:geq|ge|geqslant|geqq)(?![a-zA-Z])|≥"), ">="),
+    (re.compile(r"\\(?:leq|le|leqslant|leqq)(?![a-zA-Z])|≤"), "<="),
+    (re.compile(r"\\(?:neq|ne)(?![a-zA-Z])|\\not\s*=|≠"), "!="),
     (re.compile(r"\\lt(?![a-zA-Z])"), "<"),
     (re.compile(r"\\gt(?![a-zA-Z])"), ">"),
 )
@@ -48,6 +49,11 @@ _MATRIX_BRACKETS = re.compile(r"[(\[]\s*(\\begin\{matrix\}.*?\\end\{matrix\})\s*
 # Markdown bold/underline around text (never a ``**`` power between digits).
 _BOLD = re.compile(r"(?<![\w)}])(?:\*\*|__)(?=\S)(.+?)(?<=\S)(?:\*\*|__)(?![\w({])", re.DOTALL)
 _DELIMITERS = (("$$", "$$"), ("\\[", "\\]"), ("\\(", "\\)"), ("$", "$"))
+# A prime in any spelling (``E'``, ``E^\prime``, ``E^{\prime\prime}``, ``E′``) is written ``'``.
+_PRIMES = re.compile(r"\^\s*\{\s*((?:\\prime\s*)+)\}|\^\s*(\\prime)|\\prime(?![a-zA-Z])|′")
+# A currency ``\$`` before a number is its unit, written after it (``\$1,000`` -> ``1,000 USD``).
+_CURRENCY = re.compile(r"\\\$\s*([+\-]?(?:\d|[.,](?=\d)|,\\!|\{,\})+)")
+_QUOTES = {'"': '"', "'": "'", "“": "”", "‘": "’"}
 
 
 def _scripts(text: str) -> str:
@@ -97,12 +103,14 @@ def clean_latex(text: str) -> str:
     """The value-preserving rewrites shared by every rule (NFKC, scripts, wrappers, relations)."""
     text = _scripts(str(text))
     text = unicodedata.normalize("NFKC", text)
+    text = _PRIMES.sub(_primes, text)
     text = _BOLD.sub(r"\1", text).replace("`", "")
     text = strip_delimiters(text)
     text = _SCRIPT_TEXT.sub(lambda m: ("_" if m.group(1) == "sub" else "^") + m.group(2), text)
     for _ in range(3):  # nested wrappers (\text{\mathrm{x}}), a bounded number of times
         text = _WRAPPERS.sub(r"\1", text)
-    text = re.sub(r"\\[dt]frac(?![a-zA-Z])", r"\\frac", text)
+    text = re.sub(r"\\[dtc]frac(?![a-zA-Z])", r"\\frac", text)
+    text = _CURRENCY.sub(r"\1 USD", text).replace("\\$", " USD ")
     text = _SPACING.sub(" ", text)
     for pattern, relation in _RELATIONS:
         text = pattern.sub(relation, text)
@@ -112,10 +120,23 @@ def clean_latex(text: str) -> str:
     return strip_delimiters(text.replace("$", ""))
 
 
+def _primes(match: re.Match[str]) -> str:
+    if match.group(1):
+        return "'" * match.group(1).count("\\prime")
+    return "'"
+
+
 def normalize_text(text: str) -> str:
-    """Text for comparison: :func:`clean_latex`, no quotes or spacing, lower case."""
-    text = clean_latex(text)
-    text = text.strip("\"'“”‘’ ").rstrip(".").strip()
+    """Text for comparison: :func:`clean_latex`, no enclosing quotes or spacing, lower case.
+
+    Only a pair of quotes around the whole is removed: a lone trailing ``'`` is a prime
+    (``E'`` is not ``E``)."""
+    text = clean_latex(text).strip()
+    for _ in range(MAX_WRAPPINGS):
+        if len(text) < 2 or _QUOTES.get(text[0]) != text[-1]:
+            break
+        text = text[1:-1].strip()
+    text = text.rstrip(".").strip()
     return re.sub(r"\s+", "", text).lower()
 
 
@@ -138,6 +159,7 @@ def normalize_for_number(text: str) -> str:
     text = text.replace("~", " ").replace("−", "-")
     text = re.sub(r"(?<=\d) (?=\d{3}(?!\d))", "", text)  # a thin space between digit groups
     text = text.replace("\\%", "%").replace("percent", "%")
+    text = re.sub(r"(?<=[\d}])\s*pct(?![A-Za-z])", "%", text)
     return re.sub(r"\s+", " ", text).strip()
 
 
@@ -285,12 +307,26 @@ def compare_numbers(answer: str, extracted: str, rel_tol: float) -> tuple[bool, 
 # ---------------------------------------------------------------------------- sequences
 
 
+# "1 and 2", "1, 2, and 3": an enumeration of values (never of words, which stay text).
+_AND = re.compile(r"\s*,?\s+and\s+")
+
+
+def _enumeration(text: str) -> str | None:
+    parts = _AND.split(text)
+    if len(parts) < 2 or any(re.search(r"(?<!\\)[A-Za-z]{2,}", p) or not p for p in parts):
+        return None
+    return ", ".join(parts)
+
+
 def split_sequence(text: str) -> tuple[bool, list[str]] | None:
     """A tuple, list or set as (``is_set``, elements): brackets ``() [] {} \\{\\} ⟨⟩`` or none,
-    elements separated by ``,``, ``;`` or ``:`` at the top level; ``None`` for fewer than 2."""
+    elements separated by ``,``, ``;`` or ``:`` at the top level; ``None`` for fewer than 2.
+    Values joined by "and" (``1 and 2``, ``6 \\text{ and } 8``) are an enumeration: a set."""
     raw = re.sub(r"\$|\\\(|\\\)|\\left|\\right", "", str(text)).strip()
     braced = raw.startswith(("{", "\\{")) and raw.endswith("}")
-    text = clean_latex(text).replace("\\{", "\x01").replace("\\}", "\x02")
+    text = clean_latex(text)
+    enumeration = _enumeration(text)
+    text = (enumeration or text).replace("\\{", "\x01").replace("\\}", "\x02")
     text = text.replace("\\langle", "⟨").replace("\\rangle", "⟩")
     is_set = False
     pairs = {"(": ")", "[": "]", "⟨": "⟩", "\x01": "\x02", "{": "}"}
@@ -313,7 +349,7 @@ def split_sequence(text: str) -> tuple[bool, list[str]] | None:
             current.append(char)
     parts.append("".join(current).strip())
     parts = [p.replace("\x01", "\\{").replace("\x02", "\\}") for p in parts]
-    is_set = is_set or braced
+    is_set = is_set or braced or enumeration is not None
     if len(parts) < 2 or any(not p for p in parts):
         return None
     return is_set, parts
@@ -334,9 +370,10 @@ def compare_sequences(
     """Tuples, lists or sets written with other brackets or separators (``1:4:900`` vs
     ``1;4;900``, ``{P, Q}`` vs ``\\{P,Q\\}``): element by element with ``same(gold, pred)``, in
     order unless the reference is a set. ``None`` unless both sides are sequences."""
-    plain = parse_number(answer)
-    if plain is not None and not plain[1]:
-        return None  # a number with thousands separators, not a list
+    for side in (answer, extracted):
+        plain = parse_number(side)
+        if plain is not None and is_unit(plain[1]) and not re.search(r"\d", plain[1].split("^")[0]):
+            return None  # a number with thousands separators (and a unit), not a list
     gold, pred = split_sequence(answer), split_sequence(extracted)
     if gold is None or pred is None:
         return None

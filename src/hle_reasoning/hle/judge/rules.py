@@ -35,7 +35,16 @@ from hle_reasoning.hle.judge.answers import (
     compare_numbers,
     compare_sequences,
     normalize_text,
+    parse_number,
     strip_delimiters,
+)
+from hle_reasoning.hle.judge.forms import (
+    answer_form,
+    matrix_cells,
+    mixed_number,
+    named_value,
+    reference_values,
+    text_unit,
 )
 from hle_reasoning.hle.judge.integers import eval_integer
 from hle_reasoning.hle.judge.symbolic import looks_mathematical, math_verify
@@ -79,7 +88,7 @@ class Verdict:
     answer found in the response (``None`` when it has no answer line). ``confidence``: the
     stated confidence, an int in 0..100 (100 when absent). ``reason``: how it matched, or what
     differed. ``method``: which rule decided (``option``, ``hedge``, ``text``, ``number``,
-    ``integer``, ``sequence``, ``math-verify``, ``none``; ``llm`` for the LLM judge).
+    ``integer``, ``sequence``, ``matrix``, ``math-verify``, ``none``; ``llm`` for the LLM judge).
     """
 
     correct: bool
@@ -204,60 +213,16 @@ def extract_option(text: str) -> str | None:
 
 # --------------------------------------------------------------------------- answer forms
 
-_PROSE_LEAD = re.compile(
-    r"^(?:(?!not\b|never\b|no\b)[A-Za-z][A-Za-z'-]*\s+){1,6}(?:is|are|equals|=|:)\s*:?\s*",
-    re.IGNORECASE,
-)
-_MATH_UNIT = re.compile(
-    r"^(?:\$[^$]+\$|\\\((?:(?!\\\)).)+\\\)|\\\[(?:(?!\\\]).)+\\\])[.\s]*$", re.DOTALL
-)
-_NAME_EQUALS = re.compile(
-    r"^[A-Za-z\\][\w\\{}^]{0,19}(?:\([^()=]{0,20}\))?\s*=\s*(?P<value>[^=]+)$"
-)
-_APPROX = re.compile(r"^(?P<value>.+?)\s*(?:\\approx|≈|\\simeq)\s*[^=≈]+$", re.DOTALL)
-
-
-def _last_boxed(text: str) -> str | None:
-    start = text.rfind("\\boxed{")
-    if start < 0:
-        return None
-    depth, begin = 0, start + len("\\boxed{")
-    for i in range(begin - 1, len(text)):
-        depth += {"{": 1, "}": -1}.get(text[i], 0)
-        if depth == 0:
-            return text[begin:i]
-    return None
-
-
-def answer_form(answer: str, extracted: str) -> tuple[str, list[str]]:
-    """The extracted answer without what does not change its value, and what was removed:
-    prose around it (``the value is $\\boxed{7\\sqrt 3}$``), a leading ``name =``, a trailing
-    ``\\approx 1.414`` (each only when the reference has none of it)."""
-    form, notes = extracted.strip(), []
-    boxed = _last_boxed(form)
-    if boxed is not None and "\\boxed" not in answer:
-        form, notes = boxed.strip(), ["\\boxed"]
-    lead = _PROSE_LEAD.match(form)
-    if lead and _MATH_UNIT.match(form[lead.end() :]) and not _PROSE_LEAD.match(answer):
-        form = form[lead.end() :].strip()
-        notes.append("prose")
-    cleaned = clean_latex(form)
-    named = _NAME_EQUALS.match(cleaned)
-    if named and "=" not in answer:
-        cleaned = named.group("value").strip()
-        notes.append("name =")
-    approx = _APPROX.match(cleaned)
-    if approx and not re.search(r"\\approx|≈|\\simeq", answer):
-        cleaned = approx.group("value").strip()
-        notes.append("approximation")
-    return (cleaned if notes else form), notes
-
-
 # --------------------------------------------------------------------------- the judge
 
 
 def _same_value(answer: str, extracted: str, rel_tol: float, use_math_verify: bool) -> bool:
-    """One element of a tuple/list/set against the reference's: any rule but sequences."""
+    """One element of a tuple/list/set/matrix against the reference's: any rule but sequences
+    (``AB=4`` against ``4``: the value after a name on one side only)."""
+    if "=" not in extracted:
+        answer = named_value(answer) or answer
+    if "=" not in answer:
+        extracted = named_value(extracted) or extracted
     if normalize_text(answer) == normalize_text(extracted):
         return True
     numeric = compare_numbers(answer, extracted, rel_tol)
@@ -270,18 +235,67 @@ def _same_value(answer: str, extracted: str, rel_tol: float, use_math_verify: bo
     return bool(symbolic and symbolic[0])
 
 
-def _exact_match(
-    answer: str, extracted: str, rel_tol: float, use_math_verify: bool
+def _plain_unit(text: str) -> str:
+    """The words after a number or a braced value (``125 miles``, ``\\frac{1}{3} m``), or ""."""
+    parsed = parse_number(text)
+    if parsed is not None and re.fullmatch(r"[A-Za-zµΩ°][\w/^°.\s-]*", parsed[1]):
+        return parsed[1]
+    match = re.search(r"(?<=[\d}])\s+([A-Za-z]{2,}(?:\s[A-Za-z]+)?)$", clean_latex(text))
+    return match.group(1) if match else ""
+
+
+def _without_unit(text: str, unit: str) -> str:
+    cleaned = clean_latex(text).rstrip(".").rstrip()
+    return cleaned[: len(cleaned) - len(unit)].strip() if unit else text
+
+
+def _text_units(
+    answer: str, form: str, after: str, rel_tol: float, use_math_verify: bool
+) -> tuple[bool, str, str] | None:
+    """A unit in ``\\text{}`` on either side: the same unit (or none on one side) and the same
+    value; a different unit on the other side, written in any way, is a different answer."""
+    gold, pred = text_unit(answer), text_unit(form)
+    if gold is None and pred is None:
+        return None
+    gold_unit = gold[1] if gold else _plain_unit(answer)
+    pred_unit = pred[1] if pred else _plain_unit(form)
+    if gold_unit and pred_unit and normalize_text(gold_unit) != normalize_text(pred_unit):
+        return False, f"units differ: {pred_unit!r} vs {gold_unit!r}", "number"
+    gold_value = gold[0] if gold else _without_unit(answer, gold_unit)
+    pred_value = pred[0] if pred else _without_unit(form, pred_unit)
+    note = " (unit omitted)" if not pred_unit else " (unit added)" if not gold_unit else ""
+    return _decide(gold_value, pred_value, note + after, rel_tol, use_math_verify)
+
+
+def _same_matrix(
+    answer: str, form: str, rel_tol: float, use_math_verify: bool
+) -> tuple[bool, str] | None:
+    gold, pred = matrix_cells(answer), matrix_cells(form)
+    if gold is None or pred is None:
+        return None
+    if [len(row) for row in gold] != [len(row) for row in pred]:
+        return False, "matrices of different shapes"
+    for i, (g_row, p_row) in enumerate(zip(gold, pred, strict=True)):
+        for j, (g, p) in enumerate(zip(g_row, p_row, strict=True)):
+            if not _same_value(g, p, rel_tol, use_math_verify):
+                return False, f"matrix entry ({i + 1}, {j + 1}): {_clip(p)} differs from {_clip(g)}"
+    return True, f"the same {len(gold)}-row matrix, entry by entry"
+
+
+def _decide(
+    answer: str, form: str, after: str, rel_tol: float, use_math_verify: bool
 ) -> tuple[bool, str, str]:
-    if normalize_text(extracted) == normalize_text(answer):
-        return True, "normalised text matches", "text"
-    hedge = hedged_answer(answer, extracted)
-    if hedge:
-        return False, hedge, "hedge"
-    form, notes = answer_form(answer, extracted)
-    after = f" (without its {', '.join(notes)})" if notes else ""
-    if notes and normalize_text(form) == normalize_text(answer):
+    """The value rules on the answer's form: text, units, numbers, integer expressions,
+    sequences, matrices, then math-verify (a mixed number read as its improper fraction)."""
+    if normalize_text(form) == normalize_text(answer):
         return True, f"normalised text matches{after}", "text"
+    mixed_gold, mixed_pred = mixed_number(answer), mixed_number(form)
+    if mixed_gold or mixed_pred:
+        answer, form = mixed_gold or answer, mixed_pred or form
+        after = " (a mixed number as a fraction)" + after
+    units = _text_units(answer, form, after, rel_tol, use_math_verify)
+    if units is not None:
+        return units
     # Two numbers (with compatible units or none) are decided here: math-verify would drop units.
     numeric = compare_numbers(answer, form, rel_tol)
     if numeric is not None:
@@ -296,11 +310,36 @@ def _exact_match(
     )
     if sequence is not None:
         return sequence[0], sequence[1] + after, "sequence"
+    matrix = _same_matrix(answer, form, rel_tol, use_math_verify)
+    if matrix is not None:
+        return matrix[0], matrix[1] + after, "matrix"
     if use_math_verify:
         symbolic = math_verify(answer, form)
         if symbolic is not None:
             return symbolic[0], symbolic[1] + after, "math-verify"
-    return False, f"{_clip(extracted)} differs from {_clip(answer)} (text)", "text"
+    return False, f"{_clip(form)} differs from {_clip(answer)} (text)", "text"
+
+
+def _exact_match(
+    answer: str, extracted: str, rel_tol: float, use_math_verify: bool
+) -> tuple[bool, str, str]:
+    if normalize_text(extracted) == normalize_text(answer):
+        return True, "normalised text matches", "text"
+    hedge = hedged_answer(answer, extracted)
+    if hedge:
+        return False, hedge, "hedge"
+    form, notes = answer_form(answer, extracted)
+    after = f" (without its {', '.join(notes)})" if notes else ""
+    verdict = _decide(answer, form, after, rel_tol, use_math_verify)
+    if verdict[0]:
+        return verdict
+    for value, how in reference_values(answer):
+        other = _decide(value, form, after, rel_tol, use_math_verify)
+        if other[0]:
+            return True, f"{other[1]} (against the reference's {how})", other[2]
+    if verdict[2] == "text":  # no rule could read it: the extracted text as it was written
+        return False, f"{_clip(extracted)} differs from {_clip(answer)} (text)", "text"
+    return verdict
 
 
 def judge_response(

@@ -114,6 +114,8 @@ def math_verify(answer: str, extracted: str) -> tuple[bool, str] | None:
     gold_text, pred_text = _latex_source(answer), _latex_source(extracted)
     if not (looks_mathematical(gold_text) and looks_mathematical(pred_text)):
         return None
+    if gold_text.count("'") != pred_text.count("'"):  # math-verify reads E' as E, f'(x) as f(x)
+        return False, f"primes differ: {extracted[:80]!r} vs {answer[:80]!r}"
     longest = max(len(gold_text), len(pred_text))
     timeout: int | None = MATH_VERIFY_TIMEOUT_S
     if not _in_main_thread():
