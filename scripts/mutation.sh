@@ -5,7 +5,7 @@
 # records the figures and a review of every survivor.
 #
 #   scripts/mutation.sh                      # every module, one after the other
-#   scripts/mutation.sh metrics sampling     # some of them (metrics sampling judging grpo)
+#   scripts/mutation.sh metrics sampling     # some of them (metrics sampling judging forms grpo)
 #   MUTATION_JOBS=2 scripts/mutation.sh grpo # mutants run in parallel (default 1)
 #
 # Needs mutmut 3.8.1 in the active environment: `pip install mutmut==3.8.1` (not in
@@ -25,10 +25,11 @@ JOBS="${MUTATION_JOBS:-1}"
 declare -A TARGETS=(
   [metrics]="src/hle_reasoning/hle/scoring/metrics.py|tests/hle/scoring/test_metrics.py"
   [sampling]="src/hle_reasoning/hle/data/sampling.py|tests/hle/data/test_sampling.py"
-  [judging]="src/hle_reasoning/hle/judge/rules.py|tests/hle/judge/test_rules.py tests/hle/judge/test_rules_sample.py tests/hle/judge/test_rules_cases.py"
+  [judging]="src/hle_reasoning/hle/judge/rules.py|tests/hle/judge/test_rules.py tests/hle/judge/test_rules_sample.py tests/hle/judge/test_rules_cases.py tests/hle/judge/test_rules_forms.py"
+  [forms]="src/hle_reasoning/hle/judge/forms.py|tests/hle/judge/test_rules_forms.py tests/hle/judge/test_rules_cases.py"
   [grpo]="src/hle_reasoning/modeling/grpo.py|tests/modeling/test_grpo.py|-m not slow"
 )
-ORDER=(metrics sampling judging grpo)
+ORDER=(metrics sampling judging forms grpo)
 
 if ! command -v mutmut >/dev/null || [[ "$(mutmut --version)" != *"3.8.1"* ]]; then
   echo "mutation.sh needs mutmut 3.8.1 in the active environment: pip install mutmut==3.8.1" >&2

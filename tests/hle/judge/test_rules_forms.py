@@ -97,6 +97,13 @@ def test_cfrac_and_dfrac_are_fractions(extracted, answer, expected):
         ("$\\boxed{126\\textnormal{ miles}}$", "$125$ miles", False),  # another number
         ("\\frac{1}{4} \\text{meters}", "1/3", False),
         ("5 \\text{ or more}", "5", False),  # words that change the answer are no unit
+        ("125 \\text{ km}", "125 m", False),  # a one-letter unit on the other side
+        ("125 \\text{ m}", "125 m", True),
+        ("125 \\text{ m}", "125 m.", True),
+        ("\\frac{1}{3} \\text{ meters}", "\\frac{1}{3} meters", True),
+        ("\\frac{1}{3} \\text{ meters}", "\\frac{1}{3} seconds", False),
+        ("\\frac{1}{3} meters", "\\frac{1}{3} \\text{ meters}", True),
+        ("\\frac{1}{3} hours", "\\frac{1}{3} \\text{ meters}", False),
     ],
 )
 def test_a_unit_in_text_after_the_number(extracted, answer, expected):
@@ -302,6 +309,10 @@ def test_an_approximation_after_the_reference(extracted, answer, expected):
         ("1", "2x + z = 1", False),  # an equation is no name
         ("0", "a + 3z = 0", False),
         ("x", "x = 1", False),
+        ("y = 1, x = 2", "x = 1, y = 2", False),  # names on both sides are kept
+        ("(4, 5)", "(AB=4, CD=5)", True),
+        ("(AB=4, CD=5)", "(4, 5)", True),
+        ("(AB=4, CD=6)", "(4, 5)", False),
     ],
 )
 def test_a_named_value_against_the_bare_value(extracted, answer, expected):
