@@ -360,3 +360,22 @@ def test_boxed_values_and_matrix_cells_by_hand():
     assert matrix_cells("\\begin{pmatrix}1 & 2 \\\\ \\end{pmatrix}") == [["1", "2"]]
     assert matrix_cells("\\begin{pmatrix}1 & \\\\ 3 & 4\\end{pmatrix}") is None
     assert matrix_cells("(1, 2)") is None
+
+
+def test_the_verdict_key_follows_every_module_of_the_rules():
+    """A stored rules verdict is re-judged when any module the rules judge reaches changes."""
+    import ast
+    import inspect
+
+    from hle_reasoning.hle.judge.table import RULES_MODULES
+
+    hashed = {m.__name__ for m in RULES_MODULES}
+    reached = set()
+    for module in RULES_MODULES:
+        for node in ast.walk(ast.parse(inspect.getsource(module))):
+            if isinstance(node, ast.ImportFrom) and (node.module or "").startswith(
+                "hle_reasoning.hle.judge"
+            ):
+                reached.add(node.module)
+    assert reached <= hashed, reached - hashed
+    assert "hle_reasoning.hle.judge.forms" in hashed

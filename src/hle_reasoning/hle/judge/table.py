@@ -19,7 +19,7 @@ from typing import Any
 import pandas as pd
 
 from hle_reasoning.hle.data.records import content_key, reusable
-from hle_reasoning.hle.judge import answers, integers, symbolic
+from hle_reasoning.hle.judge import answers, forms, integers, symbolic
 from hle_reasoning.hle.judge import rules as rules_module
 from hle_reasoning.hle.judge.llm import LLMJudge
 from hle_reasoning.hle.judge.rules import Verdict, judge_response
@@ -45,9 +45,13 @@ class RulesOptions:
     math_verify: bool = True
 
 
+# The modules the rules judge is made of (every judge module that rules.py reaches).
+RULES_MODULES = (rules_module, answers, forms, integers, symbolic)
+
+
 def _rules_version() -> str:
     # The rules are code: a stored verdict is stale once any of their modules changes.
-    source = "".join(inspect.getsource(m) for m in (rules_module, answers, integers, symbolic))
+    source = "".join(inspect.getsource(m) for m in RULES_MODULES)
     return hashlib.sha256(source.encode()).hexdigest()[:12]
 
 
