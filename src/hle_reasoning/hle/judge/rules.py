@@ -236,12 +236,12 @@ def _same_value(answer: str, extracted: str, rel_tol: float, use_math_verify: bo
 
 
 def _plain_unit(text: str) -> str:
-    """The words after a number or a braced value (``125 miles``, ``\\frac{1}{3} m``), or ""."""
+    """The unit written after a number (``125 miles``, ``125 m``), or "". After another value
+    (``\\frac{1}{3} m``) the words stay in the text, which no rule then matches to a bare value."""
     parsed = parse_number(text)
     if parsed is not None and re.fullmatch(r"[A-Za-zµΩ°][\w/^°.\s-]*", parsed[1]):
         return parsed[1]
-    match = re.search(r"(?<=[\d}])\s+([A-Za-z]{2,}(?:\s[A-Za-z]+)?)$", clean_latex(text))
-    return match.group(1) if match else ""
+    return ""
 
 
 def _without_unit(text: str, unit: str) -> str:
