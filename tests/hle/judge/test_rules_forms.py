@@ -379,3 +379,12 @@ def test_the_verdict_key_follows_every_module_of_the_rules():
                 reached.add(node.module)
     assert reached <= hashed, reached - hashed
     assert "hle_reasoning.hle.judge.forms" in hashed
+
+
+def test_a_matrix_against_another_form_and_rel_tol_inside_a_matrix():
+    matrix = "\\begin{pmatrix}3.14159 & 1\\end{pmatrix}"
+    assert judged("(3.14159, 1)", matrix) == (False, "text")  # one side only: no matrix rule
+    close = "\\begin{bmatrix}3.14160 & 1\\end{bmatrix}"
+    assert judged(close, matrix) == (True, "matrix")  # entries within the relative 1e-4
+    strict = judge_response(f"Answer: {close}", matrix, "exactMatch", rel_tol=1e-7)
+    assert (strict.correct, strict.method) == (False, "matrix")
