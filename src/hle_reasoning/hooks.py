@@ -86,6 +86,7 @@ class StudySummaryHook:
     def before_pipeline_run(self, run_params: dict, pipeline: Any, catalog: Any) -> None:
         self._started = time.monotonic()
         self._mlflow_run = None
+        self._mlflow_experiment = None
         self._training = None
         self._variants = {}
         self._comparison = None
@@ -97,6 +98,7 @@ class StudySummaryHook:
         run = mlflow.active_run()
         if run is not None and self._mlflow_run is None:
             self._mlflow_run = run.info.run_id
+            self._mlflow_experiment = run.info.experiment_id
 
     @hook_impl
     def after_node_run(self, node: Any, catalog: Any, inputs: dict, outputs: dict) -> None:
@@ -135,7 +137,8 @@ class StudySummaryHook:
             lines.append(f"Headline (MLflow run {self._mlflow_run or 'not tracked'}):")
             lines += headline
         lines += [
-            "Compare runs:  mlflow ui --backend-store-uri sqlite:///mlflow.db   (http://127.0.0.1:5000)",
+            "Compare runs:  mlflow ui --backend-store-uri sqlite:///mlflow.db   "
+            f"(then {runs_table_url(self._mlflow_experiment)})",
             "See the graph: kedro viz run",
         ]
         click.echo("\n".join(["", *lines, ""]))
@@ -165,6 +168,14 @@ def _filepath(catalog: Any, name: str) -> Path | None:
         return path.relative_to(Path.cwd())
     except ValueError:
         return path
+
+
+def runs_table_url(experiment_id: str | None, ui: str = "http://127.0.0.1:5000") -> str:
+    """The MLflow UI's runs table of the experiment: MLflow 3.17 opens every experiment on its
+    GenAI pages unless the address asks for the model-training view (``workflowType``)."""
+    if experiment_id is None:
+        return ui
+    return f"{ui}/#/experiments/{experiment_id}?workflowType=machine_learning"
 
 
 def _duration(seconds: float) -> str:

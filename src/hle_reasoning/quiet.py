@@ -8,15 +8,26 @@
 * bitsandbytes' "Failed to load CPU gemm_4bit_forward from kernels-community" (an optional CPU
   kernel from the hub; the fallback is used): a filter on its ``bitsandbytes.backends.cpu.ops``
   logger that matches this message only.
+* transformers' "`is_gradient_checkpointing` is deprecated" ``FutureWarning``, raised inside
+  transformers and TRL when the trainer starts (nothing in the project calls it): the same
+  ``py.warnings`` filter, this message only.
+* kedro-viz's "Workflow tracking is disabled during partial pipeline runs" on every run with
+  ``--pipelines`` or a node filter (its run-events file is for full runs only; nothing to do):
+  a filter on its ``kedro_viz.integrations.kedro.run_hooks`` logger.
+* MLflow's INFO lines ("Creating initial MLflow database tables..."), printed by the console
+  handler MLflow attaches to its own logger: ``MLFLOW_LOGGING_LEVEL`` defaults to WARNING.
 * math-verify's "Timeout during comparison" lines are handled where math-verify is called
   (:mod:`hle_reasoning.hle.judge.symbolic`): a comparison that timed out does not decide.
 
-Every other warning, the project's own included, is shown as before.
+Every other warning, the project's own included, is shown as before. Which lines reach the
+console at all (the project's progress, every warning, no INFO line of a library) is
+``conf/logging.yml``'s business; the full log is in ``hle_reasoning.log``.
 """
 
 from __future__ import annotations
 
 import logging
+import os
 
 
 class DropMessages(logging.Filter):
@@ -36,13 +47,20 @@ class DropMessages(logging.Filter):
 
 SILENCED = {
     "py.warnings": ("UserWarning: \x1b[33mAdd type hints to the `predict` method",
-                    "UserWarning: Add type hints to the `predict` method"),
+                    "UserWarning: Add type hints to the `predict` method",
+                    "FutureWarning: `is_gradient_checkpointing` is deprecated"),
     "bitsandbytes.backends.cpu.ops": ("Failed to load CPU gemm_4bit_forward from kernels-community",),
+    "kedro_viz.integrations.kedro.run_hooks": ("Workflow tracking is disabled during partial pipeline runs",),
 }  # fmt: skip
 
 
 def install() -> None:
-    """Attach the filters (idempotent)."""
+    """Send Python warnings through logging (``py.warnings``) and attach the filters (idempotent)."""
+    # As Kedro's own rich handler does, which conf/logging.yml replaces.
+    logging.captureWarnings(True)
+    # MLflow gives its logger a console handler of its own when it is imported (after Kedro's
+    # logging configuration), which prints its database set-up at INFO; its warnings stay.
+    os.environ.setdefault("MLFLOW_LOGGING_LEVEL", "WARNING")
     for name, fragments in SILENCED.items():
         logger = logging.getLogger(name)
         if not any(isinstance(f, DropMessages) for f in logger.filters):

@@ -2,6 +2,7 @@
 
 import json
 import os
+import re
 import urllib.parse
 from pathlib import Path
 
@@ -39,6 +40,9 @@ def test_mlflow_ui_compares_baseline_and_finetuned(finished_study, tmp_path):
         experiment = get_json(f"{base}/experiments/get-by-name?experiment_name=hle_reasoning")[
             "experiment"
         ]
+        # Tagged as a classic ML experiment: the UI lists it under "Machine learning".
+        tags = {t["key"]: t["value"] for t in experiment.get("tags", [])}
+        assert tags.get("mlflow.experimentKind") == "custom_model_development"
         found = get_json(
             f"{base}/runs/search",
             {"experiment_ids": [experiment["experiment_id"]], "max_results": 100},
@@ -65,6 +69,17 @@ def test_mlflow_ui_compares_baseline_and_finetuned(finished_study, tmp_path):
         if browser:
             shots = Path(os.environ.get("HLE_SCREENSHOT_DIR", tmp_path))
             shots.mkdir(parents=True, exist_ok=True)
+            # The address the study's summary prints opens the runs table, not the GenAI pages
+            # (MLflow 3.17's default: "Traces", "No data available", a "Detect Issues" pop-up).
+            printed = re.search(r"\(then (http://127\.0\.0\.1:5000/\S+)\)", finished_study.output)
+            assert printed, "the summary does not print the MLflow UI's address"
+            landing = printed[1].replace(":5000", f":{port}")
+            assert f"/experiments/{experiment['experiment_id']}" in landing
+            page = chromium_render(
+                landing, tmp_path / "landing-profile", shots / "mlflow_runs.png", budget_ms=25000
+            )
+            assert "matching runs" in page and "__default__" in page
+            assert "Detect Issues" not in page and "No data available" not in page
             ids = json.dumps(
                 [
                     by_variant["baseline"]["info"]["run_id"],

@@ -1,6 +1,7 @@
 """A clone, the README's install, `kedro run`: the whole default study finishes, with its reports
 and MLflow runs; a second run keeps the first run's record."""
 
+import re
 import shutil
 import sqlite3
 
@@ -67,6 +68,34 @@ def test_default_study_writes_every_report(finished_study):
     # The project's own warnings stay (73 answers are fewer than beta = 100).
     assert "73 answers < beta = 100" in finished_study.output
     assert "judged / answered" in finished_study.output
+
+
+def test_default_study_console_is_progress_warnings_and_summary(finished_study):
+    output = finished_study.output
+    # tqdm redraws a bar on one line; everything else is one line per message.
+    assert len(output.splitlines()) <= 60, output
+    for noise in (
+        "Loading data from",  # Kedro's INFO lines: in the log file only
+        "Running node",
+        "Loading weights",  # transformers' loading and saving bars
+        "Writing model shards",
+        "is_gradient_checkpointing",
+        "Creating initial MLflow database tables",
+    ):
+        assert noise not in output, noise
+    assert re.search(
+        r"^\d\d:\d\d:\d\d WARNING baseline: 73 answers < beta = 100: the official calibration "
+        r"error is undefined",
+        output,
+        re.M,
+    )
+    # The training bar says what it counts, and its last reward is the summary's.
+    final_bar = [s for s in re.split(r"[\r\n]", output) if s.startswith("GRPO training")][-1]
+    assert "26/26" in final_bar, final_bar
+    summary = re.search(r"final reward (\d\.\d+)", output)[1]
+    assert f"reward={float(summary):.3g}" in final_bar, (final_bar, summary)
+    log = (finished_study.path / "hle_reasoning.log").read_text()
+    assert "Loading data from" in log and "Trained 26 steps" in log
 
 
 def test_default_study_is_tracked_in_mlflow(finished_study):

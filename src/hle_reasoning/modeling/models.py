@@ -66,6 +66,16 @@ class ModelAccessError(RuntimeError):
     """A model that cannot be loaded as configured; the message says what to change."""
 
 
+def without_loading_bars() -> None:
+    """Turn off transformers' weight-loading and shard-writing bars (seconds, nothing to act on);
+    the hub's download bars, which a user waits on, stay."""
+    from huggingface_hub.utils import enable_progress_bars
+    from transformers.utils import logging as transformers_logging
+
+    transformers_logging.disable_progress_bar()  # also turns the hub's bars off...
+    enable_progress_bars()  # ... so they are turned back on
+
+
 def tiny_tokenizer_dir() -> Path:
     """The bundled byte-level BPE tokenizer of the tiny model (made by scripts/make_tiny_tokenizer.py)."""
     return Path(str(resources.files("hle_reasoning") / "assets" / "tiny_tokenizer"))
@@ -249,6 +259,7 @@ def load_model(
             "to data/06_models/base_model, and load that directory."
         )
     check_model_access(name_or_path)
+    without_loading_bars()
     device = resolve_device(device)
     quant = quantization_config(quantization)
     kwargs: dict[str, Any] = {"token": hf_token(), "device_map": device}
@@ -280,6 +291,7 @@ def prepare_base_model(model_config: ModelConfig) -> BuiltModel | str:
     ``BaseModelDataset`` to save under data/06_models/base_model; for a hub id or a local
     directory it checks access (HF_TOKEN for gated repos) and returns the reference unchanged.
     """
+    without_loading_bars()  # the tiny model is saved next, with a bar of its own otherwise
     name = model_config.name_or_path
     if name == TINY:
         model, processor = build_tiny_mllama(model_config.tiny, seed=model_config.tiny.seed)

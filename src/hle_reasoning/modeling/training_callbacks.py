@@ -157,9 +157,21 @@ class LiveMetricsCallback(TrainerCallback):
 
 
 class GRPOProgressCallback(ProgressCallback):
-    """A tqdm bar of optimizer steps showing reward, loss and KL, not a dict per step."""
+    """A labelled tqdm bar of optimizer steps showing the step's reward, loss and KL.
+
+    TRL logs a step after the bar has moved to it, so the figures are shown at once (the bar
+    would otherwise show the previous step's until it next moves); the closing summary log,
+    which has no reward, leaves the last step's figures on the bar.
+    """
+
+    DESCRIPTION = "GRPO training"
+
+    def on_train_begin(self, args, state, control, **kwargs):
+        super().on_train_begin(args, state, control, **kwargs)
+        if self.training_bar is not None:
+            self.training_bar.set_description(self.DESCRIPTION, refresh=False)
 
     def on_log(self, args, state, control, logs=None, **kwargs):
-        if self.training_bar is not None and logs:
+        if self.training_bar is not None and logs and "reward" in logs:
             shown = {k: f"{logs[k]:.3g}" for k in ("reward", "loss", "kl") if k in logs}
-            self.training_bar.set_postfix(shown, refresh=False)
+            self.training_bar.set_postfix(shown, refresh=True)
