@@ -3,6 +3,7 @@ them), a project copy."""
 
 from __future__ import annotations
 
+import logging
 import os
 import shutil
 from pathlib import Path
@@ -72,3 +73,13 @@ def put_blocks(catalog: Any, pipe: Any, **blocks: Any) -> None:
 
     for name, value in typed_parameters(blocks, pipe.inputs()).items():
         catalog[name] = value
+
+
+@pytest.fixture(autouse=True)
+def _project_logs_reach_caplog():
+    """Kedro applies conf/logging.yml when a test imports it, and there the project's logger has
+    console handlers of its own and does not propagate; in tests it propagates to the root, where
+    pytest's caplog listens."""
+    project = logging.getLogger("hle_reasoning")
+    project.handlers.clear()
+    project.propagate = True

@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import logging
 import os
+import sys
 
 
 class DropMessages(logging.Filter):
@@ -58,9 +59,11 @@ def install() -> None:
     """Send Python warnings through logging (``py.warnings``) and attach the filters (idempotent)."""
     # As Kedro's own rich handler does, which conf/logging.yml replaces.
     logging.captureWarnings(True)
-    # MLflow gives its logger a console handler of its own when it is imported (after Kedro's
-    # logging configuration), which prints its database set-up at INFO; its warnings stay.
+    # MLflow gives its logger a console handler of its own when it is imported, which prints its
+    # database set-up at INFO; its warnings stay. Imported already (by a Kedro plugin) or not yet.
     os.environ.setdefault("MLFLOW_LOGGING_LEVEL", "WARNING")
+    if "mlflow" in sys.modules:
+        logging.getLogger("mlflow").setLevel(os.environ["MLFLOW_LOGGING_LEVEL"])
     for name, fragments in SILENCED.items():
         logger = logging.getLogger(name)
         if not any(isinstance(f, DropMessages) for f in logger.filters):
