@@ -30,7 +30,7 @@ def test_a_partial_run_prints_the_projects_lines_only(project_copy):
         result.stdout,
         re.M,
     ), result.stdout
-    assert len(output.splitlines()) <= 30, output
+    assert output.count("\n") <= 30, output
     # The full log is in the file, Kedro's lines included.
     log = (project_copy / "hle_reasoning.log").read_text()
     assert "Loading data from" in log and "Split 192 questions" in log

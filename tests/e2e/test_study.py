@@ -72,8 +72,9 @@ def test_default_study_writes_every_report(finished_study):
 
 def test_default_study_console_is_progress_warnings_and_summary(finished_study):
     output = finished_study.output
-    # tqdm redraws a bar on one line; everything else is one line per message.
-    assert len(output.splitlines()) <= 60, output
+    # One line per message (about 760 when Kedro's INFO lines were shown); tqdm redraws each bar
+    # on its own line with carriage returns.
+    assert output.count("\n") <= 80, output
     for noise in (
         "Loading data from",  # Kedro's INFO lines: in the log file only
         "Running node",
