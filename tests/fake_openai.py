@@ -6,7 +6,8 @@ It serves ``POST /v1/chat/completions`` on 127.0.0.1 (never the network), record
 ``"garbage"``: a 200 whose content is not a judgement), can answer every request with one
 status (``always``: 401, 404, ...), and otherwise answers with a judgement in the official
 structured format: ``correct`` is "yes" when the prompt's ``[correct_answer]`` is the response's
-answer line.
+answer line; or, with ``reply`` (a function of the request body), with what it returns: a fake
+answering server.
 """
 
 from __future__ import annotations
@@ -21,9 +22,14 @@ from typing import Any
 
 class FakeJudgeServer:
     def __init__(
-        self, fail_first: int = 0, plan: list[Any] | None = None, always: int | None = None
+        self,
+        fail_first: int = 0,
+        plan: list[Any] | None = None,
+        always: int | None = None,
+        reply: Any = None,
     ) -> None:
         self.requests: list[dict[str, Any]] = []
+        self.reply = reply
         self.fail_first = fail_first
         self.plan = list(plan or [])
         self.always = always
@@ -56,6 +62,8 @@ class FakeJudgeServer:
                     headers = {"Retry-After": str(wait)} if wait is not None else {}
                     error = {"message": f"fake error {status}", "type": "fake", "code": status}
                     self._send(status, {"error": error}, headers)
+                elif server.reply is not None:
+                    self._send(200, server.completion(body, content=server.reply(body)))
                 else:
                     self._send(200, server.completion(body))
 

@@ -100,8 +100,16 @@ def _project_errors() -> tuple[type[BaseException], ...]:
     from hle_reasoning.hle.judge.llm import JudgeConfigError
     from hle_reasoning.hooks import PreflightError
     from hle_reasoning.modeling.distributed import WorkerFailedError
+    from hle_reasoning.modeling.serving import EndpointConfigError
 
-    return (PreflightError, ConfigError, JudgeConfigError, HLEDataError, WorkerFailedError)
+    return (
+        PreflightError,
+        ConfigError,
+        JudgeConfigError,
+        EndpointConfigError,
+        HLEDataError,
+        WorkerFailedError,
+    )
 
 
 def _conf_envs(kwargs: dict[str, Any]) -> list[str]:

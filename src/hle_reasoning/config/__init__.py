@@ -9,6 +9,7 @@ conf/base documents (tests/test_config.py holds the two together).
 from hle_reasoning.config.data_processing import DataProcessingConfig, SplitConfig
 from hle_reasoning.config.distributed import DistributedConfig
 from hle_reasoning.config.evaluation import (
+    AnsweringConfig,
     ComparisonConfig,
     EvaluationConfig,
     GenerationConfig,
@@ -30,6 +31,7 @@ from hle_reasoning.config.training import (
 )
 
 __all__ = [
+    "AnsweringConfig",
     "DistributedConfig",
     "BLOCKS",
     "TINY",

@@ -166,11 +166,37 @@ class ReportConfig(Block):
 
 
 @dataclass(frozen=True, kw_only=True)
+class AnsweringConfig(Block):
+    """Who answers a variant's questions (``evaluation.answering.<variant>``).
+
+    ``backend``: ``local`` generates in-process (``evaluation.generation``); ``openai`` asks an
+    OpenAI-compatible server (vLLM, SGLang, ``transformers serve``, a hosted API) with HLE's
+    request: the official system prompt, the image as a data-URI part, ``max_new_tokens`` as the
+    token budget, temperature 0 unless ``do_sample``. ``model`` and ``base_url`` name the served
+    model and the server; the ``answer_endpoints`` dataset (credentials or environment) may
+    override them and holds the key. ``concurrency`` requests at a time (after a first one
+    alone), ``max_retries`` retries of a transient failure by the OpenAI client,
+    ``timeout_s`` per request.
+    """
+
+    PATH = "evaluation.answering.<variant>"
+    backend: Literal["local", "openai"] = "local"
+    model: str | None = None
+    base_url: str | None = None
+    concurrency: int = field(default=8, metadata=_INT1)
+    max_retries: int = field(default=5, metadata=at_least(0, "an integer"))
+    timeout_s: float = field(default=600.0, metadata=check(lambda v: v > 0, "set it > 0"))
+
+
+@dataclass(frozen=True, kw_only=True)
 class EvaluationConfig(Block):
     """The whole ``evaluation`` block."""
 
     PATH = "evaluation"
     generation: GenerationConfig = field(default_factory=GenerationConfig)
+    answering: dict[str, AnsweringConfig] = field(
+        default_factory=lambda: {v: AnsweringConfig() for v in ("baseline", "finetuned")}
+    )
     judge: JudgeConfig = field(default_factory=JudgeConfig)
     metrics: MetricsConfig = field(default_factory=MetricsConfig)
     comparison: ComparisonConfig = field(default_factory=ComparisonConfig)

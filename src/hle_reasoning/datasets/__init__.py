@@ -7,6 +7,7 @@ from hle_reasoning.datasets.atomic import (
     ParquetDataset,
     TextDataset,
 )
+from hle_reasoning.datasets.endpoints import AnswerEndpointsDataset
 from hle_reasoning.datasets.evaluation import (
     JSONLinesShards,
     JSONLinesShardsDataset,
@@ -18,6 +19,7 @@ from hle_reasoning.datasets.hle import HLEDataset
 from hle_reasoning.datasets.models import BaseModelDataset, LoraAdapterDataset, TokenizerDataset
 
 __all__ = [
+    "AnswerEndpointsDataset",
     "BaseModelDataset",
     "CSVDataset",
     "HLEDataset",

@@ -26,18 +26,13 @@ from hle_reasoning.hle.data.prompts import SYSTEM_PROMPT, prompt_images, prompt_
 from hle_reasoning.hle.data.records import content_key
 from hle_reasoning.hle.data.schema import has_image
 from hle_reasoning.modeling.models import load_model, load_processor
+from hle_reasoning.modeling.serving import RESPONSE_FIELDS
 
 logger = logging.getLogger(__name__)
 
-RESPONSE_COLUMNS = (
-    "id",
-    "response",
-    "prompt_tokens",
-    "response_tokens",
-    "finished",
-    "seconds",
-    "generation_key",
-)
+# A stored answer: the fields a backend produces, the setup it depends on (``generation_key``)
+# and who produced it (``answered_by``: ``local``, or ``openai:<served model>``).
+RESPONSE_COLUMNS = (*RESPONSE_FIELDS, "generation_key", "answered_by")
 # Files up to this size are hashed by content for the fingerprint; larger ones by name and size.
 _HASH_LIMIT_BYTES = 256 * 1024 * 1024
 
@@ -194,7 +189,7 @@ def generate_responses(
 ) -> Iterator[pd.DataFrame]:
     """Answer ``questions`` (columns ``id``, ``question``, ``image``) batch by batch.
 
-    Yields one DataFrame per batch with :data:`RESPONSE_COLUMNS` but ``generation_key``:
+    Yields one DataFrame per batch with :data:`RESPONSE_FIELDS`:
     ``response`` (decoded new tokens, special tokens dropped), ``prompt_tokens``,
     ``response_tokens``, ``finished`` (the model stopped before ``max_new_tokens``) and
     ``seconds`` (the batch's wall time divided among its questions).
@@ -290,7 +285,7 @@ def generate_responses(
                     }
                 )
             bar.update(len(batch))
-            yield pd.DataFrame(rows, columns=list(RESPONSE_COLUMNS[:-1]))
+            yield pd.DataFrame(rows, columns=list(RESPONSE_FIELDS))
     finally:
         bar.close()
         tokenizer.padding_side = padding_side

@@ -18,9 +18,10 @@ from kedro.pipeline import Pipeline, node, pipeline
 from hle_reasoning.pipelines.evaluation import nodes
 
 VARIANTS = ("baseline", "finetuned")
-SHARED_INPUTS = {"focus_test", "base_model", "judge_endpoint"}
+SHARED_INPUTS = {"focus_test", "base_model", "judge_endpoint", "answer_endpoints"}
 SHARED_PARAMETERS = {
     "params:evaluation",
+    "params:evaluation.answering",
     "params:evaluation.generation",
     "params:evaluation.judge",
     "params:evaluation.metrics",
@@ -62,6 +63,8 @@ def variant_pipeline(variant: str, with_adapter: bool) -> Pipeline:
                     "params:model",
                     "params:distributed",
                     "response_shards",
+                    "params:evaluation.answering",
+                    "answer_endpoints",
                     *adapter,
                 ],
                 outputs="responses",

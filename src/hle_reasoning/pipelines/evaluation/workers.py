@@ -72,6 +72,7 @@ def answer_share(task: AnswerTask) -> int:
         description=f"{task.description} (rank {state.process_index} of {state.num_processes})",
     ):
         batch["generation_key"] = task.key
+        batch["answered_by"] = "local"
         store.save(batch)
         answered += len(batch)
     return answered

@@ -1,0 +1,217 @@
+"""Answering HLE questions through an OpenAI-compatible server (vLLM, SGLang, ``transformers
+serve``, a hosted API), with the request of HLE's own run_model_predictions.py.
+
+The request: the official system prompt as a system message (or a first user message where
+``system_role`` says so, e.g. for image questions to Llama 3.2 Vision), the question, the image
+as a data-URI ``image_url`` part after the text, ``max_completion_tokens`` = the configured
+budget, temperature 0 unless ``do_sample``. The first question is asked alone, so a refused
+key or an unknown model stops the run at the first request (:class:`EndpointConfigError`);
+the rest go ``concurrency`` at a time, and each answer is yielded as soon as it arrives, so a
+caller stores it at once and a killed run resumes where it stopped. Transient failures
+(timeouts, connection errors, HTTP 408/409/429/5xx) are retried by the OpenAI client itself
+(``max_retries``, honouring ``Retry-After``); an answer that still fails is left out (a rerun
+asks it again).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import time
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor, as_completed
+from dataclasses import dataclass
+from typing import Any
+
+import pandas as pd
+
+from hle_reasoning.config.evaluation import AnsweringConfig, GenerationConfig
+from hle_reasoning.hle.data.prompts import SYSTEM_PROMPT, build_messages
+from hle_reasoning.hle.data.schema import has_image
+
+logger = logging.getLogger(__name__)
+
+RESPONSE_FIELDS = ("id", "response", "prompt_tokens", "response_tokens", "finished", "seconds")
+
+
+class EndpointConfigError(ValueError):
+    """The answering endpoint refuses the configuration (a bad key, an unknown model, a refused
+    request): the run stops at the first request with what to fix."""
+
+
+@dataclass(frozen=True)
+class Endpoint:
+    """Where and what to ask; the key stays out of the repr."""
+
+    base_url: str
+    model: str
+    api_key: str | None = None
+
+    def __repr__(self) -> str:
+        key = "***" if self.api_key else None
+        return f"Endpoint(base_url={self.base_url!r}, model={self.model!r}, api_key={key})"
+
+
+def request_messages(question: str, image: str, system_role: str = "auto") -> list[dict]:
+    """HLE's chat messages for one question, the image (a data URI) as an ``image_url`` part."""
+    messages = build_messages(question, has_image(image), SYSTEM_PROMPT, system_role)
+    for message in messages:
+        parts = []
+        for part in message["content"]:
+            if part["type"] == "image":
+                parts.append({"type": "image_url", "image_url": {"url": image}})
+            else:
+                parts.append(part)
+        message["content"] = parts
+    return messages
+
+
+def sampling_arguments(config: GenerationConfig) -> dict[str, Any]:
+    """The decoding part of the request: HLE's temperature 0 (greedy) unless ``do_sample``."""
+    if not config.do_sample:
+        return {"temperature": 0.0}
+    return {"temperature": config.temperature, "top_p": config.top_p, "seed": config.seed}
+
+
+def endpoint_key(endpoint: Endpoint, config: GenerationConfig, answering: AnsweringConfig) -> str:
+    """What a served answer depends on: the backend, the server, the served model, the decoding
+    and the prompt (not the key, the concurrency or the retries). Answers stored under another
+    key are asked again."""
+    payload = {
+        "backend": "openai",
+        "base_url": endpoint.base_url,
+        "model": endpoint.model,
+        "max_completion_tokens": config.max_new_tokens,
+        "sampling": sampling_arguments(config),
+        "system_role": config.system_role,
+        "system_prompt": SYSTEM_PROMPT,
+    }
+    blob = json.dumps(payload, sort_keys=True).encode()
+    return hashlib.sha256(blob).hexdigest()[:16]
+
+
+class EndpointAnswerer:
+    """Asks one OpenAI-compatible endpoint HLE's questions."""
+
+    def __init__(
+        self, endpoint: Endpoint, config: GenerationConfig, answering: AnsweringConfig
+    ) -> None:
+        from openai import OpenAI
+
+        self.endpoint = endpoint
+        self.config = config
+        self.answering = answering
+        self._client = OpenAI(
+            api_key=endpoint.api_key or "EMPTY",  # local servers ignore the key
+            base_url=endpoint.base_url,
+            timeout=answering.timeout_s,
+            max_retries=answering.max_retries,
+        )
+
+    def __repr__(self) -> str:
+        return f"EndpointAnswerer({self.endpoint!r})"
+
+    def answer(self, row: Any) -> dict[str, Any] | None:
+        """One response record, or ``None`` when the request failed after the client's retries;
+        raises :class:`EndpointConfigError` when the endpoint refuses the configuration."""
+        import openai
+
+        started = time.perf_counter()
+        try:
+            completion = self._client.chat.completions.create(
+                model=self.endpoint.model,
+                messages=request_messages(row.question, row.image, self.config.system_role),
+                max_completion_tokens=self.config.max_new_tokens,
+                **sampling_arguments(self.config),
+            )
+        except (
+            openai.AuthenticationError,
+            openai.PermissionDeniedError,
+            openai.NotFoundError,
+            openai.BadRequestError,
+        ) as error:
+            raise EndpointConfigError(self._what_to_fix(error)) from None
+        except openai.OpenAIError as error:
+            logger.error("%s: question %s failed: %s", self.endpoint.model, row.id, _brief(error))
+            return None
+        choice = completion.choices[0] if completion.choices else None
+        usage = completion.usage
+        return {
+            "id": str(row.id),
+            "response": ((choice.message.content if choice else None) or "").strip(),
+            "prompt_tokens": int(usage.prompt_tokens) if usage else None,
+            "response_tokens": int(usage.completion_tokens) if usage else None,
+            "finished": bool(choice and choice.finish_reason == "stop"),
+            "seconds": time.perf_counter() - started,
+        }
+
+    def answer_all(
+        self, questions: pd.DataFrame, *, progress: bool = True, description: str = "answering"
+    ) -> Iterator[pd.DataFrame]:
+        """One single-row frame per answer, as answers arrive (the first question alone)."""
+        from tqdm.auto import tqdm
+
+        rows = list(questions.itertuples())
+        if not rows:
+            return
+        bar = tqdm(total=len(rows), desc=description, unit="question", disable=not progress)
+        failed = 0
+        try:
+            first = self.answer(rows[0])
+            bar.update(1)
+            if first is None:
+                failed += 1
+            else:
+                yield pd.DataFrame([first], columns=list(RESPONSE_FIELDS))
+            with ThreadPoolExecutor(max_workers=self.answering.concurrency) as pool:
+                futures = [pool.submit(self.answer, row) for row in rows[1:]]
+                try:
+                    for future in as_completed(futures):
+                        record = future.result()  # an EndpointConfigError stops here
+                        bar.update(1)
+                        if record is None:
+                            failed += 1
+                            continue
+                        yield pd.DataFrame([record], columns=list(RESPONSE_FIELDS))
+                finally:
+                    for future in futures:
+                        future.cancel()
+        finally:
+            bar.close()
+        if failed:
+            logger.warning(
+                "%s: %d question(s) failed after %d retries each and are not answered; run again "
+                "to ask only them",
+                description,
+                failed,
+                self.answering.max_retries,
+            )
+
+    def _what_to_fix(self, error: Exception) -> str:
+        status = getattr(error, "status_code", None)
+        where, model = self.endpoint.base_url, self.endpoint.model
+        fixes = {
+            401: "the server rejected the API key: set it in HLE_ANSWER_<NAME>_API_KEY (or "
+            "HLE_ANSWER_API_KEY / OPENAI_API_KEY) or under hle_answer.<name>.api_key in "
+            "conf/local/credentials.yml",
+            403: f"the API key may not use {model!r}: use a key with access to it",
+            404: f"the server does not serve {model!r} (or the base URL is wrong): check "
+            "evaluation.answering.<variant>.model and .base_url against the server's /v1/models",
+            400: f"the server refused the request for {model!r}: check that it takes chat "
+            "messages (with images for image questions) and evaluation.generation.max_new_tokens",
+        }
+        fix = fixes.get(status, "the server refused the answering configuration")
+        return (
+            f"answering stopped at the first refused request ({where}, {_brief(error)}): {fix}. "
+            "Answers stored so far are kept; a rerun asks only the rest."
+        )
+
+
+def _brief(error: Exception) -> str:
+    status = getattr(error, "status_code", None)
+    text = type(error).__name__ + (f" HTTP {status}" if status else "")
+    message = str(error).splitlines()[0][:200] if str(error) else ""
+    if "Bearer" in message or "sk-" in message:  # some servers echo request headers
+        message = "(error message withheld: it may contain credentials)"
+    return f"{text}: {message}" if message else text
