@@ -6,13 +6,14 @@ import pytest
 
 from hle_reasoning.config import ModelConfig, QuantizationConfig
 from hle_reasoning.modeling.generation import (
-    RESPONSE_COLUMNS,
+    RESPONSE_FIELDS,
     GenerationConfig,
     batches,
     files_fingerprint,
     generate_responses,
     generation_key,
     load_for_evaluation,
+    merge_adapter,
 )
 
 FP32 = ModelConfig(device="cpu", dtype="float32", quantization=QuantizationConfig(enabled=False))
@@ -51,7 +52,7 @@ def test_batched_greedy_answers_equal_one_at_a_time(fp32, questions):
     # Left padding must not change what the model says (fp32: no quantization noise).
     batched = answer(fp32, questions, batch_size=8, max_new_tokens=12).set_index("id")
     single = answer(fp32, questions, batch_size=1, max_new_tokens=12).set_index("id")
-    assert list(batched.columns) == list(RESPONSE_COLUMNS[1:-1])
+    assert list(batched.columns) == list(RESPONSE_FIELDS[1:])
     assert len(batched) == len(questions)
     pd.testing.assert_series_equal(batched["response"], single.loc[batched.index, "response"])
     assert (batched["response_tokens"] <= 12).all() and (batched["response"] != "").all()
@@ -146,3 +147,29 @@ def test_a_2mb_question_is_cut_to_the_models_context_and_said_so(fp32, questions
     assert len(cut) == 2  # the text batch and the image batch, each naming its one question
     assert f"1 question(s) cut to {limit} prompt tokens" in cut[0]
     assert {huge["id"][0], huge["id"][1]} == {m.rsplit(": ", 1)[1] for m in cut}
+
+
+def test_the_merged_checkpoint_answers_as_base_plus_adapter(fp32, tiny_dir, questions, tmp_path):
+    """The checkpoint a serving engine loads for the fine-tuned variant says what the base model
+    with the adapter says, and not what the base alone says."""
+    from peft import LoraConfig, get_peft_model
+
+    from hle_reasoning.datasets import BaseModelDataset
+
+    base, processor = load_for_evaluation(str(tiny_dir), None, FP32)
+    lora = LoraConfig(
+        r=4,
+        lora_alpha=64,
+        target_modules=r"^model\.language_model\..*\.(q_proj|v_proj)$",
+        init_lora_weights=False,  # random B: an adapter that changes the answers
+    )
+    get_peft_model(base, lora).save_pretrained(tmp_path / "adapter")
+    merged = BaseModelDataset(path=str(tmp_path / "merged"))
+    merged.save(merge_adapter(str(tiny_dir), str(tmp_path / "adapter"), FP32))
+    served = load_for_evaluation(merged.load(), None, FP32)
+    adapted = load_for_evaluation(str(tiny_dir), str(tmp_path / "adapter"), FP32)
+    with_merged = answer(served, questions, batch_size=8, max_new_tokens=8)
+    with_adapter = answer(adapted, questions, batch_size=8, max_new_tokens=8)
+    alone = answer(fp32, questions, batch_size=8, max_new_tokens=8)
+    pd.testing.assert_series_equal(with_merged["response"], with_adapter["response"])
+    assert (with_merged["response"] != alone["response"]).any()

@@ -25,7 +25,7 @@ from hle_reasoning.config.model import ModelConfig
 from hle_reasoning.hle.data.prompts import SYSTEM_PROMPT, prompt_images, prompt_text
 from hle_reasoning.hle.data.records import content_key
 from hle_reasoning.hle.data.schema import has_image
-from hle_reasoning.modeling.models import load_model, load_processor
+from hle_reasoning.modeling.models import BuiltModel, load_model, load_processor
 from hle_reasoning.modeling.serving import RESPONSE_FIELDS
 
 logger = logging.getLogger(__name__)
@@ -47,6 +47,7 @@ __all__ = [
     "generate_responses",
     "generation_key",
     "load_for_evaluation",
+    "merge_adapter",
 ]
 
 
@@ -68,6 +69,23 @@ def load_for_evaluation(
         model = PeftModel.from_pretrained(model, str(adapter))
         logger.info("Applied LoRA adapter %s", adapter)
     return model.eval(), load_processor(base_model)
+
+
+def merge_adapter(
+    base_model: str, adapter: str, model_config: ModelConfig | Mapping[str, Any] | None = None
+) -> BuiltModel:
+    """The base model with the LoRA ``adapter`` merged into its weights (peft's
+    ``merge_and_unload``), unquantized in ``model.dtype``: a normal checkpoint that any serving
+    engine loads as it loads the base (SGLang serves Mllama without LoRA support)."""
+    from peft import PeftModel
+
+    model_config = ModelConfig.coerce(model_config)
+    model = load_model(base_model, quantization=None, device="cpu", dtype=model_config.dtype)
+    merged = PeftModel.from_pretrained(model, str(adapter)).merge_and_unload()
+    logger.info("Merged LoRA adapter %s into %s", adapter, base_model)
+    return BuiltModel(
+        merged.eval(), load_processor(base_model), built_from=f"{base_model}+{adapter}"
+    )
 
 
 def files_fingerprint(path_or_name: str | None) -> str:

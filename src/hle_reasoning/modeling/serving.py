@@ -112,6 +112,15 @@ class EndpointAnswerer:
     def __repr__(self) -> str:
         return f"EndpointAnswerer({self.endpoint!r})"
 
+    @property
+    def key(self) -> str:
+        """The ``generation_key`` of this answerer's answers (:func:`endpoint_key`)."""
+        return endpoint_key(self.endpoint, self.config, self.answering)
+
+    @property
+    def answered_by(self) -> str:
+        return f"openai:{self.endpoint.model}"
+
     def answer(self, row: Any) -> dict[str, Any] | None:
         """One response record, or ``None`` when the request failed after the client's retries;
         raises :class:`EndpointConfigError` when the endpoint refuses the configuration."""

@@ -11,17 +11,14 @@ import matplotlib.pyplot as plt
 import pandas as pd
 
 from hle_reasoning.config import (
-    AnsweringConfig,
-    ConfigError,
     DistributedConfig,
     EvaluationConfig,
     GenerationConfig,
     JudgeConfig,
     MetricsConfig,
     ModelConfig,
-    parse_or_raise,
 )
-from hle_reasoning.datasets.endpoints import AnswerEndpoints, env_prefix
+from hle_reasoning.datasets.endpoints import AnswerEndpoints
 from hle_reasoning.datasets.evaluation import JSONLinesShards, JudgeEndpoint
 from hle_reasoning.datasets.stores import first_replacing, replacing
 from hle_reasoning.hle.data.records import reusable
@@ -31,8 +28,8 @@ from hle_reasoning.hle.judge import table as verdicts
 from hle_reasoning.hle.judge.llm import LLMJudge
 from hle_reasoning.hle.scoring import comparison, report
 from hle_reasoning.hle.scoring.metrics import small_sample_note
-from hle_reasoning.modeling import generation, serving
-from hle_reasoning.pipelines.evaluation import workers
+from hle_reasoning.modeling import generation
+from hle_reasoning.pipelines.evaluation import backends, workers
 from hle_reasoning.summaries import VariantRun
 
 logger = logging.getLogger(__name__)
@@ -66,13 +63,9 @@ def answer_questions(
     in shards by a killed run count as stored.
     """
     config, model, scale = generation_config, model_config, distributed_config
-    answering = answering_for(answering_config, variant)
-    served = None
-    if answering.backend == "openai":
-        endpoint = served_endpoint(answering, answer_endpoints or AnswerEndpoints(), variant)
-        served = serving.EndpointAnswerer(endpoint, config, answering)
-        key = serving.endpoint_key(endpoint, config, answering)
-        scale = DistributedConfig.from_params({"num_processes": 1})
+    served = backends.served_answerer(answering_config, answer_endpoints, config, variant)
+    if served is not None:
+        key, scale = served.key, DistributedConfig.from_params({"num_processes": 1})
     else:
         key = generation.generation_key(base_model, adapter, config, model)
     ids = set(questions["id"].astype(str))
@@ -99,16 +92,9 @@ def answer_questions(
         f" by {scale.num_processes} worker processes" if scale.enabled and len(todo) else "",
     )
     if served is not None:
-        logger.info(
-            "%s: answering through %r, %d request(s) at a time (key from %s)",
-            variant,
-            served,
-            answering.concurrency,
-            answer_endpoints.endpoint(variant).api_key_source if answer_endpoints else "none",
-        )
         yield kept
         for answer in served.answer_all(todo, description=f"{variant} answers"):
-            yield answer.assign(generation_key=key, answered_by=f"openai:{served.endpoint.model}")
+            yield answer.assign(generation_key=key, answered_by=served.answered_by)
         return
     if scale.enabled:
         task = workers.AnswerTask(
@@ -132,32 +118,6 @@ def answer_questions(
             yield batch.assign(generation_key=key, answered_by="local")
     if leftover is not None and len(leftover):
         response_shards.clear()  # their answers are in the store now (saved at the last yield)
-
-
-def answering_for(answering_config: dict[str, Any] | None, variant: str) -> AnsweringConfig:
-    """The ``evaluation.answering.<variant>`` block (``local`` when the variant has none)."""
-    params = (answering_config or {}).get(variant) or {}
-    return parse_or_raise(AnsweringConfig, params, f"evaluation.answering.{variant}")
-
-
-def served_endpoint(
-    answering: AnsweringConfig, endpoints: AnswerEndpoints, name: str
-) -> serving.Endpoint:
-    """The server and model that answer ``name``: credentials/environment first, then conf."""
-    found = endpoints.endpoint(name)
-    base_url, model = found.base_url or answering.base_url, found.model or answering.model
-    problems = [
-        f"evaluation.answering.{name}.{what} is not set (nor {env_prefix(name)}{what.upper()}): "
-        f"{hint}"
-        for what, value, hint in (
-            ("base_url", base_url, "give the server's URL, e.g. http://127.0.0.1:8000/v1"),
-            ("model", model, "give the served model's name, as the server's /v1/models lists it"),
-        )
-        if not value
-    ]
-    if problems:
-        raise ConfigError(problems, header=f"{name} is answered by the openai backend, but:")
-    return serving.Endpoint(base_url=base_url, model=model, api_key=found.api_key)
 
 
 def judge_responses(
