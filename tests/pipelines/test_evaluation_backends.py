@@ -1,0 +1,99 @@
+"""The answering node with the openai backend (against the local fake server): answers stored one
+by one, a resumed run asks only what is missing, another served model is asked afresh, and a
+backend without a server is a one-screen configuration error."""
+
+from __future__ import annotations
+
+import pandas as pd
+import pytest
+
+from hle_reasoning.config import ConfigError
+from hle_reasoning.datasets import JSONLinesStore
+from hle_reasoning.datasets.endpoints import AnswerEndpoints
+from hle_reasoning.modeling.generation import RESPONSE_COLUMNS
+from hle_reasoning.pipelines.evaluation import nodes
+from tests.fake_openai import FakeJudgeServer
+
+QUESTIONS = pd.DataFrame(
+    {
+        "id": [f"q{i}" for i in range(6)],
+        "question": [f"What is {i} + {i}?" for i in range(6)],
+        "image": [""] * 6,
+    }
+)
+
+
+def reply(body: dict) -> str:
+    return (
+        f"Explanation: sum.\nAnswer: {body['messages'][-1]['content'][0]['text']}\nConfidence: 50%"
+    )
+
+
+def run_node(store, base_url, model="served", stop_after=None, endpoints=None):
+    answering = {"baseline": {"backend": "openai", "base_url": base_url, "model": model}}
+    stream = nodes.answer_questions(
+        QUESTIONS,
+        "unused-base-model",  # the served variant never loads weights
+        store.load(),
+        {"max_new_tokens": 32},
+        {"name_or_path": "tiny"},
+        None,
+        None,
+        answering,
+        endpoints or AnswerEndpoints(),
+        variant="baseline",
+    )
+    for i, chunk in enumerate(stream):
+        store.save(chunk)
+        if stop_after is not None and i == stop_after:
+            stream.close()
+            break
+
+
+def test_served_answers_are_stored_one_by_one_and_a_resumed_run_asks_only_the_rest(tmp_path):
+    store = JSONLinesStore(
+        filepath=str(tmp_path / "responses.jsonl"), columns=list(RESPONSE_COLUMNS)
+    )
+    with FakeJudgeServer(reply=reply) as server:
+        run_node(store, server.base_url, stop_after=3)  # the stored chunk, then 3 answers
+        first = store.load()
+        assert len(first) == 3 and len(server.requests) >= 3
+        asked = len(server.requests)
+        run_node(store, server.base_url)
+        # Only the three missing questions are asked.
+        assert len(server.requests) - asked == 3
+        done = store.load()
+        assert sorted(done["id"]) == sorted(QUESTIONS["id"])
+        assert set(done["answered_by"]) == {"openai:served"}
+        assert done["generation_key"].nunique() == 1
+        # Another served model: every question is asked again, the old answers dropped.
+        run_node(store, server.base_url, model="other")
+        assert len(server.requests) - asked == 3 + 6
+    again = store.load()
+    assert len(again) == 6 and set(again["answered_by"]) == {"openai:other"}
+
+
+def test_the_key_from_the_environment_is_sent_and_the_base_url_may_come_from_it(
+    tmp_path, monkeypatch
+):
+    store = JSONLinesStore(
+        filepath=str(tmp_path / "responses.jsonl"), columns=list(RESPONSE_COLUMNS)
+    )
+    with FakeJudgeServer(reply=reply) as server:
+        monkeypatch.setenv("HLE_ANSWER_BASELINE_API_KEY", "sk-test-key")
+        monkeypatch.setenv("HLE_ANSWER_BASELINE_BASE_URL", server.base_url)
+        run_node(store, None)
+    assert {r["headers"]["authorization"] for r in server.requests} == {"Bearer sk-test-key"}
+    assert len(store.load()) == 6
+
+
+def test_an_openai_backend_without_a_server_or_model_names_what_to_set(tmp_path):
+    store = JSONLinesStore(
+        filepath=str(tmp_path / "responses.jsonl"), columns=list(RESPONSE_COLUMNS)
+    )
+    with pytest.raises(ConfigError) as error:
+        run_node(store, None, model=None)
+    message = str(error.value)
+    assert "evaluation.answering.baseline.base_url is not set" in message
+    assert "HLE_ANSWER_BASELINE_BASE_URL" in message
+    assert "evaluation.answering.baseline.model is not set" in message
