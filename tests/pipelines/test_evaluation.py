@@ -18,6 +18,7 @@ from hle_reasoning.datasets import (
     JSONLinesStore,
     ParquetDataset,
 )
+from hle_reasoning.datasets.endpoints import AnswerEndpoints
 from hle_reasoning.datasets.evaluation import JudgeEndpoint
 from hle_reasoning.hle.scoring.comparison import PairedComparison
 from hle_reasoning.modeling import generation
@@ -104,6 +105,7 @@ def run_in_memory(tmp_path, questions, tiny_base, adapter, evaluation_params, mo
     catalog["base_model"] = tiny_base
     catalog["lora_adapter"] = adapter
     catalog["judge_endpoint"] = JudgeEndpoint()
+    catalog["answer_endpoints"] = AnswerEndpoints()
     put_blocks(
         catalog,
         pipe,

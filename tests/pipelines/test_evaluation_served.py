@@ -1,7 +1,8 @@
 """`kedro run --pipelines evaluation` with the baseline answered by a real `transformers serve`
 (the project's saved tiny model, on 127.0.0.1, CPU) and the fine-tuned variant answered
 in-process: the stored answers, a resume after a killed run, and the paired comparison of the
-served variant against the local one."""
+served variant against the local one; then `kedro run --pipelines serving` writes the merged
+fine-tuned checkpoint."""
 
 from __future__ import annotations
 
