@@ -58,6 +58,15 @@ def test_judge_agreement_is_not_part_of_the_study(registry):
     assert "measure_judge_agreement_node" not in default
 
 
+def test_the_merged_checkpoint_is_made_only_by_name_and_from_the_trained_adapter(registry):
+    default = {node.name for node in registry["__default__"].nodes}
+    assert "merge_lora_adapter_node" not in default
+    missing, upstream = missing_upstream(
+        registry["serving"], registry["__default__"], lambda name: name == "focus_test"
+    )
+    assert missing == ["base_model", "lora_adapter"] and "train_grpo_node" in upstream
+
+
 def test_an_unknown_pipeline_is_named_with_the_known_ones(registry):
     result = CliRunner().invoke(run, ["--pipelines", "trainig"])
     assert result.exit_code == 1
