@@ -97,3 +97,27 @@ def test_an_openai_backend_without_a_server_or_model_names_what_to_set(tmp_path)
     assert "evaluation.answering.baseline.base_url is not set" in message
     assert "HLE_ANSWER_BASELINE_BASE_URL" in message
     assert "evaluation.answering.baseline.model is not set" in message
+
+
+@pytest.mark.slow
+def test_kedro_run_stops_at_a_refused_key_with_one_screen_and_no_key(project_copy, monkeypatch):
+    from tests.kedro_cli import kedro_run
+
+    prepared = kedro_run(
+        project_copy, "--pipelines", "data_processing,training", "--params", "training.max_steps=1"
+    )
+    assert prepared.returncode == 0, (prepared.stdout + prepared.stderr)[-3000:]
+    monkeypatch.setenv("HLE_ANSWER_BASELINE_API_KEY", "sk-refused-key")
+    with FakeJudgeServer(always=401) as server:
+        params = (
+            "evaluation.answering.baseline.backend=openai,"
+            f"evaluation.answering.baseline.base_url={server.base_url},"
+            "evaluation.answering.baseline.model=served"
+        )
+        result = kedro_run(project_copy, "--pipelines", "evaluation", "--params", params)
+    output = result.stdout + result.stderr
+    assert result.returncode == 1
+    assert len(server.requests) == 1  # stopped at the first request
+    assert "Error: EndpointConfigError: answering stopped at the first refused request" in output
+    assert "HLE_ANSWER_<NAME>_API_KEY" in output
+    assert "Traceback" not in output and "sk-refused-key" not in output
