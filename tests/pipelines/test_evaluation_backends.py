@@ -7,7 +7,7 @@ from __future__ import annotations
 import pandas as pd
 import pytest
 
-from hle_reasoning.config import ConfigError
+from hle_reasoning.config import ConfigError, DistributedConfig, GenerationConfig, ModelConfig
 from hle_reasoning.datasets import JSONLinesStore
 from hle_reasoning.datasets.endpoints import AnswerEndpoints
 from hle_reasoning.modeling.generation import RESPONSE_COLUMNS
@@ -35,9 +35,9 @@ def run_node(store, base_url, model="served", stop_after=None, endpoints=None):
         QUESTIONS,
         "unused-base-model",  # the served variant never loads weights
         store.load(),
-        {"max_new_tokens": 32},
-        {"name_or_path": "tiny"},
-        None,
+        GenerationConfig(max_new_tokens=32),
+        ModelConfig.from_params({"name_or_path": "tiny"}),
+        DistributedConfig(),
         None,
         answering,
         endpoints or AnswerEndpoints(),

@@ -71,15 +71,12 @@ def load_for_evaluation(
     return model.eval(), load_processor(base_model)
 
 
-def merge_adapter(
-    base_model: str, adapter: str, model_config: ModelConfig | Mapping[str, Any] | None = None
-) -> BuiltModel:
+def merge_adapter(base_model: str, adapter: str, model_config: ModelConfig) -> BuiltModel:
     """The base model with the LoRA ``adapter`` merged into its weights (peft's
     ``merge_and_unload``), unquantized in ``model.dtype``: a normal checkpoint that any serving
     engine loads as it loads the base (SGLang serves Mllama without LoRA support)."""
     from peft import PeftModel
 
-    model_config = ModelConfig.coerce(model_config)
     model = load_model(base_model, quantization=None, device="cpu", dtype=model_config.dtype)
     merged = PeftModel.from_pretrained(model, str(adapter)).merge_and_unload()
     logger.info("Merged LoRA adapter %s into %s", adapter, base_model)

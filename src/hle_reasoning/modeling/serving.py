@@ -15,8 +15,6 @@ asks it again).
 
 from __future__ import annotations
 
-import hashlib
-import json
 import logging
 import time
 from collections.abc import Iterator
@@ -28,6 +26,7 @@ import pandas as pd
 
 from hle_reasoning.config.evaluation import AnsweringConfig, GenerationConfig
 from hle_reasoning.hle.data.prompts import SYSTEM_PROMPT, build_messages
+from hle_reasoning.hle.data.records import content_key
 from hle_reasoning.hle.data.schema import has_image
 
 logger = logging.getLogger(__name__)
@@ -87,8 +86,7 @@ def endpoint_key(endpoint: Endpoint, config: GenerationConfig, answering: Answer
         "system_role": config.system_role,
         "system_prompt": SYSTEM_PROMPT,
     }
-    blob = json.dumps(payload, sort_keys=True).encode()
-    return hashlib.sha256(blob).hexdigest()[:16]
+    return content_key(payload, 16)
 
 
 class EndpointAnswerer:

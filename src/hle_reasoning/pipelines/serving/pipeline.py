@@ -4,8 +4,6 @@ support (SGLang's Mllama). Runs only by name: ``kedro run --pipelines serving``.
 
 from __future__ import annotations
 
-from typing import Any
-
 from kedro.pipeline import Pipeline, node, pipeline
 
 from hle_reasoning.config import ModelConfig
@@ -13,9 +11,9 @@ from hle_reasoning.modeling.generation import merge_adapter
 from hle_reasoning.modeling.models import BuiltModel
 
 
-def merge_lora_adapter(base_model: str, adapter: str, model_config: dict[str, Any]) -> BuiltModel:
+def merge_lora_adapter(base_model: str, adapter: str, model_config: ModelConfig) -> BuiltModel:
     """The fine-tuned model as one checkpoint: base weights + the merged LoRA adapter."""
-    return merge_adapter(base_model, adapter, ModelConfig.coerce(model_config))
+    return merge_adapter(base_model, adapter, model_config)
 
 
 def create_pipeline(**kwargs) -> Pipeline:
