@@ -15,6 +15,8 @@ logger = logging.getLogger(__name__)
 def answering_for(answering_config: dict[str, Any] | None, variant: str) -> AnsweringConfig:
     """The ``evaluation.answering.<variant>`` block (``local`` when the variant has none)."""
     params = (answering_config or {}).get(variant) or {}
+    if isinstance(params, AnsweringConfig):  # parsed once by the preflight hook
+        return params
     return parse_or_raise(AnsweringConfig, params, f"evaluation.answering.{variant}")
 
 
