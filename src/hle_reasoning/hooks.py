@@ -228,6 +228,7 @@ def preflight(
     from hle_reasoning.config import BLOCKS, TINY, parse_blocks
     from hle_reasoning.config.distributed import world_size_problems
     from hle_reasoning.hle.data.schema import is_hub_id
+    from hle_reasoning.modeling import packaged
     from hle_reasoning.modeling.models import hf_token
 
     if blocks is None:
@@ -254,6 +255,11 @@ def preflight(
                 f"HF_HUB_OFFLINE=1 but model.name_or_path is the hub model {name!r}: unset HF_HUB_OFFLINE "
                 "or point model.name_or_path at a local copy."
             )
+    if uses_model and isinstance(name, str) and packaged.is_packaged(name):
+        try:
+            packaged.gguf_path(packaged.PACKAGED[name])
+        except packaged.PackagedModelError as error:
+            problems.append(str(error))
     device = str(model.get("device", "auto"))
     if uses_device and device.startswith("cuda") and not torch.cuda.is_available():
         problems.append(

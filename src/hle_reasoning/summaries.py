@@ -67,6 +67,8 @@ class VariantRun:
     def notes(self) -> list[str]:
         """An incomplete judging, and the rules judge's agreement with an LLM judge."""
         m, notes = self.metrics, []
+        if self.tags.get("subset"):
+            notes.append(f"  {self.variant}: {self.tags['subset']}")
         judged, answered = m.get("judged"), m.get("answered")
         if judged is not None and answered is not None and answered > judged:
             notes.append(

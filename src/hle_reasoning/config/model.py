@@ -89,3 +89,6 @@ class ModelConfig(Block):
     dtype: Dtype = "float32"
     quantization: QuantizationConfig = field(default_factory=QuantizationConfig)
     tiny: TinyConfig = field(default_factory=TinyConfig)
+    # Where packaged models (name_or_path: smollm2-135m-instruct) are converted, once, to a
+    # normal checkpoint folder named after them.
+    packaged_dir: str = "data/06_models"

@@ -25,6 +25,7 @@ from hle_reasoning.config.model import ModelConfig
 from hle_reasoning.hle.data.prompts import SYSTEM_PROMPT, prompt_images, prompt_text
 from hle_reasoning.hle.data.records import content_key
 from hle_reasoning.hle.data.schema import has_image
+from hle_reasoning.modeling.families import family_of_config
 from hle_reasoning.modeling.models import BuiltModel, load_model, load_processor
 from hle_reasoning.modeling.serving import RESPONSE_FIELDS
 
@@ -144,7 +145,7 @@ def batches(questions: pd.DataFrame, batch_size: int) -> list[pd.DataFrame]:
 
 def _pad_token_id(processor: Any, model: Any) -> int:
     """The tokenizer's pad token; without one, Llama's reserved pad token or the first EOS."""
-    tokenizer = processor.tokenizer
+    tokenizer = getattr(processor, "tokenizer", processor)
     if tokenizer.pad_token_id is None:
         reserved = tokenizer.convert_tokens_to_ids("<|finetune_right_pad_id|>")
         if reserved is not None and reserved != tokenizer.unk_token_id:
@@ -168,16 +169,21 @@ def context_length(model: Any) -> int | None:
 
 
 def fitted_prompt(
-    processor: Any, question: str, image: str, system_role: str, limit: int | None
+    processor: Any,
+    question: str,
+    image: str,
+    system_role: str,
+    limit: int | None,
+    plain: bool = False,
 ) -> tuple[str, bool]:
     """The rendered prompt of a question, its question cut (keeping its end, as training's
     ``truncation_side: left`` does) so the whole prompt holds at most ``limit`` tokens; and
     whether it was cut."""
-    text = prompt_text(processor, question, image, SYSTEM_PROMPT, system_role)
+    text = prompt_text(processor, question, image, SYSTEM_PROMPT, system_role, plain)
     # A byte-level tokenizer makes at most one token per byte: short prompts need no count.
     if limit is None or len(text.encode("utf-8")) <= limit:
         return text, False
-    tokenizer = processor.tokenizer
+    tokenizer = getattr(processor, "tokenizer", processor)
     total = len(tokenizer(text, add_special_tokens=False)["input_ids"])
     if total <= limit:
         return text, False
@@ -185,7 +191,7 @@ def fitted_prompt(
     keep = max(0, len(ids) - (total - limit))
     for _ in range(4):  # decoding and re-encoding a cut can shift a token or two
         cut = tokenizer.decode(ids[len(ids) - keep :]) if keep else ""
-        text = prompt_text(processor, cut, image, SYSTEM_PROMPT, system_role)
+        text = prompt_text(processor, cut, image, SYSTEM_PROMPT, system_role, plain)
         excess = len(tokenizer(text, add_special_tokens=False)["input_ids"]) - limit
         if excess <= 0 or keep == 0:
             break
@@ -211,7 +217,9 @@ def generate_responses(
     """
     from tqdm.auto import tqdm
 
-    tokenizer = processor.tokenizer
+    # A text-only model's "processor" is its tokenizer; its prompts are plain strings.
+    plain = not family_of_config(model.config).takes_images
+    tokenizer = getattr(processor, "tokenizer", processor)
     padding_side = tokenizer.padding_side
     tokenizer.padding_side = "left"  # decoder-only generation continues from the right edge
     pad_id = _pad_token_id(processor, model)
@@ -238,7 +246,7 @@ def generate_responses(
         for batch in batches(questions, config.batch_size):
             started = time.perf_counter()
             fitted = [
-                fitted_prompt(processor, row.question, row.image, config.system_role, limit)
+                fitted_prompt(processor, row.question, row.image, config.system_role, limit, plain)
                 for row in batch.itertuples()
             ]
             texts = [text for text, _ in fitted]
@@ -260,7 +268,7 @@ def generate_responses(
             images = [prompt_images(row.image) for row in batch.itertuples()]
             inputs = processor(
                 text=texts,
-                images=images if all(images) else None,
+                **({"images": images} if all(images) else {}),
                 return_tensors="pt",
                 padding=True,
                 add_special_tokens=False,  # the chat template already starts with <|begin_of_text|>

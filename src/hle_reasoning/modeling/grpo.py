@@ -5,7 +5,8 @@ Mllama's: its ``cross_attention_mask`` (which text tokens see which image tiles)
 ``aspect_ratio_ids`` and ``aspect_ratio_mask``. ``MllamaGRPOTrainer`` overrides only what differs:
 
 * ``_tokenize_prompts``: caps prompts at ``max_prompt_tokens`` (TRL 1.16 dropped
-  ``max_prompt_length``);
+  ``max_prompt_length``; ``PromptCapGRPOTrainer``, which text-only models train with), and
+  hands Mllama's image fields on;
 * ``_generate_single_turn``: generates with a cross-attention mask that matches the truncated,
   left-padded prompts;
 * ``_get_per_token_logps_and_entropies``: passes the Mllama fields to every log-prob pass (old,
@@ -127,7 +128,31 @@ def extend_over_completion(mask: torch.Tensor, completion_length: int) -> torch.
     return torch.cat([mask, tail], dim=1)
 
 
-class MllamaGRPOTrainer(GRPOTrainer):
+class PromptCapGRPOTrainer(GRPOTrainer):
+    """TRL's ``GRPOTrainer`` with the prompt cap of ``MllamaGRPOConfig`` (TRL 1.16 has none).
+
+    The only override is ``_tokenize_prompts``; text-only models train through it on TRL's own
+    text path.
+    """
+
+    @property
+    def max_prompt_tokens(self) -> int | None:
+        return getattr(self.args, "max_prompt_tokens", None)
+
+    @property
+    def truncation_side(self) -> str:
+        return getattr(self.args, "truncation_side", "left")
+
+    def _tokenize_prompts(self, prompts: list):
+        prompt_ids, images, fields = super()._tokenize_prompts(prompts)
+        prompt_ids = [
+            truncate_prompt_ids(ids, self.max_prompt_tokens, self.truncation_side)
+            for ids in prompt_ids
+        ]
+        return prompt_ids, images, fields
+
+
+class MllamaGRPOTrainer(PromptCapGRPOTrainer):
     """TRL's ``GRPOTrainer`` that trains Llama 3.2 Vision on image questions (see module docs).
 
     Use it like ``GRPOTrainer`` with an ``MllamaGRPOConfig``; image questions go in an ``images``
@@ -150,15 +175,6 @@ class MllamaGRPOTrainer(GRPOTrainer):
         # Mllama fields of the batch being scored by _compute_loss, which TRL does not forward.
         self._loss_image_fields: dict[str, torch.Tensor] = {}
 
-    # ----------------------------------------------------------------- settings with defaults
-    @property
-    def max_prompt_tokens(self) -> int | None:
-        return getattr(self.args, "max_prompt_tokens", None)
-
-    @property
-    def truncation_side(self) -> str:
-        return getattr(self.args, "truncation_side", "left")
-
     def _prompt_cross_attention_mask(
         self, prompt_ids: torch.Tensor, aspect_ratio_mask: torch.Tensor
     ) -> torch.Tensor:
@@ -177,10 +193,6 @@ class MllamaGRPOTrainer(GRPOTrainer):
     # ----------------------------------------------------------------- prompts and generation
     def _tokenize_prompts(self, prompts: list):
         prompt_ids, images, fields = super()._tokenize_prompts(prompts)
-        prompt_ids = [
-            truncate_prompt_ids(ids, self.max_prompt_tokens, self.truncation_side)
-            for ids in prompt_ids
-        ]
         if self._is_mllama and "pixel_values" in fields:
             # Mllama's processor wants an (empty) image list for text rows of a mixed batch.
             images = [list(row or []) for row in images]

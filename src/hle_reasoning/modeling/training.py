@@ -35,7 +35,8 @@ from hle_reasoning.modeling.checkpoints import (
     resumed_step,
     run_fingerprint,
 )
-from hle_reasoning.modeling.grpo import MllamaGRPOTrainer
+from hle_reasoning.modeling.families import family_of, questions_for
+from hle_reasoning.modeling.grpo import GRPOTrainer
 from hle_reasoning.modeling.models import (
     ModelAccessError,
     check_model_access,
@@ -97,11 +98,15 @@ def config_problems(
 
 
 def training_dataset(
-    questions: pd.DataFrame, system_prompt: str = SYSTEM_PROMPT, system_role: str = "auto"
+    questions: pd.DataFrame,
+    system_prompt: str = SYSTEM_PROMPT,
+    system_role: str = "auto",
+    plain: bool = False,
 ):
     """HLE questions as TRL rows: chat ``prompt``, ``images`` (0 or 1 PIL image) and the answer.
 
     ``answer``, ``answer_type`` and ``id`` reach the reward functions as keyword arguments.
+    ``plain``: string message contents and no ``images`` column (a text-only model's rows).
     """
     import datasets
 
@@ -110,15 +115,15 @@ def training_dataset(
     rows = []
     for q in questions.itertuples(index=False):
         with_image = has_image(q.image)
-        rows.append(
-            {
-                "prompt": build_messages(q.question, with_image, system_prompt, system_role),
-                "images": [load_image(q.image)] if with_image else [],
-                "answer": str(q.answer),
-                "answer_type": str(q.answer_type),
-                "id": str(q.id),
-            }
-        )
+        row = {
+            "prompt": build_messages(q.question, with_image, system_prompt, system_role, plain),
+            "answer": str(q.answer),
+            "answer_type": str(q.answer_type),
+            "id": str(q.id),
+        }
+        if not plain:
+            row["images"] = [load_image(q.image)] if with_image else []
+        rows.append(row)
     return datasets.Dataset.from_list(rows)
 
 
@@ -159,7 +164,7 @@ def train_grpo(
     training_config: TrainingConfig,
     *,
     callbacks: Iterable[Any] = (),
-    trainer_class: type[MllamaGRPOTrainer] = MllamaGRPOTrainer,
+    trainer_class: type[GRPOTrainer] | None = None,
     live_run: tracking.RunRef | None = None,
 ) -> TrainingResult:
     """QLoRA + GRPO on ``questions`` from the saved base model ``base_model`` (a directory or hub id).
@@ -168,6 +173,9 @@ def train_grpo(
     of the same configuration resumes from the newest one (``resume: auto``). They are removed
     when the run completes. Each step's metrics reach the active MLflow run as the step ends, or
     ``live_run`` (a worker process's way to the parent's run; rank 0 only logs).
+
+    The model's family (``families``) picks the trainer (``trainer_class`` overrides it) and
+    LoRA's targets; a text-only model trains on the questions without an image.
 
     Inside an initialised process group (a worker of ``hle_reasoning.modeling.distributed``) it
     trains data-parallel (DDP): every process runs this function, the global batch is shared
@@ -211,7 +219,14 @@ def train_grpo(
         torch.distributed.broadcast_object_list(shared, src=0)
         resume_from = Path(shared[0]) if shared[0] else None
 
-    dataset = training_dataset(questions, system_role=training.prompt.system_role)
+    family = family_of(base_model)
+    questions, subset = questions_for(questions, family, split="train")
+    if subset["note"]:
+        logger.info("%s (%s family)", subset["note"], family.name)
+    trainer_class = trainer_class or family.trainer_class()
+    dataset = training_dataset(
+        questions, system_role=training.prompt.system_role, plain=not family.takes_images
+    )
     reward_funcs, weights = build_reward_functions(
         training.rewards.weights,
         questions["answer"].astype(str),
@@ -227,7 +242,7 @@ def train_grpo(
             base_model, quantization=quantization, device=device, dtype=model_cfg.dtype
         )
         processor = load_processor(base_model)
-        lora = lora_config(training.lora)
+        lora = lora_config(training.lora, family)
         with _quiet_deprecations():
             args = grpo_config(
                 training,
@@ -258,7 +273,11 @@ def train_grpo(
             training_overhead_gb=training.memory.training_overhead_gb,
             dataset_gb_override=training.memory.dataset_gb,
         )
-        n_images = int(sum(bool(images) for images in dataset["images"]))
+        n_images = (
+            int(sum(bool(images) for images in dataset["images"]))
+            if "images" in dataset.column_names
+            else 0
+        )
         logger.info(
             "GRPO on %d questions (%d with images), %d completions per step on %d process(es); "
             "eq. (6) estimate %.3f GB",
@@ -281,6 +300,8 @@ def train_grpo(
         "epochs": float(trainer.state.epoch or 0.0),
         "questions": len(dataset),
         "image_questions": n_images,
+        "family": family.name,
+        "subset": subset["note"],
         "completions_per_step": int(args.per_device_train_batch_size) * world_size,
         "completions_per_process": int(args.per_device_train_batch_size),
         "world_size": world_size,

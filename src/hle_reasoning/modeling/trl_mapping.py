@@ -6,28 +6,28 @@ almost all); ``trainer_params`` records the libraries' resolved settings for MLf
 
 from __future__ import annotations
 
-import re
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
 from hle_reasoning.config.training import LoraSettings, TrainingConfig
+from hle_reasoning.modeling.families import FAMILIES, MLLAMA, Family
 from hle_reasoning.modeling.grpo import MllamaGRPOConfig
 
 
-def lora_config(lora: LoraSettings):
+def lora_config(lora: LoraSettings, family: Family | None = None):
     """The proposal's LoRA: r, alpha, dropout on the language model's query and value projections.
 
-    ``language_model_only`` restricts ``target_modules`` to Mllama's text decoder with a regex;
-    the plain names would also adapt the vision tower's projections of the same name.
+    ``language_model_only`` restricts ``target_modules`` to the ``family``'s language model with
+    a regex (default: Mllama's text decoder); the plain names would also adapt a vision tower's
+    projections of the same name.
     """
     from peft import LoraConfig
 
     modules = list(lora.target_modules)
     target: str | list[str] = modules
     if lora.language_model_only:
-        names = "|".join(re.escape(m) for m in modules)
-        target = rf"^model\.language_model\..*\.({names})$"
+        target = (family or FAMILIES[MLLAMA]).lora_target(modules)
     return LoraConfig(
         r=lora.r,
         lora_alpha=lora.alpha,

@@ -25,8 +25,12 @@ def build_messages(
     with_image: bool,
     system_prompt: str = SYSTEM_PROMPT,
     system_role: SystemRole = "auto",
+    plain: bool = False,
 ) -> list[dict]:
     """Chat messages for one HLE question, in the structured form chat templates take.
+
+    ``plain``: every message's content as one string, the form text-only models' chat templates
+    take (a question with an image cannot be put so).
 
     ``system_role``: ``"system"`` sends the system prompt as a system message (the official
     code's default); ``"user"`` sends it as a first user message (the official code's path for
@@ -37,6 +41,13 @@ def build_messages(
     if system_role not in ("auto", "system", "user"):
         raise ValueError(f"system_role must be 'auto', 'system' or 'user' (got {system_role!r})")
     role = ("user" if with_image else "system") if system_role == "auto" else system_role
+    if plain:
+        if with_image:
+            raise ValueError("a question with an image has no plain-text prompt")
+        messages = [{"role": "user", "content": question}]
+        if system_prompt:
+            messages.insert(0, {"role": role, "content": system_prompt})
+        return messages
     content: list[dict] = [{"type": "text", "text": question}]
     if with_image:
         content.append({"type": "image"})
@@ -52,9 +63,11 @@ def prompt_text(
     image: str,
     system_prompt: str = SYSTEM_PROMPT,
     system_role: SystemRole = "auto",
+    plain: bool = False,
 ) -> str:
-    """The question rendered by the model's own chat template, ending with the assistant header."""
-    messages = build_messages(question, has_image(image), system_prompt, system_role)
+    """The question rendered by the model's own chat template, ending with the assistant header
+    (``plain``: string contents, for text-only models)."""
+    messages = build_messages(question, has_image(image), system_prompt, system_role, plain)
     return processor.apply_chat_template(messages, add_generation_prompt=True, tokenize=False)
 
 

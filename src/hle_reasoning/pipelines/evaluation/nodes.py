@@ -28,11 +28,23 @@ from hle_reasoning.hle.judge import table as verdicts
 from hle_reasoning.hle.judge.llm import LLMJudge
 from hle_reasoning.hle.scoring import comparison, report
 from hle_reasoning.hle.scoring.metrics import small_sample_note
-from hle_reasoning.modeling import generation
+from hle_reasoning.modeling import families, generation
 from hle_reasoning.pipelines.evaluation import backends, workers
 from hle_reasoning.summaries import VariantRun
 
 logger = logging.getLogger(__name__)
+
+
+def select_test_questions(
+    focus_test: pd.DataFrame, base_model: str
+) -> tuple[pd.DataFrame, dict[str, Any]]:
+    """The test questions the model takes (a text-only model: the text-only subset) and what
+    was left out, for the report, Table 1, MLflow and the run's summary."""
+    family = families.family_of(base_model)
+    questions, subset = families.questions_for(focus_test, family, split="test")
+    if subset["note"]:
+        logger.info("%s (%s family)", subset["note"], family.name)
+    return questions, subset
 
 
 def answer_questions(
@@ -243,6 +255,7 @@ def publish_variant(
     model_config: ModelConfig,
     judge_endpoint: JudgeEndpoint,
     base_model: str,
+    test_subset: dict[str, Any] | None = None,
     adapter: str | None = None,
     *,
     variant: str = "",
@@ -288,6 +301,7 @@ def publish_variant(
             "adapter": adapter or "none",
             "judge": evaluation.judge.label(judge_endpoint.model),
             "label": label,
+            **({"subset": test_subset["note"]} if test_subset and test_subset["note"] else {}),
         },
         params={
             **{f"generation.{k}": v for k, v in evaluation.generation.to_dict().items()},
@@ -295,6 +309,7 @@ def publish_variant(
             "metrics.beta": beta,
             "metrics.p": evaluation.metrics.p,
             "questions": len(predictions),
+            "subset": (test_subset or {}).get("subset", "all"),
         },
         metrics=metrics,
         artifacts={
@@ -383,16 +398,24 @@ def report_evaluation(
     model_name_or_path: str,
     judge_endpoint: JudgeEndpoint,
     paired_comparison: pd.DataFrame | None = None,
+    test_subset: dict[str, Any] | None = None,
 ) -> tuple[pd.DataFrame, pd.DataFrame, str]:
     """Table 1 (paper rows, both measured variants, their paired difference), the per-category
-    table, the report."""
+    table, the report; a text-only model's rows and report say they cover the text-only subset."""
     evaluation = evaluation_config
     report_config, beta = evaluation.report, evaluation.metrics.beta
+    subset_note = (test_subset or {}).get("note", "")
     measured, frames, notes = [], [], []
+    if subset_note:
+        notes.append(
+            f"{subset_note[0].upper()}{subset_note[1:]}: the model takes no images, so it is "
+            "evaluated, compared and trained on the questions without one, as the HLE paper "
+            "evaluates text-only models."
+        )
     for variant, frame in (("baseline", baseline_metrics), ("finetuned", finetuned_metrics)):
         overall = frame.iloc[0].to_dict()
         label = report_config.label(variant, model_name_or_path)
-        measured.append({**overall, "model": label, "variant": variant})
+        measured.append({**overall, "model": label, "variant": variant, "note": subset_note})
         frames.append(frame.assign(variant=variant))
         note = small_sample_note(int(overall["judged"]), beta)
         if note:

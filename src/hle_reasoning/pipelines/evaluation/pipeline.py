@@ -2,7 +2,8 @@
 scored as HLE does, and are compared in the proposal's Table 1.
 
 One variant pipeline, instantiated twice under the namespaces ``baseline`` (the base model) and
-``finetuned`` (base + LoRA adapter): kedro-viz shows them side by side, and every output is
+``finetuned`` (base + LoRA adapter), on the test questions the model takes (a text-only
+model: the text-only subset, ``select_test_questions``): kedro-viz shows them side by side, and every output is
 prefixed with its namespace (``baseline.predictions``, ``finetuned.predictions``, ...) but the
 per-category figures that the report combines (``baseline_metrics_by_category``, ...). Then
 ``compare_variants`` pairs both variants' predictions (McNemar, Newcombe's interval, the
@@ -18,7 +19,7 @@ from kedro.pipeline import Pipeline, node, pipeline
 from hle_reasoning.pipelines.evaluation import nodes
 
 VARIANTS = ("baseline", "finetuned")
-SHARED_INPUTS = {"focus_test", "base_model", "judge_endpoint", "answer_endpoints"}
+SHARED_INPUTS = {"test_questions", "test_subset", "base_model", "judge_endpoint", "answer_endpoints"}
 SHARED_PARAMETERS = {
     "params:evaluation",
     "params:evaluation.answering",
@@ -56,7 +57,7 @@ def variant_pipeline(variant: str, with_adapter: bool) -> Pipeline:
             node(
                 _bind(nodes.answer_questions, variant),
                 inputs=[
-                    "focus_test",
+                    "test_questions",
                     "base_model",
                     "previous_responses",
                     "params:evaluation.generation",
@@ -73,7 +74,7 @@ def variant_pipeline(variant: str, with_adapter: bool) -> Pipeline:
             node(
                 _bind(nodes.judge_responses, variant),
                 inputs=[
-                    "focus_test",
+                    "test_questions",
                     "responses",
                     "previous_verdicts",
                     "judge_endpoint",
@@ -85,7 +86,7 @@ def variant_pipeline(variant: str, with_adapter: bool) -> Pipeline:
             node(
                 _bind(nodes.score_answers, variant),
                 inputs=[
-                    "focus_test",
+                    "test_questions",
                     "responses",
                     "verdicts",
                     "params:evaluation.metrics",
@@ -103,6 +104,7 @@ def variant_pipeline(variant: str, with_adapter: bool) -> Pipeline:
                     "params:model",
                     "judge_endpoint",
                     "base_model",
+                    "test_subset",
                     *adapter,
                 ],
                 outputs=["reliability_diagram", "mlflow_run", "mlflow_metrics"],
@@ -136,6 +138,12 @@ def create_pipeline(**kwargs) -> Pipeline:
             outputs=["comparison", "comparison_metrics", "comparison_summary"],
             name="compare_variants_node",
         )
+    select = node(
+        nodes.select_test_questions,
+        inputs=["focus_test", "base_model"],
+        outputs=["test_questions", "test_subset"],
+        name="select_test_questions_node",
+    )
     report = pipeline(
         [
             compare,
@@ -148,10 +156,11 @@ def create_pipeline(**kwargs) -> Pipeline:
                     "params:model.name_or_path",
                     "judge_endpoint",
                     "comparison",
+                    "test_subset",
                 ],
                 outputs=["table_1", "metrics_by_category", "evaluation_report"],
                 name="report_evaluation_node",
             ),
         ]
     )
-    return pipeline([*variants, report], tags="evaluation")
+    return pipeline([select, *variants, report], tags="evaluation")

