@@ -25,7 +25,7 @@ import pandas as pd
 import torch
 import yaml
 
-from hle_reasoning.config import GenerationConfig
+from hle_reasoning.config import GenerationConfig, ModelConfig, TrainingConfig
 from hle_reasoning.hle.data.prompts import SYSTEM_PROMPT, prompt_text
 from hle_reasoning.hle.data.schema import has_image
 from hle_reasoning.modeling import memory, packaged
@@ -128,13 +128,17 @@ def main() -> None:
         conversion = time.perf_counter() - started
         print(f"conversion (GGUF -> checkpoint): {conversion:.1f} s")
 
-        model_config = {**conf("parameters.yml")["model"], "name_or_path": NAME}
+        model_config = ModelConfig.from_params(
+            {**conf("parameters.yml")["model"], "name_or_path": NAME}
+        )
         training = conf("parameters_training.yml")["training"]
-        training = {
-            **training,
-            "max_steps": args.steps,
-            "checkpoints": {**training["checkpoints"], "dir": str(Path(tmp) / "ckpt")},
-        }
+        training = TrainingConfig.from_params(
+            {
+                **training,
+                "max_steps": args.steps,
+                "checkpoints": {**training["checkpoints"], "dir": str(Path(tmp) / "ckpt")},
+            }
+        )
         train, test = splits()
         result = train_grpo(str(folder), train, model_config, training, trainer_class=TimedTrainer)
         steps = result.summary["steps"]

@@ -11,7 +11,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from hle_reasoning.config import GenerationConfig
+from hle_reasoning.config import GenerationConfig, LoraSettings, ModelConfig, TrainingConfig
 from hle_reasoning.modeling import families, packaged
 from hle_reasoning.modeling.families import family_of, questions_for
 from hle_reasoning.modeling.generation import generate_responses, load_for_evaluation
@@ -69,7 +69,8 @@ def test_lora_goes_on_the_language_models_q_and_v_only(request, training_params,
     family = family_of(path)
     model = load_model(str(path), quantization=None, device="cpu")
     vision_projections = [n for n, _ in model.named_modules() if "vision" in n or "visual" in n]
-    peft = get_peft_model(model, lora_config(training_params["lora"], family))
+    lora = LoraSettings.from_params(training_params["lora"])
+    peft = get_peft_model(model, lora_config(lora, family))
     adapted = sorted({n.rsplit(".lora_A", 1)[0] for n, _ in peft.named_modules() if ".lora_A" in n})
     assert len(adapted) == expected
     assert all(n.endswith(("q_proj", "v_proj")) for n in adapted)
@@ -101,7 +102,12 @@ def test_a_tiny_model_of_each_family_trains_and_answers(
         # Qwen2-VL expands each image into many tokens: a 32-token cap would cut them.
         training["prompt"] = {**training["prompt"], "max_prompt_tokens": None}
     model_config = {**model_params, "quantization": {"enabled": False}, "device": "cpu"}
-    result = train_grpo(path, math_questions, model_config, training)
+    result = train_grpo(
+        path,
+        math_questions,
+        ModelConfig.from_params(model_config),
+        TrainingConfig.from_params(training),
+    )
 
     n_text = int((math_questions["image"] == "").sum())
     assert result.summary["steps"] == 2
@@ -119,7 +125,9 @@ def test_a_tiny_model_of_each_family_trains_and_answers(
 
     adapter = tmp_path / "adapter"
     result.model.save_pretrained(adapter)
-    network, processor = load_for_evaluation(path, str(adapter), model_config)
+    network, processor = load_for_evaluation(
+        path, str(adapter), ModelConfig.from_params(model_config)
+    )
     text_question = math_questions[math_questions["image"] == ""].head(1)
     image_question = math_questions[math_questions["image"] != ""].head(1)
     asked = pd.concat([text_question, image_question]) if family.takes_images else text_question
