@@ -18,7 +18,6 @@ from pathlib import Path
 from typing import Any
 
 import pandas as pd
-import torch
 
 from hle_reasoning.config.evaluation import GenerationConfig
 from hle_reasoning.config.model import ModelConfig
@@ -215,6 +214,7 @@ def generate_responses(
     ``response_tokens``, ``finished`` (the model stopped before ``max_new_tokens``) and
     ``seconds`` (the batch's wall time divided among its questions).
     """
+    import torch
     from tqdm.auto import tqdm
 
     # A text-only model's "processor" is its tokenizer; its prompts are plain strings.

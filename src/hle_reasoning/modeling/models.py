@@ -14,14 +14,15 @@ import os
 from dataclasses import asdict
 from importlib import resources
 from pathlib import Path
-from typing import Any
-
-import torch
+from typing import TYPE_CHECKING, Any
 
 from hle_reasoning.config.model import TINY, ModelConfig, QuantizationConfig, TinyConfig
 from hle_reasoning.hle.data.schema import is_hub_id
 from hle_reasoning.modeling import packaged
 from hle_reasoning.modeling.families import TEXT, family_of
+
+if TYPE_CHECKING:
+    import torch
 
 logger = logging.getLogger(__name__)
 
@@ -192,6 +193,8 @@ def build_tiny_mllama(tiny: TinyConfig, seed: int = 0):
         },
         image_token_index=tok.convert_tokens_to_ids(IMAGE_TOKEN),
     )
+    import torch
+
     torch.manual_seed(seed)
     model = MllamaForConditionalGeneration(config)
     # Mllama initialises its cross-attention gates to 0 (tanh(0) = 0), which cuts the image off
@@ -223,6 +226,8 @@ def load_processor(name_or_path: str):
 
 def resolve_device(device: str) -> str:
     """``auto`` picks CUDA when present; an explicit ``cuda`` without a GPU is an error."""
+    import torch
+
     if device == "auto":
         return "cuda" if torch.cuda.is_available() else "cpu"
     if device.startswith("cuda") and not torch.cuda.is_available():
@@ -234,6 +239,8 @@ def resolve_device(device: str) -> str:
 
 
 def _dtype(name: str) -> torch.dtype:
+    import torch
+
     try:
         return {
             "bfloat16": torch.bfloat16,
