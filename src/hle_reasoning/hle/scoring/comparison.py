@@ -35,7 +35,6 @@ from dataclasses import asdict, dataclass, fields
 
 import numpy as np
 import pandas as pd
-from scipy import stats
 
 from hle_reasoning.hle.formatting import ALL, MISSING, format_number
 from hle_reasoning.hle.scoring.metrics import BETA, SmallSampleWarning, calibration_error
@@ -91,6 +90,8 @@ def mcnemar_p(table: PairedTable) -> float:
     """Exact two-sided McNemar p-value of a paired table (1.0 without discordant pairs)."""
     if table.discordant == 0:
         return 1.0
+    from scipy import stats
+
     return float(stats.binomtest(table.finetuned_only, table.discordant, 0.5).pvalue)
 
 
@@ -120,6 +121,8 @@ def newcombe_interval(
         return math.nan, math.nan
     e, f, g, h = table.both_correct, table.finetuned_only, table.baseline_only, table.both_wrong
     p1, p2 = (e + f) / n, (e + g) / n
+    from scipy import stats
+
     l1, u1 = stats.binomtest(e + f, n).proportion_ci(confidence_level, method="wilson")
     l2, u2 = stats.binomtest(e + g, n).proportion_ci(confidence_level, method="wilson")
     margins = (e + f) * (g + h) * (e + g) * (f + h)
@@ -237,6 +240,8 @@ def calibration_difference(
         return {"calibration_error_diff": nan, "calibration_error_all_bins_diff": nan}
     point = differences(*arrays)
     if n > 1:
+        from scipy import stats
+
         result = stats.bootstrap(
             tuple(arrays),
             differences,
