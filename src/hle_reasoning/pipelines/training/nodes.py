@@ -10,7 +10,7 @@ import pandas as pd
 from hle_reasoning import tracking
 from hle_reasoning.config import DistributedConfig, ModelConfig, TrainingConfig
 from hle_reasoning.config.training import TrainingConfigError
-from hle_reasoning.modeling import curves, models, training
+from hle_reasoning.modeling import curves, models
 from hle_reasoning.modeling.models import BuiltModel
 from hle_reasoning.pipelines.training import workers
 from hle_reasoning.summaries import TrainingSummary
@@ -25,6 +25,8 @@ def prepare_base_model(
 
     The check comes first, so a bad configuration fails before any model is built or loaded.
     """
+    from hle_reasoning.modeling import training  # torch, transformers, trl: when it trains
+
     problems = training.config_problems(training_config, model_config)
     if problems:
         raise TrainingConfigError(problems)
@@ -46,6 +48,8 @@ def train_grpo(
     worker processes (DDP) and the node records rank 0's result; rank 0's worker logs each
     step's metrics live into this run (given by id), under the same names, and only it.
     """
+    from hle_reasoning.modeling import training
+
     if distributed_config.enabled:
         result = workers.train_distributed(
             distributed_config,

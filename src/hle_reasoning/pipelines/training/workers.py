@@ -14,13 +14,16 @@ import shutil
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pandas as pd
 
 from hle_reasoning import tracking
 from hle_reasoning.config import DistributedConfig, ModelConfig, TrainingConfig
-from hle_reasoning.modeling import distributed, training
+from hle_reasoning.modeling import distributed
+
+if TYPE_CHECKING:
+    from hle_reasoning.modeling import training
 
 
 @dataclass(frozen=True)
@@ -37,6 +40,8 @@ class TrainTask:
 
 def train_share(task: TrainTask) -> dict[str, Any] | None:
     """This worker's part of the data-parallel run; rank 0 returns the run's record."""
+    from hle_reasoning.modeling import training  # torch, transformers, trl: when it trains
+
     state = distributed.init_worker(task.training.cpu_threads)
     result = training.train_grpo(
         task.base_model,
@@ -89,7 +94,9 @@ def train_distributed(
         live_run=live_run,
     )
     record = distributed.launch(scale, train_share, task)[0]
-    return training.TrainingResult(
+    from hle_reasoning.modeling.training import TrainingResult
+
+    return TrainingResult(
         model=SavedAdapter(folder),
         history=record["history"],
         summary=record["summary"],
