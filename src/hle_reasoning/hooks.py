@@ -10,7 +10,6 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import click
-import mlflow
 from kedro.framework.hooks import hook_impl
 
 from hle_reasoning import tracking
@@ -61,6 +60,8 @@ class GitCommitHook:
     def before_node_run(
         self, node: Any, catalog: Any, inputs: dict, is_async: bool, run_id: str
     ) -> None:
+        import mlflow  # kedro-mlflow has imported it by now; not at start-up
+
         run = mlflow.active_run()
         if run is None or run.info.run_id == self._tagged_run or self._project_path is None:
             return
@@ -95,6 +96,8 @@ class StudySummaryHook:
     def before_node_run(
         self, node: Any, catalog: Any, inputs: dict, is_async: bool, run_id: str
     ) -> None:
+        import mlflow
+
         run = mlflow.active_run()
         if run is not None and self._mlflow_run is None:
             self._mlflow_run = run.info.run_id
