@@ -226,8 +226,6 @@ def preflight(
 ) -> tuple[dict[str, Any], list[str]]:
     """The run's parameter blocks parsed (each once; a block with problems is left out) and
     every problem ``preflight_problems`` lists."""
-    import torch
-
     from hle_reasoning.config import BLOCKS, TINY, parse_blocks
     from hle_reasoning.config.distributed import world_size_problems
     from hle_reasoning.hle.data.schema import is_hub_id
@@ -264,7 +262,9 @@ def preflight(
         except packaged.PackagedModelError as error:
             problems.append(str(error))
     device = str(model.get("device", "auto"))
-    if uses_device and device.startswith("cuda") and not torch.cuda.is_available():
+    if uses_device and device.startswith("cuda") and not _cuda_available():
+        import torch
+
         problems.append(
             f"model.device is {device!r} but torch {torch.__version__} sees no CUDA GPU: run on a GPU "
             "machine with a CUDA build of torch, or use the default setup (without --env paper)."
@@ -279,12 +279,18 @@ def preflight(
         from hle_reasoning.modeling.distributed import accelerate_problems
 
         problems += accelerate_problems(
-            scale, training, parsed.get("model"), gpus=torch.cuda.is_available()
+            scale, training, parsed.get("model"), gpus=_cuda_available()
         )
     evaluation = parsed.get("evaluation")
     if evaluation is not None and evaluation.judge.kind == "llm":
         problems += judge_problems(evaluation.judge, judge_endpoint)
     return parsed, problems
+
+
+def _cuda_available() -> bool:
+    import torch  # only for a run that asks for CUDA or spreads over processes
+
+    return torch.cuda.is_available()
 
 
 def judge_problems(judge: Any, endpoint: Any = None) -> list[str]:
