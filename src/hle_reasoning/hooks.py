@@ -438,7 +438,9 @@ class WorkerMachineHook:
         from hle_reasoning.modeling.distributed import serve
 
         self._raw = None
-        params = context.params.get("distributed")
+        # The raw block: ``context.params`` would validate parameters against every registered
+        # pipeline, importing all their modules, before the run has chosen its pipelines.
+        params = context.config_loader["parameters"].get("distributed")
         if not isinstance(params, dict) or int(params.get("num_machines") or 1) <= 1:
             return
         if str(params.get("machine_rank") or 0) == "0":
