@@ -438,9 +438,7 @@ class WorkerMachineHook:
         from hle_reasoning.modeling.distributed import serve
 
         self._raw = None
-        # The raw block: ``context.params`` would validate parameters against every registered
-        # pipeline, importing all their modules, before the run has chosen its pipelines.
-        params = context.config_loader["parameters"].get("distributed")
+        params = context.params.get("distributed")
         if not isinstance(params, dict) or int(params.get("num_machines") or 1) <= 1:
             return
         if str(params.get("machine_rank") or 0) == "0":
