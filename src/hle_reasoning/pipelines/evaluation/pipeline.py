@@ -19,7 +19,13 @@ from kedro.pipeline import Pipeline, node, pipeline
 from hle_reasoning.pipelines.evaluation import nodes
 
 VARIANTS = ("baseline", "finetuned")
-SHARED_INPUTS = {"test_questions", "test_subset", "base_model", "judge_endpoint", "answer_endpoints"}
+SHARED_INPUTS = {
+    "test_questions",
+    "test_subset",
+    "base_model",
+    "judge_endpoint",
+    "answer_endpoints",
+}
 SHARED_PARAMETERS = {
     "params:evaluation",
     "params:evaluation.answering",
