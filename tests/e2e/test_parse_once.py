@@ -10,6 +10,8 @@ import pandas as pd
 import pytest
 
 from hle_reasoning.config import BLOCKS, parsing
+from hle_reasoning.config.evaluation import AnsweringConfig
+from hle_reasoning.config.parsing import Block
 from tests.conftest import make_project_copy
 
 pytestmark = pytest.mark.slow
@@ -26,7 +28,7 @@ def test_a_default_run_parses_each_block_once_and_mlflow_logs_the_raw_parameters
     monkeypatch.setenv("KEDRO_DISABLE_TELEMETRY", "1")
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     parses: collections.Counter[str] = collections.Counter()
-    received: dict[str, type] = {}
+    received: dict[str, object] = {}
     parse_block = parsing._parse
 
     def counting(cls, data, path, problems):
@@ -45,7 +47,7 @@ def test_a_default_run_parses_each_block_once_and_mlflow_logs_the_raw_parameters
             def after_node_run(self, node, catalog, inputs, outputs):
                 for name, value in inputs.items():
                     if name.startswith("params:"):
-                        received[name] = type(value)
+                        received[name] = value
 
         hooks.register(Received())
         session.run()
@@ -55,13 +57,22 @@ def test_a_default_run_parses_each_block_once_and_mlflow_logs_the_raw_parameters
     twice = {path: n for path, n in parses.items() if n != 1}
     assert not twice, f"parsed more than once in one run: {twice}"
     # The nodes got the parsed blocks (or their fields), never the raw mappings.
-    assert received["params:evaluation"].__name__ == "EvaluationConfig"
-    assert received["params:evaluation.judge"].__name__ == "JudgeConfig"
-    assert received["params:training"].__name__ == "TrainingConfig"
-    assert received["params:distributed"].__name__ == "DistributedConfig"
-    assert received["params:data_processing.split"].__name__ == "SplitConfig"
-    assert received["params:data_processing.focus_categories"] is tuple
-    assert not [name for name, kind in received.items() if issubclass(kind, dict)]
+    assert type(received["params:evaluation"]).__name__ == "EvaluationConfig"
+    assert type(received["params:evaluation.judge"]).__name__ == "JudgeConfig"
+    assert type(received["params:training"]).__name__ == "TrainingConfig"
+    assert type(received["params:distributed"]).__name__ == "DistributedConfig"
+    assert type(received["params:data_processing.split"]).__name__ == "SplitConfig"
+    assert type(received["params:data_processing.focus_categories"]) is tuple
+    # A mapping a node receives is one of parsed blocks (evaluation.answering: one per variant).
+    raw = [
+        name
+        for name, value in received.items()
+        if isinstance(value, dict) and not all(isinstance(v, Block) for v in value.values())
+    ]
+    assert not raw, f"raw mappings handed to nodes: {raw}"
+    assert all(
+        isinstance(v, AnsweringConfig) for v in received["params:evaluation.answering"].values()
+    )
 
     # kedro-mlflow logged the parameters as the YAML holds them (a list stays a list).
     with sqlite3.connect(project / "mlflow.db") as db:
