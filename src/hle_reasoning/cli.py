@@ -157,11 +157,14 @@ def _run(**kwargs: Any) -> Any:
     # A worker machine (distributed.machine_rank > 0) writes nothing: machine 0 holds the lock.
     worker = launch.machine_rank(conf_dir, _conf_envs(kwargs), kwargs.get("params") or {}) > 0
     try:
+        # The pipelines are resolved before the lock: a refused name writes nothing, not even
+        # the lock file.
+        run_kwargs = _with_upstream(kwargs)
         with (
             contextlib.nullcontext() if worker else launch.run_lock(project / "data"),
             launch.recorded_outcome(),
         ):
-            return kedro_run.callback(**_with_upstream(kwargs))
+            return kedro_run.callback(**run_kwargs)
     except launch.LaunchError as error:
         raise click.ClickException(str(error)) from None
     except launch.Terminated:

@@ -4,6 +4,7 @@ receive the parsed blocks, and MLflow still records the raw parameters."""
 from __future__ import annotations
 
 import collections
+import os
 import sqlite3
 
 import pandas as pd
@@ -36,6 +37,10 @@ def test_a_default_run_parses_each_block_once_and_mlflow_logs_the_raw_parameters
         return parse_block(cls, data, path, problems)
 
     monkeypatch.setattr(parsing, "_parse", counting)
+    import mlflow
+
+    previous_uri = mlflow.get_tracking_uri()
+    monkeypatch.delenv("MLFLOW_EXPERIMENT_ID", raising=False)
     bootstrap_project(project)
     with KedroSession.create(project_path=project) as session:
         hooks = session._hook_manager
@@ -50,7 +55,19 @@ def test_a_default_run_parses_each_block_once_and_mlflow_logs_the_raw_parameters
                         received[name] = value
 
         hooks.register(Received())
-        session.run()
+        try:
+            session.run()
+        finally:
+            import mlflow
+            from mlflow.tracking import fluent
+
+            # The in-process session leaves its MLflow run, tracking URI and experiment active in
+            # this process; later in-process tests would log into them.
+            while mlflow.active_run() is not None:
+                mlflow.end_run()
+            fluent._active_experiment_id = None
+            os.environ.pop("MLFLOW_EXPERIMENT_ID", None)
+            mlflow.set_tracking_uri(previous_uri)
 
     tops = {path for path in parses if "." not in path}
     assert tops == set(BLOCKS)  # the default study reads every block
