@@ -6,7 +6,8 @@ from types import SimpleNamespace
 
 from hle_reasoning.config import DistributedConfig, JudgeConfig, parsing
 from hle_reasoning.config.study import typed_parameters
-from hle_reasoning.hooks import PreflightHook, WorkerMachineHook
+from hle_reasoning.hooks import WorkerMachineHook
+from hle_reasoning.preflight import PreflightHook
 
 MACHINE_0 = {
     "num_processes": 4,

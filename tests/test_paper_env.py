@@ -6,7 +6,7 @@ import pytest
 import torch
 from kedro.config import OmegaConfigLoader
 
-from hle_reasoning.hooks import preflight_problems
+from hle_reasoning.preflight import preflight_problems
 from hle_reasoning.settings import CONFIG_LOADER_ARGS
 from tests.conftest import PROJECT_ROOT
 from tests.kedro_cli import kedro_run

@@ -33,7 +33,7 @@ IMPORT_PROJECT = f"""
 import json, sys
 from kedro.framework.project import configure_project
 configure_project("hle_reasoning")
-import hle_reasoning.settings, hle_reasoning.hooks, hle_reasoning.cli
+import hle_reasoning.settings, hle_reasoning.hooks, hle_reasoning.preflight, hle_reasoning.cli
 from hle_reasoning.pipeline_registry import register_pipelines
 pipelines = register_pipelines()
 print(json.dumps({{

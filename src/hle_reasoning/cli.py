@@ -105,9 +105,9 @@ def _project_errors() -> tuple[type[BaseException], ...]:
     from hle_reasoning.config import ConfigError
     from hle_reasoning.hle.data.schema import HLEDataError
     from hle_reasoning.hle.judge.llm import JudgeConfigError
-    from hle_reasoning.hooks import PreflightError
     from hle_reasoning.modeling.distributed import WorkerFailedError
     from hle_reasoning.modeling.serving import EndpointConfigError
+    from hle_reasoning.preflight import PreflightError
 
     return (
         PreflightError,

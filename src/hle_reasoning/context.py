@@ -13,7 +13,7 @@ class ProjectContext(KedroContext):
     Kedro 1.7 builds a node's dataclass-annotated ``params:`` inputs in the catalog as
     ``cls(**raw)``: one level deep (nested blocks stay mappings), with Python's ``TypeError`` for a
     misspelt key, and into the catalog that kedro-viz shows and kedro-mlflow logs from. Here the
-    catalog keeps the raw parameters; ``hooks.PreflightHook`` parses every block once per run
+    catalog keeps the raw parameters; ``preflight.PreflightHook`` parses every block once per run
     (every problem with its key path) and hands the nodes the parsed blocks.
     """
 

@@ -4,7 +4,8 @@ import warnings
 
 from hle_reasoning import quiet
 from hle_reasoning.context import ProjectContext
-from hle_reasoning.hooks import GitCommitHook, PreflightHook, StudySummaryHook, WorkerMachineHook
+from hle_reasoning.hooks import GitCommitHook, StudySummaryHook, WorkerMachineHook
+from hle_reasoning.preflight import PreflightHook
 
 # Library deprecation chatter that says nothing about the user's run.
 warnings.filterwarnings("ignore", message=".*register_new_resolver.*", category=UserWarning)

@@ -122,7 +122,7 @@ def test_the_blocks_checks_read_the_file_and_the_preflight_lists_what_the_launch
 
     import accelerate.commands.launch
 
-    from hle_reasoning.hooks import preflight_problems
+    from hle_reasoning.preflight import preflight_problems
 
     one_gpu = {"distributed_type": "MULTI_GPU", "compute_environment": "LOCAL_MACHINE"}
     path = write(tmp_path, {**one_gpu, "gpu_ids": "0", "num_processes": 2})

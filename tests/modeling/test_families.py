@@ -208,7 +208,7 @@ def test_smollm2_is_converted_once_to_a_checkpoint_with_the_same_outputs(tmp_pat
 
 
 def test_the_preflight_names_a_missing_wheel_before_any_node(monkeypatch):
-    from hle_reasoning.hooks import preflight_problems
+    from hle_reasoning.preflight import preflight_problems
 
     real = importlib.util.find_spec
     monkeypatch.setattr(

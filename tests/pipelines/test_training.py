@@ -12,8 +12,8 @@ import yaml
 from kedro.io import DataCatalog, MemoryDataset
 
 from hle_reasoning.datasets import BaseModelDataset
-from hle_reasoning.hooks import PreflightError, PreflightHook
 from hle_reasoning.pipelines.training import create_pipeline
+from hle_reasoning.preflight import PreflightError, PreflightHook
 from tests.conftest import PROJECT_ROOT
 from tests.kedro_cli import kedro_run
 
