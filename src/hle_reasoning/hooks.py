@@ -70,6 +70,24 @@ class GitCommitHook:
         self._tagged_run = run.info.run_id
 
 
+class ReleaseRunHook:
+    """After the pipeline, once kedro-mlflow has ended its run (``trylast``): the copies of that run
+    still active in this process are taken off its stack (``tracking.release_ended_runs``), so a
+    notebook's next ``session.run()`` starts a run of its own."""
+
+    @hook_impl(trylast=True)
+    def after_pipeline_run(
+        self, run_params: dict, run_result: Any, pipeline: Any, catalog: Any
+    ) -> None:
+        tracking.release_ended_runs()
+
+    @hook_impl(trylast=True)
+    def on_pipeline_error(
+        self, error: Exception, run_params: dict, pipeline: Any, catalog: Any
+    ) -> None:
+        tracking.release_ended_runs()
+
+
 class StudySummaryHook:
     """After a successful ``kedro run``: where the reports are, the headline numbers, what next.
 

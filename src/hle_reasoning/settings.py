@@ -4,7 +4,12 @@ import warnings
 
 from hle_reasoning import quiet
 from hle_reasoning.context import ProjectContext
-from hle_reasoning.hooks import GitCommitHook, StudySummaryHook, WorkerMachineHook
+from hle_reasoning.hooks import (
+    GitCommitHook,
+    ReleaseRunHook,
+    StudySummaryHook,
+    WorkerMachineHook,
+)
 from hle_reasoning.preflight import PreflightHook
 
 # Library deprecation chatter that says nothing about the user's run.
@@ -13,7 +18,13 @@ warnings.filterwarnings("ignore", message=".*register_new_resolver.*", category=
 quiet.install()
 
 _PREFLIGHT = PreflightHook()  # machine 0's WorkerMachineHook takes the block it parsed
-HOOKS = (_PREFLIGHT, GitCommitHook(), StudySummaryHook(), WorkerMachineHook(_PREFLIGHT))
+HOOKS = (
+    _PREFLIGHT,
+    GitCommitHook(),
+    StudySummaryHook(),
+    WorkerMachineHook(_PREFLIGHT),
+    ReleaseRunHook(),
+)
 
 # The parameters as the YAML holds them; the preflight hook parses them (see context.py).
 CONTEXT_CLASS = ProjectContext

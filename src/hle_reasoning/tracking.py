@@ -124,6 +124,35 @@ def log_artifacts(artifacts: Mapping[str, Any], artifact_path: str | None = None
         log_artifact(name, content, artifact_path)
 
 
+def release_ended_runs() -> int:
+    """Take off this process's stack of active runs every run the store already records as ended;
+    how many were taken off.
+
+    kedro-mlflow reopens the pipeline's run before each node (``nested`` in mlflow.yml, for
+    threaded runners), so its one ``end_run`` at the end of the pipeline leaves copies of the
+    finished run active in the process. In a notebook the next metric, and the next
+    ``session.run()`` (kedro-mlflow adopts an active run and never closes it), would log into
+    the finished run. A run still RUNNING in the store (one the user opened before the session)
+    stays active.
+    """
+    import sys
+
+    if "mlflow" not in sys.modules:  # nothing was ever started in this process
+        return 0
+    mlflow = sys.modules["mlflow"]
+    released = 0
+    while (run := mlflow.active_run()) is not None:
+        try:
+            status = mlflow.MlflowClient().get_run(run.info.run_id).info.status
+        except Exception:
+            break
+        if status == "RUNNING":
+            break
+        mlflow.end_run(status)  # pops it; the store keeps the status it has
+        released += 1
+    return released
+
+
 def end_active_runs(status: str, reason: str | None = None) -> list[str]:
     """End every active run (nested ones first) with ``status`` (KILLED, FAILED), ``reason`` as
     ``ENDED_BY_TAG``; the ids ended. A store that refuses the write leaves the

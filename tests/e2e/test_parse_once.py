@@ -57,17 +57,24 @@ def test_a_default_run_parses_each_block_once_and_mlflow_logs_the_raw_parameters
         hooks.register(Received())
         try:
             session.run()
+            # kedro-mlflow reopens its run before every node; the project takes the copies off
+            # MLflow's stack once the run has ended (a notebook's next run gets a run of its own).
+            left_active = mlflow.active_run()
         finally:
-            import mlflow
             from mlflow.tracking import fluent
 
-            # The in-process session leaves its MLflow run, tracking URI and experiment active in
-            # this process; later in-process tests would log into them.
+            # The in-process session leaves its tracking URI and experiment set in this process;
+            # later in-process tests would log into them.
             while mlflow.active_run() is not None:
                 mlflow.end_run()
             fluent._active_experiment_id = None
             os.environ.pop("MLFLOW_EXPERIMENT_ID", None)
             mlflow.set_tracking_uri(previous_uri)
+
+    assert left_active is None, f"run {left_active.info.run_id} still active after the session"
+    with sqlite3.connect(project / "mlflow.db") as db:
+        statuses = pd.read_sql("select name, status from runs", db)
+    assert set(statuses["status"]) == {"FINISHED"}, statuses
 
     tops = {path for path in parses if "." not in path}
     assert tops == set(BLOCKS)  # the default study reads every block
