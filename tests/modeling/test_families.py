@@ -5,24 +5,29 @@ from __future__ import annotations
 
 import importlib.util
 import json
+import shutil
+from pathlib import Path
 
 import pandas as pd
 import pytest
+import torch
 from hypothesis import given
 from hypothesis import strategies as st
 
 from hle_reasoning.config import GenerationConfig, LoraSettings, ModelConfig, TrainingConfig
+from hle_reasoning.hle.data.prompts import prompt_images, prompt_text
 from hle_reasoning.modeling import families, packaged
 from hle_reasoning.modeling.families import family_of, questions_for
 from hle_reasoning.modeling.generation import generate_responses, load_for_evaluation
-from hle_reasoning.modeling.models import ModelAccessError, check_model_access, load_model
+from hle_reasoning.modeling.models import (
+    ModelAccessError,
+    check_model_access,
+    load_model,
+    load_processor,
+)
 from hle_reasoning.modeling.training import train_grpo
 from hle_reasoning.modeling.trl_mapping import lora_config
-from tests.modeling.tiny_families import (
-    qwen2_vl_processor_problem,
-    save_tiny_causal_lm,
-    save_tiny_qwen2_vl,
-)
+from tests.modeling.tiny_families import save_tiny_causal_lm, save_tiny_qwen_vl
 
 
 @pytest.fixture(scope="session")
@@ -32,7 +37,12 @@ def text_dir(tmp_path_factory):
 
 @pytest.fixture(scope="session")
 def qwen_dir(tmp_path_factory):
-    return save_tiny_qwen2_vl(tmp_path_factory.mktemp("tiny_qwen2_vl"))
+    return save_tiny_qwen_vl(tmp_path_factory.mktemp("tiny_qwen2_vl"), "qwen2_vl")
+
+
+@pytest.fixture(scope="session")
+def qwen25_dir(tmp_path_factory):
+    return save_tiny_qwen_vl(tmp_path_factory.mktemp("tiny_qwen2_5_vl"), "qwen2_5_vl")
 
 
 def two_steps(training_params: dict, tmp_path) -> dict:
@@ -44,9 +54,10 @@ def two_steps(training_params: dict, tmp_path) -> dict:
     }
 
 
-def test_each_family_is_decided_from_the_saved_config(tiny_dir, text_dir, qwen_dir):
+def test_each_family_is_decided_from_the_saved_config(tiny_dir, text_dir, qwen_dir, qwen25_dir):
     assert family_of(tiny_dir).name == families.MLLAMA
     assert family_of(qwen_dir).name == families.VISION
+    assert family_of(qwen25_dir).name == families.VISION
     assert family_of(text_dir).name == families.TEXT
 
 
@@ -59,8 +70,9 @@ def test_a_model_type_no_family_covers_is_refused(tmp_path):
 @pytest.mark.parametrize(
     ("fixture", "expected"),
     # q_proj and v_proj of every language-model layer: the tiny Mllama's 3 text layers (its
-    # cross-attention layer included), the tiny causal LM's 2, the tiny Qwen2-VL's 2.
-    [("tiny_dir", 6), ("text_dir", 4), ("qwen_dir", 4)],
+    # cross-attention layer included), the tiny causal LM's 2, the tiny Qwen2-VL's and
+    # Qwen2.5-VL's 2 each (their vision blocks' fused qkv stays frozen).
+    [("tiny_dir", 6), ("text_dir", 4), ("qwen_dir", 4), ("qwen25_dir", 4)],
 )
 def test_lora_goes_on_the_language_models_q_and_v_only(request, training_params, fixture, expected):
     from peft import get_peft_model
@@ -79,19 +91,62 @@ def test_lora_goes_on_the_language_models_q_and_v_only(request, training_params,
         assert vision_projections  # the tower is there, and left alone
 
 
+def as_hub_layout(saved: Path, folder: Path) -> Path:
+    """A saved tiny Qwen2-VL in the hub repositories' layout: preprocessor_config.json (naming the
+    processor class) and chat_template.json instead of processor_config.json and .jinja."""
+    shutil.copytree(saved, folder)
+    processor = json.loads((folder / "processor_config.json").read_text())
+    (folder / "processor_config.json").unlink()
+    (folder / "preprocessor_config.json").write_text(
+        json.dumps({**processor["image_processor"], "processor_class": "Qwen2VLProcessor"})
+    )
+    template = (folder / "chat_template.jinja").read_text()
+    (folder / "chat_template.jinja").unlink()
+    (folder / "chat_template.json").write_text(json.dumps({"chat_template": template}))
+    return folder
+
+
+@pytest.mark.parametrize("layout", ["saved", "hub"])
+def test_a_qwen2_vl_processor_reads_an_image_with_or_without_torchvision(
+    qwen_dir, math_questions, tmp_path, layout
+):
+    from transformers.utils import is_torchvision_available
+
+    path = qwen_dir if layout == "saved" else as_hub_layout(qwen_dir, tmp_path / "hub")
+    processor = load_processor(str(path))
+    if not is_torchvision_available():
+        assert not hasattr(processor, "video_processor")  # the one part that needs torchvision
+    image = math_questions.loc[math_questions["image"] != "", "image"].iloc[0]
+    text = prompt_text(processor, "What is shown?", image)
+    inputs = processor(text=[text], images=[prompt_images(image)], return_tensors="pt")
+    (grid,) = inputs["image_grid_thw"]
+    assert inputs["pixel_values"].shape[0] == int(grid.prod())
+    # One image token per 2 x 2 merged patches, expanded in the prompt by the processor.
+    image_token = processor.tokenizer.convert_tokens_to_ids("<|image_pad|>")
+    assert int((inputs["input_ids"] == image_token).sum()) == int(grid.prod()) // 4
+
+    # Saved under the family's own class, so AutoProcessor loads it where torchvision is.
+    resaved = tmp_path / "resaved"
+    processor.save_pretrained(resaved)
+    shutil.copy(path / "config.json", resaved)
+    assert json.loads((resaved / "processor_config.json").read_text())["processor_class"] == (
+        "Qwen2VLProcessor"
+    )
+    again = load_processor(str(resaved))(
+        text=[text], images=[prompt_images(image)], return_tensors="pt"
+    )
+    assert torch.equal(again["pixel_values"], inputs["pixel_values"])
+    assert torch.equal(again["input_ids"], inputs["input_ids"])
+
+
+def test_mllama_keeps_the_processor_autoprocessor_gives(tiny_dir):
+    from transformers import MllamaProcessor
+
+    assert type(load_processor(str(tiny_dir))) is MllamaProcessor
+
+
 @pytest.mark.slow
-@pytest.mark.parametrize(
-    "fixture",
-    [
-        "text_dir",
-        pytest.param(
-            "qwen_dir",
-            marks=pytest.mark.skipif(
-                qwen2_vl_processor_problem() is not None, reason=str(qwen2_vl_processor_problem())
-            ),
-        ),
-    ],
-)
+@pytest.mark.parametrize("fixture", ["text_dir", "qwen_dir"])
 def test_a_tiny_model_of_each_family_trains_and_answers(
     request, training_params, model_params, math_questions, tmp_path, fixture
 ):
@@ -114,6 +169,7 @@ def test_a_tiny_model_of_each_family_trains_and_answers(
     assert result.summary["family"] == family.name
     if family.takes_images:
         assert result.summary["questions"] == len(math_questions)
+        assert result.summary["image_questions"] == len(math_questions) - n_text > 0
         assert result.summary["subset"] == ""
     else:
         assert result.summary["questions"] == n_text

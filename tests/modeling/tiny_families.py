@@ -1,6 +1,6 @@
 """Tiny models of the non-Mllama families, built from config offline and saved like a checkpoint:
-a Llama causal LM (text-only) and a Qwen2-VL (TRL's native vision path), both with the project's
-bundled tokenizer."""
+a Llama causal LM (text-only) and a Qwen2-VL / Qwen2.5-VL (TRL's native vision path), all with the
+project's bundled tokenizer."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ from pathlib import Path
 
 import torch
 
-from hle_reasoning.modeling.models import load_tokenizer
+from hle_reasoning.modeling.models import load_tokenizer, without_video_processor
 
 # Llama 3's turn markup with plain-string contents (what text-only models' templates take).
 TEXT_CHAT_TEMPLATE = (
@@ -56,19 +56,31 @@ def save_tiny_causal_lm(path: Path, seed: int = 0) -> Path:
     return path
 
 
-def qwen2_vl_processor_problem() -> str | None:
-    """Why Qwen2-VL's processor cannot be built here (None when it can): transformers builds it
-    with a video processor, which needs torchvision."""
+# The vision towers of the two Qwen generations: one block, patches of 14 merged 2 x 2.
+QWEN_VISION = {
+    "qwen2_vl": {"depth": 1, "embed_dim": 32, "hidden_size": 64, "num_heads": 2},
+    "qwen2_5_vl": {
+        "depth": 1,
+        "hidden_size": 32,
+        "intermediate_size": 64,
+        "num_heads": 2,
+        "out_hidden_size": 64,
+        "window_size": 56,
+        "fullatt_block_indexes": [0],
+    },
+}
+
+
+def save_tiny_qwen_vl(path: Path, model_type: str = "qwen2_vl", seed: int = 0) -> Path:
+    """A tiny Qwen2-VL (``qwen2_vl``) or Qwen2.5-VL (``qwen2_5_vl``) and its processor (PIL
+    image processor; without torchvision, no video processor, as the project's loader does)."""
+    import transformers
+    from transformers import AutoConfig
+    from transformers.models.auto.processing_auto import PROCESSOR_MAPPING_NAMES
+    from transformers.models.qwen2_vl.image_processing_pil_qwen2_vl import (
+        Qwen2VLImageProcessorPil,
+    )
     from transformers.utils import is_torchvision_available
-
-    if is_torchvision_available():
-        return None
-    return "Qwen2-VL's processor needs torchvision, which is not installed"
-
-
-def save_tiny_qwen2_vl(path: Path, seed: int = 0) -> Path:
-    """The tiny Qwen2-VL, and its processor where torchvision is installed."""
-    from transformers import Qwen2VLConfig, Qwen2VLForConditionalGeneration
 
     tokenizer = load_tokenizer("tiny")
     tokenizer.add_special_tokens(
@@ -84,20 +96,19 @@ def save_tiny_qwen2_vl(path: Path, seed: int = 0) -> Path:
         }
     )
     ids = tokenizer.convert_tokens_to_ids
-    config = Qwen2VLConfig(
+    config = AutoConfig.for_model(
+        model_type,
         text_config={
             **TEXT_SIZES,
             "vocab_size": len(tokenizer),
             # Multimodal RoPE: temporal, height and width sections of head_dim / 2 = 8.
             "rope_parameters": {"rope_type": "default", "mrope_section": [2, 3, 3]},
+            "bos_token_id": tokenizer.bos_token_id,
             "eos_token_id": ids("<|im_end|>"),
             "pad_token_id": tokenizer.pad_token_id,
         },
         vision_config={
-            "depth": 1,
-            "embed_dim": 32,
-            "hidden_size": 64,
-            "num_heads": 2,
+            **QWEN_VISION[model_type],
             "patch_size": 14,
             "spatial_merge_size": 2,
             "temporal_patch_size": 2,
@@ -108,22 +119,22 @@ def save_tiny_qwen2_vl(path: Path, seed: int = 0) -> Path:
         vision_end_token_id=ids("<|vision_end|>"),
     )
     torch.manual_seed(seed)
-    model = Qwen2VLForConditionalGeneration(config)
+    model = transformers.AutoModelForImageTextToText.from_config(config)
     model.generation_config.eos_token_id = ids("<|im_end|>")
     model.generation_config.pad_token_id = tokenizer.pad_token_id
     model.save_pretrained(path)
-    tokenizer.save_pretrained(path)
-    if qwen2_vl_processor_problem() is None:
-        from transformers import Qwen2VLProcessor
-        from transformers.models.qwen2_vl.image_processing_pil_qwen2_vl import (
-            Qwen2VLImageProcessorPil,
-        )
+    # 56 x 56 pixels at most: 4 patches of 14, merged 2 x 2 into one image token.
+    parts = {
+        "image_processor": Qwen2VLImageProcessorPil(min_pixels=28 * 28, max_pixels=56 * 56),
+        "tokenizer": tokenizer,
+        "chat_template": QWEN_CHAT_TEMPLATE,
+    }
+    processor_class = getattr(transformers, PROCESSOR_MAPPING_NAMES[model_type])
+    if is_torchvision_available():
+        from transformers import Qwen2VLVideoProcessor
 
-        # 56 x 56 pixels at most: 4 patches of 14, merged 2 x 2 into one image token.
-        processor = Qwen2VLProcessor(
-            image_processor=Qwen2VLImageProcessorPil(min_pixels=28 * 28, max_pixels=56 * 56),
-            tokenizer=tokenizer,
-            chat_template=QWEN_CHAT_TEMPLATE,
-        )
-        processor.save_pretrained(path)
+        processor = processor_class(**parts, video_processor=Qwen2VLVideoProcessor())
+    else:
+        processor = without_video_processor(processor_class)(**parts)
+    processor.save_pretrained(path)
     return path

@@ -9,6 +9,7 @@ offline on a CPU. The loaded model's family (``families``) picks its class and p
 
 from __future__ import annotations
 
+import functools
 import logging
 import os
 from dataclasses import asdict
@@ -19,7 +20,7 @@ from typing import TYPE_CHECKING, Any
 from hle_reasoning.config.model import TINY, ModelConfig, QuantizationConfig, TinyConfig
 from hle_reasoning.hle.data.schema import is_hub_id
 from hle_reasoning.modeling import packaged
-from hle_reasoning.modeling.families import TEXT, family_of
+from hle_reasoning.modeling.families import TEXT, VISION, family_of
 
 if TYPE_CHECKING:
     import torch
@@ -210,18 +211,63 @@ def build_tiny_mllama(tiny: TinyConfig, seed: int = 0):
     return model.eval(), processor
 
 
+@functools.cache
+def without_video_processor(processor_class: type) -> type:
+    """``processor_class`` (e.g. ``Qwen2VLProcessor``) taking images and text only.
+
+    transformers builds every sub-processor a processor's ``__init__`` names, and a video
+    processor needs torchvision, which CPU-only torch installs often lack. The questions have no
+    video: this class leaves the video processor out (the processor's ``__call__`` skips a missing
+    one), keeps the image processor's PIL backend, and saves under ``processor_class``'s own name,
+    so the saved files load with ``AutoProcessor`` wherever torchvision is installed.
+    """
+
+    def __init__(self, image_processor=None, tokenizer=None, chat_template=None, **kwargs):
+        processor_class.__init__(
+            self, image_processor, tokenizer, None, chat_template=chat_template, **kwargs
+        )
+
+    def to_dict(self) -> dict[str, Any]:
+        return {**processor_class.to_dict(self), "processor_class": processor_class.__name__}
+
+    return type(
+        processor_class.__name__,
+        (processor_class,),
+        {"__init__": __init__, "to_dict": to_dict, "__module__": __name__},
+    )
+
+
+def processor_class_of(name_or_path: str) -> type | None:
+    """The transformers processor class of a model, as ``AutoProcessor`` picks it from the model
+    type (None when transformers maps none)."""
+    import transformers
+    from transformers import AutoConfig
+    from transformers.models.auto.processing_auto import PROCESSOR_MAPPING_NAMES
+
+    model_type = AutoConfig.from_pretrained(name_or_path, token=hf_token()).model_type
+    name = PROCESSOR_MAPPING_NAMES.get(model_type)
+    return getattr(transformers, name, None) if name else None
+
+
 def load_processor(name_or_path: str):
     """The model's processor (tokenizer + image processor + chat template); a text-only model's
-    tokenizer."""
+    tokenizer. Without torchvision, a processor that names a video processor is loaded without it
+    (``without_video_processor``)."""
     from transformers import AutoProcessor
+    from transformers.utils import is_torchvision_available
 
     check_model_access(name_or_path)
     if name_or_path == TINY:
         return build_tiny_processor()
-    if family_of(name_or_path).name == TEXT:
+    family = family_of(name_or_path)
+    if family.name == TEXT:
         return load_tokenizer(name_or_path)
-    processor = AutoProcessor.from_pretrained(name_or_path, token=hf_token())
-    return processor
+    if family.name == VISION and not is_torchvision_available():
+        processor_class = processor_class_of(name_or_path)
+        if processor_class and "video_processor" in processor_class.get_attributes():
+            image_only = without_video_processor(processor_class)
+            return image_only.from_pretrained(name_or_path, token=hf_token())
+    return AutoProcessor.from_pretrained(name_or_path, token=hf_token())
 
 
 def resolve_device(device: str) -> str:
