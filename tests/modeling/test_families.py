@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import importlib.util
 import json
+import pickle
 import shutil
 from pathlib import Path
 
@@ -117,8 +118,12 @@ def test_a_qwen2_vl_processor_reads_an_image_with_or_without_torchvision(
     if not is_torchvision_available():
         assert not hasattr(processor, "video_processor")  # the one part that needs torchvision
     image = math_questions.loc[math_questions["image"] != "", "image"].iloc[0]
-    text = prompt_text(processor, "What is shown?", image)
-    inputs = processor(text=[text], images=[prompt_images(image)], return_tensors="pt")
+    request = {
+        "text": [prompt_text(processor, "What is shown?", image)],
+        "images": [prompt_images(image)],
+        "return_tensors": "pt",
+    }
+    inputs = processor(**request)
     (grid,) = inputs["image_grid_thw"]
     assert inputs["pixel_values"].shape[0] == int(grid.prod())
     # One image token per 2 x 2 merged patches, expanded in the prompt by the processor.
@@ -132,11 +137,11 @@ def test_a_qwen2_vl_processor_reads_an_image_with_or_without_torchvision(
     assert json.loads((resaved / "processor_config.json").read_text())["processor_class"] == (
         "Qwen2VLProcessor"
     )
-    again = load_processor(str(resaved))(
-        text=[text], images=[prompt_images(image)], return_tensors="pt"
-    )
-    assert torch.equal(again["pixel_values"], inputs["pixel_values"])
-    assert torch.equal(again["input_ids"], inputs["input_ids"])
+    # Reloaded, or pickled across a process boundary: the same inputs.
+    for same in (load_processor(str(resaved)), pickle.loads(pickle.dumps(processor))):
+        again = same(**request)
+        assert torch.equal(again["pixel_values"], inputs["pixel_values"])
+        assert torch.equal(again["input_ids"], inputs["input_ids"])
 
 
 def test_mllama_keeps_the_processor_autoprocessor_gives(tiny_dir):

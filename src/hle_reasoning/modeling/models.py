@@ -230,11 +230,25 @@ def without_video_processor(processor_class: type) -> type:
     def to_dict(self) -> dict[str, Any]:
         return {**processor_class.to_dict(self), "processor_class": processor_class.__name__}
 
+    def __reduce__(self):  # pickled as the class it is made from, not by its (local) name
+        return _unpickle_without_video, (processor_class, self.__dict__)
+
     return type(
         processor_class.__name__,
         (processor_class,),
-        {"__init__": __init__, "to_dict": to_dict, "__module__": __name__},
+        {
+            "__init__": __init__,
+            "to_dict": to_dict,
+            "__reduce__": __reduce__,
+            "__module__": __name__,
+        },
     )
+
+
+def _unpickle_without_video(processor_class: type, state: dict[str, Any]):
+    processor = object.__new__(without_video_processor(processor_class))
+    processor.__dict__.update(state)
+    return processor
 
 
 def processor_class_of(name_or_path: str) -> type | None:
