@@ -238,10 +238,22 @@ needs_wheel = pytest.mark.skipif(
 
 @needs_wheel
 @pytest.mark.slow
-def test_smollm2_is_converted_once_to_a_checkpoint_with_the_same_outputs(tmp_path):
+def test_smollm2_is_converted_once_to_a_checkpoint_with_the_same_outputs(tmp_path, monkeypatch):
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
+    # The model the conversion reads from the GGUF file, kept to compare against (loading the
+    # GGUF a second time costs as much as the conversion).
+    read = AutoModelForCausalLM.from_pretrained
+    from_gguf = []
+
+    def keeping(*args, **kwargs):
+        model = read(*args, **kwargs)
+        if kwargs.get("gguf_file"):
+            from_gguf.append(model)
+        return model
+
+    monkeypatch.setattr(AutoModelForCausalLM, "from_pretrained", keeping)
     folder = packaged.convert("smollm2-135m-instruct", tmp_path)
     assert folder == tmp_path / "smollm2-135m-instruct"
     assert {"config.json", "model.safetensors", "tokenizer.json"} <= {
@@ -252,9 +264,10 @@ def test_smollm2_is_converted_once_to_a_checkpoint_with_the_same_outputs(tmp_pat
     assert packaged.convert("smollm2-135m-instruct", tmp_path) == folder
     assert (folder / "model.safetensors").stat().st_mtime_ns == stamp  # reused, not rewritten
 
-    source = packaged.gguf_path(packaged.PACKAGED["smollm2-135m-instruct"])
-    original = AutoModelForCausalLM.from_pretrained(
-        str(source.parent), gguf_file=source.name, dtype=torch.float32
+    (original,) = from_gguf  # read once: the second convert reused the folder
+    assert (
+        Path(original.name_or_path)
+        == packaged.gguf_path(packaged.PACKAGED["smollm2-135m-instruct"]).parent
     )
     converted = AutoModelForCausalLM.from_pretrained(folder, dtype=torch.float32)
     tokenizer = AutoTokenizer.from_pretrained(folder)
