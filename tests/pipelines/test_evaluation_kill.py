@@ -19,8 +19,14 @@ from tests.kedro_cli import kedro_run
 
 pytestmark = pytest.mark.slow
 
-# Small batches, so that the kill lands between the first stored batch and the last.
-EVALUATION = ["--pipelines", "evaluation", "--params", "evaluation.generation.batch_size=2"]
+# Small batches, so that the kill lands between the first stored batch and the last; short
+# answers (the tiny model never stops before its budget), so that the rerun is quick.
+EVALUATION = [
+    "--pipelines",
+    "evaluation",
+    "--params",
+    "evaluation.generation.batch_size=2,evaluation.generation.max_new_tokens=16",
+]
 VARIANTS = ("baseline", "finetuned")
 
 
