@@ -16,7 +16,7 @@ from functools import wraps
 
 from kedro.pipeline import Pipeline, node, pipeline
 
-from hle_reasoning.pipelines.evaluation import nodes
+from hle_reasoning.pipelines.evaluation import nodes, reporting
 
 VARIANTS = ("baseline", "finetuned")
 SHARED_INPUTS = {
@@ -102,7 +102,7 @@ def variant_pipeline(variant: str, with_adapter: bool) -> Pipeline:
                 name="score_answers_node",
             ),
             node(
-                _bind(nodes.publish_variant, variant),
+                _bind(reporting.publish_variant, variant),
                 inputs=[
                     "predictions",
                     "metrics_by_category",
@@ -154,7 +154,7 @@ def create_pipeline(**kwargs) -> Pipeline:
         [
             compare,
             node(
-                nodes.report_evaluation,
+                reporting.report_evaluation,
                 inputs=[
                     "baseline_metrics_by_category",
                     "finetuned_metrics_by_category",
