@@ -4,7 +4,8 @@ It serves ``POST /v1/chat/completions`` on 127.0.0.1 (never the network), record
 (headers, body and time), can fail the first requests with HTTP 500 (``fail_first``) or follow a
 ``plan`` for its first requests (an HTTP status, with ``Retry-After`` for ``(429, seconds)``, or
 ``"garbage"``: a 200 whose content is not a judgement), can answer every request with one
-status (``always``: 401, 404, ...), and otherwise answers with a judgement in the official
+status (``always``: 401, 404, ...) or only a model it does not serve (``models``: the served
+names; any other gets HTTP 404, as a real server answers), and otherwise answers with a judgement in the official
 structured format: ``correct`` is "yes" when the prompt's ``[correct_answer]`` is the response's
 answer line; or, with ``reply`` (a function of the request body), with what it returns: a fake
 answering server.
@@ -27,8 +28,10 @@ class FakeJudgeServer:
         plan: list[Any] | None = None,
         always: int | None = None,
         reply: Any = None,
+        models: set[str] | None = None,
     ) -> None:
         self.requests: list[dict[str, Any]] = []
+        self.models = models
         self.reply = reply
         self.fail_first = fail_first
         self.plan = list(plan or [])
@@ -53,6 +56,8 @@ class FakeJudgeServer:
                     )
                     failing = len(server.requests) <= server.fail_first
                     step = server.plan.pop(0) if server.plan else server.always
+                if server.models is not None and body.get("model") not in server.models:
+                    step = 404
                 if failing:
                     step = 500
                 if step == "garbage":

@@ -23,12 +23,14 @@ def preflight_problems(
     *,
     blocks: list[str] | None = None,
     judge_endpoint: Any = None,
+    answer_endpoints: Any = None,
 ) -> list[str]:
     """What would stop this run, found from config and environment alone (no downloads).
 
     ``blocks``: the parameter blocks the run reads (default: every block ``params`` holds), each
     parsed whole (types, unknown keys, ranges); ``judge_endpoint``: where an ``llm`` judge would
-    send requests (default: from the environment).
+    send requests (default: from the environment); ``answer_endpoints``: where ``openai``
+    variants and comparison models are asked (``None``: the run answers no question).
     """
     return preflight(
         params,
@@ -37,6 +39,7 @@ def preflight_problems(
         uses_device,
         blocks=blocks,
         judge_endpoint=judge_endpoint,
+        answer_endpoints=answer_endpoints,
     )[1]
 
 
@@ -48,6 +51,7 @@ def preflight(
     *,
     blocks: list[str] | None = None,
     judge_endpoint: Any = None,
+    answer_endpoints: Any = None,
 ) -> tuple[dict[str, Any], list[str]]:
     """The run's parameter blocks parsed (each once; a block with problems is left out) and
     every problem ``preflight_problems`` lists."""
@@ -109,6 +113,10 @@ def preflight(
     evaluation = parsed.get("evaluation")
     if evaluation is not None and evaluation.judge.kind == "llm":
         problems += judge_problems(evaluation.judge, judge_endpoint)
+    if evaluation is not None and answer_endpoints is not None:
+        from hle_reasoning.pipelines.evaluation.backends import answering_problems
+
+        problems += answering_problems(evaluation, answer_endpoints)
     return parsed, problems
 
 
@@ -166,6 +174,7 @@ class PreflightHook:
         uses_device = bool({"base_model", "params:model", "params:model.device"} & datasets)
         hle_source = _param(catalog, "params:hle_source") if "hle_questions" in datasets else None
         endpoint = _param(catalog, "judge_endpoint") if "judge_endpoint" in datasets else None
+        answers = _param(catalog, "answer_endpoints") if "answer_endpoints" in datasets else None
         parsed, problems = preflight(
             params,
             hle_source,
@@ -173,6 +182,7 @@ class PreflightHook:
             uses_device,
             blocks=blocks,
             judge_endpoint=endpoint,
+            answer_endpoints=answers,
         )
         self._blocks = {name: parsed[name] for name in blocks if name in parsed}
         problems += source_problems(hle_source)

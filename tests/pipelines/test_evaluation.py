@@ -101,6 +101,11 @@ def run_in_memory(tmp_path, questions, tiny_base, adapter, evaluation_params, mo
         catalog[f"{variant}.response_shards"] = JSONLinesShardsDataset(
             path=str(tmp_path / variant / "response_shards")
         )
+    for store in STORES:  # the comparison models' stores (evaluation.comparison_models)
+        kind = store.replace("previous_", "")
+        catalog[f"comparison_models_{store}"] = JSONLinesStore(
+            filepath=str(tmp_path / "comparison_models" / f"{kind}.jsonl")
+        )
     catalog["focus_test"] = questions
     catalog["base_model"] = tiny_base
     catalog["lora_adapter"] = adapter

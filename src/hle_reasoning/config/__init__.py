@@ -11,6 +11,7 @@ from hle_reasoning.config.distributed import DistributedConfig
 from hle_reasoning.config.evaluation import (
     AnsweringConfig,
     ComparisonConfig,
+    ComparisonModelConfig,
     EvaluationConfig,
     GenerationConfig,
     JudgeConfig,
@@ -37,6 +38,7 @@ __all__ = [
     "TINY",
     "CheckpointsConfig",
     "ComparisonConfig",
+    "ComparisonModelConfig",
     "ConfigError",
     "DataProcessingConfig",
     "EvaluationConfig",

@@ -189,6 +189,44 @@ class AnsweringConfig(Block):
 
 
 @dataclass(frozen=True, kw_only=True)
+class ComparisonModelConfig(Block):
+    """A model measured beside the study's variants (``evaluation.comparison_models[]``).
+
+    ``name`` is its Table 1 label (and its name in the ``answer_endpoints`` credentials and the
+    ``HLE_ANSWER_<NAME>_*`` variables); ``model`` and ``base_url`` name the served model and the
+    OpenAI-compatible server (credentials or environment may override them and hold the key).
+    ``text_only``: the model takes no images, so it answers (and is compared on) the test
+    questions without one, as the HLE paper evaluates text-only models. ``concurrency``,
+    ``max_retries`` and ``timeout_s`` as in :class:`AnsweringConfig`, with its defaults.
+    """
+
+    PATH = "evaluation.comparison_models[]"
+    name: str = field(metadata=check(lambda v: v.strip() != "", "give the Table 1 label"))
+    model: str | None = None
+    base_url: str | None = None
+    text_only: bool = False
+    concurrency: int = field(default=AnsweringConfig.concurrency, metadata=_INT1)
+    max_retries: int = field(
+        default=AnsweringConfig.max_retries, metadata=at_least(0, "an integer")
+    )
+    timeout_s: float = field(
+        default=AnsweringConfig.timeout_s, metadata=check(lambda v: v > 0, "set it > 0")
+    )
+
+    @property
+    def answering(self) -> AnsweringConfig:
+        """The ``openai`` answering block this model is asked with."""
+        return AnsweringConfig(
+            backend="openai",
+            model=self.model,
+            base_url=self.base_url,
+            concurrency=self.concurrency,
+            max_retries=self.max_retries,
+            timeout_s=self.timeout_s,
+        )
+
+
+@dataclass(frozen=True, kw_only=True)
 class EvaluationConfig(Block):
     """The whole ``evaluation`` block."""
 
@@ -200,4 +238,19 @@ class EvaluationConfig(Block):
     judge: JudgeConfig = field(default_factory=JudgeConfig)
     metrics: MetricsConfig = field(default_factory=MetricsConfig)
     comparison: ComparisonConfig = field(default_factory=ComparisonConfig)
+    comparison_models: tuple[ComparisonModelConfig, ...] = ()
     report: ReportConfig
+
+    def cross_checks(self) -> list[str]:
+        from hle_reasoning.hle.formatting import slug
+
+        problems, seen = [], {slug(v): f"evaluation.answering.{v}" for v in self.answering}
+        for i, entry in enumerate(self.comparison_models):
+            where = f"evaluation.comparison_models[{i}].name"
+            if slug(entry.name) in seen:
+                problems.append(
+                    f"{where} is {entry.name!r}, which names the same thing as {seen[slug(entry.name)]} "
+                    "(names are compared in lower case, punctuation as _): give each model its own name"
+                )
+            seen[slug(entry.name)] = where
+        return problems

@@ -93,13 +93,19 @@ class EndpointAnswerer:
     """Asks one OpenAI-compatible endpoint HLE's questions."""
 
     def __init__(
-        self, endpoint: Endpoint, config: GenerationConfig, answering: AnsweringConfig
+        self,
+        endpoint: Endpoint,
+        config: GenerationConfig,
+        answering: AnsweringConfig,
+        *,
+        parameter: str = "evaluation.answering.<variant>",
     ) -> None:
         from openai import OpenAI
 
         self.endpoint = endpoint
         self.config = config
         self.answering = answering
+        self.parameter = parameter  # the block that set model and base_url, for error messages
         self._client = OpenAI(
             api_key=endpoint.api_key or "EMPTY",  # local servers ignore the key
             base_url=endpoint.base_url,
@@ -204,7 +210,7 @@ class EndpointAnswerer:
             "conf/local/credentials.yml",
             403: f"the API key may not use {model!r}: use a key with access to it",
             404: f"the server does not serve {model!r} (or the base URL is wrong): check "
-            "evaluation.answering.<variant>.model and .base_url against the server's /v1/models",
+            f"{self.parameter}.model and .base_url against the server's /v1/models",
             400: f"the server refused the request for {model!r}: check that it takes chat "
             "messages (with images for image questions) and evaluation.generation.max_new_tokens",
         }

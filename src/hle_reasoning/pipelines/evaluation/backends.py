@@ -5,7 +5,13 @@ from __future__ import annotations
 import logging
 from typing import Any
 
-from hle_reasoning.config import AnsweringConfig, ConfigError, GenerationConfig, parse_or_raise
+from hle_reasoning.config import (
+    AnsweringConfig,
+    ConfigError,
+    EvaluationConfig,
+    GenerationConfig,
+    parse_or_raise,
+)
 from hle_reasoning.datasets.endpoints import AnswerEndpoints, env_prefix
 from hle_reasoning.modeling import serving
 
@@ -20,24 +26,66 @@ def answering_for(answering_config: dict[str, Any] | None, variant: str) -> Answ
     return parse_or_raise(AnsweringConfig, params, f"evaluation.answering.{variant}")
 
 
-def served_endpoint(
-    answering: AnsweringConfig, endpoints: AnswerEndpoints, name: str
-) -> serving.Endpoint:
-    """The server and model that answer ``name``: credentials/environment first, then conf."""
+def endpoint_problems(
+    answering: AnsweringConfig, endpoints: AnswerEndpoints, name: str, parameter: str
+) -> list[str]:
+    """What the ``openai`` answering of ``name`` lacks (a server, a served model), each naming
+    ``parameter.<field>``, the variable that may set it instead, and what to set."""
     found = endpoints.endpoint(name)
-    base_url, model = found.base_url or answering.base_url, found.model or answering.model
-    problems = [
-        f"evaluation.answering.{name}.{what} is not set (nor {env_prefix(name)}{what.upper()}): "
-        f"{hint}"
+    return [
+        f"{parameter}.{what} is not set (nor {env_prefix(name)}{what.upper()}): {hint}"
         for what, value, hint in (
-            ("base_url", base_url, "give the server's URL, e.g. http://127.0.0.1:8000/v1"),
-            ("model", model, "give the served model's name, as the server's /v1/models lists it"),
+            (
+                "base_url",
+                found.base_url or answering.base_url,
+                "give the server's URL, e.g. http://127.0.0.1:8000/v1",
+            ),
+            (
+                "model",
+                found.model or answering.model,
+                "give the served model's name, as the server's /v1/models lists it",
+            ),
         )
         if not value
     ]
+
+
+def answering_problems(
+    evaluation: EvaluationConfig, endpoints: AnswerEndpoints | None
+) -> list[str]:
+    """Every ``openai`` variant and comparison model without a server or a model (the
+    preflight's check: before any node runs)."""
+    endpoints = endpoints or AnswerEndpoints()
+    problems = []
+    for variant, answering in evaluation.answering.items():
+        if answering.backend == "openai":
+            where = f"evaluation.answering.{variant}"
+            found = endpoint_problems(answering, endpoints, variant, where)
+            problems += [f"{variant} is answered by the openai backend, but {p}" for p in found]
+    for i, entry in enumerate(evaluation.comparison_models):
+        where = f"evaluation.comparison_models[{i}]"
+        found = endpoint_problems(entry.answering, endpoints, entry.name, where)
+        problems += [f"comparison model {entry.name!r}: {p}" for p in found]
+    return problems
+
+
+def served_endpoint(
+    answering: AnsweringConfig,
+    endpoints: AnswerEndpoints,
+    name: str,
+    parameter: str | None = None,
+) -> serving.Endpoint:
+    """The server and model that answer ``name``: credentials/environment first, then conf."""
+    parameter = parameter or f"evaluation.answering.{name}"
+    problems = endpoint_problems(answering, endpoints, name, parameter)
     if problems:
         raise ConfigError(problems, header=f"{name} is answered by the openai backend, but:")
-    return serving.Endpoint(base_url=base_url, model=model, api_key=found.api_key)
+    found = endpoints.endpoint(name)
+    return serving.Endpoint(
+        base_url=found.base_url or answering.base_url,
+        model=found.model or answering.model,
+        api_key=found.api_key,
+    )
 
 
 def served_answerer(

@@ -139,32 +139,55 @@ def judge_responses(
     variant: str = "",
 ) -> Iterator[pd.DataFrame]:
     """Judge every response with the configured judge (``rules`` or ``llm``), reusing stored verdicts."""
-    judge = judge_config
-    kind, settings = judge.kind, judge.llm
-    llm = None
-    if kind == "llm":
-        llm = LLMJudge(
-            model=judge.model_used(judge_endpoint.model),
-            base_url=judge_endpoint.base_url or settings.base_url,
-            api_key=judge_endpoint.api_key,
-            max_retries=settings.max_retries,
-            timeout_s=settings.timeout_s,
-            max_completion_tokens=settings.max_completion_tokens,
-        )
-        logger.info(
-            "%s: judging with %r (key from %s)", variant, llm, judge_endpoint.api_key_source
-        )
     yield from first_replacing(
-        verdicts.judge_table(
+        verdict_stream(
             questions,
             responses,
             previous_verdicts,
-            judge=kind,
-            rules=judge.rules,
-            llm=llm,
-            workers=settings.workers,
-            description=f"{variant} verdicts",
+            judge_config,
+            llm_judge(judge_config, judge_endpoint, variant),
+            variant,
         )
+    )
+
+
+def llm_judge(
+    judge_config: JudgeConfig, judge_endpoint: JudgeEndpoint, variant: str
+) -> LLMJudge | None:
+    """The LLM judge of ``evaluation.judge`` on its endpoint (``None`` for the rules judge)."""
+    judge, settings = judge_config, judge_config.llm
+    if judge.kind != "llm":
+        return None
+    llm = LLMJudge(
+        model=judge.model_used(judge_endpoint.model),
+        base_url=judge_endpoint.base_url or settings.base_url,
+        api_key=judge_endpoint.api_key,
+        max_retries=settings.max_retries,
+        timeout_s=settings.timeout_s,
+        max_completion_tokens=settings.max_completion_tokens,
+    )
+    logger.info("%s: judging with %r (key from %s)", variant, llm, judge_endpoint.api_key_source)
+    return llm
+
+
+def verdict_stream(
+    questions: pd.DataFrame,
+    responses: pd.DataFrame,
+    previous_verdicts: pd.DataFrame,
+    judge_config: JudgeConfig,
+    llm: LLMJudge | None,
+    variant: str,
+) -> Iterator[pd.DataFrame]:
+    """``judge_table`` with the configured judge: the reusable stored verdicts, then new ones."""
+    return verdicts.judge_table(
+        questions,
+        responses,
+        previous_verdicts,
+        judge=judge_config.kind,
+        rules=judge_config.rules,
+        llm=llm,
+        workers=judge_config.llm.workers,
+        description=f"{variant} verdicts",
     )
 
 

@@ -8,6 +8,10 @@ prefixed with its namespace (``baseline.predictions``, ``finetuned.predictions``
 per-category figures that the report combines (``baseline_metrics_by_category``, ...). Then
 ``compare_variants`` pairs both variants' predictions (McNemar, Newcombe's interval, the
 calibration bootstrap) and ``report_evaluation`` writes Table 1 and the report.
+
+The comparison models (``evaluation.comparison_models``, none by default) answer, are judged,
+scored and compared with the fine-tuned variant by one node of each kind
+(``comparison_models_pipeline``), their rows measured beside the variants' in Table 1.
 """
 
 import inspect
@@ -16,7 +20,7 @@ from functools import wraps
 
 from kedro.pipeline import Pipeline, node, pipeline
 
-from hle_reasoning.pipelines.evaluation import nodes, reporting
+from hle_reasoning.pipelines.evaluation import comparison_models, nodes, reporting
 
 VARIANTS = ("baseline", "finetuned")
 SHARED_INPUTS = {
@@ -120,6 +124,68 @@ def variant_pipeline(variant: str, with_adapter: bool) -> Pipeline:
     )
 
 
+def comparison_models_pipeline() -> list:
+    """The nodes of ``evaluation.comparison_models``: one node of each kind for every model,
+    one store per table keyed by ``variant`` (``comparison_models`` module)."""
+    models = "params:evaluation.comparison_models"
+    with warnings.catch_warnings():
+        warnings.filterwarnings(
+            "ignore", message="One or more dataset names contain '.'", category=UserWarning
+        )
+        compare = node(
+            comparison_models.compare_comparison_models,
+            inputs=[
+                "finetuned.predictions",
+                "comparison_models_predictions",
+                "comparison_models_metrics_by_category",
+                "params:evaluation",
+            ],
+            outputs=["comparison_models_comparison", "comparison_models_mlflow_metrics"],
+            name="compare_comparison_models_node",
+        )
+    return [
+        node(
+            comparison_models.answer_comparison_models,
+            inputs=[
+                "test_questions",
+                "comparison_models_previous_responses",
+                "params:evaluation.generation",
+                models,
+                "answer_endpoints",
+            ],
+            outputs="comparison_models_responses",
+            name="answer_comparison_models_node",
+        ),
+        node(
+            comparison_models.judge_comparison_models,
+            inputs=[
+                "test_questions",
+                "comparison_models_responses",
+                "comparison_models_previous_verdicts",
+                "judge_endpoint",
+                "params:evaluation.judge",
+                models,
+            ],
+            outputs="comparison_models_verdicts",
+            name="judge_comparison_models_node",
+        ),
+        node(
+            comparison_models.score_comparison_models,
+            inputs=[
+                "test_questions",
+                "comparison_models_responses",
+                "comparison_models_verdicts",
+                "params:evaluation.metrics",
+                "params:evaluation.judge",
+                models,
+            ],
+            outputs=["comparison_models_predictions", "comparison_models_metrics_by_category"],
+            name="score_comparison_models_node",
+        ),
+        compare,
+    ]
+
+
 def create_pipeline(**kwargs) -> Pipeline:
     variants = [
         pipeline(
@@ -153,6 +219,7 @@ def create_pipeline(**kwargs) -> Pipeline:
     report = pipeline(
         [
             compare,
+            *comparison_models_pipeline(),
             node(
                 reporting.report_evaluation,
                 inputs=[
@@ -163,6 +230,8 @@ def create_pipeline(**kwargs) -> Pipeline:
                     "judge_endpoint",
                     "comparison",
                     "test_subset",
+                    "comparison_models_metrics_by_category",
+                    "comparison_models_comparison",
                 ],
                 outputs=["table_1", "metrics_by_category", "evaluation_report"],
                 name="report_evaluation_node",

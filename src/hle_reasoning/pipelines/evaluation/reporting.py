@@ -14,7 +14,9 @@ from hle_reasoning.datasets.evaluation import JudgeEndpoint
 from hle_reasoning.hle.formatting import slug
 from hle_reasoning.hle.judge import table as verdicts
 from hle_reasoning.hle.scoring import report
+from hle_reasoning.hle.scoring.comparison_models import comparison_models_section
 from hle_reasoning.hle.scoring.metrics import small_sample_note
+from hle_reasoning.pipelines.evaluation.comparison_models import rows_of
 from hle_reasoning.summaries import VariantRun
 
 
@@ -124,9 +126,12 @@ def report_evaluation(
     judge_endpoint: JudgeEndpoint,
     paired_comparison: pd.DataFrame | None = None,
     test_subset: dict[str, Any] | None = None,
+    comparison_models_metrics: pd.DataFrame | None = None,
+    comparison_models_comparison: pd.DataFrame | None = None,
 ) -> tuple[pd.DataFrame, pd.DataFrame, str]:
-    """Table 1 (paper rows, both measured variants, their paired difference), the per-category
-    table, the report; a text-only model's rows and report say they cover the text-only subset."""
+    """Table 1 (paper rows, both measured variants, their paired difference, the comparison
+    models measured here), the per-category table, the report; a text-only model's rows and
+    report say they cover the text-only subset."""
     evaluation = evaluation_config
     report_config, beta = evaluation.report, evaluation.metrics.beta
     subset_note = (test_subset or {}).get("note", "")
@@ -146,6 +151,18 @@ def report_evaluation(
         if note:
             notes.append(f"{label}: {note}.")
         notes += _judging_notes(label, overall)
+    sections = _comparison_parts(paired_comparison, evaluation)
+    if evaluation.comparison_models:
+        rows, others, other_notes = _comparison_model_rows(
+            evaluation, comparison_models_metrics, comparison_models_comparison
+        )
+        measured, frames, notes = measured + rows, frames + others, notes + other_notes
+        section = comparison_models_section(
+            comparison_models_comparison,
+            finetuned_label=report_config.label("finetuned", model_name_or_path),
+            confidence_level=evaluation.comparison.confidence_level,
+        )
+        sections["comparison"] = "\n\n".join(filter(None, [sections.get("comparison"), section]))
     table = report.table_1([row.to_dict() for row in report_config.paper_rows], measured)
     by_category = pd.concat(frames, ignore_index=True)
     by_category = by_category[["variant", *[c for c in by_category.columns if c != "variant"]]]
@@ -159,9 +176,41 @@ def report_evaluation(
         p=evaluation.metrics.p,
         notes=notes,
         diagrams=[f"{v}_reliability_diagram.png" for v in ("baseline", "finetuned")],
-        **_comparison_parts(paired_comparison, evaluation),
+        **sections,
     )
     return table, by_category, markdown
+
+
+def _comparison_model_rows(
+    evaluation: EvaluationConfig, metrics: pd.DataFrame, comparison: pd.DataFrame
+) -> tuple[list[dict[str, Any]], list[pd.DataFrame], list[str]]:
+    """The comparison models' Table 1 rows, per-category figures and notes."""
+    beta = evaluation.metrics.beta
+    rows, frames = [], []
+    notes = [
+        "Rows measured here (source: measured) answered the same test questions with the same "
+        "prompt, judge and scoring code; the paper's rows are copied from the paper and were "
+        "measured on a different question set (the whole release)."
+    ]
+    for entry in evaluation.comparison_models:
+        frame = rows_of(metrics, entry.name)
+        overall = frame.iloc[0].to_dict()
+        paired = comparison[
+            (comparison["model"] == entry.name) & (comparison["category"] == "All")
+        ].iloc[0]
+        asked = int(paired["n"]) + int(paired["unpaired"])
+        note = (
+            f"{asked} of {int(paired['finetuned_questions'])} test questions: text-only subset"
+            if entry.text_only
+            else ""
+        )
+        rows.append({**overall, "model": entry.name, "variant": entry.name, "note": note})
+        frames.append(frame.assign(variant=entry.name))
+        small = small_sample_note(int(overall["judged"]), beta)
+        if small:
+            notes.append(f"{entry.name}: {small}.")
+        notes += _judging_notes(entry.name, overall)
+    return rows, frames, notes
 
 
 def _comparison_parts(
