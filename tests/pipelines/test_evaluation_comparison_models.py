@@ -154,6 +154,7 @@ def test_comparison_models_are_measured_compared_and_resumed(
     assert stored.load()["variant"].value_counts().to_dict() == {"GPT-4o": 12, "DeepSeek-R1": 9}
 
 
+@pytest.mark.slow
 def test_no_comparison_model_adds_nothing_to_the_report(
     tmp_path, server, questions, tiny_base, evaluation_params, model_params
 ):
