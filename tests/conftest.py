@@ -66,6 +66,31 @@ def project_copy(tmp_path: Path) -> Path:
     return make_project_copy(tmp_path / "project")
 
 
+@pytest.fixture(scope="session")
+def _trained_project(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A project copy after ``kedro run --pipelines data_processing,training`` with one GRPO step:
+    made once per session for the tests that start at the evaluation."""
+    from tests.kedro_cli import kedro_run
+
+    project = make_project_copy(tmp_path_factory.mktemp("trained") / "project")
+    prepared = kedro_run(
+        project, "--pipelines", "data_processing,training", "--params", "training.max_steps=1"
+    )
+    assert prepared.returncode == 0, (prepared.stdout + prepared.stderr)[-3000:]
+    return project
+
+
+@pytest.fixture
+def trained_project_copy(_trained_project: Path, tmp_path: Path) -> Path:
+    """A fresh copy of the trained project (split, base model, adapter), without its MLflow
+    record: what a test's evaluation runs write is its own."""
+    project = tmp_path / "project"
+    shutil.copytree(
+        _trained_project, project, ignore=shutil.ignore_patterns("mlflow.db", "mlruns", ".viz")
+    )
+    return project
+
+
 def put_blocks(catalog: Any, pipe: Any, **blocks: Any) -> None:
     """The parsed ``blocks`` under every ``params:`` name ``pipe`` reads, as the preflight hook
     hands them to the nodes of a ``kedro run``."""

@@ -44,26 +44,24 @@ def stored(project: Path, variant: str) -> list[dict]:
     return rows
 
 
-def test_a_killed_evaluation_resumes_without_asking_a_stored_question_again(project_copy):
-    prepared = kedro_run(
-        project_copy, "--pipelines", "data_processing,training", "--params", "training.max_steps=1"
+def test_a_killed_evaluation_resumes_without_asking_a_stored_question_again(trained_project_copy):
+    questions = pd.read_parquet(
+        trained_project_copy / "data" / "05_model_input" / "focus_test.parquet"
     )
-    assert prepared.returncode == 0, (prepared.stdout + prepared.stderr)[-3000:]
-    questions = pd.read_parquet(project_copy / "data" / "05_model_input" / "focus_test.parquet")
     ids = sorted(questions["id"].astype(str))
 
     env = {**os.environ, "KEDRO_DISABLE_TELEMETRY": "1", "HF_HUB_OFFLINE": "1", "COLUMNS": "200"}
     kedro = Path(sys.executable).with_name("kedro")
     process = subprocess.Popen(
         [str(kedro), "run", *EVALUATION],
-        cwd=project_copy,
+        cwd=trained_project_copy,
         env=env,
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
     )
     try:
         deadline = time.monotonic() + 300
-        while not any(stored(project_copy, v) for v in VARIANTS):
+        while not any(stored(trained_project_copy, v) for v in VARIANTS):
             assert process.poll() is None, "the run ended before it stored an answer"
             assert time.monotonic() < deadline, "no answer was stored within 300 s"
             time.sleep(0.05)
@@ -75,12 +73,12 @@ def test_a_killed_evaluation_resumes_without_asking_a_stored_question_again(proj
             process.wait(timeout=30)
     assert process.returncode == -signal.SIGKILL
 
-    before = {v: stored(project_copy, v) for v in VARIANTS}
+    before = {v: stored(trained_project_copy, v) for v in VARIANTS}
     first = next(v for v in VARIANTS if before[v])
     assert 0 < len(before[first]) < len(ids)  # killed while the first variant was answering
     assert not any(before[v] for v in VARIANTS if v != first)  # the other had not started
 
-    rerun = kedro_run(project_copy, *EVALUATION)
+    rerun = kedro_run(trained_project_copy, *EVALUATION)
     output = rerun.stdout + rerun.stderr
     assert rerun.returncode == 0, output[-3000:]
     for variant in VARIANTS:
@@ -92,11 +90,13 @@ def test_a_killed_evaluation_resumes_without_asking_a_stored_question_again(proj
         )
         assert message, output[-3000:]
         assert (int(message[1]), int(message[2])) == (done, len(ids) - done)
-        after = stored(project_copy, variant)
+        after = stored(trained_project_copy, variant)
         assert sorted(row["id"] for row in after) == ids  # every question exactly once
         # The answers stored before the kill are kept as they were (their timing included),
         # not generated again.
         by_id = {row["id"]: row for row in after}
         assert all(by_id[row["id"]] == row for row in before[variant])
-    predictions = pd.read_csv(project_copy / "data" / "07_model_output" / first / "predictions.csv")
+    predictions = pd.read_csv(
+        trained_project_copy / "data" / "07_model_output" / first / "predictions.csv"
+    )
     assert sorted(predictions["id"].astype(str)) == ids

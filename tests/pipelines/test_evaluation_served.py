@@ -50,20 +50,22 @@ def served_evaluation(base_url: str, model: str) -> list[str]:
     return ["--pipelines", "evaluation", "--params", params]
 
 
-def test_a_variant_answered_by_transformers_serve_is_stored_resumed_and_compared(project_copy):
-    prepared = kedro_run(
-        project_copy, "--pipelines", "data_processing,training", "--params", "training.max_steps=1"
-    )
-    assert prepared.returncode == 0, (prepared.stdout + prepared.stderr)[-3000:]
-    model = str((project_copy / "data" / "06_models" / "base_model").resolve())
+def test_a_variant_answered_by_transformers_serve_is_stored_resumed_and_compared(
+    trained_project_copy,
+):
+    model = str((trained_project_copy / "data" / "06_models" / "base_model").resolve())
     ids = sorted(
-        pd.read_parquet(project_copy / "data" / "05_model_input" / "focus_test.parquet")["id"]
+        pd.read_parquet(trained_project_copy / "data" / "05_model_input" / "focus_test.parquet")[
+            "id"
+        ]
         .astype(str)
         .tolist()
     )
     port = free_port()
     command = [str(TRANSFORMERS), "serve", model, "--device", "cpu", "--host", "127.0.0.1"]
-    with server([*command, "--port", str(port)], project_copy, port, "/health", timeout=180):
+    with server(
+        [*command, "--port", str(port)], trained_project_copy, port, "/health", timeout=180
+    ):
         base_url = f"http://127.0.0.1:{port}/v1"
         args = served_evaluation(base_url, model)
 
@@ -72,14 +74,14 @@ def test_a_variant_answered_by_transformers_serve_is_stored_resumed_and_compared
         kedro = Path(sys.executable).with_name("kedro")
         process = subprocess.Popen(
             [str(kedro), "run", *args],
-            cwd=project_copy,
+            cwd=trained_project_copy,
             env=env,
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
         )
         try:
             deadline = time.monotonic() + 300
-            while len(stored(project_copy, "baseline")) < 3:
+            while len(stored(trained_project_copy, "baseline")) < 3:
                 assert process.poll() is None, "the run ended before it stored 3 answers"
                 assert time.monotonic() < deadline, "no answers were stored within 300 s"
                 time.sleep(0.05)
@@ -89,10 +91,10 @@ def test_a_variant_answered_by_transformers_serve_is_stored_resumed_and_compared
             if process.poll() is None:
                 process.kill()
                 process.wait(timeout=30)
-        before = stored(project_copy, "baseline")
+        before = stored(trained_project_copy, "baseline")
         assert 3 <= len(before) < len(ids)
 
-        rerun = kedro_run(project_copy, *args, timeout=900)
+        rerun = kedro_run(trained_project_copy, *args, timeout=900)
         output = rerun.stdout + rerun.stderr
         assert rerun.returncode == 0, output[-3000:]
     message = re.search(
@@ -100,23 +102,23 @@ def test_a_variant_answered_by_transformers_serve_is_stored_resumed_and_compared
     )
     assert message, output[-3000:]
     assert (int(message[1]), int(message[2])) == (len(before), len(ids) - len(before))
-    after = stored(project_copy, "baseline")
+    after = stored(trained_project_copy, "baseline")
     assert sorted(row["id"] for row in after) == ids  # every question exactly once
     by_id = {row["id"]: row for row in after}
     assert all(by_id[row["id"]] == row for row in before)  # not asked again
     assert {row["answered_by"] for row in after} == {f"openai:{model}"}
     assert all(row["response_tokens"] == 16 and not row["finished"] for row in after)
     assert all(row["response"] for row in after)
-    local = stored(project_copy, "finetuned")
+    local = stored(trained_project_copy, "finetuned")
     assert {row["answered_by"] for row in local} == {"local"}
     assert {row["generation_key"] for row in local}.isdisjoint({r["generation_key"] for r in after})
 
     # The paired comparison of the served baseline against the local fine-tuned model.
-    comparison = pd.read_csv(project_copy / "data" / "08_reporting" / "comparison.csv")
+    comparison = pd.read_csv(trained_project_copy / "data" / "08_reporting" / "comparison.csv")
     overall = comparison.iloc[0]
     assert overall["category"] == "All"
     assert (int(overall["n"]), int(overall["unpaired"])) == (len(ids), 0)
     assert (
         "Baseline against fine-tuned"
-        in (project_copy / "data" / "08_reporting" / "evaluation_report.md").read_text()
+        in (trained_project_copy / "data" / "08_reporting" / "evaluation_report.md").read_text()
     )
