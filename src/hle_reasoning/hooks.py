@@ -1,4 +1,4 @@
-"""Project hooks: tag MLflow runs with the git commit; close every run with a short summary;
+"""Project hooks: tag MLflow runs with the git commit and the experiment with its view; close every run with a short summary;
 serve machine 0 from the other machines. The preflight hook is in ``hle_reasoning.preflight``."""
 
 from __future__ import annotations
@@ -42,20 +42,25 @@ def git_state(path: Path) -> dict[str, str]:
     }
 
 
-class GitCommitHook:
-    """Sets ``mlflow.source.git.commit`` (shown by the MLflow UI), ``git_commit`` and ``git_dirty``.
+class TrackingTagsHook:
+    """At the first node of a tracked run: the run's git tags (``mlflow.source.git.commit``, shown
+    by the MLflow UI, ``git_commit``, ``git_dirty``) and the experiment's tags.
 
-    kedro-mlflow starts the run in its own ``before_pipeline_run``; tagging at the first node
-    guarantees the run exists whatever order the hooks run in.
+    The experiment's tags are those ``conf/base/mlflow.yml`` gives kedro-mlflow for a new
+    experiment (``create_experiment_kwargs.tags``: the experiment kind, the saved runs-table
+    view); kedro-mlflow sets them only when it creates the experiment, so an experiment made
+    before a tag was added gets it here. kedro-mlflow starts the run in its own
+    ``before_pipeline_run``; tagging at the first node guarantees the run exists whatever order
+    the hooks run in.
     """
 
     def __init__(self) -> None:
-        self._project_path: Path | None = None
+        self._context: Any = None
         self._tagged_run: str | None = None
 
     @hook_impl
     def after_context_created(self, context: Any) -> None:
-        self._project_path = Path(context.project_path)
+        self._context = context
 
     @hook_impl
     def before_node_run(
@@ -64,10 +69,24 @@ class GitCommitHook:
         import mlflow  # kedro-mlflow has imported it by now; not at start-up
 
         run = mlflow.active_run()
-        if run is None or run.info.run_id == self._tagged_run or self._project_path is None:
+        if run is None or run.info.run_id == self._tagged_run or self._context is None:
             return
-        tracking.set_tags(git_state(self._project_path))
+        tracking.set_tags(git_state(Path(self._context.project_path)))
+        try:
+            tracking.set_experiment_tags(experiment_tags(self._context))
+        except Exception as error:  # the UI's presets are not worth a run
+            logger.warning("Could not tag the MLflow experiment (%s); the run goes on", error)
         self._tagged_run = run.info.run_id
+
+
+def experiment_tags(context: Any) -> dict[str, str]:
+    """The experiment tags of ``mlflow.yml`` (kedro-mlflow's configuration on the context)."""
+    config = getattr(context, "mlflow", None)
+    try:
+        tags = config.tracking.experiment.create_experiment_kwargs.tags
+    except AttributeError:  # kedro-mlflow not set up (tracking disabled)
+        return {}
+    return {str(k): str(v) for k, v in (tags or {}).items()}
 
 
 class ReleaseRunHook:
@@ -160,7 +179,7 @@ class StudySummaryHook:
             lines += headline
         lines += [
             "Compare runs:  mlflow ui --backend-store-uri sqlite:///mlflow.db   "
-            f"(then {runs_table_url(self._mlflow_experiment)})",
+            f"(then {runs_table_url(self._mlflow_experiment, _saved_view(self._mlflow_experiment))})",
             "See the graph: kedro viz run",
         ]
         click.echo("\n".join(["", *lines, ""]))
@@ -192,12 +211,29 @@ def _filepath(catalog: Any, name: str) -> Path | None:
         return path
 
 
-def runs_table_url(experiment_id: str | None, ui: str = "http://127.0.0.1:5000") -> str:
-    """The MLflow UI's runs table of the experiment: MLflow 3.17 opens every experiment on its
-    GenAI pages unless the address asks for the model-training view (``workflowType``)."""
+def runs_table_url(
+    experiment_id: str | None, view: str | None = None, ui: str = "http://127.0.0.1:5000"
+) -> str:
+    """The MLflow UI's runs table of the experiment, in its model-training view
+    (``workflowType``; MLflow 3.17 opens every experiment on its GenAI pages otherwise) and with
+    the saved view ``view`` (the experiment's columns, ``tracking.SAVED_VIEW_TAG_PREFIX``)."""
     if experiment_id is None:
         return ui
-    return f"{ui}/#/experiments/{experiment_id}?workflowType=machine_learning"
+    query = "workflowType=machine_learning" + (f"&viewStateShareKey={view}" if view else "")
+    return f"{ui}/#/experiments/{experiment_id}/runs?{query}"
+
+
+def _saved_view(experiment_id: str | None) -> str | None:
+    """The experiment's saved runs-table view (None without one, or when MLflow cannot say)."""
+    if experiment_id is None:
+        return None
+    import mlflow
+
+    try:
+        tags = mlflow.MlflowClient().get_experiment(experiment_id).tags
+    except Exception:  # the link without the view still opens the runs table
+        return None
+    return tracking.saved_view_key(tags)
 
 
 def _duration(seconds: float) -> str:

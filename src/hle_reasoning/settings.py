@@ -5,9 +5,9 @@ import warnings
 from hle_reasoning import quiet
 from hle_reasoning.context import ProjectContext
 from hle_reasoning.hooks import (
-    GitCommitHook,
     ReleaseRunHook,
     StudySummaryHook,
+    TrackingTagsHook,
     WorkerMachineHook,
 )
 from hle_reasoning.preflight import PreflightHook
@@ -20,7 +20,7 @@ quiet.install()
 _PREFLIGHT = PreflightHook()  # machine 0's WorkerMachineHook takes the block it parsed
 HOOKS = (
     _PREFLIGHT,
-    GitCommitHook(),
+    TrackingTagsHook(),
     StudySummaryHook(),
     WorkerMachineHook(_PREFLIGHT),
     ReleaseRunHook(),

@@ -21,6 +21,9 @@ from typing import Any
 MAX_PARAM_LENGTH = 6000
 # The tag that says why a run that did not finish ended (an interrupt, or the error's first line).
 ENDED_BY_TAG = "hle_reasoning.ended_by"
+# MLflow's experiment tags that hold a saved runs-table view (columns, sorting); the UI opens one
+# with ``?viewStateShareKey=<the rest of the tag's name>``.
+SAVED_VIEW_TAG_PREFIX = "mlflow.sharedViewState."
 
 
 def metric_value(value: Any) -> float:
@@ -97,6 +100,28 @@ def set_tags(tags: Mapping[str, Any]) -> None:
     """``tags`` on the active run, as text."""
     if tags and active():
         _mlflow().set_tags({k: str(v) for k, v in tags.items()})
+
+
+def set_experiment_tags(tags: Mapping[str, Any]) -> dict[str, str]:
+    """``tags`` on the active run's experiment (only those it lacks or holds with another value);
+    the experiment's tags afterwards ({} without an active run)."""
+    if not active():
+        return {}
+    mlflow = _mlflow()
+    client = mlflow.MlflowClient()
+    experiment_id = mlflow.active_run().info.experiment_id
+    current = dict(client.get_experiment(experiment_id).tags)
+    for key, value in tags.items():
+        if current.get(key) != str(value):
+            client.set_experiment_tag(experiment_id, key, str(value))
+            current[key] = str(value)
+    return current
+
+
+def saved_view_key(experiment_tags: Mapping[str, str]) -> str | None:
+    """The first saved runs-table view among ``experiment_tags`` (its ``viewStateShareKey``)."""
+    keys = sorted(k for k in experiment_tags if k.startswith(SAVED_VIEW_TAG_PREFIX))
+    return keys[0].removeprefix(SAVED_VIEW_TAG_PREFIX) if keys else None
 
 
 def log_artifact(name: str, content: Any, artifact_path: str | None = None) -> None:

@@ -315,6 +315,10 @@ class MlflowChildRunDataset(AbstractDataset[VariantRun | dict, None]):
           type: hle_reasoning.datasets.MlflowChildRunDataset
           run_name: "{variant}"
           tags: {variant: "{variant}"}
+          leading_metrics: [accuracy]
+
+    ``leading_metrics`` are logged first, the rest in the payload's order: MLflow keeps the
+    order, and its compare view plots the first metric the compared runs share.
     """
 
     INHERITED_TAGS = ("mlflow.source.git.commit", "git_commit", "git_dirty")
@@ -325,9 +329,11 @@ class MlflowChildRunDataset(AbstractDataset[VariantRun | dict, None]):
         run_name: str,
         tags: dict[str, str] | None = None,
         artifact_path: str | None = None,
+        leading_metrics: list[str] | None = None,
         metadata: dict[str, Any] | None = None,
     ) -> None:
         self._run_name = run_name
+        self._leading_metrics = list(leading_metrics or [])
         self._tags = dict(tags or {})
         self._artifact_path = artifact_path
         self.metadata = metadata
@@ -361,7 +367,7 @@ class MlflowChildRunDataset(AbstractDataset[VariantRun | dict, None]):
         tags.update({k: str(v) for k, v in (data.get("tags") or {}).items()})
         with mlflow.start_run(run_name=self._run_name, nested=True, tags=tags) as run:
             tracking.log_params(data.get("params") or {})
-            tracking.log_metrics(data.get("metrics") or {})
+            tracking.log_metrics(leading_first(data.get("metrics") or {}, self._leading_metrics))
             tracking.log_artifacts(data.get("artifacts") or {}, self._artifact_path)
             self.last_run_id = run.info.run_id
         logger.info(
@@ -373,3 +379,9 @@ class MlflowChildRunDataset(AbstractDataset[VariantRun | dict, None]):
 
     def _describe(self) -> dict[str, Any]:
         return {"run_name": self._run_name, "tags": self._tags}
+
+
+def leading_first(metrics: dict[str, Any], leading: list[str]) -> dict[str, Any]:
+    """``metrics`` with the names in ``leading`` first (those it holds), in that order."""
+    first = {name: metrics[name] for name in leading if name in metrics}
+    return first | {k: v for k, v in metrics.items() if k not in first}

@@ -1,0 +1,106 @@
+"""What the MLflow UI reads from the store: the experiment's kind and saved view (from
+conf/base/mlflow.yml, applied to an existing experiment too), the variant runs' tags and the
+order of their metrics, and the address the summary prints."""
+
+from __future__ import annotations
+
+import json
+from types import SimpleNamespace
+
+import pytest
+import yaml
+
+from hle_reasoning import tracking
+from hle_reasoning.datasets import MlflowChildRunDataset
+from hle_reasoning.datasets.evaluation import leading_first
+from hle_reasoning.hooks import experiment_tags, runs_table_url
+from tests.conftest import PROJECT_ROOT
+
+
+@pytest.fixture
+def mlflow_store(tmp_path, monkeypatch):
+    import mlflow
+
+    monkeypatch.chdir(tmp_path)
+    mlflow.set_tracking_uri(f"sqlite:///{tmp_path / 'mlflow.db'}")
+    yield mlflow
+    while mlflow.active_run() is not None:
+        mlflow.end_run()
+    mlflow.set_tracking_uri(None)
+
+
+def _conf_tags() -> dict[str, str]:
+    from kedro_mlflow.config.kedro_mlflow_config import KedroMlflowConfig
+
+    config = KedroMlflowConfig.model_validate(
+        yaml.safe_load((PROJECT_ROOT / "conf" / "base" / "mlflow.yml").read_text())
+    )
+    return experiment_tags(SimpleNamespace(mlflow=config))
+
+
+def test_mlflow_yml_names_a_classic_experiment_and_a_view_of_logged_metrics():
+    tags = _conf_tags()
+    assert tags["mlflow.experimentKind"] == "custom_model_development"
+    key = tracking.saved_view_key(tags)
+    assert key == "hle_reasoning"
+    view = json.loads(tags[tracking.SAVED_VIEW_TAG_PREFIX + key])
+    columns = view["selectedColumns"]
+    # Metric names the study logs: the variant runs' and the training run's.
+    assert {
+        "metrics.`accuracy`",
+        "metrics.`calibration_error`",
+        "metrics.`training.reward`",
+    } <= set(columns)
+    assert all(c.startswith("metrics.`") and c.endswith("`") for c in columns)
+
+
+def test_an_existing_experiment_gets_the_tags_it_lacks(mlflow_store):
+    mlflow = mlflow_store
+    experiment = mlflow.create_experiment("made_before", tags={"mlflow.experimentKind": "genai"})
+    tags = _conf_tags()
+    with mlflow.start_run(experiment_id=experiment):
+        now = tracking.set_experiment_tags(tags)
+    stored = mlflow.MlflowClient().get_experiment(experiment).tags
+    assert stored["mlflow.experimentKind"] == "custom_model_development"
+    assert (
+        stored["mlflow.sharedViewState.hle_reasoning"]
+        == tags["mlflow.sharedViewState.hle_reasoning"]
+    )
+    assert now == stored
+    assert tracking.set_experiment_tags(tags) == {}  # no active run: nothing written
+
+
+def test_variant_runs_are_evaluation_runs_logging_accuracy_first(mlflow_store):
+    mlflow = mlflow_store
+    catalog = yaml.safe_load((PROJECT_ROOT / "conf/base/catalog_evaluation.yml").read_text())
+    entry = dict(catalog["{variant}.mlflow_run"])
+    del entry["type"]
+    entry["run_name"] = "evaluation.baseline"
+    entry["tags"] = {k: v.replace("{variant}", "baseline") for k, v in entry["tags"].items()}
+    dataset = MlflowChildRunDataset(**entry)
+    metrics = {"n": 73, "judged": 73, "accuracy": 4.1, "accuracy_ci": 4.5, "calibration_error": 9}
+    with mlflow.start_run(run_name="__default__"):
+        dataset.save({"metrics": metrics})
+    run = mlflow.MlflowClient().get_run(dataset.last_run_id)
+    assert run.data.tags["mlflow.runType"] == "evaluation"
+    assert run.data.tags["mlflow.parentRunId"]
+    # The order the UI receives them in (the compare view plots the first shared one).
+    assert list(run.data.metrics)[:2] == ["accuracy", "calibration_error"]
+    assert run.data.metrics == pytest.approx({k: float(v) for k, v in metrics.items()})
+
+
+def test_leading_first_keeps_every_metric_once():
+    metrics = {"n": 1, "accuracy": 2, "x": 3}
+    assert list(leading_first(metrics, ["accuracy", "missing"])) == ["accuracy", "n", "x"]
+    assert leading_first(metrics, []) == metrics
+
+
+def test_the_printed_address_opens_the_runs_table_with_the_view():
+    assert runs_table_url("7", "hle_reasoning") == (
+        "http://127.0.0.1:5000/#/experiments/7/runs?workflowType=machine_learning"
+        "&viewStateShareKey=hle_reasoning"
+    )
+    assert runs_table_url("7") == (
+        "http://127.0.0.1:5000/#/experiments/7/runs?workflowType=machine_learning"
+    )
+    assert runs_table_url(None) == "http://127.0.0.1:5000"
