@@ -14,7 +14,6 @@ import urllib.error
 import urllib.request
 from contextlib import contextmanager
 from pathlib import Path
-from shutil import which
 
 BIN = Path(sys.executable).parent
 
@@ -47,13 +46,22 @@ def get_json(url: str, payload: dict | None = None, timeout: float = 10) -> dict
 
 
 @contextmanager
-def server(command: list[str], cwd: Path, port: int, ready_path: str, timeout: float = 120):
+def server(
+    command: list[str],
+    cwd: Path,
+    port: int,
+    ready_path: str,
+    timeout: float = 300,
+    env: dict[str, str] | None = None,
+):
     """Run ``command`` in its own process group; yield once ``ready_path`` answers; kill the group.
 
+    Polled every half second: as fast as the server when the machine is idle, and a generous
+    ``timeout`` for a loaded one; a server that exits stops the wait at once, with its log.
     kedro-viz and mlflow both start a uvicorn/gunicorn child that survives a kill of the parent,
     so the whole process group is stopped, and the test checks that nothing is left.
     """
-    env = {**os.environ, "KEDRO_DISABLE_TELEMETRY": "1", "HF_HUB_OFFLINE": "1"}
+    env = {**os.environ, "KEDRO_DISABLE_TELEMETRY": "1", "HF_HUB_OFFLINE": "1", **(env or {})}
     log = cwd / f"server-{port}.log"
     with log.open("w") as out:
         proc = subprocess.Popen(
@@ -67,8 +75,9 @@ def server(command: list[str], cwd: Path, port: int, ready_path: str, timeout: f
                 break
             except (urllib.error.URLError, ConnectionError, TimeoutError):
                 if proc.poll() is not None or time.monotonic() > deadline:
+                    why = "exited" if proc.poll() is not None else f"not ready in {timeout:.0f} s"
                     raise RuntimeError(
-                        f"{command[:3]} did not start:\n{log.read_text()[-3000:]}"
+                        f"{command[:3]} did not start ({why}):\n{log.read_text()[-3000:]}"
                     ) from None
                 time.sleep(0.5)
         yield proc
@@ -100,45 +109,3 @@ def group_alive(pgid: int) -> bool:
         ["ps", "-o", "stat=", "-g", str(pgid)], capture_output=True, text=True, check=False
     )
     return any(s and not s.startswith("Z") for s in out.stdout.split())
-
-
-def chromium() -> str | None:
-    return which("chromium") or which("chromium-browser") or which("google-chrome")
-
-
-def chromium_render(
-    url: str,
-    profile: Path,
-    screenshot: Path | None = None,
-    budget_ms: int = 20000,
-    window: str = "1600,1000",
-) -> str:
-    """The DOM of ``url`` after ``budget_ms`` of virtual time in headless Chromium; optionally a PNG."""
-    flags = [
-        "--headless",
-        "--no-sandbox",
-        "--disable-gpu",
-        "--disable-background-networking",
-        "--disable-component-update",
-        "--disable-sync",
-        "--disable-quic",
-        "--no-first-run",
-        f"--user-data-dir={profile}",
-        f"--window-size={window}",
-        f"--virtual-time-budget={budget_ms}",
-    ]
-    if screenshot is not None:
-        subprocess.run(
-            [chromium(), *flags, f"--screenshot={screenshot}", url],
-            capture_output=True,
-            timeout=120,
-            check=True,
-        )
-    done = subprocess.run(
-        [chromium(), *flags, "--dump-dom", url],
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=True,
-    )
-    return done.stdout
