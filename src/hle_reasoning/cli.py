@@ -30,6 +30,7 @@ from __future__ import annotations
 import atexit
 import gc
 import logging
+from pathlib import Path
 from typing import Any
 
 import click
@@ -63,6 +64,33 @@ def missing_upstream(selected: Any, full: Any, exists: Any) -> tuple[list[str], 
     return missing, upstream
 
 
+def _catalog(kwargs: dict[str, Any]) -> Any:
+    """The run's data catalog, to ask which datasets exist: the project's context on the run's
+    configuration, without a session and its plugins' hooks (seconds of MLflow set-up that the
+    run itself does again)."""
+    from kedro.framework.hooks.manager import _create_hook_manager
+    from kedro.framework.project import PACKAGE_NAME, settings
+    from kedro.utils import find_kedro_project
+
+    project = find_kedro_project(Path.cwd()) or Path.cwd()
+    params = kwargs.get("params") or {}
+    loader = settings.CONFIG_LOADER_CLASS(
+        conf_source=str(kwargs.get("conf_source") or project / settings.CONF_SOURCE),
+        env=kwargs.get("env"),
+        runtime_params=params,
+        **settings.CONFIG_LOADER_ARGS,
+    )
+    context = settings.CONTEXT_CLASS(
+        package_name=PACKAGE_NAME,
+        project_path=project,
+        config_loader=loader,
+        env=kwargs.get("env"),
+        runtime_params=params,
+        hook_manager=_create_hook_manager(),
+    )
+    return context.catalog
+
+
 def _with_upstream(kwargs: dict[str, Any]) -> dict[str, Any]:
     """``kwargs`` of Kedro's run, with the producers of missing upstream outputs added."""
     names = list(kwargs.get("pipelines") or []) or (
@@ -70,7 +98,7 @@ def _with_upstream(kwargs: dict[str, Any]) -> dict[str, Any]:
     )
     if not names or "__default__" in names or any(kwargs.get(f) for f in _FILTERS):
         return kwargs
-    from kedro.framework.project import pipelines, settings
+    from kedro.framework.project import pipelines
 
     known = sorted(pipelines.keys())
     unknown = [name for name in names if name not in known]
@@ -79,13 +107,9 @@ def _with_upstream(kwargs: dict[str, Any]) -> dict[str, Any]:
             f"unknown pipeline {', '.join(map(repr, unknown))}: choose from {', '.join(known)}"
         )
     selected = sum((pipelines[name] for name in names[1:]), pipelines[names[0]])
-    with settings.SESSION_CLASS.create(
-        env=kwargs.get("env"),
-        conf_source=kwargs.get("conf_source"),
-        runtime_params=kwargs.get("params") or {},
-    ) as session:
-        catalog = session.load_context().catalog
-        missing, upstream = missing_upstream(selected, pipelines["__default__"], catalog.exists)
+    missing, upstream = missing_upstream(
+        selected, pipelines["__default__"], _catalog(kwargs).exists
+    )
     if not upstream:
         return kwargs
     click.echo(

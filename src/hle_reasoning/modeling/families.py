@@ -98,6 +98,10 @@ def family_of(name_or_path: str | Path) -> Family:
     path = Path(name_or_path)
     if (path / "config.json").is_file():
         model_type = json.loads((path / "config.json").read_text()).get("model_type")
+        if model_type == MLLAMA:
+            # Decided from the file alone: importing transformers (and torch with it) costs
+            # seconds, which a run that only reads stored answers should not pay.
+            return FAMILIES[MLLAMA]
         from transformers import AutoConfig
 
         config = AutoConfig.for_model(model_type) if model_type else None
