@@ -9,11 +9,12 @@ from typing import Any
 from kedro.io import AbstractDataset, DatasetError
 
 from hle_reasoning.datasets.atomic import write_directory_atomically
-from hle_reasoning.modeling.models import BuiltModel, load_tokenizer
+from hle_reasoning.modeling.models import BuiltModel, load_token_counter
 
 
 class TokenizerDataset(AbstractDataset[None, Any]):
-    """Load-only: the tokenizer of ``name_or_path`` (``tiny``, a local directory or a hub id).
+    """Load-only: the tokenizer of ``name_or_path`` (``tiny``, a local directory or a hub id), to
+    count tokens with (``modeling.models.count_tokens``).
 
     YAML::
 
@@ -27,7 +28,7 @@ class TokenizerDataset(AbstractDataset[None, Any]):
         self.metadata = metadata
 
     def load(self) -> Any:
-        return load_tokenizer(self._name_or_path)
+        return load_token_counter(self._name_or_path)
 
     def save(self, data: Any) -> None:
         raise DatasetError("TokenizerDataset is read-only.")

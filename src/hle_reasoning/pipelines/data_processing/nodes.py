@@ -71,10 +71,9 @@ def report_leaks(train: pd.DataFrame, test: pd.DataFrame) -> pd.DataFrame:
 def compute_statistics(questions: pd.DataFrame, test: pd.DataFrame, tokenizer: Any) -> pd.DataFrame:
     """The proposal's Tables 3 and 4, per category and overall."""
 
-    def count(texts: list[str]) -> list[int]:
-        return [len(ids) for ids in tokenizer(texts, add_special_tokens=False)["input_ids"]]
+    from hle_reasoning.modeling.models import count_tokens
 
-    tokens = statistics.token_lengths(questions["question"], count)
+    tokens = statistics.token_lengths(questions["question"], lambda t: count_tokens(tokenizer, t))
     return statistics.dataset_statistics(questions, tokens, set(test["id"].astype(str)))
 
 
