@@ -3,19 +3,13 @@ again: nothing stored is asked again, and every question is answered exactly onc
 
 from __future__ import annotations
 
-import json
-import os
 import re
 import signal
-import subprocess
-import sys
-import time
-from pathlib import Path
 
 import pandas as pd
 import pytest
 
-from tests.kedro_cli import kedro_run
+from tests.kedro_cli import kedro_run, kill_kedro_run_when, stored_responses
 
 pytestmark = pytest.mark.slow
 
@@ -30,50 +24,21 @@ EVALUATION = [
 VARIANTS = ("baseline", "finetuned")
 
 
-def stored(project: Path, variant: str) -> list[dict]:
-    """The complete lines of a variant's response store (a line cut by the kill is skipped)."""
-    path = project / "data" / "07_model_output" / variant / "responses.jsonl"
-    if not path.exists():
-        return []
-    rows = []
-    for line in path.read_text().splitlines():
-        try:
-            rows.append(json.loads(line))
-        except json.JSONDecodeError:
-            continue
-    return rows
-
-
 def test_a_killed_evaluation_resumes_without_asking_a_stored_question_again(trained_project_copy):
     questions = pd.read_parquet(
         trained_project_copy / "data" / "05_model_input" / "focus_test.parquet"
     )
     ids = sorted(questions["id"].astype(str))
 
-    env = {**os.environ, "KEDRO_DISABLE_TELEMETRY": "1", "HF_HUB_OFFLINE": "1", "COLUMNS": "200"}
-    kedro = Path(sys.executable).with_name("kedro")
-    process = subprocess.Popen(
-        [str(kedro), "run", *EVALUATION],
-        cwd=trained_project_copy,
-        env=env,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
+    returncode = kill_kedro_run_when(
+        trained_project_copy,
+        EVALUATION,
+        lambda: any(stored_responses(trained_project_copy, v) for v in VARIANTS),
+        "it stored an answer",
     )
-    try:
-        deadline = time.monotonic() + 300
-        while not any(stored(trained_project_copy, v) for v in VARIANTS):
-            assert process.poll() is None, "the run ended before it stored an answer"
-            assert time.monotonic() < deadline, "no answer was stored within 300 s"
-            time.sleep(0.05)
-        process.send_signal(signal.SIGKILL)
-        process.wait(timeout=30)
-    finally:
-        if process.poll() is None:
-            process.kill()
-            process.wait(timeout=30)
-    assert process.returncode == -signal.SIGKILL
+    assert returncode == -signal.SIGKILL
 
-    before = {v: stored(trained_project_copy, v) for v in VARIANTS}
+    before = {v: stored_responses(trained_project_copy, v) for v in VARIANTS}
     first = next(v for v in VARIANTS if before[v])
     assert 0 < len(before[first]) < len(ids)  # killed while the first variant was answering
     assert not any(before[v] for v in VARIANTS if v != first)  # the other had not started
@@ -90,7 +55,7 @@ def test_a_killed_evaluation_resumes_without_asking_a_stored_question_again(trai
         )
         assert message, output[-3000:]
         assert (int(message[1]), int(message[2])) == (done, len(ids) - done)
-        after = stored(trained_project_copy, variant)
+        after = stored_responses(trained_project_copy, variant)
         assert sorted(row["id"] for row in after) == ids  # every question exactly once
         # The answers stored before the kill are kept as they were (their timing included),
         # not generated again.

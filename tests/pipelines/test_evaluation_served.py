@@ -6,35 +6,19 @@ fine-tuned checkpoint."""
 
 from __future__ import annotations
 
-import json
-import os
 import re
-import signal
-import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pandas as pd
 import pytest
 
 from tests.e2e.servers import free_port, server
-from tests.kedro_cli import kedro_run
+from tests.kedro_cli import kedro_run, kill_kedro_run_when, stored_responses
 
 pytestmark = pytest.mark.slow
 
 TRANSFORMERS = Path(sys.executable).with_name("transformers")
-
-
-def stored(project: Path, variant: str) -> list[dict]:
-    path = project / "data" / "07_model_output" / variant / "responses.jsonl"
-    rows = []
-    for line in path.read_text().splitlines() if path.exists() else []:
-        try:
-            rows.append(json.loads(line))
-        except json.JSONDecodeError:
-            continue
-    return rows
 
 
 def served_evaluation(base_url: str, model: str) -> list[str]:
@@ -70,28 +54,13 @@ def test_a_variant_answered_by_transformers_serve_is_stored_resumed_and_compared
         args = served_evaluation(base_url, model)
 
         # A run killed while the served baseline answers keeps every stored answer.
-        env = {**os.environ, "KEDRO_DISABLE_TELEMETRY": "1", "HF_HUB_OFFLINE": "1"}
-        kedro = Path(sys.executable).with_name("kedro")
-        process = subprocess.Popen(
-            [str(kedro), "run", *args],
-            cwd=trained_project_copy,
-            env=env,
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
+        kill_kedro_run_when(
+            trained_project_copy,
+            args,
+            lambda: len(stored_responses(trained_project_copy, "baseline")) >= 3,
+            "it stored 3 answers",
         )
-        try:
-            deadline = time.monotonic() + 300
-            while len(stored(trained_project_copy, "baseline")) < 3:
-                assert process.poll() is None, "the run ended before it stored 3 answers"
-                assert time.monotonic() < deadline, "no answers were stored within 300 s"
-                time.sleep(0.05)
-            process.send_signal(signal.SIGKILL)
-            process.wait(timeout=30)
-        finally:
-            if process.poll() is None:
-                process.kill()
-                process.wait(timeout=30)
-        before = stored(trained_project_copy, "baseline")
+        before = stored_responses(trained_project_copy, "baseline")
         assert 3 <= len(before) < len(ids)
 
         rerun = kedro_run(trained_project_copy, *args, timeout=900)
@@ -102,14 +71,14 @@ def test_a_variant_answered_by_transformers_serve_is_stored_resumed_and_compared
     )
     assert message, output[-3000:]
     assert (int(message[1]), int(message[2])) == (len(before), len(ids) - len(before))
-    after = stored(trained_project_copy, "baseline")
+    after = stored_responses(trained_project_copy, "baseline")
     assert sorted(row["id"] for row in after) == ids  # every question exactly once
     by_id = {row["id"]: row for row in after}
     assert all(by_id[row["id"]] == row for row in before)  # not asked again
     assert {row["answered_by"] for row in after} == {f"openai:{model}"}
     assert all(row["response_tokens"] == 16 and not row["finished"] for row in after)
     assert all(row["response"] for row in after)
-    local = stored(trained_project_copy, "finetuned")
+    local = stored_responses(trained_project_copy, "finetuned")
     assert {row["answered_by"] for row in local} == {"local"}
     assert {row["generation_key"] for row in local}.isdisjoint({r["generation_key"] for r in after})
 
