@@ -34,8 +34,11 @@ if [ "$(cat "$STAMP" 2>/dev/null)" != "$wanted" ]; then
   echo "hle-reasoning: installing the project into $VENV (a few minutes the first time)"
   python -m pip install -q --upgrade pip
   if ! command -v nvidia-smi >/dev/null 2>&1 && [ -n "${HLE_TORCH_INDEX-https://download.pytorch.org/whl/cpu}" ]; then
-    # No NVIDIA GPU: torch's CPU build (about 200 MB) instead of the CUDA one (several GB).
-    python -m pip install -q "$TORCH_PIN" --index-url "${HLE_TORCH_INDEX-https://download.pytorch.org/whl/cpu}"
+    # No NVIDIA GPU: torch's CPU build (about 200 MB) instead of the CUDA one (several GB). Only
+    # torch itself comes from that index (its dependencies from the ordinary one, next line), and
+    # an index that cannot be reached is tried once, not five times for each dependency.
+    python -m pip install -q --no-deps --retries 1 "$TORCH_PIN" \
+      --index-url "${HLE_TORCH_INDEX-https://download.pytorch.org/whl/cpu}"
   fi
   for line in "${INSTALLS[@]}"; do
     # shellcheck disable=SC2086  # each line is a list of pip arguments
