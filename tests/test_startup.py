@@ -101,6 +101,8 @@ def test_run_skips_the_final_collection_and_loses_nothing(project_copy):
         run_id, status, artifact_uri = runs[0]
         metrics = db.execute("select count(*) from metrics where run_uuid = ?", (run_id,))
         assert metrics.fetchone()[0] > 0
+        params = dict(db.execute("select key, value from params where run_uuid = ?", (run_id,)))
+        assert params["data_processing.split.seed"] == "42"
     assert status == "FINISHED"
     artifacts = Path(unquote(urlparse(artifact_uri).path))
     if not artifacts.is_absolute():

@@ -89,6 +89,64 @@ def experiment_tags(context: Any) -> dict[str, str]:
     return {str(k): str(v) for k, v in (tags or {}).items()}
 
 
+class KedroMlflowHook:
+    """kedro-mlflow's tracking hook, imported when a session first calls it.
+
+    Registered last in ``settings.HOOKS`` (so called first, where Kedro calls a plugin's hook)
+    in place of the one kedro-mlflow registers itself (``DISABLE_HOOKS_FOR_PLUGINS``). It
+    delegates every call to ``hle_reasoning.mlflow_hook.BatchedParamsMlflowHook``: kedro-mlflow's
+    hook with each node's parameters logged in one MLflow call. Importing the settings therefore
+    imports neither MLflow nor kedro-mlflow.
+    """
+
+    def __init__(self) -> None:
+        self._hook: Any = None
+
+    @property
+    def hook(self) -> Any:
+        if self._hook is None:
+            from hle_reasoning.mlflow_hook import BatchedParamsMlflowHook
+
+            self._hook = BatchedParamsMlflowHook()
+        return self._hook
+
+    @hook_impl
+    def after_context_created(self, context: Any) -> None:
+        self.hook.after_context_created(context)
+
+    @hook_impl
+    def after_catalog_created(  # noqa: PLR0913 (Kedro's hook specification)
+        self,
+        catalog: Any,
+        conf_catalog: dict,
+        conf_creds: dict,
+        parameters: dict,
+        save_version: str,
+        load_versions: dict,
+    ) -> None:
+        self.hook.after_catalog_created(
+            catalog, conf_catalog, conf_creds, parameters, save_version, load_versions
+        )
+
+    @hook_impl
+    def before_pipeline_run(self, run_params: dict, pipeline: Any, catalog: Any) -> None:
+        self.hook.before_pipeline_run(run_params, pipeline, catalog)
+
+    @hook_impl
+    def before_node_run(self, node: Any, catalog: Any, inputs: dict, is_async: bool) -> None:
+        self.hook.before_node_run(node, catalog, inputs, is_async)
+
+    @hook_impl
+    def after_pipeline_run(self, run_params: dict, pipeline: Any, catalog: Any) -> None:
+        self.hook.after_pipeline_run(run_params, pipeline, catalog)
+
+    @hook_impl
+    def on_pipeline_error(
+        self, error: Exception, run_params: dict, pipeline: Any, catalog: Any
+    ) -> None:
+        self.hook.on_pipeline_error(error, run_params, pipeline, catalog)
+
+
 class ReleaseRunHook:
     """After the pipeline, once kedro-mlflow has ended its run (``trylast``): the copies of that run
     still active in this process are taken off its stack (``tracking.release_ended_runs``), so a

@@ -5,6 +5,7 @@ import warnings
 from hle_reasoning import quiet
 from hle_reasoning.context import ProjectContext
 from hle_reasoning.hooks import (
+    KedroMlflowHook,
     ReleaseRunHook,
     StudySummaryHook,
     TrackingTagsHook,
@@ -24,7 +25,13 @@ HOOKS = (
     StudySummaryHook(),
     WorkerMachineHook(_PREFLIGHT),
     ReleaseRunHook(),
+    # Last, so called first, as Kedro calls a plugin's hooks: kedro-mlflow's own hook, with each
+    # node's parameters logged in one MLflow call (see hle_reasoning.mlflow_hook). It replaces
+    # the hook kedro-mlflow registers itself.
+    KedroMlflowHook(),
 )
+# (The distribution name as its metadata spells it, which differs between kedro-mlflow builds.)
+DISABLE_HOOKS_FOR_PLUGINS = ("kedro-mlflow", "kedro_mlflow")
 
 # The parameters as the YAML holds them; the preflight hook parses them (see context.py).
 CONTEXT_CLASS = ProjectContext
