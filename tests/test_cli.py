@@ -74,3 +74,22 @@ def test_an_unknown_pipeline_is_named_with_the_known_ones(registry):
         result.output
     )
     assert "Traceback" not in result.output
+
+
+def test_a_pipeline_without_upstream_inputs_builds_no_catalog_to_check_them(registry, monkeypatch):
+    from hle_reasoning import cli
+
+    built = []
+    monkeypatch.setattr(cli, "_catalog", lambda kwargs: built.append(kwargs) or _AllExist())
+    kwargs = {"pipelines": ["data_processing"], "env": None, "params": {}}
+    assert cli._with_upstream(kwargs) == kwargs
+    assert built == []  # data_processing reads only raw data: nothing to ask the catalog
+    assert cli._with_upstream({**kwargs, "pipelines": ["evaluation"]})["pipelines"] == [
+        "evaluation"
+    ]
+    assert len(built) == 1  # evaluation's inputs: one catalog for all of its questions
+
+
+class _AllExist:
+    def exists(self, name: str) -> bool:
+        return True

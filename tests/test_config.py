@@ -234,3 +234,39 @@ def test_the_judge_label_names_the_model_that_judged():
     assert judge.label("gpt-4.1-2025-04-14", style="report") == "llm (gpt-4.1-2025-04-14)"
     assert judge.label(None) == "llm:o3-mini-2025-01-31"
     assert JudgeConfig().label("gpt-4.1-2025-04-14") == "rules"
+
+
+def test_the_context_reads_the_parameter_files_once_and_hands_out_copies():
+    from kedro.framework.hooks.manager import _create_hook_manager
+
+    from hle_reasoning.context import ProjectContext
+
+    class CountingLoader(OmegaConfigLoader):
+        reads = 0
+
+        def __getitem__(self, key):
+            if key == "parameters":
+                CountingLoader.reads += 1
+            return super().__getitem__(key)
+
+    loader = CountingLoader(
+        conf_source=str(PROJECT_ROOT / "conf"), runtime_params={"seed": 7}, **CONFIG_LOADER_ARGS
+    )
+    context = ProjectContext(
+        package_name="hle_reasoning",
+        project_path=PROJECT_ROOT,
+        config_loader=loader,
+        env=None,
+        runtime_params={"seed": 7},
+        hook_manager=_create_hook_manager(),
+    )
+    first = context.params
+    first["evaluation"]["generation"]["max_new_tokens"] = -1  # a caller's change stays its own
+    second = context.params
+    assert CountingLoader.reads == 1
+    assert second["seed"] == 7
+    assert (
+        second["evaluation"]["generation"]["max_new_tokens"]
+        == (loader["parameters"]["evaluation"]["generation"]["max_new_tokens"])
+    )
+    assert second["evaluation"]["generation"]["max_new_tokens"] > 0

@@ -107,9 +107,14 @@ def _with_upstream(kwargs: dict[str, Any]) -> dict[str, Any]:
             f"unknown pipeline {', '.join(map(repr, unknown))}: choose from {', '.join(known)}"
         )
     selected = sum((pipelines[name] for name in names[1:]), pipelines[names[0]])
-    missing, upstream = missing_upstream(
-        selected, pipelines["__default__"], _catalog(kwargs).exists
-    )
+    catalogs: list[Any] = []  # built on the first question only: none for data_processing
+
+    def exists(name: str) -> bool:
+        if not catalogs:
+            catalogs.append(_catalog(kwargs))
+        return catalogs[0].exists(name)
+
+    missing, upstream = missing_upstream(selected, pipelines["__default__"], exists)
     if not upstream:
         return kwargs
     click.echo(

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 from typing import Any
 
 from kedro.framework.context import KedroContext
@@ -15,8 +16,13 @@ class ProjectContext(KedroContext):
     misspelt key, and into the catalog that kedro-viz shows and kedro-mlflow logs from. Here the
     catalog keeps the raw parameters; ``preflight.PreflightHook`` parses every block once per run
     (every problem with its key path) and hands the nodes the parsed blocks.
+
+    The parameters are read from the YAML once per context (Kedro's config loader merges every
+    file again on each read, and a run reads them three times); each caller gets its own copy.
     """
 
     @property
     def params(self) -> dict[str, Any]:
-        return self.config_loader["parameters"]
+        if "_params" not in self.__dict__:
+            self.__dict__["_params"] = self.config_loader["parameters"]
+        return copy.deepcopy(self.__dict__["_params"])
