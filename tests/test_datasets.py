@@ -120,3 +120,49 @@ def test_a_store_takes_its_columns_from_the_code_by_name(tmp_path):
     assert list(store.load().columns) == list(VERDICT_COLUMNS)
     with pytest.raises(DatasetError, match="names no column list"):
         JSONLinesStore(filepath=str(tmp_path / "x.jsonl"), columns="hle_reasoning.hle.NOPE")
+
+
+def test_a_figure_saved_as_a_report_and_logged_to_mlflow_is_rendered_once(tmp_path, monkeypatch):
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    import mlflow
+    from matplotlib.figure import Figure
+
+    from hle_reasoning import tracking
+    from hle_reasoning.datasets import MatplotlibDataset
+    from hle_reasoning.hle.scoring.report import reliability_diagram
+
+    renders = []
+    savefig = Figure.savefig
+    monkeypatch.setattr(
+        Figure, "savefig", lambda self, *a, **k: renders.append(1) or savefig(self, *a, **k)
+    )
+    figure = reliability_diagram(
+        [90.0, 10.0, 55.0, 100.0] * 30, [True, False, True, False] * 30, title="baseline"
+    )
+    report = tmp_path / "reliability_diagram.png"
+    monkeypatch.chdir(tmp_path)
+    mlflow.set_tracking_uri(f"sqlite:///{tmp_path / 'mlflow.db'}")
+    try:
+        with mlflow.start_run() as run:
+            MatplotlibDataset(filepath=str(report), save_args=tracking.FIGURE_SAVE_ARGS).save(
+                figure
+            )
+            tracking.log_artifact("reliability_diagram.png", figure, "evaluation")
+        logged = mlflow.artifacts.download_artifacts(
+            run_id=run.info.run_id, artifact_path="evaluation/reliability_diagram.png"
+        )
+    finally:
+        mlflow.set_tracking_uri(None)
+        plt.close("all")
+    assert renders == [1]
+    image = report.read_bytes()
+    assert image.startswith(b"\x89PNG") and len(image) > 5_000
+    assert open(logged, "rb").read() == image
+    # Other savefig arguments are another rendering.
+    tracking_args = {**tracking.FIGURE_SAVE_ARGS, "dpi": 60}
+    MatplotlibDataset(filepath=str(tmp_path / "small.png"), save_args=tracking_args).save(figure)
+    assert renders == [1, 1]
+    assert (tmp_path / "small.png").read_bytes() != image

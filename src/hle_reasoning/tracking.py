@@ -139,9 +139,30 @@ def log_artifact(name: str, content: Any, artifact_path: str | None = None) -> N
     elif isinstance(content, str):
         mlflow.log_text(content, path)
     elif hasattr(content, "savefig"):
-        mlflow.log_figure(content, path, save_kwargs={"dpi": 120, "bbox_inches": "tight"})
+        _log_figure(mlflow, content, path)
     else:
         raise TypeError(f"cannot log artifact {name} of type {type(content).__name__}")
+
+
+# How a figure is saved, here and in the catalog's report files (``save_args``): the same call,
+# so that ``hle_reasoning.figures`` renders it once for both.
+FIGURE_SAVE_ARGS = {"dpi": 120, "bbox_inches": "tight"}
+
+
+def _log_figure(mlflow: Any, figure: Any, path: str) -> None:
+    """``figure`` as the PNG ``path`` of the active run (what ``mlflow.log_figure`` logs)."""
+    import tempfile
+    from pathlib import Path, PurePosixPath
+
+    from hle_reasoning.figures import rendered
+
+    image = rendered(figure, **FIGURE_SAVE_ARGS)
+    where = PurePosixPath(path)
+    with tempfile.TemporaryDirectory() as tmp:
+        local = Path(tmp) / where.name
+        local.write_bytes(image)
+        parent = str(where.parent)
+        mlflow.log_artifact(str(local), None if parent == "." else parent)
 
 
 def log_artifacts(artifacts: Mapping[str, Any], artifact_path: str | None = None) -> None:

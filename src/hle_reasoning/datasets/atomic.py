@@ -103,4 +103,12 @@ class JSONDataset(_AtomicSave, _JSONDataset):
 
 
 class MatplotlibDataset(_AtomicSave, _MatplotlibDataset):
-    """``matplotlib.MatplotlibDataset`` with atomic saves (one figure per file)."""
+    """``matplotlib.MatplotlibDataset`` with atomic saves (one figure per file); a figure also
+    logged to MLflow is rendered once for both (``hle_reasoning.figures``)."""
+
+    def _save_to_fs(self, full_key_path: str, plot: Any) -> None:
+        from hle_reasoning.figures import rendered
+
+        image = rendered(plot, **self._save_args)
+        with self._fs.open(full_key_path, **self._fs_open_args_save) as fs_file:
+            fs_file.write(image)
