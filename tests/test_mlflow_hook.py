@@ -168,3 +168,35 @@ def test_metrics_are_kedro_mlflows_logged_in_one_call(mlflow_store, calls):
     loaded = MlflowMetricsHistoryDataset(prefix="evaluation", run_id=runs[1]).load()
     assert loaded["evaluation.accuracy"] == {"step": 0, "value": 12.5}
     assert len(loaded["evaluation.reward"]) == 40
+
+
+def test_the_run_is_reopened_only_in_a_thread_where_it_is_not_active(mlflow_store, monkeypatch):
+    import threading
+    from types import SimpleNamespace
+
+    hook = _configured(BatchedParamsMlflowHook())
+    hook.mlflow_config = SimpleNamespace(tracking=SimpleNamespace(run=SimpleNamespace(nested=True)))
+    starts = []
+    start_run = mlflow_store.start_run
+    monkeypatch.setattr(mlflow_store, "start_run", lambda **k: starts.append(k) or start_run(**k))
+    with start_run() as run:
+        hook.run_id = run.info.run_id
+        for _ in range(3):  # the sequential runner: the run is this thread's active run
+            hook.before_node_run(node=None, catalog=None, inputs=INPUTS, is_async=False)
+        assert starts == []
+
+        seen = []
+
+        def node_in_a_thread():  # the thread runner: each thread reopens it once
+            hook.before_node_run(node=None, catalog=None, inputs=INPUTS, is_async=False)
+            seen.append(mlflow_store.active_run().info.run_id)
+            hook.before_node_run(node=None, catalog=None, inputs=INPUTS, is_async=False)
+            mlflow_store.end_run()
+
+        worker = threading.Thread(target=node_in_a_thread)
+        worker.start()
+        worker.join()
+        assert seen == [run.info.run_id]
+        assert starts == [{"run_id": run.info.run_id, "nested": True}]
+    params = mlflow_store.MlflowClient().get_run(run.info.run_id).data.params
+    assert params["seed"] == "42"
