@@ -11,7 +11,8 @@ Commands: ``data_processing`` on the 192-question sample, the same on 10,000 que
 sample repeated under new ids), a rerun of ``evaluation`` with every answer cached, and the
 default study (``kedro run``). With several projects the runs alternate (one of each command per
 project per round), so load from other work on the machine falls on all of them alike; the
-table shows the best and the median of the rounds.
+table shows the best and the median of the rounds, and the CPU time (user + system) of each
+run, which other work on the machine changes less than the wall time.
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ import argparse
 import json
 import os
 import re
+import resource
 import shutil
 import statistics
 import subprocess
@@ -73,14 +75,17 @@ def scratch(project: Path, into: Path, questions: int) -> Path:
     return into
 
 
-def kedro_run(folder: Path, args: list[str]) -> tuple[float, float]:
-    """Wall time of ``kedro run ARGS`` in ``folder`` and the pipeline time it reports."""
+def kedro_run(folder: Path, args: list[str]) -> tuple[float, float, float]:
+    """Wall time of ``kedro run ARGS`` in ``folder``, the pipeline time it reports, and the CPU
+    time (user + system) the run took: less sensitive than wall time to other work on the
+    machine."""
     env = {
         **os.environ,
         "PYTHONPATH": str(folder / "src"),
         "KEDRO_DISABLE_TELEMETRY": "1",
         "HF_HUB_OFFLINE": "1",
     }
+    cpu_before = resource.getrusage(resource.RUSAGE_CHILDREN)
     started = time.perf_counter()
     done = subprocess.run(
         [sys.executable, "-m", "kedro", "run", *args],
@@ -91,11 +96,13 @@ def kedro_run(folder: Path, args: list[str]) -> tuple[float, float]:
         check=False,
     )
     wall = time.perf_counter() - started
+    cpu_after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    cpu = (cpu_after.ru_utime - cpu_before.ru_utime) + (cpu_after.ru_stime - cpu_before.ru_stime)
     found = FINISHED.findall(done.stdout + done.stderr)
     if done.returncode or not found:
         raise SystemExit(f"kedro run {' '.join(args)} failed in {folder}:\n{done.stderr[-3000:]}")
     minutes, seconds, plain = found[-1]
-    return wall, float(plain) if plain else 60 * int(minutes) + int(seconds)
+    return wall, float(plain) if plain else 60 * int(minutes) + int(seconds), cpu
 
 
 def load() -> str:
@@ -114,7 +121,7 @@ def main() -> None:
     projects = dict(p.split("=", 1) for p in args.project) or {"this checkout": str(ROOT)}
     projects = {label: Path(path).resolve() for label, path in projects.items()}
     print(f"{load()}; python {sys.version.split()[0]}; {args.rounds} rounds")
-    times: dict[tuple[str, str], list[tuple[float, float]]] = {}
+    times: dict[tuple[str, str], list[tuple[float, float, float]]] = {}
     with tempfile.TemporaryDirectory(prefix="hle-startup-") as tmp:
         # The 10,000 questions get a folder of their own: the sample's split and answers stay.
         folders = {
@@ -128,22 +135,27 @@ def main() -> None:
             for command, extra in COMMANDS.items():
                 for label in projects:
                     folder = folders[label, "hle_source=big.jsonl" in extra]
-                    wall, pipe = kedro_run(folder, extra)
-                    times.setdefault((command, label), []).append((wall, pipe))
-                    print(f"  {command:<27} {label:<14} wall {wall:6.2f}  pipeline {pipe:6.2f}")
+                    wall, pipe, cpu = kedro_run(folder, extra)
+                    times.setdefault((command, label), []).append((wall, pipe, cpu))
+                    print(
+                        f"  {command:<27} {label:<14} wall {wall:6.2f}  pipeline {pipe:6.2f}"
+                        f"  cpu {cpu:6.2f}",
+                        flush=True,
+                    )
             print(f"round {round_ + 1}: {load()}", flush=True)
     print()
     print(
         f"{'command':<27} {'project':<14} {'wall min':>8} {'wall med':>8} "
-        f"{'pipe med':>8} {'overhead':>8} {'ratio':>6}"
+        f"{'pipe med':>8} {'overhead':>8} {'ratio':>6} {'cpu min':>8} {'cpu med':>8}"
     )
     for (command, label), runs in times.items():
-        walls = [w for w, _ in runs]
-        pipes = [p for _, p in runs]
+        walls = [w for w, _, _ in runs]
+        pipes = [p for _, p, _ in runs]
+        cpus = [c for _, _, c in runs]
         wall, pipe = statistics.median(walls), statistics.median(pipes)
         print(
             f"{command:<27} {label:<14} {min(walls):8.2f} {wall:8.2f} {pipe:8.2f} "
-            f"{wall - pipe:8.2f} {wall / pipe:6.1f}"
+            f"{wall - pipe:8.2f} {wall / pipe:6.1f} {min(cpus):8.2f} {statistics.median(cpus):8.2f}"
         )
     print(f"\n{load()}")
 
