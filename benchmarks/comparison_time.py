@@ -10,7 +10,9 @@ wrong), else seeded random ones::
     python benchmarks/comparison_time.py --resamples 10000
 
 Each size is timed three times; the table shows the best (the least disturbed by other work on
-the machine) and the median.
+the machine) and the median. Then the import of ``scipy.stats``, which the comparison does not
+need (its figures come from ``scipy.special`` and numpy), against ``scipy.special``: each in
+fresh interpreters that have imported numpy and pandas, alternating, best and median.
 """
 
 from __future__ import annotations
@@ -18,6 +20,8 @@ from __future__ import annotations
 import argparse
 import platform
 import statistics
+import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -46,6 +50,25 @@ def answers() -> tuple[np.ndarray, np.ndarray, str]:
     return rng.integers(0, 101, 878).astype(float), rng.random(878) < 0.5, "seeded random"
 
 
+IMPORT_TIME = (
+    "import time, numpy, pandas; started = time.perf_counter(); import {module}; "
+    "print(time.perf_counter() - started)"
+)
+
+
+def import_times(repeats: int) -> dict[str, list[float]]:
+    """Seconds to import scipy.stats and scipy.special in fresh interpreters, alternating."""
+    times: dict[str, list[float]] = {"scipy.stats": [], "scipy.special": []}
+    for _ in range(repeats):
+        for module, seconds in times.items():
+            code = IMPORT_TIME.format(module=module)
+            done = subprocess.run(
+                [sys.executable, "-c", code], capture_output=True, text=True, check=True
+            )
+            seconds.append(float(done.stdout))
+    return times
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--sizes", type=int, nargs="+", default=[73, 218, 878])
@@ -71,6 +94,11 @@ def main() -> None:
             f"{n:>5}  {min(times):>9.3f}  {statistics.median(times):>10.3f}  "
             f"{result.accuracy_diff:+.2f} [{result.accuracy_diff_ci_low:+.2f}, "
             f"{result.accuracy_diff_ci_high:+.2f}]"
+        )
+    for module, times in import_times(args.repeats).items():
+        print(
+            f"import {module} (after numpy, pandas): best {min(times):.3f} s, "
+            f"median {statistics.median(times):.3f} s"
         )
 
 

@@ -5,12 +5,15 @@ import warnings
 import numpy as np
 import pandas as pd
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from hle_reasoning.hle.scoring.metrics import (
     SmallSampleWarning,
     accuracy_with_ci,
     calibration_bins,
     calibration_error,
+    calibration_errors,
     small_sample_note,
     summarize,
 )
@@ -270,3 +273,61 @@ def test_summarize_without_judged_answers_is_quiet():
         figures = summarize([], [], n=5)
     assert figures["accuracy"] == 0.0 and figures["judged"] == 0
     assert math.isnan(figures["mean_confidence"]) and math.isnan(figures["calibration_error"])
+
+
+# Confidences as judges state them: piled at 0 and 100, any other percentage, or missing.
+stated_confidence = st.one_of(
+    st.sampled_from([0.0, 100.0, 50.0, 100.0]), st.floats(0, 100), st.just(math.nan)
+)
+
+
+class TestCalibrationErrorsOfResamples:
+    @given(
+        st.lists(st.tuples(stated_confidence, st.booleans()), max_size=40),
+        st.integers(0, 45),  # answers per resample
+        st.integers(1, 5),  # resamples
+        st.integers(1, 12),  # beta
+        st.sampled_from(["2", "1", "max"]),
+        st.booleans(),
+        st.integers(0, 2**32 - 1),
+    )
+    @settings(max_examples=300, deadline=None)
+    def test_each_resample_is_the_scalar_figure(self, answers, m, rows, beta, p, every, seed):
+        confidence = np.array([a[0] for a in answers], dtype=float)
+        correct = np.array([a[1] for a in answers], dtype=bool)
+        m = m if len(answers) else 0
+        resamples = np.random.default_rng(seed).integers(0, max(len(answers), 1), (rows, m))
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", RuntimeWarning)  # numpy's "Mean of empty slice"
+            expected = [
+                calibration_error(
+                    confidence[r], correct[r], beta=beta, p=p, all_bins=every, warn=False
+                )
+                for r in resamples
+            ]
+        got = calibration_errors(confidence, correct, resamples, beta=beta, p=p, all_bins=every)
+        assert got.shape == (rows,)
+        np.testing.assert_allclose(got, expected, rtol=1e-12, atol=0, equal_nan=True)
+
+    def test_real_judged_answers_resampled(self):
+        frame = pd.read_csv(anchor("deepwriter_gemini3pro_hle_text878.csv"))
+        frame = frame[frame["id"] != "Totals:"]
+        confidence = frame["confidence"].str.rstrip("%").astype(float).fillna(100).to_numpy()
+        correct = frame["score"].astype(bool).to_numpy()
+        resamples = np.random.default_rng(0).integers(0, len(frame), (20, len(frame)))
+        for every in (False, True):
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", SmallSampleWarning)
+                expected = [
+                    calibration_error(confidence[r], correct[r], all_bins=every) for r in resamples
+                ]
+            got = calibration_errors(confidence, correct, resamples, all_bins=every)
+            np.testing.assert_allclose(got, expected, rtol=1e-12, atol=0)
+
+    def test_bad_input_is_refused_as_the_scalar_refuses_it(self):
+        with pytest.raises(ValueError, match="percentage in 0..100"):
+            calibration_errors([0.5, 120.0], [True, False], np.zeros((2, 2), dtype=int))
+        with pytest.raises(ValueError, match="2-D, one row per resample"):
+            calibration_errors([50.0, 60.0], [True, False], np.array([0, 1]))
+        with pytest.raises(ValueError, match="p must be one of"):
+            calibration_errors([50.0], [True], np.zeros((1, 1), dtype=int), p="3")

@@ -12,17 +12,19 @@ and were judged on:
   deterministic, keeps to [-100, 100] pp, stays informative with no discordant pair (where a
   bootstrap interval collapses to a point) and with HLE's accuracies near 0%, where Wald
   intervals fail; Newcombe found its coverage close to nominal for small samples;
-* McNemar's exact two-sided test: the discordant pairs against a binomial(b + c, 1/2)
-  (``scipy.stats.binomtest``); 1.0 when there is no discordant pair;
+* McNemar's exact two-sided test: the discordant pairs against a binomial(b + c, 1/2); 1.0
+  when there is no discordant pair;
 * what the test set can detect: the smallest difference whose interval would exclude zero, with
   the same questions, concordant pairs and number of discordant pairs;
 * the calibration error difference, fine-tuned minus baseline, with a percentile interval from a
-  seeded paired bootstrap over questions (``scipy.stats.bootstrap``, ``paired=True``: each
-  resample draws questions, and both variants' calibration errors are recomputed on the same
-  draw). The official figure keeps its caveats: undefined (NaN) below beta paired answers, and
-  0 for both variants by construction with beta..2 x beta - 1 of them; the all-bins variant is
-  given beside it.
+  seeded paired bootstrap over questions (each resample draws questions, and both variants'
+  calibration errors are recomputed on the same draw). The official figure keeps its caveats:
+  undefined (NaN) below beta paired answers, and 0 for both variants by construction with
+  beta..2 x beta - 1 of them; the all-bins variant is given beside it.
 
+Every figure is the one ``scipy.stats`` gives (``binomtest``'s p-value and Wilson interval,
+``bootstrap(..., paired=True, method="percentile")`` with the same seed; tested), computed with
+``scipy.special`` and numpy: importing ``scipy.stats`` costs more than a cached report.
 Accuracies and differences are percentages, as in the rest of ``hle_reasoning.hle.scoring.metrics``.
 """
 
@@ -37,7 +39,12 @@ import numpy as np
 import pandas as pd
 
 from hle_reasoning.hle.formatting import ALL, MISSING, format_number
-from hle_reasoning.hle.scoring.metrics import BETA, SmallSampleWarning, calibration_error
+from hle_reasoning.hle.scoring.metrics import (
+    BETA,
+    SmallSampleWarning,
+    calibration_error,
+    calibration_errors,
+)
 
 CONFIDENCE_LEVEL = 0.95
 
@@ -87,21 +94,46 @@ def paired_table(
 
 
 def mcnemar_p(table: PairedTable) -> float:
-    """Exact two-sided McNemar p-value of a paired table (1.0 without discordant pairs)."""
-    if table.discordant == 0:
-        return 1.0
-    from scipy import stats
+    """Exact two-sided McNemar p-value of a paired table (1.0 without discordant pairs).
 
-    return float(stats.binomtest(table.finetuned_only, table.discordant, 0.5).pvalue)
+    With m the smaller discordant count and X ~ binomial(n = b + c, 1/2): P(X <= m) +
+    P(X >= n - m) = 2 I_1/2(n - m, m + 1) (``scipy.special.betainc``), capped at 1, as
+    ``scipy.stats.binomtest(c, n).pvalue`` computes it.
+    """
+    n = table.discordant
+    m = min(table.baseline_only, table.finetuned_only)
+    if 2 * m >= n - 1:  # no discordant pair, or a split as even as it can be
+        return 1.0
+    from scipy.special import betainc
+
+    return min(1.0, 2 * float(betainc(n - m, m + 1, 0.5)))
 
 
 def mcnemar_test(baseline_correct: Sequence[bool], finetuned_correct: Sequence[bool]) -> float:
     """Exact two-sided McNemar p-value of paired verdicts (1.0 without discordant pairs).
 
     The discordant pairs (one variant right, the other wrong) are tested against a fair coin
-    with ``scipy.stats.binomtest``; the concordant pairs carry no information on the difference.
+    (see ``mcnemar_p``); the concordant pairs carry no information on the difference.
     """
     return mcnemar_p(paired_table(baseline_correct, finetuned_correct))
+
+
+def wilson_interval(successes: int, n: int, confidence_level: float) -> tuple[float, float]:
+    """Wilson's score interval of the proportion ``successes / n`` (n >= 1), as fractions.
+
+    ``scipy.stats.binomtest(successes, n).proportion_ci(confidence_level, method="wilson")``:
+    its closed form, operation for operation, with its ends (0 at no success, 1 at all).
+    """
+    from scipy.special import ndtri
+
+    z = ndtri(0.5 + 0.5 * confidence_level)
+    p = successes / n
+    denom = 2 * (n + z**2)
+    center = (2 * n * p + z**2) / denom
+    delta = z / denom * math.sqrt(4 * n * p * (1 - p) + z**2)
+    low = 0.0 if successes == 0 else float(center - delta)
+    high = 1.0 if successes == n else float(center + delta)
+    return low, high
 
 
 def newcombe_interval(
@@ -110,9 +142,9 @@ def newcombe_interval(
     """Newcombe's hybrid score interval (method 10) for fine-tuned minus baseline accuracy, in pp.
 
     In Newcombe's notation (e, f, g, h) = (both correct, fine-tuned only, baseline only, both
-    wrong) and theta = (f - g) / n. The Wilson intervals come from
-    ``scipy.stats.binomtest(...).proportion_ci(method="wilson")``; phi is Newcombe's
-    continuity-corrected correlation (0 when a margin is empty). NaN for an empty table.
+    wrong) and theta = (f - g) / n. The Wilson intervals come from ``wilson_interval``; phi is
+    Newcombe's continuity-corrected correlation (0 when a margin is empty). NaN for an empty
+    table.
     """
     if not 0 < confidence_level < 1:
         raise ValueError(f"confidence_level must be in (0, 1) (got {confidence_level})")
@@ -121,10 +153,8 @@ def newcombe_interval(
         return math.nan, math.nan
     e, f, g, h = table.both_correct, table.finetuned_only, table.baseline_only, table.both_wrong
     p1, p2 = (e + f) / n, (e + g) / n
-    from scipy import stats
-
-    l1, u1 = stats.binomtest(e + f, n).proportion_ci(confidence_level, method="wilson")
-    l2, u2 = stats.binomtest(e + g, n).proportion_ci(confidence_level, method="wilson")
+    l1, u1 = wilson_interval(e + f, n, confidence_level)
+    l2, u2 = wilson_interval(e + g, n, confidence_level)
     margins = (e + f) * (g + h) * (e + g) * (f + h)
     numerator = e * h - f * g
     if numerator > n / 2:
@@ -201,9 +231,11 @@ def calibration_difference(
     """Fine-tuned minus baseline calibration error (pp), official and all bins, with intervals.
 
     The answers are paired (row i of every sequence is the same question). A seeded paired
-    bootstrap (``scipy.stats.bootstrap``, percentile method) resamples questions and recomputes
-    both variants' calibration errors on each resample. The official figure is NaN, with its
-    interval, below ``beta`` paired answers, as the official figure itself is.
+    percentile bootstrap resamples questions and recomputes both variants' calibration errors
+    on each resample (``calibration_errors``: all resamples at once), drawn as
+    ``scipy.stats.bootstrap(..., paired=True, method="percentile")`` draws them from
+    ``numpy.random.default_rng(seed)``: its interval for the seed. The official figure is NaN,
+    with its interval, below ``beta`` paired answers, as the official figure itself is.
     """
     arrays = [
         np.asarray(baseline_confidence, dtype=float),
@@ -218,50 +250,33 @@ def calibration_difference(
         )
     if n_resamples < 1:
         raise ValueError(f"n_resamples must be at least 1 (got {n_resamples})")
+    if not 0 < confidence_level < 1:
+        raise ValueError(f"confidence_level must be in (0, 1) (got {confidence_level})")
     n = len(arrays[0])
-    official_defined = n >= beta
-
-    def differences(conf_b, corr_b, conf_f, corr_f) -> np.ndarray:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", SmallSampleWarning)
-            values = [
-                calibration_error(conf_f, corr_f, beta=beta, p=p, all_bins=True)
-                - calibration_error(conf_b, corr_b, beta=beta, p=p, all_bins=True)
-            ]
-            if official_defined:
-                values.append(
-                    calibration_error(conf_f, corr_f, beta=beta, p=p)
-                    - calibration_error(conf_b, corr_b, beta=beta, p=p)
-                )
-        return np.array(values)
-
+    variants = [True] + ([False] if n >= beta else [])  # all bins; official when defined
+    nan = Interval(math.nan, math.nan, math.nan)
     if n == 0:
-        nan = Interval(math.nan, math.nan, math.nan)
         return {"calibration_error_diff": nan, "calibration_error_all_bins_diff": nan}
-    point = differences(*arrays)
-    if n > 1:
-        from scipy import stats
-
-        result = stats.bootstrap(
-            tuple(arrays),
-            differences,
-            paired=True,
-            vectorized=False,
-            n_resamples=int(n_resamples),
-            confidence_level=confidence_level,
-            method="percentile",
-            rng=np.random.default_rng(seed),
-        )
-        lows = np.atleast_1d(result.confidence_interval.low)
-        highs = np.atleast_1d(result.confidence_interval.high)
-    else:  # one question: every resample is the same question
-        lows = highs = point
-    every = Interval(float(point[0]), float(lows[0]), float(highs[0]))
-    official = (
-        Interval(float(point[1]), float(lows[1]), float(highs[1]))
-        if official_defined
-        else Interval(math.nan, math.nan, math.nan)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", SmallSampleWarning)
+        point = [
+            calibration_error(arrays[2], arrays[3], beta=beta, p=p, all_bins=all_bins)
+            - calibration_error(arrays[0], arrays[1], beta=beta, p=p, all_bins=all_bins)
+            for all_bins in variants
+        ]
+    # Every resample's question indices in one draw, as scipy.stats.bootstrap makes it.
+    draws = np.random.default_rng(seed).integers(0, n, (int(n_resamples), n))
+    distribution = np.array(
+        [
+            calibration_errors(arrays[2], arrays[3], draws, beta=beta, p=p, all_bins=all_bins)
+            - calibration_errors(arrays[0], arrays[1], draws, beta=beta, p=p, all_bins=all_bins)
+            for all_bins in variants
+        ]
     )
+    alpha = (1 - confidence_level) / 2
+    lows, highs = np.quantile(distribution, [alpha, 1 - alpha], axis=-1)
+    every = Interval(point[0], float(lows[0]), float(highs[0]))
+    official = Interval(point[1], float(lows[1]), float(highs[1])) if n >= beta else nan
     return {"calibration_error_diff": official, "calibration_error_all_bins_diff": every}
 
 
