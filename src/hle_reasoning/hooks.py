@@ -201,7 +201,7 @@ class StudySummaryHook:
 
     @hook_impl
     def after_node_run(self, node: Any, catalog: Any, inputs: dict, outputs: dict) -> None:
-        from hle_reasoning.hle.scoring.comparison import PairedComparison  # scipy: not at start-up
+        from hle_reasoning.hle.scoring.comparison import PairedComparison  # numpy: not at start-up
 
         for value in (outputs or {}).values():
             if isinstance(value, TrainingSummary):
