@@ -10,9 +10,11 @@ Artifacts go through MLflow's own calls (``log_dict``, ``log_text``, ``log_figur
 
 from __future__ import annotations
 
+import io
 import json
 import math
 import time
+import weakref
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -145,16 +147,35 @@ def log_artifact(name: str, content: Any, artifact_path: str | None = None) -> N
 
 
 # How a figure is saved, here and in the catalog's report files (``save_args``): the same call,
-# so that ``hle_reasoning.figures`` renders it once for both.
+# so that ``rendered`` renders it once for both.
 FIGURE_SAVE_ARGS = {"dpi": 120, "bbox_inches": "tight"}
+# The last rendering of each figure, with its savefig arguments, while the figure lives.
+_RENDERED: weakref.WeakKeyDictionary[Any, tuple[str, bytes]] = weakref.WeakKeyDictionary()
+
+
+def rendered(figure: Any, **savefig_args: Any) -> bytes:
+    """``figure.savefig(buffer, **savefig_args)``'s bytes, rendered once per figure and arguments.
+
+    A node's figure is saved twice, as a report file (``datasets.MatplotlibDataset``) and into
+    its MLflow run (``log_artifact``); rendering is most of the cost of either (a third of a
+    second for a reliability diagram on two cores), and both get the same bytes. A node returns
+    its figures finished: nothing draws on them after they are saved.
+    """
+    key = repr(sorted(savefig_args.items()))
+    cached = _RENDERED.get(figure)
+    if cached is not None and cached[0] == key:
+        return cached[1]
+    buffer = io.BytesIO()
+    figure.savefig(buffer, **savefig_args)
+    image = buffer.getvalue()
+    _RENDERED[figure] = (key, image)
+    return image
 
 
 def _log_figure(mlflow: Any, figure: Any, path: str) -> None:
     """``figure`` as the PNG ``path`` of the active run (what ``mlflow.log_figure`` logs)."""
     import tempfile
     from pathlib import Path, PurePosixPath
-
-    from hle_reasoning.figures import rendered
 
     image = rendered(figure, **FIGURE_SAVE_ARGS)
     where = PurePosixPath(path)

@@ -23,6 +23,8 @@ from kedro_datasets.pandas import CSVDataset as _CSVDataset
 from kedro_datasets.pandas import ParquetDataset as _ParquetDataset
 from kedro_datasets.text import TextDataset as _TextDataset
 
+from hle_reasoning import tracking
+
 
 def atomic_replace(tmp: Path, final: Path) -> None:
     """Move ``tmp`` over ``final`` in one step (same directory, so same filesystem)."""
@@ -104,11 +106,9 @@ class JSONDataset(_AtomicSave, _JSONDataset):
 
 class MatplotlibDataset(_AtomicSave, _MatplotlibDataset):
     """``matplotlib.MatplotlibDataset`` with atomic saves (one figure per file); a figure also
-    logged to MLflow is rendered once for both (``hle_reasoning.figures``)."""
+    logged to MLflow is rendered once for both (``hle_reasoning.tracking.rendered``)."""
 
     def _save_to_fs(self, full_key_path: str, plot: Any) -> None:
-        from hle_reasoning.figures import rendered
-
-        image = rendered(plot, **self._save_args)
+        image = tracking.rendered(plot, **self._save_args)
         with self._fs.open(full_key_path, **self._fs_open_args_save) as fs_file:
             fs_file.write(image)
