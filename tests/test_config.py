@@ -270,3 +270,44 @@ def test_the_context_reads_the_parameter_files_once_and_hands_out_copies():
         == (loader["parameters"]["evaluation"]["generation"]["max_new_tokens"])
     )
     assert second["evaluation"]["generation"]["max_new_tokens"] > 0
+
+
+def test_a_second_loader_of_the_same_conf_reads_no_file_again_until_one_changes(
+    tmp_path, monkeypatch
+):
+    import shutil
+    import time
+
+    from hle_reasoning.context import ProjectConfigLoader
+
+    conf = tmp_path / "conf"
+    shutil.copytree(PROJECT_ROOT / "conf" / "base", conf / "base")
+    (conf / "local").mkdir()
+    reads = []
+    original = OmegaConfigLoader._read_raw_config
+    monkeypatch.setattr(
+        OmegaConfigLoader,
+        "_read_raw_config",
+        lambda self, key: reads.append(key) or original(self, key),
+    )
+    monkeypatch.setattr(ProjectConfigLoader, "_KEPT", {})
+
+    def loader(**params):
+        return ProjectConfigLoader(
+            conf_source=str(conf), runtime_params=params, **CONFIG_LOADER_ARGS
+        )
+
+    first = loader()["catalog"]
+    first["focus_test"]["filepath"] = "elsewhere.parquet"  # a reader's change stays its own
+    second = loader()["catalog"]
+    assert reads.count("catalog") == 1
+    assert second == OmegaConfigLoader(conf_source=str(conf), **CONFIG_LOADER_ARGS)["catalog"]
+    assert second["focus_test"]["filepath"] != "elsewhere.parquet"
+    assert loader(seed=7)["parameters"]["seed"] == 7  # other runtime parameters: read anew
+    assert loader()["parameters"].get("seed") is None
+    # An edited file is read again.
+    time.sleep(0.01)
+    local = conf / "local" / "catalog.yml"
+    local.write_text("focus_test:\n  filepath: data/edited.parquet\n")
+    assert loader()["catalog"]["focus_test"]["filepath"] == "data/edited.parquet"
+    assert reads.count("catalog") == 3  # the edit, and the reference loader above
