@@ -91,6 +91,20 @@ def trained_project_copy(_trained_project: Path, tmp_path: Path) -> Path:
     return project
 
 
+@pytest.fixture
+def mlflow_store(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Any:
+    """MLflow, tracking into a fresh SQLite store in ``tmp_path`` (the working directory), with
+    every run it leaves active ended afterwards."""
+    import mlflow
+
+    monkeypatch.chdir(tmp_path)
+    mlflow.set_tracking_uri(f"sqlite:///{tmp_path / 'mlflow.db'}")
+    yield mlflow
+    while mlflow.active_run() is not None:
+        mlflow.end_run()
+    mlflow.set_tracking_uri(None)
+
+
 def put_blocks(catalog: Any, pipe: Any, **blocks: Any) -> None:
     """The parsed ``blocks`` under every ``params:`` name ``pipe`` reads, as the preflight hook
     hands them to the nodes of a ``kedro run``."""

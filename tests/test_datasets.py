@@ -122,12 +122,13 @@ def test_a_store_takes_its_columns_from_the_code_by_name(tmp_path):
         JSONLinesStore(filepath=str(tmp_path / "x.jsonl"), columns="hle_reasoning.hle.NOPE")
 
 
-def test_a_figure_saved_as_a_report_and_logged_to_mlflow_is_rendered_once(tmp_path, monkeypatch):
+def test_a_figure_saved_as_a_report_and_logged_to_mlflow_is_rendered_once(
+    tmp_path, monkeypatch, mlflow_store
+):
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
-    import mlflow
     from matplotlib.figure import Figure
 
     from hle_reasoning import tracking
@@ -143,8 +144,7 @@ def test_a_figure_saved_as_a_report_and_logged_to_mlflow_is_rendered_once(tmp_pa
         [90.0, 10.0, 55.0, 100.0] * 30, [True, False, True, False] * 30, title="baseline"
     )
     report = tmp_path / "reliability_diagram.png"
-    monkeypatch.chdir(tmp_path)
-    mlflow.set_tracking_uri(f"sqlite:///{tmp_path / 'mlflow.db'}")
+    mlflow = mlflow_store
     try:
         with mlflow.start_run() as run:
             MatplotlibDataset(filepath=str(report), save_args=tracking.FIGURE_SAVE_ARGS).save(
@@ -155,7 +155,6 @@ def test_a_figure_saved_as_a_report_and_logged_to_mlflow_is_rendered_once(tmp_pa
             run_id=run.info.run_id, artifact_path="evaluation/reliability_diagram.png"
         )
     finally:
-        mlflow.set_tracking_uri(None)
         plt.close("all")
     assert renders == [1]
     image = report.read_bytes()

@@ -27,18 +27,6 @@ INPUTS = {
 
 
 @pytest.fixture
-def mlflow_store(tmp_path, monkeypatch):
-    import mlflow
-
-    monkeypatch.chdir(tmp_path)
-    mlflow.set_tracking_uri(f"sqlite:///{tmp_path / 'mlflow.db'}")
-    yield mlflow
-    while mlflow.active_run() is not None:
-        mlflow.end_run()
-    mlflow.set_tracking_uri(None)
-
-
-@pytest.fixture
 def calls(monkeypatch):
     """How many times MLflow's client logged one parameter, one metric, or a batch."""
     from mlflow.tracking import MlflowClient

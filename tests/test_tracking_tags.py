@@ -17,18 +17,6 @@ from hle_reasoning.hooks import experiment_tags, runs_table_url
 from tests.conftest import PROJECT_ROOT
 
 
-@pytest.fixture
-def mlflow_store(tmp_path, monkeypatch):
-    import mlflow
-
-    monkeypatch.chdir(tmp_path)
-    mlflow.set_tracking_uri(f"sqlite:///{tmp_path / 'mlflow.db'}")
-    yield mlflow
-    while mlflow.active_run() is not None:
-        mlflow.end_run()
-    mlflow.set_tracking_uri(None)
-
-
 def _conf_tags() -> dict[str, str]:
     from kedro_mlflow.config.kedro_mlflow_config import KedroMlflowConfig
 
