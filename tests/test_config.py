@@ -236,19 +236,20 @@ def test_the_judge_label_names_the_model_that_judged():
     assert JudgeConfig().label("gpt-4.1-2025-04-14") == "rules"
 
 
-def test_the_context_reads_the_parameter_files_once_and_hands_out_copies():
+def test_the_context_reads_the_parameter_files_once_and_hands_out_copies(monkeypatch):
     from kedro.framework.hooks.manager import _create_hook_manager
 
-    from hle_reasoning.context import ProjectContext
+    from hle_reasoning.context import ProjectConfigLoader, ProjectContext
 
-    class CountingLoader(OmegaConfigLoader):
+    class CountingLoader(ProjectConfigLoader):
         reads = 0
 
-        def __getitem__(self, key):
+        def _read_raw_config(self, key):
             if key == "parameters":
                 CountingLoader.reads += 1
-            return super().__getitem__(key)
+            return super()._read_raw_config(key)
 
+    monkeypatch.setattr(ProjectConfigLoader, "_KEPT", {})
     loader = CountingLoader(
         conf_source=str(PROJECT_ROOT / "conf"), runtime_params={"seed": 7}, **CONFIG_LOADER_ARGS
     )

@@ -18,17 +18,13 @@ class ProjectContext(KedroContext):
     ``cls(**raw)``: one level deep (nested blocks stay mappings), with Python's ``TypeError`` for a
     misspelt key, and into the catalog that kedro-viz shows and kedro-mlflow logs from. Here the
     catalog keeps the raw parameters; ``preflight.PreflightHook`` parses every block once per run
-    (every problem with its key path) and hands the nodes the parsed blocks.
-
-    The parameters are read from the YAML once per context (Kedro's config loader merges every
-    file again on each read, and a run reads them three times); each caller gets its own copy.
+    (every problem with its key path) and hands the nodes the parsed blocks. A run reads them
+    three times; the project's config loader (``ProjectConfigLoader``) merges the files once.
     """
 
     @property
     def params(self) -> dict[str, Any]:
-        if "_params" not in self.__dict__:
-            self.__dict__["_params"] = self.config_loader["parameters"]
-        return copy.deepcopy(self.__dict__["_params"])
+        return self.config_loader["parameters"]
 
 
 class ProjectConfigLoader(OmegaConfigLoader):
