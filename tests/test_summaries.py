@@ -53,7 +53,7 @@ def test_the_summary_is_found_by_type_under_any_output_name():
         "  training: 26 GRPO steps, 0.26 s/step, final reward 0.589, peak memory 1.03 GB "
         "(eq. (6): 1.50 GB)"
     )
-    assert lines[1] == VariantRun.HEADER
+    assert lines[1] == VariantRun.header()
     baseline, finetuned = lines[2], lines[3]
     assert baseline.split() == ["baseline", "73", "/", "73", "0.00", "±", "1.23", "n/a", "87.50"]
     assert finetuned.split() == ["finetuned", "70", "/", "73", "12.50", "±", "1.23", "n/a", "87.50"]

@@ -13,7 +13,8 @@ import yaml
 from hle_reasoning import tracking
 from hle_reasoning.datasets import MlflowChildRunDataset
 from hle_reasoning.datasets.evaluation import leading_first
-from hle_reasoning.hooks import experiment_tags, runs_table_url
+from hle_reasoning.hle.scoring.metrics import SCORE_COLUMNS
+from hle_reasoning.hooks import experiment_tags, runs_table_url, with_metric_columns
 from tests.conftest import PROJECT_ROOT
 
 
@@ -40,6 +41,31 @@ def test_mlflow_yml_names_a_classic_experiment_and_a_view_of_logged_metrics():
         "metrics.`training.reward`",
     } <= set(columns)
     assert all(c.startswith("metrics.`") and c.endswith("`") for c in columns)
+
+
+def test_the_view_shows_the_metric_registrys_scores_first_then_its_own_columns():
+    tag = _conf_tags()[tracking.SAVED_VIEW_TAG_PREFIX + "hle_reasoning"]
+    view = json.loads(tag)
+    first = [f"metrics.`{name}`" for name in SCORE_COLUMNS]
+    assert first[:3] == [
+        "metrics.`accuracy`",
+        "metrics.`accuracy_ci`",
+        "metrics.`calibration_error`",
+    ]
+    for key in ("selectedColumns", "columnOrder"):
+        assert view[key] == [
+            *first,
+            "metrics.`judged`",
+            "metrics.`training.reward`",
+            "metrics.`training.kl`",
+        ]
+    # A view that lists a registered column already shows it once, in the registry's place.
+    assert with_metric_columns(tag) == tag
+    again = json.loads(
+        with_metric_columns(json.dumps({"selectedColumns": ["metrics.`x`", first[1]]}))
+    )
+    assert again["selectedColumns"] == [*first, "metrics.`x`"]
+    assert again["columnOrder"] == first
 
 
 def test_an_existing_experiment_gets_the_tags_it_lacks(mlflow_store):

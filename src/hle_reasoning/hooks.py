@@ -3,6 +3,7 @@ serve machine 0 from the other machines. The preflight hook is in ``hle_reasonin
 
 from __future__ import annotations
 
+import json
 import logging
 import subprocess
 import time
@@ -48,8 +49,9 @@ class TrackingTagsHook:
 
     The experiment's tags are those ``conf/base/mlflow.yml`` gives kedro-mlflow for a new
     experiment (``create_experiment_kwargs.tags``: the experiment kind, the saved runs-table
-    view); kedro-mlflow sets them only when it creates the experiment, so an experiment made
-    before a tag was added gets it here. kedro-mlflow starts the run in its own
+    view, whose first columns the metric registry gives: ``experiment_tags``); kedro-mlflow
+    sets them only when it creates the experiment, so an experiment made before a tag was
+    added, or before a metric was, gets it here. kedro-mlflow starts the run in its own
     ``before_pipeline_run``; tagging at the first node guarantees the run exists whatever order
     the hooks run in.
     """
@@ -80,13 +82,33 @@ class TrackingTagsHook:
 
 
 def experiment_tags(context: Any) -> dict[str, str]:
-    """The experiment tags of ``mlflow.yml`` (kedro-mlflow's configuration on the context)."""
+    """The experiment tags of ``mlflow.yml`` (kedro-mlflow's configuration on the context),
+    each saved runs-table view with the evaluation's figures as its first columns
+    (``with_metric_columns``)."""
     config = getattr(context, "mlflow", None)
     try:
         tags = config.tracking.experiment.create_experiment_kwargs.tags
     except AttributeError:  # kedro-mlflow not set up (tracking disabled)
         return {}
-    return {str(k): str(v) for k, v in (tags or {}).items()}
+    return {
+        str(k): with_metric_columns(str(v))
+        if str(k).startswith(tracking.SAVED_VIEW_TAG_PREFIX)
+        else str(v)
+        for k, v in (tags or {}).items()
+    }
+
+
+def with_metric_columns(view: str) -> str:
+    """A saved runs-table view (MLflow's view state, JSON) with the metric registry's scores
+    and their half-widths (``hle.scoring.metrics.SCORE_COLUMNS``) as its first columns, shown
+    and in that order; the view's own columns (training, counts) follow."""
+    from hle_reasoning.hle.scoring.metrics import SCORE_COLUMNS  # numpy: not at start-up
+
+    state = json.loads(view)
+    first = [f"metrics.`{name}`" for name in SCORE_COLUMNS]
+    for key in ("selectedColumns", "columnOrder"):
+        state[key] = first + [c for c in state.get(key, []) if c not in first]
+    return json.dumps(state)
 
 
 class KedroMlflowHook:
@@ -246,7 +268,7 @@ class StudySummaryHook:
         """The training run and each evaluated variant, from the summaries the nodes returned."""
         lines = [f"  {self._training.headline()}"] if self._training is not None else []
         if self._variants:
-            lines.append(VariantRun.HEADER)
+            lines.append(VariantRun.header())
             lines += [self._variants[v].headline() for v in sorted(self._variants)]
             lines += [note for v in sorted(self._variants) for note in self._variants[v].notes()]
         if self._comparison is not None:

@@ -21,6 +21,11 @@ from typing import Any
 from hle_reasoning.hle.formatting import format_number
 
 
+def _width(metric: Any) -> int:
+    """A console summary column: its heading, or room for ``100.00 ± 10.00`` / ``100.000``."""
+    return max(len(metric.heading(short=True)), 16 if metric.interval else 8)
+
+
 class TrainingSummary(dict):
     """The summary of one GRPO run: steps, timings, final reward / KL / loss, memory."""
 
@@ -37,7 +42,8 @@ class TrainingSummary(dict):
 @dataclass(frozen=True)
 class VariantRun:
     """One evaluated variant as its MLflow child run records it; ``metrics`` holds the overall
-    figures (``accuracy``, ``accuracy_ci``, ``calibration_error``, ...) and per category."""
+    figures (the metric registry's, ``accuracy``, ``accuracy_ci``, ``calibration_error``, ...)
+    and per category."""
 
     variant: str
     tags: dict[str, str] = field(default_factory=dict)
@@ -49,20 +55,22 @@ class VariantRun:
         """``run["metrics"]``: the fields read as a payload's keys."""
         return getattr(self, key)
 
-    HEADER = (
-        f"  {'variant':<12}{'judged / answered':>18}  {'accuracy (%)':>16}  "
-        f"{'calibration error (%)':>22}  {'all bins (%)':>12}"
-    )
+    @staticmethod
+    def header() -> str:
+        """The heading line of ``headline``: a column per score of the metric registry."""
+        from hle_reasoning.hle.scoring.metrics import SCORES  # numpy: not at start-up
+
+        cells = "".join(f"  {m.heading(short=True).lower():>{_width(m)}}" for m in SCORES)
+        return f"  {'variant':<12}{'judged / answered':>18}{cells}"
 
     def headline(self) -> str:
+        """The variant's line under ``header``: its counts and each score of the registry."""
+        from hle_reasoning.hle.scoring.metrics import SCORES
+
         m = self.metrics
-        accuracy = f"{format_number(m.get('accuracy'))} ± {format_number(m.get('accuracy_ci'))}"
         counts = f"{format_number(m.get('judged'), 0)} / {format_number(m.get('answered'), 0)}"
-        return (
-            f"  {self.variant:<12}{counts:>18}  {accuracy:>16}  "
-            f"{format_number(m.get('calibration_error')):>22}  "
-            f"{format_number(m.get('calibration_error_all_bins')):>12}"
-        )
+        cells = "".join(f"  {metric.show(m):>{_width(metric)}}" for metric in SCORES)
+        return f"  {self.variant:<12}{counts:>18}{cells}"
 
     def notes(self) -> list[str]:
         """An incomplete judging, and the rules judge's agreement with an LLM judge."""

@@ -9,6 +9,10 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from hle_reasoning.hle.scoring.metrics import (
+    BY_NAME,
+    METRICS,
+    SCORE_COLUMNS,
+    SCORES,
     SmallSampleWarning,
     accuracy_with_ci,
     calibration_bins,
@@ -273,6 +277,65 @@ def test_summarize_without_judged_answers_is_quiet():
         figures = summarize([], [], n=5)
     assert figures["accuracy"] == 0.0 and figures["judged"] == 0
     assert math.isnan(figures["mean_confidence"]) and math.isnan(figures["calibration_error"])
+
+
+class TestRegistry:
+    """``METRICS`` declares each figure once; ``summarize`` and every report read it."""
+
+    def test_summarize_gives_every_registered_figure_in_order(self):
+        figures = summarize(CORRECT, CONF, n=10, beta=2)
+        assert list(figures) == [metric.name for metric in METRICS]
+        assert len(BY_NAME) == len(METRICS)  # each name once
+        assert all(isinstance(value, float) for value in figures.values())
+
+    def test_scores_are_the_figures_with_a_direction(self):
+        assert [m.name for m in SCORES][:3] == [
+            "accuracy",
+            "calibration_error",
+            "calibration_error_all_bins",
+        ]
+        assert BY_NAME["accuracy"].higher_is_better is True
+        assert BY_NAME["calibration_error"].higher_is_better is False
+        assert all(BY_NAME[name].higher_is_better is None for name in ("n", "accuracy_ci"))
+        # A score's half-width follows it; a half-width is a registered figure, not a score.
+        assert SCORE_COLUMNS[:4] == (
+            "accuracy",
+            "accuracy_ci",
+            "calibration_error",
+            "calibration_error_all_bins",
+        )
+        for metric in SCORES:
+            if metric.interval:
+                assert BY_NAME[metric.interval].higher_is_better is None
+        assert [m.name for m in METRICS if m.count] == ["n", "judged", "correct"]
+
+    def test_headings_carry_the_unit_the_short_name_and_the_direction(self):
+        accuracy, official = BY_NAME["accuracy"], BY_NAME["calibration_error"]
+        every = BY_NAME["calibration_error_all_bins"]
+        assert accuracy.heading() == "Accuracy (%)"
+        assert accuracy.heading(arrow=True) == "Accuracy (%) ↑"
+        assert official.heading(arrow=True) == "Calibration error (%) ↓"
+        assert every.heading() == "Calibration error, all bins (%)"
+        assert every.heading(short=True) == "all bins (%)"
+        assert accuracy.heading(short=True) == "Accuracy (%)"  # no short name: the label
+        assert BY_NAME["n"].heading(arrow=True) == "Questions"  # no unit, no direction
+        assert BY_NAME["accuracy_ci"].heading(short=True, arrow=True) == "95% half-width"
+
+    def test_a_figure_is_shown_with_its_digits_and_half_width(self):
+        accuracy, official = BY_NAME["accuracy"], BY_NAME["calibration_error"]
+        figures = {"accuracy": 12.345, "accuracy_ci": 1.5, "calibration_error": math.nan}
+        assert accuracy.show(figures) == "12.35 ± 1.50"
+        assert accuracy.show(figures, 1) == "12.3 ± 1.5"
+        assert accuracy.show({"accuracy": 4.0, "accuracy_ci": math.nan}) == "4.00"
+        assert accuracy.show({"accuracy": 4.0}) == "4.00"
+        assert official.show(figures) == "n/a"  # undefined
+        assert official.show({}) == "n/a"
+        assert BY_NAME["mean_confidence"].show({"mean_confidence": 87.25}) == "87.2"
+
+    def test_the_descriptions_fill_in_beta_and_p(self):
+        text = BY_NAME["calibration_error"].description.format(beta=7, p="1")
+        assert "p = 1, bins of beta = 7 answers" in text
+        assert "{" not in BY_NAME["accuracy"].description.format(beta=7, p="1")
 
 
 # Confidences as judges state them: piled at 0 and 100, any other percentage, or missing.

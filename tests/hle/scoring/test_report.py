@@ -4,7 +4,11 @@ import matplotlib.pyplot as plt
 import pandas as pd
 import pytest
 
+from hle_reasoning.hle.formatting import format_number
+from hle_reasoning.hle.scoring.metrics import METRICS, SCORE_COLUMNS, SCORES
 from hle_reasoning.hle.scoring.report import (
+    METRIC_COLUMNS,
+    category_markdown,
     reliability_diagram,
     report_markdown,
     table_1,
@@ -86,6 +90,46 @@ def test_table_1_keeps_the_paper_rows_first_and_as_given():
     )
     assert "Paper rows: Phan et al. 2025" in report and "* a note" in report
     assert "![baseline_reliability_diagram.png](baseline_reliability_diagram.png)" in report
+
+
+def test_the_tables_have_a_column_per_registered_figure():
+    by_category = variant_metrics(
+        predictions([True, False, True], [90, 50, 100], ["Math", "Math", "Physics"]), beta=2
+    )
+    assert list(by_category.columns) == ["category", *METRIC_COLUMNS]
+    assert METRIC_COLUMNS == (*(m.name for m in METRICS), "answered")
+    overall = by_category.iloc[0].to_dict()
+    table = table_1(PAPER, [{**overall, "model": "M", "variant": "baseline"}])
+    assert list(table.columns) == [
+        "model",
+        "variant",
+        "source",
+        "n",
+        *SCORE_COLUMNS,
+        "note",
+        "answered",
+    ]
+    header, _, *rows = (cells(line) for line in table_1_markdown(table).splitlines())
+    assert header == [
+        "Model",
+        *(m.heading(arrow=True) for m in SCORES),
+        "n (judged / answered)",
+        "Source",
+    ]
+    assert rows[-1][1:-2] == [m.show(overall, m.digits - 1) for m in SCORES]
+    # Per category: every figure but the counts, which read "judged / answered".
+    markdown = category_markdown(by_category.assign(variant="baseline"))
+    header, _, *rows = (cells(line) for line in markdown.splitlines())
+    shown = [m for m in METRICS if not m.count]
+    assert header == ["Variant", "Category", "judged / answered"] + [
+        m.heading(short=True) for m in shown
+    ]
+    assert rows[0][2:] == ["3 / 3"] + [format_number(overall[m.name], m.digits) for m in shown]
+
+
+def cells(line: str) -> list[str]:
+    """The cells of a Markdown table line."""
+    return [cell.strip() for cell in line.strip().strip("|").split("|")]
 
 
 def test_reliability_diagram_bins_by_stated_confidence():

@@ -1,4 +1,5 @@
-"""HLE's metrics as plain functions: accuracy with its 95% interval, and calibration error.
+"""HLE's metrics as plain functions (accuracy with its 95% interval, calibration error) and
+``METRICS``, the registry that declares each figure once.
 
 Both follow ``dump_metrics`` and ``calib_err`` in hle_eval/run_judge_results.py of
 github.com/centerforaisafety/hle (``calib_err`` is itself from
@@ -27,6 +28,12 @@ Differences from the official code, all deliberate and documented in docs/evalua
 ``calibration_errors`` gives ``calibration_error`` for many resamples of the same answers at
 once (the paired bootstrap's); ``calibration_error`` stays the reference it is tested against.
 
+``METRICS`` lists every figure of a set of judged answers, in order: its name (the key in
+``summarize``, the reports' CSV columns and MLflow), the function that computes it, its label,
+unit, digits and direction. ``summarize``, Table 1, the per-category table, the report, the
+MLflow metrics and saved view and the closing summary all read it: a new metric is a function
+and one line there.
+
 Confidences are percentages (0..100, as the judge reports them) and so are the results.
 """
 
@@ -34,10 +41,12 @@ from __future__ import annotations
 
 import math
 import warnings
-from collections.abc import Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 
 import numpy as np
+
+from hle_reasoning.hle.formatting import format_number
 
 BETA = 100
 Z_95 = 1.96
@@ -266,6 +275,67 @@ def _check_p(p: str | int) -> str:
     return p
 
 
+@dataclass(frozen=True)
+class Answers:
+    """The judged answers of one variant (or one category of it) that every metric reads."""
+
+    correct: np.ndarray  # bool, one per judged answer
+    confidence: np.ndarray  # the stated confidence (%), one per judged answer
+    n: int  # the questions: the judged answers, and any others counted as wrong
+    beta: int = BETA
+    p: str | int = "2"
+
+
+@dataclass(frozen=True)
+class Metric:
+    """One figure of ``METRICS``: how it is computed, named and shown.
+
+    * ``name``: its key in ``summarize``, the CSV columns and MLflow;
+    * ``function``: the figure of an ``Answers`` (NaN where undefined);
+    * ``label`` and ``unit``: its column heading, ``label (unit)``; ``short``, where a narrow
+      table (per category, the console summary) names it otherwise;
+    * ``digits``: decimals in the per-category table, the log and the console summary; Table 1
+      shows one fewer, as the HLE paper's Table 1 does (one decimal for a percentage);
+    * ``higher_is_better``: True or False makes it a score, shown in Table 1, the console
+      summary, MLflow per category and the runs-table view, with its arrow; None (counts,
+      interval widths, descriptions) shows it in the per-category table and MLflow only;
+    * ``interval``: the metric that holds its 95% half-width, shown as ``± ...`` beside it;
+    * ``count``: a number of answers, shown as "judged / answered" rather than as a column;
+    * ``description``: what the report says of it under Table 1 (``{beta}`` and ``{p}``
+      filled in).
+    """
+
+    name: str
+    function: Callable[[Answers], float]
+    label: str
+    unit: str = "%"
+    digits: int = 2
+    higher_is_better: bool | None = None
+    interval: str | None = None
+    short: str | None = None
+    count: bool = False
+    description: str = ""
+
+    def heading(self, *, short: bool = False, arrow: bool = False) -> str:
+        """The column heading: ``Accuracy (%)``; with ``arrow``, ``↑`` or ``↓`` for a score."""
+        text = (self.short if short and self.short else self.label) + (
+            f" ({self.unit})" if self.unit else ""
+        )
+        if arrow and self.higher_is_better is not None:
+            text += " ↑" if self.higher_is_better else " ↓"
+        return text
+
+    def show(self, figures: Mapping[str, float], digits: int | None = None) -> str:
+        """Its value in ``figures`` with ``digits`` decimals (default ``self.digits``), and
+        ``± half-width`` where it has an interval and ``figures`` holds it (``n/a``: undefined)."""
+        digits = self.digits if digits is None else digits
+        text = format_number(figures.get(self.name), digits)
+        half = figures.get(self.interval) if self.interval else None
+        if half is not None and not math.isnan(float(half)):
+            text += f" ± {format_number(half, digits)}"
+        return text
+
+
 def summarize(
     correct: Sequence[bool],
     confidence: Sequence[float],
@@ -274,27 +344,66 @@ def summarize(
     beta: int = BETA,
     p: str | int = "2",
 ) -> dict[str, float]:
-    """All figures of one set of verdicts, under the names used in reports and MLflow.
+    """Every figure of ``METRICS`` for one set of verdicts, by name, in the registry's order.
 
     ``correct`` and ``confidence`` are the judged answers; ``n`` the number of questions
     (default: the number of judged answers; the difference counts as wrong and has no
     confidence, as in the official code).
     """
     correct = np.asarray(correct, dtype=bool)
-    confidence = np.asarray(confidence, dtype=float)
-    n = len(correct) if n is None else int(n)
-    accuracy, half_width = accuracy_with_ci(correct, n)
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", SmallSampleWarning)
-        official = calibration_error(confidence, correct, beta=beta, p=p)
-        every_bin = calibration_error(confidence, correct, beta=beta, p=p, all_bins=True)
-    return {
-        "n": float(n),
-        "judged": float(len(correct)),
-        "correct": float(correct.sum()),
-        "accuracy": accuracy,
-        "accuracy_ci": half_width,
-        "calibration_error": official,
-        "calibration_error_all_bins": every_bin,
-        "mean_confidence": float(confidence.mean()) if len(confidence) else math.nan,
-    }
+    answers = Answers(
+        correct=correct,
+        confidence=np.asarray(confidence, dtype=float),
+        n=len(correct) if n is None else int(n),
+        beta=beta,
+        p=p,
+    )
+    return {metric.name: float(metric.function(answers)) for metric in METRICS}
+
+
+def _mean_confidence(answers: Answers) -> float:
+    return float(answers.confidence.mean()) if len(answers.confidence) else math.nan
+
+
+# The registry: every figure of a set of judged answers, in the order of the reports' columns.
+# The official calibration error warns where it says little: the report and the log say it
+# once per variant (small_sample_note), so the registry computes it without the warning.
+METRICS: tuple[Metric, ...] = (
+    Metric("n", lambda a: float(a.n), "Questions", unit="", digits=0, count=True),
+    Metric("judged", lambda a: float(len(a.correct)), "Judged", unit="", digits=0, count=True),
+    Metric("correct", lambda a: float(a.correct.sum()), "Correct", unit="", digits=0, count=True),
+    Metric(
+        "accuracy",
+        lambda a: accuracy_with_ci(a.correct, a.n)[0],
+        "Accuracy",
+        higher_is_better=True,
+        interval="accuracy_ci",
+        description="accuracy ± the 95% Wald half-width 1.96·sqrt(acc·(100 − acc)/n)",
+    ),
+    Metric("accuracy_ci", lambda a: accuracy_with_ci(a.correct, a.n)[1], "95% half-width", unit=""),
+    Metric(
+        "calibration_error",
+        lambda a: calibration_error(a.confidence, a.correct, beta=a.beta, p=a.p, warn=False),
+        "Calibration error",
+        higher_is_better=False,
+        description="calibration error as the official code computes it (p = {p}, bins of beta "
+        "= {beta} answers sorted by confidence with a stable sort, remainder in the last bin, "
+        "last bin left out, weights over all answers)",
+    ),
+    Metric(
+        "calibration_error_all_bins",
+        lambda a: calibration_error(a.confidence, a.correct, beta=a.beta, p=a.p, all_bins=True),
+        "Calibration error, all bins",
+        short="all bins",
+        higher_is_better=False,
+        description="the all-bins column sums every bin",
+    ),
+    Metric("mean_confidence", _mean_confidence, "Mean confidence", digits=1),
+)
+
+BY_NAME = {metric.name: metric for metric in METRICS}
+# The scores (a metric with a direction): Table 1's, the console summary's and the view's figures.
+SCORES = tuple(metric for metric in METRICS if metric.higher_is_better is not None)
+# The scores with their half-widths: Table 1's columns, the MLflow metrics per category and the
+# columns of the MLflow runs-table view, in the registry's order.
+SCORE_COLUMNS = tuple(name for m in SCORES for name in (m.name, m.interval) if name)

@@ -14,22 +14,17 @@ import pandas as pd
 from hle_reasoning.hle.formatting import ALL, MISSING, format_number, markdown_table
 from hle_reasoning.hle.scoring.metrics import (
     BETA,
+    METRICS,
+    SCORE_COLUMNS,
+    SCORES,
     SmallSampleWarning,
     calibration_error,
     summarize,
 )
 
-METRIC_COLUMNS = (
-    "n",
-    "judged",
-    "correct",
-    "accuracy",
-    "accuracy_ci",
-    "calibration_error",
-    "calibration_error_all_bins",
-    "mean_confidence",
-    "answered",
-)
+# The columns of a per-category table: the registry's figures, then the questions answered
+# (a count of the predictions table, not of the judged answers the metrics read).
+METRIC_COLUMNS = (*(metric.name for metric in METRICS), "answered")
 
 
 def variant_metrics(
@@ -64,9 +59,10 @@ def table_1(
 ) -> pd.DataFrame:
     """The proposal's Table 1: the HLE paper's rows as published, then the measured rows.
 
-    ``paper_rows``: dicts with ``model``, ``accuracy``, ``calibration_error`` and ``note``;
-    ``measured``: dicts with ``model``, ``variant`` and the figures of ``variant_metrics``'s
-    ``All`` row.
+    Its figures are the registry's scores with their half-widths (``SCORE_COLUMNS``).
+    ``paper_rows``: dicts with ``model``, ``note`` and the figures the paper gives
+    (``accuracy``, ``calibration_error``; any other is None: not reported); ``measured``: dicts
+    with ``model``, ``variant`` and the figures of ``variant_metrics``'s ``All`` row.
     """
     rows = []
     for row in paper_rows:
@@ -76,10 +72,7 @@ def table_1(
                 "variant": "",
                 "source": row.get("source", "HLE paper"),
                 "n": row.get("n"),
-                "accuracy": float(row["accuracy"]),
-                "accuracy_ci": row.get("accuracy_ci"),
-                "calibration_error": float(row["calibration_error"]),
-                "calibration_error_all_bins": None,
+                **{name: _reported(row.get(name)) for name in SCORE_COLUMNS},
                 "note": row.get("note", ""),
             }
         )
@@ -91,10 +84,7 @@ def table_1(
                 "source": "measured",
                 "n": int(row["n"]),
                 "answered": int(row.get("answered", row["n"])),
-                "accuracy": row["accuracy"],
-                "accuracy_ci": row["accuracy_ci"],
-                "calibration_error": row["calibration_error"],
-                "calibration_error_all_bins": row["calibration_error_all_bins"],
+                **{name: row.get(name, math.nan) for name in SCORE_COLUMNS},
                 "note": row.get("note", ""),
             }
         )
@@ -104,66 +94,57 @@ def table_1(
     return table
 
 
+def _reported(value: Any) -> float | None:
+    """A paper row's figure as a number; None where the paper does not give it."""
+    return None if value is None else float(value)
+
+
+def _missing(value: Any) -> bool:
+    return value is None or pd.isna(value)
+
+
 def table_1_markdown(table: pd.DataFrame) -> str:
-    header = [
-        "Model",
-        "Accuracy (%) ↑",
-        "Calibration error (%) ↓",
-        "Calibration error, all bins (%)",
-        "n (judged / answered)",
-        "Source",
-    ]
+    """Table 1 in Markdown: a column per score of the registry (with its ``± half-width`` and
+    its arrow), one decimal fewer than the per-category table. A figure a paper row does not
+    give is left empty; an undefined measured one reads ``n/a``."""
+    header = ["Model", *(m.heading(arrow=True) for m in SCORES), "n (judged / answered)", "Source"]
     rows = []
-    for row in table.itertuples():
-        accuracy = format_number(row.accuracy, 1)
-        if row.accuracy_ci is not None and not pd.isna(row.accuracy_ci):
-            accuracy += f" ± {format_number(row.accuracy_ci, 1)}"
-        n = "" if row.n is None or pd.isna(row.n) else str(int(row.n))
-        answered = getattr(row, "answered", None)
-        if n and answered is not None and not pd.isna(answered):
+    for row in table.to_dict("records"):
+        n = "" if _missing(row["n"]) else str(int(row["n"]))
+        answered = row.get("answered")
+        if n and not _missing(answered):
             n = f"{n} / {int(answered)}"
-        all_bins = (
-            "" if row.source != "measured" else format_number(row.calibration_error_all_bins, 1)
-        )
-        note = f" ({row.note})" if row.note else ""
-        rows.append(
-            [
-                f"{row.model}{note}",
-                accuracy,
-                format_number(row.calibration_error, 1),
-                all_bins,
-                n,
-                row.source,
-            ]
-        )
-    return markdown_table(header, rows, "lrrrrl")
+        figures = [
+            ""
+            if _missing(row.get(m.name)) and row["source"] != "measured"
+            else m.show(row, m.digits - 1)
+            for m in SCORES
+        ]
+        note = f" ({row['note']})" if row["note"] else ""
+        rows.append([f"{row['model']}{note}", *figures, n, row["source"]])
+    return markdown_table(header, rows, "l" + "r" * (len(SCORES) + 1) + "l")
 
 
 def category_markdown(by_category: pd.DataFrame) -> str:
+    """The per-category table: a column per figure of the registry (counts as "judged /
+    answered")."""
+    shown = [metric for metric in METRICS if not metric.count]
     header = [
         "Variant",
         "Category",
         "judged / answered",
-        "Accuracy (%)",
-        "95% half-width",
-        "Calibration error (%)",
-        "all bins (%)",
-        "Mean confidence (%)",
+        *(metric.heading(short=True) for metric in shown),
     ]
     rows = [
         [
-            row.variant,
-            row.category,
-            f"{int(row.n)} / {int(getattr(row, 'answered', row.n))}",
-            format_number(row.accuracy, 2),
-            format_number(row.accuracy_ci, 2),
-            format_number(row.calibration_error, 2),
-            format_number(row.calibration_error_all_bins, 2),
-            format_number(row.mean_confidence, 1),
+            row["variant"],
+            row["category"],
+            f"{int(row['n'])} / {int(row.get('answered', row['n']))}",
+            *(format_number(row.get(metric.name), metric.digits) for metric in shown),
         ]
-        for row in by_category.itertuples()
+        for row in by_category.to_dict("records")
     ]
-    return markdown_table(header, rows, "llrrrrrr")
+    return markdown_table(header, rows, "ll" + "r" * (len(shown) + 1))
 
 
 def report_markdown(
@@ -183,6 +164,9 @@ def report_markdown(
     """The evaluation report in Markdown: Table 1, notes, the paired comparison, per-category
     figures, diagrams. ``comparison_row`` (``comparison_row_markdown``) goes under Table 1,
     ``comparison`` (``comparison_section``) after the notes."""
+    described = "; ".join(
+        metric.description.format(beta=beta, p=p) for metric in SCORES if metric.description
+    )
     parts = [
         "# Evaluation: baseline against GRPO fine-tuned",
         "",
@@ -192,12 +176,8 @@ def report_markdown(
         "",
         f"Paper rows: {paper_source}",
         "",
-        f"Measured rows: {test_set}; judge `{judge}`; accuracy ± the 95% Wald half-width "
-        "1.96·sqrt(acc·(100 − acc)/n); calibration error as the official code computes it "
-        f"(p = {p}, bins of beta = {beta} answers sorted by confidence with a stable sort, "
-        "remainder in the last bin, last bin left out, weights over all answers); the all-bins "
-        "column sums every bin. The paper's rows cover all HLE categories, the measured rows "
-        "the test split of the focus categories only.",
+        f"Measured rows: {test_set}; judge `{judge}`; {described}. The paper's rows cover all "
+        "HLE categories, the measured rows the test split of the focus categories only.",
     ]
     if notes:
         parts += ["", *[f"* {note}" for note in notes]]

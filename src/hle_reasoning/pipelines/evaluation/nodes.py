@@ -25,7 +25,7 @@ from hle_reasoning.hle.judge import agreement
 from hle_reasoning.hle.judge import table as verdicts
 from hle_reasoning.hle.judge.llm import LLMJudge
 from hle_reasoning.hle.scoring import comparison, report
-from hle_reasoning.hle.scoring.metrics import small_sample_note
+from hle_reasoning.hle.scoring.metrics import SCORES, small_sample_note
 from hle_reasoning.modeling import families, generation
 from hle_reasoning.pipelines.evaluation import backends, workers
 
@@ -227,15 +227,11 @@ def score_answers(
     if note:
         logger.warning("%s: %s", variant, note)
     logger.info(
-        "%s: accuracy %.2f%% ± %.2f (%d judged / %d answered), calibration error %s (official), "
-        "%s (all bins)",
+        "%s: %d judged / %d answered; %s",
         variant,
-        overall["accuracy"],
-        overall["accuracy_ci"],
         overall["judged"],
         overall["answered"],
-        format_number(overall["calibration_error"], 2, "%"),
-        format_number(overall["calibration_error_all_bins"], 2, "%"),
+        "; ".join(f"{m.heading().lower()} {m.show(overall)}" for m in SCORES),
     )
     return predictions, by_category
 

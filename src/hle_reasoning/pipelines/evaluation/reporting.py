@@ -15,7 +15,7 @@ from hle_reasoning.hle.formatting import slug
 from hle_reasoning.hle.judge import table as verdicts
 from hle_reasoning.hle.scoring import report
 from hle_reasoning.hle.scoring.comparison_models import comparison_models_section
-from hle_reasoning.hle.scoring.metrics import small_sample_note
+from hle_reasoning.hle.scoring.metrics import SCORE_COLUMNS, small_sample_note
 from hle_reasoning.pipelines.evaluation.comparison_models import rows_of
 from hle_reasoning.summaries import VariantRun
 
@@ -34,8 +34,9 @@ def publish_variant(
 ) -> tuple[plt.Figure, VariantRun, dict[str, dict[str, float]]]:
     """The reliability diagram, the variant's MLflow child run, and its metrics for the parent run.
 
-    The child run carries the same metric names for every variant (``accuracy``,
-    ``accuracy_ci``, ``calibration_error``, ...) and the tags ``variant``, ``model``,
+    The child run carries the same metric names for every variant (the registry's,
+    ``hle.scoring.metrics.METRICS``: ``accuracy``, ``accuracy_ci``, ``calibration_error``, ...;
+    per category its scores with their half-widths) and the tags ``variant``, ``model``,
     ``adapter`` and ``judge`` (the model that judged), so the MLflow UI compares variants side
     by side.
     """
@@ -61,9 +62,9 @@ def publish_variant(
         "response_tokens_mean": float(predictions["response_tokens"].astype(float).mean()),
     }
     metrics = {**{k: float(v) for k, v in overall.items()}, **extra}
-    for row in metrics_by_category.iloc[1:].itertuples():
-        for name in ("accuracy", "accuracy_ci", "calibration_error", "calibration_error_all_bins"):
-            metrics[f"{slug(row.category)}.{name}"] = float(getattr(row, name))
+    for row in metrics_by_category.iloc[1:].to_dict("records"):
+        for name in SCORE_COLUMNS:
+            metrics[f"{slug(row['category'])}.{name}"] = float(row[name])
     run = VariantRun(
         variant=variant,
         tags={
