@@ -35,6 +35,7 @@ def test_the_summary_is_found_by_type_under_any_output_name():
                 "accuracy_ci": 1.234,
                 "calibration_error": math.nan,
                 "calibration_error_all_bins": 87.5,
+                "brier_score": 0.8125,
                 # An llm-judged variant carries the rules judge's agreement with it.
                 **(
                     {
@@ -54,9 +55,23 @@ def test_the_summary_is_found_by_type_under_any_output_name():
         "(eq. (6): 1.50 GB)"
     )
     assert lines[1] == VariantRun.header()
-    baseline, finetuned = lines[2], lines[3]
-    assert baseline.split() == ["baseline", "73", "/", "73", "0.00", "±", "1.23", "n/a", "87.50"]
-    assert finetuned.split() == ["finetuned", "70", "/", "73", "12.50", "±", "1.23", "n/a", "87.50"]
+    assert lines[1].split("  ")[-1].strip() == "brier score"  # a column per registered score
+    baseline, finetuned = lines[2].split(), lines[3].split()
+    assert baseline == ["baseline", "73", "/", "73", "0.00", "±", "1.23", "n/a", "87.50", "0.812"]
+    assert finetuned == [
+        "finetuned",
+        "70",
+        "/",
+        "73",
+        "12.50",
+        "±",
+        "1.23",
+        "n/a",
+        "87.50",
+        "0.812",
+    ]
+    # The columns line up under their headings.
+    assert {len(line) for line in lines[1:4]} == {len(lines[1])}
     # Unjudged answers are named, with what to do.
     assert lines[4:] == [
         "  finetuned: incomplete: rerun to judge the remaining 3",

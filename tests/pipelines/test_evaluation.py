@@ -153,11 +153,16 @@ def test_both_variants_answer_are_judged_and_reported(
         # 12 answers < beta: the official figure is undefined, the all-bins one is not.
         assert pd.isna(measured.loc[variant, "calibration_error"])
         assert 0 <= measured.loc[variant, "calibration_error_all_bins"] <= 100
+        # The Brier score (a registry line alone) reaches Table 1, by hand from the predictions.
+        stated = predictions[variant]["confidence"].astype(float) / 100
+        brier = ((stated - predictions[variant]["correct"].astype(float)) ** 2).mean()
+        assert measured.loc[variant, "brier_score"] == pytest.approx(brier, rel=1e-12)
 
     report = out["evaluation_report"]
     assert "Table 1" in report and "| GPT-4o (2,700-question release) | 3.1 | 92.3 |" in report
     assert "12 answers < beta = 100" in report
     assert "baseline_reliability_diagram.png" in report
+    assert "| Brier score ↓ |" in report and "the Brier score is the mean of" in report
     assert set(out["metrics_by_category"]["variant"]) == set(VARIANTS)
     assert set(out["metrics_by_category"]["category"]) == {"All", "Math"}
 
@@ -167,6 +172,9 @@ def test_both_variants_answer_are_judged_and_reported(
     assert {"accuracy", "accuracy_ci", "calibration_error", "calibration_error_all_bins"} <= set(
         runs["baseline"]["metrics"]
     )
+    assert runs["baseline"]["metrics"]["brier_score"] == measured.loc["baseline", "brier_score"]
+    assert "math.brier_score" in runs["baseline"]["metrics"]  # per category: the scores
+    assert "brier_score" in out["metrics_by_category"].columns
     assert runs["baseline"]["tags"]["adapter"] == "none"
     assert runs["finetuned"]["tags"]["adapter"] == adapter
     assert runs["finetuned"]["tags"]["variant"] == "finetuned"

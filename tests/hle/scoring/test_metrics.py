@@ -15,6 +15,7 @@ from hle_reasoning.hle.scoring.metrics import (
     SCORES,
     SmallSampleWarning,
     accuracy_with_ci,
+    brier_score,
     calibration_bins,
     calibration_error,
     calibration_errors,
@@ -120,6 +121,7 @@ def test_summarize_names():
     assert figures["accuracy_ci"] == pytest.approx(1.96 * math.sqrt(30 * 70 / 10))
     assert figures["calibration_error"] == pytest.approx(100 * math.sqrt(0.4 * 0.35**2))
     assert figures["mean_confidence"] == 30.0
+    assert figures["brier_score"] == brier_score(CONF, CORRECT)
 
 
 def _official_calib_err(confidence, correct, p="2", beta=100, last_bin=False):
@@ -277,6 +279,54 @@ def test_summarize_without_judged_answers_is_quiet():
         figures = summarize([], [], n=5)
     assert figures["accuracy"] == 0.0 and figures["judged"] == 0
     assert math.isnan(figures["mean_confidence"]) and math.isnan(figures["calibration_error"])
+    assert math.isnan(figures["brier_score"])
+
+
+class TestBrierScore:
+    """The mean of (confidence / 100 - correct)^2: sklearn's ``brier_score_loss``."""
+
+    def test_hand_derived(self):
+        # (1 - 0)^2 + (0 - 0)^2 + (0.5 - 1)^2 + (0.8 - 1)^2 = 1 + 0 + 0.25 + 0.04, over 4.
+        value = brier_score([100, 0, 50, 80], [False, False, True, True])
+        assert value == pytest.approx(1.29 / 4, rel=1e-15)
+        assert brier_score(CONF, CORRECT) == pytest.approx(
+            (0.3**2 + 0.1**2 + 0.5**2 + 0.8**2 + 0.6**2) / 5, rel=1e-15
+        )
+
+    def test_extremes(self):
+        assert brier_score([100] * 73, [False] * 73) == 1.0  # the tiny model: certain, wrong
+        assert brier_score([100, 0], [True, False]) == 0.0
+        assert brier_score([50] * 4, [True, False, False, False]) == 0.25
+        assert math.isnan(brier_score([], []))
+
+    def test_refuses_what_calibration_refuses(self):
+        with pytest.raises(ValueError, match=r"percentage in 0\.\.100"):
+            brier_score([0.5, 150], [True, False])
+        with pytest.raises(ValueError, match="same length"):
+            brier_score([50, 60], [True])
+
+    @given(st.lists(st.tuples(st.floats(0, 100), st.booleans()), min_size=1, max_size=60))
+    @settings(max_examples=200, deadline=None)
+    def test_equals_sklearn(self, answers):
+        metrics = pytest.importorskip("sklearn.metrics")
+        confidence = np.array([a[0] for a in answers])
+        correct = np.array([a[1] for a in answers])
+        expected = metrics.brier_score_loss(correct, confidence / 100, labels=[False, True])
+        value = brier_score(confidence, correct)
+        assert value == pytest.approx(expected, rel=1e-12, abs=1e-15)
+        assert 0.0 <= value <= 1.0
+
+    def test_real_judged_predictions(self):
+        frame = pd.read_csv(anchor("deepwriter_gemini3pro_hle_text878.csv"))
+        frame = frame[frame["id"] != "Totals:"]
+        confidence = frame["confidence"].str.rstrip("%").astype(float).fillna(100).to_numpy()
+        correct = frame["score"].astype(bool).to_numpy()
+        value = brier_score(confidence, correct)
+        by_hand = sum((c / 100 - ok) ** 2 for c, ok in zip(confidence, correct, strict=True)) / len(
+            correct
+        )
+        assert value == pytest.approx(by_hand, rel=1e-12)
+        assert summarize(correct, confidence)["brier_score"] == value
 
 
 class TestRegistry:

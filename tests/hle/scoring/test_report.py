@@ -69,14 +69,18 @@ def test_table_1_keeps_the_paper_rows_first_and_as_given():
             "accuracy_ci": 3.74,
             "calibration_error": float("nan"),
             "calibration_error_all_bins": 88.1,
+            "brier_score": 0.8123,
         }
     ]
     table = table_1(PAPER, measured)
     assert table["model"].tolist() == ["GPT-4o", "o1", "Llama (baseline)"]
     assert table["source"].tolist() == ["HLE paper", "HLE paper", "measured"]
     markdown = table_1_markdown(table)
-    assert "| GPT-4o (2,700 questions) | 3.1 | 92.3 |  |  | HLE paper |" in markdown
-    assert "| Llama (baseline) | 2.7 ± 3.7 | n/a | 88.1 | 73 / 73 | measured |" in markdown
+    # The paper gives neither the all-bins figure nor the Brier score: their cells stay empty.
+    assert "| GPT-4o (2,700 questions) | 3.1 | 92.3 |  |  |  | HLE paper |" in markdown
+    assert "| Llama (baseline) | 2.7 ± 3.7 | n/a | 88.1 | 0.81 | 73 / 73 | measured |" in markdown
+    assert "| Brier score ↓ |" in markdown.splitlines()[0]
+    assert table["brier_score"].isna().tolist() == [True, True, False]
     report = report_markdown(
         table,
         variant_metrics(predictions([True], [80], ["Math"])).assign(variant="baseline"),

@@ -244,6 +244,20 @@ def _nanmean(values: np.ndarray) -> np.ndarray:
         return np.where(present, values, 0.0).sum(axis=-1) / present.sum(axis=-1)
 
 
+def brier_score(confidence: Sequence[float], correct: Sequence[bool]) -> float:
+    """The Brier score of the stated confidences: the mean of (confidence / 100 - correct)^2.
+
+    ``sklearn.metrics.brier_score_loss`` with the confidence as the probability of a correct
+    answer: a proper scoring rule, lower is better, from 0 (certain and right every time) to 1
+    (certain and wrong every time); a constant 50% scores 0.25. Unlike the calibration error it
+    needs no bins, so it is defined for any number of answers (NaN for none).
+    """
+    conf, corr = _as_arrays(confidence, correct)
+    if len(conf) == 0:
+        return math.nan
+    return float(np.mean((conf / 100.0 - corr) ** 2))
+
+
 def small_sample_note(n: int, beta: int = BETA) -> str | None:
     """Why the official calibration error says little about ``n`` answers (None when it does).
 
@@ -399,6 +413,15 @@ METRICS: tuple[Metric, ...] = (
         description="the all-bins column sums every bin",
     ),
     Metric("mean_confidence", _mean_confidence, "Mean confidence", digits=1),
+    Metric(
+        "brier_score",
+        lambda a: brier_score(a.confidence, a.correct),
+        "Brier score",
+        unit="",
+        digits=3,
+        higher_is_better=False,
+        description="the Brier score is the mean of (confidence/100 − correct)² (0 best, 1 worst)",
+    ),
 )
 
 BY_NAME = {metric.name: metric for metric in METRICS}
