@@ -130,6 +130,14 @@ def test_comparison_models_are_measured_compared_and_resumed(
     metrics = out["comparison_models_mlflow_metrics"]
     assert metrics["gpt_4o.accuracy"]["value"] == pytest.approx(25.0)
     assert metrics["deepseek_r1.comparison.n"]["value"] == 9
+    # Their Table 1 rows and MLflow figures carry every registered score (the Brier score, by
+    # hand from their judged predictions).
+    for name, key in (("DeepSeek-R1", "deepseek_r1"), ("GPT-4o", "gpt_4o")):
+        judged = predictions[(predictions["variant"] == name) & predictions["judged"]]
+        stated = judged["confidence"].astype(float) / 100
+        brier = ((stated - judged["correct"].astype(float)) ** 2).mean()
+        assert measured.loc[name, "brier_score"] == pytest.approx(brier, rel=1e-12)
+        assert metrics[f"{key}.brier_score"]["value"] == pytest.approx(brier, rel=1e-12)
     by_category = out["metrics_by_category"]
     assert {"DeepSeek-R1", "GPT-4o", "baseline", "finetuned"} == set(by_category["variant"])
 
