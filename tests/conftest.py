@@ -22,6 +22,17 @@ ANCHORS = SHARED / "anchors" / "hle"
 os.environ.setdefault("KEDRO_DISABLE_TELEMETRY", "1")
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
+if "MUTANT_UNDER_TEST" in os.environ:
+    # mutmut (scripts/mutation.sh) runs the same tests several times in one process, so a
+    # property test that is a method is called from several instances of its class, which
+    # hypothesis refuses (HealthCheck.differing_executors) before any mutant is tried.
+    from hypothesis import HealthCheck, settings
+
+    settings.register_profile(
+        "mutmut", suppress_health_check=[HealthCheck.differing_executors], deadline=None
+    )
+    settings.load_profile("mutmut")
+
 
 @pytest.fixture(scope="session")
 def sample_questions() -> pd.DataFrame:
