@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 import torch
 
@@ -118,3 +120,20 @@ def test_cosine_reward_through_build_uses_the_offline_minilm():
     (value,) = funcs[0](completions=[chat("Answer: 42")], answer=["42"])
     assert value == pytest.approx(1.0, abs=1e-5)
     assert isinstance(funcs[0]._answers["42"], torch.Tensor)
+
+
+def test_the_reward_registry_and_the_rewards_block_name_the_same_rewards():
+    """A reward added to REWARDS without its weight in training.rewards (or the reverse) would be
+    unreachable from conf/ or fail at the first step: the two lists must agree, in order."""
+    from dataclasses import fields
+
+    import yaml
+
+    from hle_reasoning.config import RewardsConfig
+    from hle_reasoning.modeling.rewards import REWARDS
+
+    assert [f.name for f in fields(RewardsConfig)] == list(REWARDS)
+    conf = yaml.safe_load(
+        (Path(__file__).parents[2] / "conf/base/parameters_training.yml").read_text()
+    )
+    assert list(conf["training"]["rewards"]) == list(REWARDS)

