@@ -193,3 +193,25 @@ def test_measured_peak_on_cpu_is_the_process_rss():
     peak = memory.measured_peak("cpu")
     assert set(peak) == {"peak_rss_gb"}
     assert peak["peak_rss_gb"] >= memory.current_rss_gb() > 0.05
+
+
+@pytest.mark.parametrize("family", ["qwen2_5_vl", "causal_lm"])
+def test_resident_weights_of_other_families_equal_what_the_loaded_model_holds(tmp_path, family):
+    """Any family: the meta-device count through the family's own auto class equals the bytes
+    of the 4-bit load (a Qwen2.5-VL's vision tower, a causal LM)."""
+    from hle_reasoning.modeling.families import family_of
+    from tests.modeling.tiny_families import save_tiny_causal_lm, save_tiny_qwen_vl
+
+    path = (
+        save_tiny_qwen_vl(tmp_path / family, family)
+        if family != "causal_lm"
+        else save_tiny_causal_lm(tmp_path / family)
+    )
+    loaded = load_model(str(path), quantization=NF4, device="cpu")
+    held = memory.loaded_weight_bytes(loaded)
+    resident = memory.resident_weights_of(
+        loaded.config, family_of(str(path)).model_class(), quantization=NF4, dtype="float32"
+    )
+    assert resident.quantized_modules > 0 and "lm_head" in resident.skipped_modules
+    assert resident.absmax_bytes == held["absmax_bytes"]
+    assert resident.total_bytes == held["tensor_bytes"] + held["absmax_bytes"]
