@@ -52,17 +52,33 @@ def test_the_rehearsal_hides_what_the_gpu_machine_lacks(tmp_path):
     }
 
 
-def test_the_carried_wheels_are_pinned_and_installed_here():
-    """Every carried wheel is pinned (pip download --no-deps) and is the version tested here."""
-    from importlib.metadata import version
+def test_the_carried_wheels_are_pinned_installed_here_and_complete():
+    """Every carried wheel is pinned (pip download --no-deps), is the version tested here, and
+    every requirement of each is on the GPU machine or carried too (datasets needs dill and
+    multiprocess, which the GPU machine lacks)."""
+    from importlib.metadata import requires, version
 
-    lines = [
-        line.split("#")[0].strip()
-        for line in (GPU_MACHINE / "carried_wheels.txt").read_text().splitlines()
-    ]
-    pins = dict(line.split("==") for line in lines if line)
+    from packaging.requirements import Requirement
+
+    # Read as a plain module (it hides packages only when Python runs it as sitecustomize).
+    spec = importlib.util.spec_from_file_location("gpu_machine", GPU_MACHINE / "sitecustomize.py")
+    gpu_machine = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(gpu_machine)
+    assert not hasattr(gpu_machine, "HIDDEN")
+    pins = {}
+    for line in (GPU_MACHINE / "carried_wheels.txt").read_text().splitlines():
+        requirement = line.split("#")[0].strip()
+        if requirement:
+            name, pinned = requirement.split("==")
+            pins[name] = pinned
     assert {"dill", "multiprocess", "datasets", "trl", "bitsandbytes"} <= set(pins)
     assert {name: version(name) for name in pins} == pins
+    there = gpu_machine.listed(GPU_MACHINE / "packages.txt") | set(pins)
+    for name in pins:
+        for line in requires(name) or []:
+            requirement = Requirement(line)
+            if requirement.marker is None or requirement.marker.evaluate({"extra": ""}):
+                assert gpu_machine.normalized(requirement.name) in there, (name, line)
 
 
 def test_check_imports_passes_on_the_gpu_machines_packages(tmp_path):

@@ -81,4 +81,5 @@ def hide_the_rest() -> list[str]:
     return sorted(hidden)
 
 
-HIDDEN = hide_the_rest()
+if __name__ == "sitecustomize":  # run by Python at start-up, not when read as a module elsewhere
+    HIDDEN = hide_the_rest()
