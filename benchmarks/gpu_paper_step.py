@@ -206,12 +206,12 @@ NEEDED = (
 )
 
 
-def check_imports() -> int:
+def check_imports(needed: tuple[str, ...] = NEEDED) -> int:
     """Import every module the run needs; 0 and the versions, or 1 and what is missing."""
     import importlib
 
     missing = []
-    for name in NEEDED:
+    for name in needed:
         try:
             importlib.import_module(name)
         except ImportError as error:
