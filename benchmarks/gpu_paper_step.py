@@ -12,10 +12,14 @@ and optimisation (loss, backward, optimizer step), and completion tokens per sec
 
     python benchmarks/gpu_paper_step.py                        # CUDA, the full 11B model
     python benchmarks/gpu_paper_step.py --cpu-rehearsal        # scaled down, on CPU, same code
+    python benchmarks/gpu_paper_step.py --check-imports        # every import, then exit
 
 Needs torch, transformers, peft, trl (with datasets), bitsandbytes, pandas, pillow, pyyaml and
-this repository's ``src/`` on the path; never kedro or mlflow, so that it runs from a few
-carried wheels on a bare GPU machine (benchmarks/RESULTS.md has the exact command). The
+this repository's ``src/`` on the path; never kedro, mlflow or pydantic, so that it runs on the
+GPU machine's own packages (benchmarks/gpu_machine/packages.txt) and a few carried wheels
+(benchmarks/gpu_machine/carried_wheels.txt; benchmarks/RESULTS.md has the exact command).
+``--check-imports`` imports everything the run needs, prints the versions and exits (non-zero
+with the missing module), in seconds: the device command's first step. The
 tokenizer is the project's bundled one (the real Llama tokenizer cannot be downloaded): token
 ids differ from Llama's, the shapes and the compute do not (prompts are capped at 32 tokens and
 a random model never stops before its 32-token completion limit).
@@ -42,45 +46,9 @@ sys.path.insert(0, str(ROOT / "src"))
 import torch  # noqa: E402
 import yaml  # noqa: E402
 
-# meta-llama/Llama-3.2-11B-Vision-Instruct, config.json (special token ids come from the tokenizer).
-LLAMA_32_11B_VISION = {
-    "text_config": {
-        "vocab_size": 128256,
-        "hidden_size": 4096,
-        "intermediate_size": 14336,
-        "num_hidden_layers": 40,
-        "num_attention_heads": 32,
-        "num_key_value_heads": 8,
-        "cross_attention_layers": [3, 8, 13, 18, 23, 28, 33, 38],
-        "max_position_embeddings": 131072,
-        "rms_norm_eps": 1e-5,
-        "hidden_act": "silu",
-        "tie_word_embeddings": False,
-        "rope_parameters": {
-            "rope_type": "llama3",
-            "rope_theta": 500000.0,
-            "factor": 8.0,
-            "low_freq_factor": 1.0,
-            "high_freq_factor": 4.0,
-            "original_max_position_embeddings": 8192,
-        },
-    },
-    "vision_config": {
-        "hidden_size": 1280,
-        "intermediate_size": 5120,
-        "num_hidden_layers": 32,
-        "num_global_layers": 8,
-        "attention_heads": 16,
-        "image_size": 560,
-        "patch_size": 14,
-        "max_num_tiles": 4,
-        "vision_output_dim": 7680,
-        "intermediate_layers_indices": [3, 7, 15, 23, 30],
-        "supported_aspect_ratios": [[1, 1], [1, 2], [1, 3], [1, 4], [2, 1], [2, 2], [3, 1], [4, 1]],
-        "norm_eps": 1e-5,
-        "num_channels": 3,
-    },
-}
+# meta-llama/Llama-3.2-11B-Vision-Instruct's config.json values (special token ids come from the
+# tokenizer), kept in the package, where the tests build it on the meta device.
+from hle_reasoning.modeling.architectures import LLAMA_32_11B_VISION  # noqa: E402
 
 # The same structure scaled down for a CPU rehearsal: 10 text layers with cross-attention at 3
 # and 8 (every 5th, as the 11B's), a 4-tile vision tower with intermediate-layer features.
@@ -220,6 +188,41 @@ def versions() -> dict:
     return info
 
 
+# Every module the run imports (the project's and the libraries' it reaches only lazily).
+NEEDED = (
+    "bitsandbytes",
+    "datasets",
+    "peft",
+    "transformers",
+    "trl",
+    "hle_reasoning.config",
+    "hle_reasoning.modeling.grpo",
+    "hle_reasoning.modeling.memory",
+    "hle_reasoning.modeling.models",
+    "hle_reasoning.modeling.rewards",
+    "hle_reasoning.modeling.training",
+    "hle_reasoning.modeling.trl_mapping",
+    "hle_reasoning.hle.data.schema",
+)
+
+
+def check_imports(needed: tuple[str, ...] = NEEDED) -> int:
+    """Import every module the run needs; 0 and the versions, or 1 and what is missing."""
+    import importlib
+
+    missing = []
+    for name in needed:
+        try:
+            importlib.import_module(name)
+        except ImportError as error:
+            missing.append(f"{name}: {error}")
+    if missing:
+        print("missing imports:\n  " + "\n  ".join(missing), file=sys.stderr)
+        return 1
+    print("imports ok: " + ", ".join(f"{k} {v}" for k, v in versions().items()))
+    return 0
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--cpu-rehearsal", action="store_true", help="scaled-down model on CPU")
@@ -228,7 +231,12 @@ def main() -> int:
     parser.add_argument("--image-questions", type=int, default=3)
     parser.add_argument("--workdir", default=None, help="where the random checkpoint is written")
     parser.add_argument("--json", default=None, help="also write the figures to this JSON file")
+    parser.add_argument(
+        "--check-imports", action="store_true", help="import what the run needs, then exit"
+    )
     args = parser.parse_args()
+    if args.check_imports:
+        return check_imports()
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     import warnings
 
@@ -288,6 +296,15 @@ def main() -> int:
         synchronize(device)
         phases["load_4bit_s"] = time.perf_counter() - started
         quantized_gb = model.get_memory_footprint() / 1e9
+        held = memory.loaded_weight_bytes(model)  # + bitsandbytes' absmax, beside the tensors
+        from transformers import MllamaForConditionalGeneration
+
+        resident = memory.resident_weights_of(
+            model.config,
+            MllamaForConditionalGeneration,
+            quantization=quantization,
+            dtype="bfloat16",
+        )
         after_load = memory.measured_peak(device)
 
         questions = handful_of_questions(args.text_questions, args.image_questions)
@@ -317,6 +334,13 @@ def main() -> int:
             training_overhead_gb=training.memory.training_overhead_gb,
             dataset_gb_override=0.16,  # the proposal's D (the study's 888 questions)
         )
+        resident_estimate = memory.resident_estimate(
+            resident,
+            adapter_bytes=round(estimate.adapter_gb * memory.GB),
+            adapter_parameters=estimate.adapter_parameters,
+            training_overhead_gb=estimate.training_overhead_gb,
+            dataset_gb=estimate.dataset_gb,
+        )
         started = time.perf_counter()
         trainer.train()
         synchronize(device)
@@ -341,6 +365,9 @@ def main() -> int:
             "memory_after_load": after_load,
             "peak_memory": peak,
             "eq6": estimate.to_dict(),
+            "resident_weights": resident.to_dict(),
+            "resident_estimate": resident_estimate.to_dict(),
+            "loaded_weight_bytes": held,
             "phases_s": phases,
             "steps": steps,
             "mean_step_s": mean("step_s"),
@@ -392,6 +419,18 @@ def report(f: dict) -> None:
         f"eq. (6) estimate          {e['total_gb']:.3f} GB = P {e['parameters'] / 1e9:.3f}e9 x "
         f"{e['bits']}/8 ({e['model_gb']:.3f}) + A {e['adapter_gb']:.4f} + T "
         f"{e['training_overhead_gb']} + D {e['dataset_gb']}"
+    )
+    r, held = f["resident_weights"], f["loaded_weight_bytes"]
+    print(
+        f"resident weights          {r['total_gb']:.3f} GB counted on the meta device = packed "
+        f"{r['packed_gb']:.3f} + absmax {r['absmax_gb']:.3f} + unquantized {r['unquantized_gb']:.3f} "
+        f"({r['unquantized_parameters'] / 1e9:.3f}e9 parameters: {', '.join(r['skipped_modules'])}, "
+        f"embeddings, norms, biases); loaded: "
+        f"{(held['tensor_bytes'] + held['absmax_bytes']) / 1e9:.3f} GB"
+    )
+    print(
+        f"with the resident weights {f['resident_estimate']['total_gb']:.3f} GB (eq. (6) with "
+        "the resident weights in place of P x B/8)"
     )
     print(
         f"time per step             {f['mean_step_s']:.3f} s = generation "

@@ -133,3 +133,6 @@ def _project_logs_reach_caplog():
     project = logging.getLogger("hle_reasoning")
     project.handlers.clear()
     project.propagate = True
+
+
+from tests.fake_hub import fake_hub  # noqa: E402, F401  (a fixture: a temporary HF_HOME)

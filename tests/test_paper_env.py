@@ -57,8 +57,12 @@ def test_paper_setup_judges_with_the_official_llm_judge():
     assert base["evaluation"]["judge"]["kind"] == "rules"  # the offline default study
 
 
-def test_preflight_lists_every_problem(monkeypatch):
+LLAMA = "meta-llama/Llama-3.2-11B-Vision-Instruct"
+
+
+def test_preflight_lists_every_problem(monkeypatch, fake_hub):
     without_credentials(monkeypatch)
+    fake_hub.go_online({LLAMA: "manual"})  # the hub says the model is gated
     # The same answer on a machine with or without a GPU.
     monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
     problems = preflight_problems(paper_params(), "cais/hle", uses_model=True, uses_device=True)
@@ -71,8 +75,9 @@ def test_preflight_lists_every_problem(monkeypatch):
     assert "--params evaluation.judge.kind=rules" in text
 
 
-def test_preflight_accepts_the_llm_judge_with_a_key_or_a_local_server(monkeypatch):
+def test_preflight_accepts_the_llm_judge_with_a_key_or_a_local_server(monkeypatch, fake_hub):
     without_credentials(monkeypatch)
+    fake_hub.go_online({LLAMA: "manual"})
     monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
     monkeypatch.setenv("HF_TOKEN", "hf_test")
     params = paper_params()

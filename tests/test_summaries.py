@@ -90,3 +90,15 @@ def test_nothing_typed_means_no_headline():
 def test_a_run_without_a_reward_or_a_gpu_prints_n_a():
     line = training_summary(final_reward=None, mean_step_time_s=None).headline()
     assert "n/a s/step" in line and "final reward n/a" in line
+
+
+def test_the_training_headline_gives_the_resident_weights_estimate_beside_eq6():
+    memory = {
+        "eq6": {"total_gb": 7.0012},
+        "resident_estimate": {"total_gb": 9.2881},
+        "measured": {"peak_cuda_allocated_gb": 10.5, "peak_rss_gb": 3.0},
+    }
+    assert TrainingSummary({**training_summary(), "memory": memory}).headline() == (
+        "training: 26 GRPO steps, 0.26 s/step, final reward 0.589, peak memory 10.50 GB "
+        "(eq. (6): 7.00 GB; with the resident weights 9.29 GB)"
+    )

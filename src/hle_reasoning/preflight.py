@@ -4,7 +4,6 @@ per run and hands the parsed blocks to the nodes."""
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 from typing import Any
 
@@ -55,36 +54,33 @@ def preflight(
 ) -> tuple[dict[str, Any], list[str]]:
     """The run's parameter blocks parsed (each once; a block with problems is left out) and
     every problem ``preflight_problems`` lists."""
+    from hle_reasoning import hub
     from hle_reasoning.config import BLOCKS, TINY, parse_blocks
     from hle_reasoning.config.distributed import world_size_problems
     from hle_reasoning.hle.data.schema import is_hub_id
     from hle_reasoning.modeling import packaged
-    from hle_reasoning.modeling.models import hf_token
 
     if blocks is None:
         blocks = [name for name in BLOCKS if name in params]
     parsed, problems = parse_blocks(params, blocks)
-    token = hf_token()
-    offline = os.environ.get("HF_HUB_OFFLINE") == "1"
-    if hle_source and is_hub_id(hle_source) and not token:
+    if hle_source and is_hub_id(hle_source) and not hub.token():
         problems.append(
-            f"hle_source is the gated hub dataset {hle_source!r} but HF_TOKEN is not set: accept its "
-            f"terms at https://huggingface.co/datasets/{hle_source}, then `export HF_TOKEN=hf_...`; "
+            f"hle_source is the gated hub dataset {hle_source!r} but HF_TOKEN is not set (nor a "
+            f"token saved by `hf auth login`): accept its terms at "
+            f"https://huggingface.co/datasets/{hle_source}, then {hub.LOGIN}; "
             "or pass a local export with --params hle_source=PATH."
         )
     model = params.get("model") or {}
     name = model.get("name_or_path", TINY)
-    if uses_model and name != TINY and is_hub_id(name):
-        if not token and not offline:
-            problems.append(
-                f"model.name_or_path is the gated hub model {name!r} but HF_TOKEN is not set: request "
-                f"access at https://huggingface.co/{name}, then `export HF_TOKEN=hf_...`."
-            )
-        elif offline:
-            problems.append(
-                f"HF_HUB_OFFLINE=1 but model.name_or_path is the hub model {name!r}: unset HF_HUB_OFFLINE "
-                "or point model.name_or_path at a local copy."
-            )
+    if (
+        uses_model
+        and name != TINY
+        and is_hub_id(name)
+        and not packaged.is_packaged(name)
+        and not Path(name).exists()
+        and (problem := hub.model_access_problem(name))
+    ):
+        problems.append(problem)
     if uses_model and isinstance(name, str) and packaged.is_packaged(name):
         try:
             packaged.gguf_path(packaged.PACKAGED[name])

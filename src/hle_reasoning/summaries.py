@@ -32,10 +32,16 @@ class TrainingSummary(dict):
     def headline(self) -> str:
         measured = self["memory"]["measured"]
         peak = measured.get("peak_cuda_allocated_gb", measured.get("peak_rss_gb"))
+        estimate = self["memory"].get("resident_estimate")
+        resident = (
+            f"; with the resident weights {format_number(estimate['total_gb'])} GB"
+            if estimate
+            else ""
+        )
         return (
             f"training: {self['steps']} GRPO steps, {format_number(self.get('mean_step_time_s'))} s/step, "
             f"final reward {format_number(self.get('final_reward'), 3)}, peak memory {format_number(peak)} GB "
-            f"(eq. (6): {format_number(self['memory']['eq6']['total_gb'])} GB)"
+            f"(eq. (6): {format_number(self['memory']['eq6']['total_gb'])} GB{resident})"
         )
 
 

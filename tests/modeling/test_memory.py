@@ -90,6 +90,82 @@ def test_eq6_for_the_real_11b_architecture_counted_on_the_meta_device():
     assert estimate.total_gb == pytest.approx(5.3215 + 0.0085 + 1.5 + 0.16, abs=1e-3)
 
 
+def test_resident_weights_of_the_released_11b_on_the_meta_device():
+    """What a 4-bit load of Llama-3.2-11B-Vision-Instruct leaves resident, counted by
+    transformers' own bitsandbytes quantizer on the empty model, and derived independently: every
+    plain ``nn.Linear`` but ``lm_head`` is quantized (its bias stays), nothing else is."""
+    from transformers import MllamaForConditionalGeneration
+
+    from hle_reasoning.modeling.architectures import llama_32_11b_vision_config
+
+    config = llama_32_11b_vision_config()
+    resident = memory.resident_weights_of(
+        config, MllamaForConditionalGeneration, quantization=NF4, dtype="bfloat16"
+    )
+    plain = memory.meta_model(config, MllamaForConditionalGeneration)
+    linear = [m for n, m in plain.named_modules() if type(m) is torch.nn.Linear and n != "lm_head"]
+    quantized = sum(m.weight.numel() for m in linear)
+    assert resident.parameters == plain.num_parameters() == 10_670_220_835
+    assert resident.quantized_parameters == quantized == 9_542_041_600
+    assert resident.unquantized_parameters == 1_128_179_235  # 10.6% of the model
+    assert resident.quantized_modules == len(linear) == 521
+    assert resident.skipped_modules == ("lm_head",)
+    # lm_head, the token embeddings (+ 8 image rows), the vision tower's tile and position
+    # embeddings, patch convolution, norms, gates and the quantized linears' biases, in bf16.
+    head = plain.lm_head.weight.numel()
+    embeddings = sum(
+        p.numel()
+        for m in plain.modules()
+        if isinstance(m, torch.nn.Embedding)
+        for p in m.parameters()
+    )
+    assert (head, embeddings) == (525_336_576, 599_235_584)
+    assert resident.unquantized_bytes == 2 * 1_128_179_235  # 2.26 GB
+    assert resident.packed_bytes == quantized // 2  # 4.77 GB
+    assert resident.absmax_bytes == 4 * quantized // 64  # an fp32 absmax per 64 weights: 0.60 GB
+    assert resident.total_gb == pytest.approx(7.6238, abs=1e-4)  # eq. (6)'s P x 4/8: 5.3351 GB
+    assert memory.eq6(resident.parameters, 4, 0).model_gb == pytest.approx(5.3351, abs=1e-4)
+    # Double quantization: 8-bit absmax + an fp32 absmax per 256 of them: 0.15 GB, 7.18 GB in all.
+    nested = memory.resident_weights_of(
+        config,
+        MllamaForConditionalGeneration,
+        quantization=QuantizationConfig(enabled=True, double_quant=True),
+        dtype="bfloat16",
+    )
+    assert nested.absmax_bytes == pytest.approx(quantized / 64, rel=0.02)
+    assert nested.total_gb == pytest.approx(7.1793, abs=1e-4)
+    # Beside eq. (6)'s 7.00 GB: + the bf16 adapter, the proposal's T = 1.5 GB and D = 0.16 GB.
+    estimate = memory.resident_estimate(
+        resident, adapter_bytes=2 * 2_129_920, training_overhead_gb=1.5, dataset_gb=0.16
+    )
+    assert estimate.total_gb == pytest.approx(9.288, abs=1e-3)
+
+
+@pytest.mark.parametrize(
+    ("quantization", "dtype"),
+    [
+        (NF4, "float32"),
+        (QuantizationConfig(enabled=True, bits=4, double_quant=True), "float32"),
+        (None, "float32"),
+        (None, "bfloat16"),
+    ],
+    ids=["nf4", "nf4-double-quant", "fp32", "bf16"],
+)
+def test_resident_weights_equal_what_the_loaded_model_holds(tiny_dir, quantization, dtype):
+    """The meta-device count equals the bytes bitsandbytes really allocates (weights, buffers,
+    absmax and nested statistics) when the loader loads the same checkpoint."""
+    from transformers import MllamaForConditionalGeneration
+
+    loaded = load_model(str(tiny_dir), quantization=quantization, device="cpu", dtype=dtype)
+    held = memory.loaded_weight_bytes(loaded)
+    resident = memory.resident_weights_of(
+        loaded.config, MllamaForConditionalGeneration, quantization=quantization, dtype=dtype
+    )
+    assert resident.absmax_bytes == held["absmax_bytes"]
+    assert resident.total_bytes == held["tensor_bytes"] + held["absmax_bytes"]
+    assert (resident.quantized_parameters > 0) == (quantization is not None)
+
+
 def test_4bit_weights_are_counted_unpacked(tiny_dir):
     fp32 = load_model(str(tiny_dir), quantization=None, device="cpu")
     nf4 = load_model(str(tiny_dir), quantization=NF4, device="cpu")
@@ -117,3 +193,25 @@ def test_measured_peak_on_cpu_is_the_process_rss():
     peak = memory.measured_peak("cpu")
     assert set(peak) == {"peak_rss_gb"}
     assert peak["peak_rss_gb"] >= memory.current_rss_gb() > 0.05
+
+
+@pytest.mark.parametrize("family", ["qwen2_5_vl", "causal_lm"])
+def test_resident_weights_of_other_families_equal_what_the_loaded_model_holds(tmp_path, family):
+    """Any family: the meta-device count through the family's own auto class equals the bytes
+    of the 4-bit load (a Qwen2.5-VL's vision tower, a causal LM)."""
+    from hle_reasoning.modeling.families import family_of
+    from tests.modeling.tiny_families import save_tiny_causal_lm, save_tiny_qwen_vl
+
+    path = (
+        save_tiny_qwen_vl(tmp_path / family, family)
+        if family != "causal_lm"
+        else save_tiny_causal_lm(tmp_path / family)
+    )
+    loaded = load_model(str(path), quantization=NF4, device="cpu")
+    held = memory.loaded_weight_bytes(loaded)
+    resident = memory.resident_weights_of(
+        loaded.config, family_of(str(path)).model_class(), quantization=NF4, dtype="float32"
+    )
+    assert resident.quantized_modules > 0 and "lm_head" in resident.skipped_modules
+    assert resident.absmax_bytes == held["absmax_bytes"]
+    assert resident.total_bytes == held["tensor_bytes"] + held["absmax_bytes"]

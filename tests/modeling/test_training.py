@@ -69,9 +69,8 @@ def test_a_batch_the_generations_do_not_divide_is_rejected(training_params, mode
     assert every_problem(good, model_params) == []
 
 
-def test_a_hub_model_without_hf_token_is_rejected(training_params, model_params, monkeypatch):
-    for name in ("HF_TOKEN", "HUGGING_FACE_HUB_TOKEN", "HF_HUB_OFFLINE"):
-        monkeypatch.delenv(name, raising=False)
+def test_a_gated_hub_model_without_a_token_is_rejected(training_params, model_params, fake_hub):
+    fake_hub.go_online({"meta-llama/Llama-3.2-11B-Vision-Instruct": "manual"})
     hub = dict(model_params, name_or_path="meta-llama/Llama-3.2-11B-Vision-Instruct")
     (problem,) = every_problem(training_params, hub)
     assert "HF_TOKEN is not set" in problem

@@ -17,6 +17,8 @@ from hle_reasoning.preflight import PreflightError, PreflightHook
 from tests.conftest import PROJECT_ROOT
 from tests.kedro_cli import kedro_run
 
+TERMS = ("adapter_gb", "training_overhead_gb", "dataset_gb")  # eq. (6)'s terms beside the model
+
 
 def base_params(name: str) -> dict:
     return yaml.safe_load((PROJECT_ROOT / "conf" / "base" / name).read_text())
@@ -119,6 +121,13 @@ def test_kedro_run_trains_on_image_questions_and_tracks_everything(project_copy)
     assert summary["completions_per_step"] == 4  # 2 prompts x 2 generations
     assert summary["memory"]["eq6"]["training_overhead_gb"] == 1.5
     assert summary["memory"]["measured"]["peak_rss_gb"] > 0
+    # The resident weights as loaded (4-bit linears, lm_head and embeddings in bf16, absmax).
+    resident = summary["memory"]["resident_weights"]
+    assert resident["skipped_modules"] == ["lm_head"] and resident["absmax_bytes"] > 0
+    assert resident["parameters"] == summary["memory"]["eq6"]["parameters"]
+    assert summary["memory"]["resident_estimate"]["total_gb"] == pytest.approx(
+        resident["total_gb"] + sum(summary["memory"]["eq6"][k] for k in TERMS)
+    )
     assert not (project_copy / "data/06_models/grpo_checkpoints").exists()
 
     run = mlflow_run(project_copy)
@@ -144,7 +153,13 @@ def test_kedro_run_trains_on_image_questions_and_tracks_everything(project_copy)
         "learning_rate",
     ):
         assert run["steps"][f"training.{key}"] == [1, 2, 3], key
-    for key in ("memory.eq6_total_gb", "memory.peak_rss_gb", "mean_step_time_s"):
+    for key in (
+        "memory.eq6_total_gb",
+        "memory.resident_total_gb",
+        "memory.resident_absmax_gb",
+        "memory.peak_rss_gb",
+        "mean_step_time_s",
+    ):
         assert f"training.{key}" in run["metrics"]
     assert "training/lora_adapter" in run["artifacts"]
     assert "training/training_summary.json" in run["artifacts"]

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import functools
 import logging
-import os
 from dataclasses import asdict
 from importlib import resources
 from pathlib import Path
@@ -87,7 +86,10 @@ def tiny_tokenizer_dir() -> Path:
 
 
 def hf_token() -> str | None:
-    return os.environ.get("HF_TOKEN") or os.environ.get("HUGGING_FACE_HUB_TOKEN")
+    """The Hugging Face token: ``HF_TOKEN``, else the one ``hf auth login`` saved (hub.token)."""
+    from hle_reasoning import hub
+
+    return hub.token()
 
 
 def check_model_access(name_or_path: str) -> None:
@@ -114,13 +116,13 @@ def check_model_access(name_or_path: str) -> None:
             f"({', '.join(packaged.PACKAGED)}), an existing directory, nor a hub id of the form "
             "owner/name."
         )
-    offline = os.environ.get("HF_HUB_OFFLINE") == "1"
-    if not hf_token() and not offline:
+    from hle_reasoning import hub
+
+    problem = hub.model_access_problem(name_or_path)
+    if problem:
         raise ModelAccessError(
-            f"{name_or_path} is gated on the Hugging Face hub and HF_TOKEN is not set. Request "
-            f"access at https://huggingface.co/{name_or_path}, then `export HF_TOKEN=hf_...` "
-            "(or `huggingface-cli login`) and run again. Without a GPU and the hub, use the "
-            "default setup (model.name_or_path: tiny)."
+            f"{problem} Without a GPU and the hub, use the default setup "
+            "(model.name_or_path: tiny)."
         )
 
 

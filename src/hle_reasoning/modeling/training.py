@@ -242,6 +242,10 @@ def train_grpo(
             base_model, quantization=quantization, device=device, dtype=model_cfg.dtype
         )
         processor = load_processor(base_model)
+        # What the loaded weights occupy, counted on the meta device from the model's config.
+        resident = memory.resident_weights_of(
+            model.config, family.model_class(), quantization=quantization, dtype=model_cfg.dtype
+        )
         lora = lora_config(training.lora, family)
         with _quiet_deprecations():
             args = grpo_config(
@@ -273,6 +277,13 @@ def train_grpo(
             training_overhead_gb=training.memory.training_overhead_gb,
             dataset_gb_override=training.memory.dataset_gb,
         )
+        resident_estimate = memory.resident_estimate(
+            resident,
+            adapter_bytes=round(estimate.adapter_gb * memory.GB),
+            adapter_parameters=estimate.adapter_parameters,
+            training_overhead_gb=estimate.training_overhead_gb,
+            dataset_gb=estimate.dataset_gb,
+        )
         n_images = (
             int(sum(bool(images) for images in dataset["images"]))
             if "images" in dataset.column_names
@@ -280,12 +291,13 @@ def train_grpo(
         )
         logger.info(
             "GRPO on %d questions (%d with images), %d completions per step on %d process(es); "
-            "eq. (6) estimate %.3f GB",
+            "eq. (6) estimate %.3f GB, with the resident weights %.3f GB",
             len(dataset),
             n_images,
             args.per_device_train_batch_size * world_size,
             world_size,
             estimate.total_gb,
+            resident_estimate.total_gb,
         )
         started = time.perf_counter()
         with _quiet_deprecations():
@@ -317,6 +329,8 @@ def train_grpo(
         "quantized": quantization.enabled,
         "memory": {
             "eq6": estimate.to_dict(),
+            "resident_weights": resident.to_dict(),
+            "resident_estimate": resident_estimate.to_dict(),
             "measured": {**peak, "rss_before_model_gb": rss_before_model},
         },
     }
@@ -345,6 +359,22 @@ def _process_group() -> tuple[int, int]:
     return 1, 0
 
 
+def resident_metrics(summary_memory: Mapping[str, Any]) -> dict[str, float]:
+    """The resident-weights figures of a summary's ``memory`` block, as MLflow metric values."""
+    weights = summary_memory.get("resident_weights")
+    if weights is None:
+        return {}
+    return {
+        "memory.resident_total_gb": summary_memory["resident_estimate"]["total_gb"],
+        "memory.resident_weights_gb": weights["total_gb"],
+        "memory.resident_packed_gb": weights["packed_gb"],
+        "memory.resident_absmax_gb": weights["absmax_gb"],
+        "memory.resident_unquantized_gb": weights["unquantized_gb"],
+        "memory.quantized_parameters": weights["quantized_parameters"],
+        "memory.unquantized_parameters": weights["unquantized_parameters"],
+    }
+
+
 def summary_metrics(summary: Mapping[str, Any]) -> dict[str, dict[str, float]]:
     """The run's single figures as metrics: memory (eq. (6) terms, measured peak) and timings.
 
@@ -357,6 +387,7 @@ def summary_metrics(summary: Mapping[str, Any]) -> dict[str, dict[str, float]]:
         "memory.eq6_adapter_gb": eq6["adapter_gb"],
         "memory.eq6_training_overhead_gb": eq6["training_overhead_gb"],
         "memory.eq6_dataset_gb": eq6["dataset_gb"],
+        **resident_metrics(summary["memory"]),
         **{f"memory.{k}": v for k, v in summary["memory"]["measured"].items()},
         "train_seconds": summary["train_seconds"],
         "mean_step_time_s": summary["mean_step_time_s"],

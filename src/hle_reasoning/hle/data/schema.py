@@ -8,7 +8,6 @@ import io
 import json
 import logging
 import math
-import os
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -119,14 +118,17 @@ def read_export(path: str | Path) -> pd.DataFrame:
 
 
 def read_hub(dataset_id: str = HUB_DATASET_ID, split: str = "test") -> pd.DataFrame:
-    """Download the gated HLE release from the Hugging Face hub (needs ``HF_TOKEN``)."""
-    token = os.environ.get("HF_TOKEN") or os.environ.get("HUGGING_FACE_HUB_TOKEN")
+    """Download the gated HLE release from the Hugging Face hub (needs a token: ``HF_TOKEN`` or
+    the one ``hf auth login`` saved)."""
+    from hle_reasoning import hub
+
+    token = hub.token()
     if not token:
         raise HLEDataError(
-            f"{dataset_id}: the dataset is gated on the Hugging Face hub and HF_TOKEN is not set. "
-            f"Accept its terms at https://huggingface.co/datasets/{dataset_id}, then "
-            "`export HF_TOKEN=hf_...` and run again (or pass a local export with "
-            "--params hle_source=PATH)."
+            f"{dataset_id}: the dataset is gated on the Hugging Face hub and HF_TOKEN is not set "
+            f"(nor a token saved by `hf auth login`). Accept its terms at "
+            f"https://huggingface.co/datasets/{dataset_id}, then {hub.LOGIN} and run again (or "
+            "pass a local export with --params hle_source=PATH)."
         )
     import datasets
 

@@ -14,10 +14,9 @@ it and counts it as wrong), and the confidence is clamped to 0..100.
 
 from __future__ import annotations
 
+import functools
 import logging
-from typing import Literal
-
-from pydantic import BaseModel
+from typing import TYPE_CHECKING, Any, Literal
 
 from hle_reasoning.hle.data.records import content_key
 from hle_reasoning.hle.judge.rules import Verdict
@@ -47,13 +46,34 @@ correct: Answer 'yes' if extracted_final_answer matches the [correct_answer] giv
 confidence: The extracted confidence score between 0|\%| and 100|\%| from [response]. Put 100 if there is no confidence score available."""
 
 
-class ExtractedAnswer(BaseModel):
-    """The official structured judgement (less its ``strict`` field)."""
+if TYPE_CHECKING:
+    from pydantic import BaseModel as ExtractedAnswer  # the class extracted_answer_model makes
 
-    extracted_final_answer: str
-    reasoning: str
-    correct: Literal["yes", "no"]
-    confidence: int
+
+@functools.cache
+def extracted_answer_model() -> type[ExtractedAnswer]:
+    """The official structured judgement (less its ``strict`` field), as the pydantic model the
+    OpenAI client parses into. Made at first use: pydantic is the judge's dependency, and the
+    modules that import this one (the configuration among them) must import without it, as on the
+    GPU machine (benchmarks/gpu_machine/)."""
+    from pydantic import BaseModel
+
+    class ExtractedAnswer(BaseModel):
+        """The official structured judgement (less its ``strict`` field)."""
+
+        extracted_final_answer: str
+        reasoning: str
+        correct: Literal["yes", "no"]
+        confidence: int
+
+    return ExtractedAnswer
+
+
+def __getattr__(name: str) -> Any:
+    """``ExtractedAnswer``, made (and pydantic imported) only when asked for."""
+    if name == "ExtractedAnswer":
+        return extracted_answer_model()
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 class JudgeConfigError(ValueError):
@@ -155,7 +175,7 @@ class LLMJudge:
                     model=self.model,
                     max_completion_tokens=self.max_completion_tokens,
                     messages=[{"role": "user", "content": prompt}],
-                    response_format=ExtractedAnswer,
+                    response_format=extracted_answer_model(),
                 )
             except _fatal_errors() as error:
                 self.stopped = JudgeConfigError(self._what_to_fix(error))

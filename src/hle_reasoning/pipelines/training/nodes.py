@@ -65,12 +65,13 @@ def train_grpo(
     summary = result.summary
     logger.info(
         "Trained %d steps in %.1f s (%.2f s/step); final reward %.3f; memory: eq. (6) %.3f GB, "
-        "measured %s",
+        "with the resident weights %.3f GB, measured %s",
         summary["steps"],
         summary["train_seconds"],
         summary["mean_step_time_s"] or float("nan"),
         summary.get("final_reward", float("nan")),
         summary["memory"]["eq6"]["total_gb"],
+        summary["memory"]["resident_estimate"]["total_gb"],
         ", ".join(f"{k} {v:.3f}" for k, v in summary["memory"]["measured"].items()),
     )
     history = curves.history_frame(result.history)
