@@ -108,9 +108,9 @@ def family_of(name_or_path: str | Path) -> Family:
         return family_of_config(config)
     from transformers import AutoConfig
 
-    from hle_reasoning.modeling.models import hf_token
+    from hle_reasoning import hub
 
-    return family_of_config(AutoConfig.from_pretrained(str(name_or_path), token=hf_token()))
+    return family_of_config(AutoConfig.from_pretrained(str(name_or_path), token=hub.token()))
 
 
 def questions_for(questions, family: Family, split: str = "test"):
