@@ -95,12 +95,16 @@ def test_gathered_calls_keep_rank_order():
     assert merged[0]["last_token"] == [EOS, EOS, 5, 5]
 
 
-@given(st.text(max_size=300), st.integers(4, 200))
-def test_shorten_keeps_the_end_within_the_limit(text, limit):
-    short = completions.shorten(text, limit)
-    assert len(short) <= max(limit, 3) and "\n" not in short
-    if len(" ".join(text.split())) <= limit:
-        assert short == " ".join(text.split())
+@given(st.text(max_size=300), st.integers(4, 200), st.sampled_from(["start", "end"]))
+def test_shorten_keeps_one_end_within_the_limit(text, limit, keep):
+    short, flat = completions.shorten(text, limit, keep), " ".join(text.split())
+    assert len(short) <= limit and "\n" not in short
+    if len(flat) <= limit:
+        assert short == flat
+    elif keep == "start":
+        assert flat.startswith(short.removesuffix("..."))
+    else:
+        assert flat.endswith(short.removeprefix("..."))
 
 
 def test_the_report_shows_the_first_and_last_step_with_table_syntax_escaped():
@@ -128,7 +132,7 @@ def test_the_report_shows_the_first_and_last_step_with_table_syntax_escaped():
     lines = [line for line in text.splitlines() if line.startswith("| ")]
     assert [line.split(" | ")[0] for line in lines[1:]] == ["| 1", "| 1", "| 3"]
     assert all(line.count(" | ") == lines[0].count(" | ") for line in lines)
-    assert "-0.707" in lines[1] and "a \\| b c" in lines[1]
+    assert "-0.707" in lines[1] and "a \\| b c" in lines[1] and "What is \\`x\\`?" in lines[1]
     assert completions.report_markdown(frame.iloc[:0]) == ""
 
 

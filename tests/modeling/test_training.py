@@ -264,7 +264,7 @@ RUNNER = textwrap.dedent(
 
 @pytest.mark.slow
 def test_a_run_killed_with_sigkill_resumes_from_its_last_checkpoint(
-    tiny_dir, math_questions, model_params, training_params, tmp_path
+    tiny_dir, math_questions, model_params, training_params, tmp_path, monkeypatch
 ):
     checkpoints = tmp_path / "checkpoints"
     params = with_changes(
@@ -316,6 +316,7 @@ def test_a_run_killed_with_sigkill_resumes_from_its_last_checkpoint(
 
     import mlflow
 
+    monkeypatch.chdir(tmp_path)  # the run's artifacts (the completions table) under tmp_path
     mlflow.set_tracking_uri(f"sqlite:///{tmp_path / 'mlflow.db'}")
     with mlflow.start_run() as run:
         result = train_grpo(
@@ -353,12 +354,13 @@ def test_training_dataset_rows(math_questions):
 
 
 def test_each_step_reaches_mlflow_while_training_runs(
-    tiny_dir, math_questions, model_params, training_params, tmp_path
+    tiny_dir, math_questions, model_params, training_params, tmp_path, monkeypatch
 ):
     """The kedro run's MLflow run holds step N's metrics before step N + 1 starts."""
     import mlflow
     from transformers import TrainerCallback
 
+    monkeypatch.chdir(tmp_path)  # the run's artifacts (the completions table) under tmp_path
     mlflow.set_tracking_uri(f"sqlite:///{tmp_path / 'mlflow.db'}")
     client = mlflow.MlflowClient()
     seen: list[list[int]] = []

@@ -65,11 +65,14 @@ REWARD_PREFIX = "reward_"
 STD_EPSILON = 1e-4
 
 
-def shorten(text: str, limit: int) -> str:
-    """``text`` on one line, cut to ``limit`` characters (its end kept, marked with "...")."""
+def shorten(text: str, limit: int, keep: str = "end") -> str:
+    """``text`` on one line, cut to ``limit`` characters: its ``end`` kept (``...`` before it)
+    or its ``start`` (``...`` after it)."""
     flat = " ".join(str(text).split())
     if len(flat) <= limit:
         return flat
+    if keep == "start":
+        return flat[: max(limit - 3, 0)] + "..."
     return "..." + flat[len(flat) - max(limit - 3, 0) :]
 
 
@@ -327,7 +330,8 @@ def report_markdown(frame, per_step: int = 2, chars: int = 120) -> str:
         + f" (of {len(frame)} rows kept over {len(steps)} steps: "
         "data/08_reporting/training_completions.jsonl, and the training run's MLflow table "
         f"`{ARTIFACT_FILE}`). A completion is cut when it reached the length limit; the "
-        "advantage is GRPO's, within the prompt's group.",
+        "advantage is GRPO's, within the prompt's group. Prompts show their end (what the "
+        "prompt cap keeps), completions their beginning.",
         "",
         "| step | question | image | prompt (end) | completion | cut | "
         + " | ".join(c.removeprefix(REWARD_PREFIX) for c in rewards)
@@ -341,7 +345,7 @@ def report_markdown(frame, per_step: int = 2, chars: int = 120) -> str:
                 _cell(row["id"], 40),
                 "yes" if row["has_image"] else "no",
                 _cell(row["prompt"], 60),
-                _cell(row["completion"], chars),
+                _cell(row["completion"], chars, keep="start"),
                 "yes" if row["cut"] else "no",
                 *[_figure(row[c]) for c in rewards],
                 _figure(row["reward"]),
@@ -351,9 +355,9 @@ def report_markdown(frame, per_step: int = 2, chars: int = 120) -> str:
     return "\n".join(parts)
 
 
-def _cell(text: Any, limit: int) -> str:
+def _cell(text: Any, limit: int, keep: str = "end") -> str:
     """Text for a Markdown table cell: one line, pipes and backticks escaped, shortened."""
-    short = shorten("" if text is None else str(text), limit)
+    short = shorten("" if text is None else str(text), limit, keep)
     return short.replace("\\", "\\\\").replace("|", "\\|").replace("`", "\\`") or " "
 
 
