@@ -104,6 +104,24 @@ class RunRef:
             else:
                 os.environ[key] = before
 
+    def replace_table(self, data: Any, artifact_file: str) -> None:
+        """This run's MLflow table ``artifact_file`` replaced by ``data``, written as
+        ``log_table`` writes it (JSON, ``split`` orientation), without reading the old one
+        back: for a table that ``log_table`` created (and marked as a table) and that grows."""
+        import posixpath
+        import tempfile
+        from pathlib import Path
+
+        from mlflow import MlflowClient
+
+        folder, name = posixpath.split(artifact_file)
+        with tempfile.TemporaryDirectory() as tmp:
+            path = Path(tmp) / name
+            data.to_json(path, orient="split", index=False, date_format="iso")
+            MlflowClient(tracking_uri=self.tracking_uri).log_artifact(
+                self.run_id, str(path), artifact_path=folder or None
+            )
+
 
 def active_run_ref() -> RunRef | None:
     """The active run as a :class:`RunRef` for another process (None without an active run)."""

@@ -168,6 +168,10 @@ def test_a_run_whose_rewards_never_vary_says_so_and_names_the_cause(
     assert list(table["step"]) == [1, 1, 1, 2, 2, 2, 3, 3, 3]  # the first 3 rows of each step
     assert (table["reward"] == 0).all() and (table["advantage"] == 0).all() and table["cut"].all()
     assert {"reward_correctness", "reward_format"} <= set(table.columns)
+    questions = math_questions.iloc[:4]
+    with_image = dict(zip(questions["id"].astype(str), questions["image"] != "", strict=True))
+    assert list(table["has_image"]) == [with_image[i] for i in table["id"]]
+    assert table["has_image"].any()  # Mllama's trainer: image questions are among them
     # Our figures are TRL's own, step by step.
     history = result.history
     for ours, trl in (("no_signal_group_share", "frac_reward_zero_std"),
