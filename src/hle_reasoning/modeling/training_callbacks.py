@@ -190,10 +190,11 @@ class CompletionsCallback(TrainerCallback):
     ``recorder``: the reward functions' recorder (``recording``); ``weights``,
     ``num_generations``, ``scale_rewards``: the trainer's, to compute rewards and advantages as
     it does; ``end_token_ids``: the tokens that end a completion (TRL's ``eos_token_ids`` and the
-    pad token; settable once the trainer exists); ``rows_per_step``: rows kept per step (None: all); ``warn_share`` /
-    ``warn_after_steps``: the no-signal warning's threshold; ``restore_from``: the checkpoint a
-    resumed run starts from; ``run``: the MLflow run to log the table into (default: the active
-    run); ``parameters``: the settings named by the warning (max_completion_length, ...).
+    pad token; settable once the trainer exists); ``rows_per_step``: rows kept per step (None:
+    all); ``warn_share`` / ``warn_after_steps``: the no-signal warning's threshold;
+    ``restore_from``: the checkpoint a resumed run starts from; ``run``: the MLflow run to log
+    the table into (default: the active run); ``max_completion_length``: the limit the warning
+    names.
     """
 
     def __init__(
