@@ -52,6 +52,15 @@ def test_nothing_is_added_when_the_inputs_exist(registry):
     assert "split_questions_node" in upstream  # train_grpo needs focus_train, which is missing
 
 
+def test_evaluation_with_a_trained_adapter_does_not_retrain_for_the_completions_table(registry):
+    """A study trained before the completions table existed: the report reads the table, which
+    is missing, and does without it rather than retraining."""
+    assert "training_completions" in registry["evaluation"].inputs()
+    assert missing_upstream(
+        registry["evaluation"], registry["__default__"], lambda n: n != "training_completions"
+    ) == ([], [])
+
+
 def test_judge_agreement_is_not_part_of_the_study(registry):
     assert "judge_agreement" in registry
     default = {node.name for node in registry["__default__"].nodes}

@@ -54,6 +54,10 @@ def test_the_summary_is_found_by_type_under_any_output_name():
         "  training: 26 GRPO steps, 0.26 s/step, final reward 0.589, peak memory 1.03 GB "
         "(eq. (6): 1.50 GB)"
     )
+    signal = TrainingSummary(training_summary(), no_signal_steps=3, mean_cut_share=0.875)
+    assert signal.headline().endswith(
+        "; no learning signal in 3 of 26 steps, 88% of completions cut"
+    )
     assert lines[1] == VariantRun.header()
     assert lines[1].split("  ")[-1].strip() == "brier score"  # a column per registered score
     baseline, finetuned = lines[2].split(), lines[3].split()

@@ -9,6 +9,8 @@ changes nothing else:
   the study produces and that do not exist yet (``focus_train`` on a fresh clone), adds the
   nodes of the whole study that produce them, says so in one line, and runs them all in one
   run. Everything upstream here is cheap and deterministic (the split, the tiny base model).
+  An optional input (``OPTIONAL_INPUTS``: the training's completions table, which the report
+  shows when it exists) never adds its producer: ``--pipelines evaluation`` does not retrain.
 * An unknown pipeline name, and a problem the project reports with a message of its own (a
   configuration the preflight rejects, an LLM judge that refuses the key or model, an invalid
   HLE export, a distributed worker that failed: its rank and error), end the command with that message and exit status 1, without a traceback.
@@ -38,6 +40,10 @@ from kedro.framework.cli.project import run as kedro_run
 
 logger = logging.getLogger(__name__)
 
+# Inputs whose absence is no reason to run their producers: their datasets load empty, and the
+# node that reads them does without (the report's training section, before any training).
+OPTIONAL_INPUTS = frozenset({"training_completions"})
+
 # Node filters that mean "exactly these nodes": then nothing is added.
 _FILTERS = ("node_names", "from_nodes", "to_nodes", "from_inputs", "to_outputs", "tags")
 
@@ -55,7 +61,7 @@ def missing_upstream(selected: Any, full: Any, exists: Any) -> tuple[list[str], 
         name
         for name in selected.inputs()
         if not name.startswith("params:") and name != "parameters" and name in produced
-        and not exists(name)
+        and name not in OPTIONAL_INPUTS and not exists(name)
     )  # fmt: skip
     if not missing:
         return [], []

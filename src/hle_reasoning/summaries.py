@@ -38,11 +38,17 @@ class TrainingSummary(dict):
             if estimate
             else ""
         )
-        return (
+        line = (
             f"training: {self['steps']} GRPO steps, {format_number(self.get('mean_step_time_s'))} s/step, "
             f"final reward {format_number(self.get('final_reward'), 3)}, peak memory {format_number(peak)} GB "
             f"(eq. (6): {format_number(self['memory']['eq6']['total_gb'])} GB{resident})"
         )
+        if self.get("mean_cut_share") is not None:  # the completions table's figures
+            line += (
+                f"; no learning signal in {self['no_signal_steps']} of {self['steps']} steps, "
+                f"{format_number(100 * self['mean_cut_share'], 0)}% of completions cut"
+            )
+        return line
 
 
 @dataclass(frozen=True)

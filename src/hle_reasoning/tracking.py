@@ -83,6 +83,45 @@ class RunRef:
             metrics=[Metric(k, metric_value(v), now, step or 0) for k, v in metrics.items()],
         )
 
+    def log_table(self, data: Any, artifact_file: str) -> None:
+        """``data`` (a DataFrame) appended to this run's MLflow table ``artifact_file`` (a
+        ``.json`` the UI's artifact view shows as a table; created by the first call).
+
+        MLflow appends by downloading the table so far, which would draw a progress bar on the
+        console at every step: the bar is off for the call."""
+        import os
+
+        from mlflow import MlflowClient
+
+        key = "MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR"
+        before = os.environ.get(key)
+        os.environ[key] = "false"
+        try:
+            MlflowClient(tracking_uri=self.tracking_uri).log_table(self.run_id, data, artifact_file)
+        finally:
+            if before is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = before
+
+    def replace_table(self, data: Any, artifact_file: str) -> None:
+        """This run's MLflow table ``artifact_file`` replaced by ``data``, written as
+        ``log_table`` writes it (JSON, ``split`` orientation), without reading the old one
+        back: for a table that ``log_table`` created (and marked as a table) and that grows."""
+        import posixpath
+        import tempfile
+        from pathlib import Path
+
+        from mlflow import MlflowClient
+
+        folder, name = posixpath.split(artifact_file)
+        with tempfile.TemporaryDirectory() as tmp:
+            path = Path(tmp) / name
+            data.to_json(path, orient="split", index=False, date_format="iso")
+            MlflowClient(tracking_uri=self.tracking_uri).log_artifact(
+                self.run_id, str(path), artifact_path=folder or None
+            )
+
 
 def active_run_ref() -> RunRef | None:
     """The active run as a :class:`RunRef` for another process (None without an active run)."""

@@ -72,8 +72,22 @@ def test_mlflow_ui_shows_runs_table_and_compare_view(finished_study, tmp_path):
             "calibration_error_all_bins",
         } <= set(metric_names[0])
 
+        # GRPO's completions table is an artifact of the study's run, listed and readable.
+        parent = next(r for r in found["runs"] if r["info"]["run_name"] == "__default__")
+        run_id = parent["info"]["run_id"]
+        query = urllib.parse.urlencode
+        listed = get_json(f"{base}/artifacts/list?{query({'run_id': run_id, 'path': 'training'})}")
+        assert "training/completions.json" in [f["path"] for f in listed["files"]]
+        table = get_json(
+            f"http://127.0.0.1:{port}/get-artifact?"
+            + query({"path": "training/completions.json", "run_uuid": run_id})
+        )
+        assert {"step", "id", "completion", "reward", "advantage", "cut"} <= set(table["columns"])
+        assert len(table["data"]) == 26 * 4  # every step's 4 completions, once
+
         if chromium() is not None:
             check_pages(finished_study, port, experiment["experiment_id"], by_variant, tmp_path)
+            check_completions(port, experiment["experiment_id"], parent, table, tmp_path)
         pgid = proc.pid
     assert not group_alive(pgid), "the MLflow UI left a process running"
     assert not port_open(port)
@@ -132,3 +146,24 @@ def check_pages(study, port, experiment_id, by_variant, tmp_path):
     # The training curves the study wrote, beside them.
     shutil.copy(study.path / "data" / "08_reporting" / "training_curves.png", shots)
     screenshots.record("training_curves.png", {"from": "data/08_reporting/training_curves.png"})
+
+
+def check_completions(port, experiment_id, run, table, tmp_path):
+    """The run's page opens the completions table from its artifacts, rows and columns shown."""
+    url = (
+        f"http://127.0.0.1:{port}/#/experiments/{experiment_id}/runs/{run['info']['run_id']}"
+        "/artifacts/training/completions.json"
+    )
+    first_id = table["data"][0][table["columns"].index("id")]
+    with Browser(tmp_path / "artifacts-profile", window=(1280, 800)) as browser:
+        text = browser.open(
+            url,
+            wait_for=["completions.json", "advantage", first_id],
+            local_storage=MLFLOW_STORAGE,
+        )
+        browser.screenshot(screenshots.folder() / "mlflow_completions.png")
+    assert "training_history.csv" in text  # beside the run's other training artifacts
+    screenshots.record(
+        "mlflow_completions.png",
+        {"artifact": "training/completions.json", "rows": len(table["data"])},
+    )

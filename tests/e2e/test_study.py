@@ -19,6 +19,7 @@ REPORTS = [
     "split_leaks.csv",
     "figure_1_questions_per_category.png",
     "training_summary.json",
+    "training_completions.jsonl",
     "table_1.csv",
     "evaluation_report.md",
     "metrics_by_category.csv",
@@ -42,6 +43,11 @@ def test_default_study_writes_every_report(finished_study):
     assert not missing
     table = pd.read_csv(reporting / "table_1.csv")
     assert len(table) == 10  # the HLE paper's 8 rows, then baseline and fine-tuned
+    # GRPO's completions: each step's 4, and a few of the first and last step in the report.
+    completions = pd.read_json(reporting / "training_completions.jsonl", lines=True)
+    assert list(completions["step"]) == [s for s in range(1, 27) for _ in range(4)]
+    report = (reporting / "evaluation_report.md").read_text()
+    assert "## Training: what GRPO generated" in report and "| 26 | synth" in report
     assert (
         finished_study.path / "data" / "06_models" / "lora_adapter" / "adapter_config.json"
     ).exists()
@@ -119,6 +125,7 @@ def test_default_study_is_tracked_in_mlflow(finished_study):
         } <= keys
     parent_keys = set(metrics.loc[metrics["run_uuid"] == parents["run_uuid"].iloc[0], "key"])
     assert any(k.startswith("training.") for k in parent_keys)
+    assert {"training.no_signal_group_share", "training.cut_share"} <= parent_keys
     assert any(k.startswith("data_processing.") for k in parent_keys)
     assert {
         "comparison.accuracy_diff",

@@ -161,7 +161,7 @@ def test_two_ddp_processes_all_reduce_the_single_process_gradient(
 
 @pytest.mark.slow
 def test_rank_0_logs_each_step_live_into_the_nodes_mlflow_run_once(
-    tmp_path, tiny_dir, math_questions, training_params, model_params
+    tmp_path, tiny_dir, math_questions, training_params, model_params, monkeypatch
 ):
     """The training node on 2 DDP processes inside an MLflow run (as kedro-mlflow opens it):
     each step's metrics are in that run, under the single-process names, once each."""
@@ -173,11 +173,12 @@ def test_rank_0_logs_each_step_live_into_the_nodes_mlflow_run_once(
     fp32 = cpu_fp32(model_params)
     training = one_step_training(training_params, tmp_path / "checkpoints")
     training["max_steps"] = 2
+    monkeypatch.chdir(tmp_path)  # the run's artifacts (the completions table) under tmp_path
     mlflow.set_tracking_uri(f"sqlite:///{tmp_path / 'mlflow.db'}")
     client = mlflow.MlflowClient()
     with mlflow.start_run() as run:
         started = time.monotonic()
-        adapter, _, summary, history = nodes.train_grpo(
+        adapter, _, summary, history, completions = nodes.train_grpo(
             str(tiny_dir),
             questions,
             fp32,
@@ -197,6 +198,12 @@ def test_rank_0_logs_each_step_live_into_the_nodes_mlflow_run_once(
         assert sorted(m.step for m in logged) == [1, 2], name  # each step once, numbered
         assert all(m.timestamp <= saved_ms for m in logged), name  # live: while training
     assert not client.get_metric_history(run.info.run_id, "loss")  # no second naming
+    assert {"no_signal_group_share", "cut_share"} <= names
+    # The completions table: both ranks' completions of each step (one prompt each), once.
+    assert list(completions["step"]) == [1, 1, 1, 1, 2, 2, 2, 2]
+    assert [completions["id"][completions["step"] == s].nunique() for s in (1, 2)] == [2, 2]
+    logged = mlflow.load_table("training/completions.json", run_ids=[run.info.run_id])
+    assert list(logged["step"]) == list(completions["step"])
 
 
 @pytest.mark.parametrize(
@@ -324,6 +331,7 @@ def test_a_ddp_run_killed_with_sigkill_fails_naming_the_rank_and_resumes_when_re
     fp32 = cpu_fp32(model_params)
     scale = DistributedConfig(num_processes=2, timeout_s=60)
     training = TrainingConfig.from_params(training)
+    monkeypatch.chdir(tmp_path)  # the runs' artifacts (the completions table) under tmp_path
     mlflow.set_tracking_uri(f"sqlite:///{tmp_path / 'mlflow.db'}")
     client = mlflow.MlflowClient()
     pids = _WorkerPids(monkeypatch)
@@ -390,5 +398,7 @@ def test_a_ddp_run_killed_with_sigkill_fails_naming_the_rank_and_resumes_when_re
     assert [p["step"] for p in result.history["loss"]] == steps  # restored, then trained
     losses = client.get_metric_history(rerun.info.run_id, "training.loss")
     assert [m.step for m in losses] == steps  # rank 0's live curve, once each
+    # The completions table: each step's 4 completions once, the restored ones first.
+    assert list(result.completions["step"]) == [s for s in steps for _ in range(4)]
     assert not checkpoints.exists()  # removed once the run completed
     assert (result.model.path / "adapter_model.safetensors").is_file()

@@ -184,6 +184,14 @@ def test_a_tiny_model_of_each_family_trains_and_answers(
         )
         assert result.summary["image_questions"] == 0
     assert result.history["reward"]
+    # The completions table, through TRL's own text and vision paths: each step's 4, each
+    # marked with whether its question had an image.
+    table = result.completions
+    assert list(table["step"]) == [1] * 4 + [2] * 4
+    with_image = dict(
+        zip(math_questions["id"].astype(str), math_questions["image"] != "", strict=True)
+    )
+    assert list(table["has_image"]) == [with_image[i] for i in table["id"]]
 
     adapter = tmp_path / "adapter"
     result.model.save_pretrained(adapter)

@@ -14,7 +14,7 @@ import time
 import pytest
 
 from hle_reasoning.config import ModelConfig, TrainingConfig, parse
-from hle_reasoning.modeling import training
+from hle_reasoning.modeling import completions, training
 from hle_reasoning.modeling.training import (
     TrainingConfigError,
     config_problems,
@@ -263,7 +263,7 @@ RUNNER = textwrap.dedent(
 
 @pytest.mark.slow
 def test_a_run_killed_with_sigkill_resumes_from_its_last_checkpoint(
-    tiny_dir, math_questions, model_params, training_params, tmp_path
+    tiny_dir, math_questions, model_params, training_params, tmp_path, monkeypatch
 ):
     checkpoints = tmp_path / "checkpoints"
     params = with_changes(
@@ -310,9 +310,12 @@ def test_a_run_killed_with_sigkill_resumes_from_its_last_checkpoint(
     # A kill while writing the next checkpoint leaves it incomplete; it must be ignored.
     (checkpoints / "checkpoint-4").mkdir()
     (checkpoints / "checkpoint-4" / "adapter_model.safetensors").write_bytes(b"partial")
+    saved_rows = completions.read_rows(checkpoints / "checkpoint-3" / completions.CHECKPOINT_FILE)
+    assert [r["step"] for r in saved_rows] == [1] * 4 + [2] * 4 + [3] * 4
 
     import mlflow
 
+    monkeypatch.chdir(tmp_path)  # the run's artifacts (the completions table) under tmp_path
     mlflow.set_tracking_uri(f"sqlite:///{tmp_path / 'mlflow.db'}")
     with mlflow.start_run() as run:
         result = train_grpo(
@@ -329,6 +332,12 @@ def test_a_run_killed_with_sigkill_resumes_from_its_last_checkpoint(
     assert result.summary["steps"] == 5
     # The history restored from the checkpoint and the steps run after resuming: 1..5, once each.
     assert [p["step"] for p in result.history["loss"]] == [1, 2, 3, 4, 5]
+    # The completions table: the checkpoint's rows, then the resumed steps' (step 4 once).
+    table = result.completions
+    assert list(table["step"]) == [s for s in range(1, 6) for _ in range(4)]
+    assert table.iloc[:12]["completion"].tolist() == [r["completion"] for r in saved_rows]
+    logged = mlflow.load_table(completions.ARTIFACT_FILE, run_ids=[run.info.run_id])
+    assert list(logged["step"]) == list(table["step"])
     assert not checkpoints.exists()  # removed once the run completed
     assert hasattr(result.model, "save_pretrained")
 
@@ -344,21 +353,25 @@ def test_training_dataset_rows(math_questions):
 
 
 def test_each_step_reaches_mlflow_while_training_runs(
-    tiny_dir, math_questions, model_params, training_params, tmp_path
+    tiny_dir, math_questions, model_params, training_params, tmp_path, monkeypatch
 ):
     """The kedro run's MLflow run holds step N's metrics before step N + 1 starts."""
     import mlflow
     from transformers import TrainerCallback
 
+    monkeypatch.chdir(tmp_path)  # the run's artifacts (the completions table) under tmp_path
     mlflow.set_tracking_uri(f"sqlite:///{tmp_path / 'mlflow.db'}")
     client = mlflow.MlflowClient()
     seen: list[list[int]] = []
+    tables: list[int] = []
 
     class WatchMlflow(TrainerCallback):
         def on_step_begin(self, args, state, control, **kwargs):
             if state.global_step:
                 run_id = mlflow.active_run().info.run_id
                 seen.append([m.step for m in client.get_metric_history(run_id, "training.loss")])
+                table = mlflow.load_table(completions.ARTIFACT_FILE, run_ids=[run_id])
+                tables.append(len(table))
 
     params = with_changes(
         training_params,
@@ -381,3 +394,5 @@ def test_each_step_reaches_mlflow_while_training_runs(
     history = client.get_metric_history(run.info.run_id, "training.reward")
     assert [m.step for m in history] == [1, 2, 3]
     assert client.get_metric_history(run.info.run_id, "training.reward.cosine")
+    # The completions table grew step by step in the run: 4 rows after step 1, 8 after step 2.
+    assert tables == [4, 8]

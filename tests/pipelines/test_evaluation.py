@@ -111,6 +111,11 @@ def run_in_memory(tmp_path, questions, tiny_base, adapter, evaluation_params, mo
     catalog["lora_adapter"] = adapter
     catalog["judge_endpoint"] = JudgeEndpoint()
     catalog["answer_endpoints"] = AnswerEndpoints()
+    # The training's completions table, not written yet (a study trained before it existed).
+    catalog["training_completions"] = JSONLinesStore(
+        filepath=str(tmp_path / "training_completions.jsonl"),
+        columns="hle_reasoning.modeling.completions.COLUMNS",
+    )
     put_blocks(
         catalog,
         pipe,
@@ -162,6 +167,7 @@ def test_both_variants_answer_are_judged_and_reported(
     assert "Table 1" in report and "| GPT-4o (2,700-question release) | 3.1 | 92.3 |" in report
     assert "12 answers < beta = 100" in report
     assert "baseline_reliability_diagram.png" in report
+    assert "## Training" not in report  # no completions table yet: no training section
     assert "| Brier score ↓ |" in report and "the Brier score is the mean of" in report
     assert set(out["metrics_by_category"]["variant"]) == set(VARIANTS)
     assert set(out["metrics_by_category"]["category"]) == {"All", "Math"}

@@ -24,6 +24,7 @@ from hle_reasoning.config.parsing import ConfigError, parse, parse_or_raise
 from hle_reasoning.config.study import BLOCKS, parse_blocks
 from hle_reasoning.config.training import (
     CheckpointsConfig,
+    CompletionsConfig,
     GRPOSettings,
     LoraSettings,
     PromptConfig,
@@ -39,6 +40,7 @@ __all__ = [
     "CheckpointsConfig",
     "ComparisonConfig",
     "ComparisonModelConfig",
+    "CompletionsConfig",
     "ConfigError",
     "DataProcessingConfig",
     "EvaluationConfig",

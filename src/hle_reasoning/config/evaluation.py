@@ -151,6 +151,7 @@ class ReportConfig(Block):
     test_set: str
     model_names: dict[str, str]
     labels: dict[str, str]
+    training_examples: int = field(default=2, metadata=at_least(0, "an integer"))
 
     def label(self, variant: str, name_or_path: str) -> str:
         """The Table 1 row label of a variant (``labels[variant]`` with ``{model}`` filled in)."""

@@ -166,6 +166,20 @@ class MemoryConfig(Block):
 
 
 @dataclass(frozen=True, kw_only=True)
+class CompletionsConfig(Block):
+    """The completions table (MLflow ``training/completions.json`` and
+    data/08_reporting/training_completions.jsonl) and the no-signal warning."""
+
+    PATH = "training.completions"
+    rows_per_step: int | None = field(default=None, metadata=_INT1)
+    prompt_chars: int = field(default=160, metadata=_INT1)
+    warn_no_signal_share: float = field(
+        default=0.5, metadata=check(lambda v: 0 <= v <= 1, "set it in [0, 1]")
+    )
+    warn_after_steps: int = field(default=2, metadata=_INT1)
+
+
+@dataclass(frozen=True, kw_only=True)
 class TrainingConfig(Block):
     """The whole ``training`` block."""
 
@@ -177,6 +191,7 @@ class TrainingConfig(Block):
     embedding_model: str = "all-MiniLM-L6-v2"
     checkpoints: CheckpointsConfig = field(default_factory=CheckpointsConfig)
     memory: MemoryConfig = field(default_factory=MemoryConfig)
+    completions: CompletionsConfig = field(default_factory=CompletionsConfig)
     max_steps: int | None = field(default=None, metadata=_INT1)
     cpu_threads: int | None = field(default=1, metadata=_INT1)
 

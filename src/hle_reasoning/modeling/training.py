@@ -28,6 +28,7 @@ from hle_reasoning.config.model import ModelConfig
 from hle_reasoning.config.training import TrainingConfig, TrainingConfigError
 from hle_reasoning.hle.data.prompts import SYSTEM_PROMPT, build_messages
 from hle_reasoning.hle.data.schema import has_image, load_image
+from hle_reasoning.modeling import completions as completions_table
 from hle_reasoning.modeling import memory
 from hle_reasoning.modeling.checkpoints import (
     latest_checkpoint,
@@ -46,6 +47,7 @@ from hle_reasoning.modeling.models import (
 )
 from hle_reasoning.modeling.rewards import build_reward_functions
 from hle_reasoning.modeling.training_callbacks import (
+    CompletionsCallback,
     GRPOProgressCallback,
     LiveMetricsCallback,
     metrics_history,
@@ -152,6 +154,7 @@ class TrainingResult:
     """What a training run produced: the trained PEFT model and what to record about it."""
 
     model: Any
+    completions: pd.DataFrame  # the completions table (completions.COLUMNS); empty off rank 0
     history: dict[str, list[dict[str, float]]]
     summary: dict[str, Any]
     params: dict[str, str]
@@ -205,7 +208,11 @@ def train_grpo(
     checkpoints = training.checkpoints
     checkpoint_dir = Path(checkpoints.dir)
     fingerprint = run_fingerprint(
-        {k: v for k, v in asdict(training).items() if k not in ("checkpoints", "cpu_threads")},
+        {
+            k: v
+            for k, v in asdict(training).items()
+            if k not in ("checkpoints", "cpu_threads", "completions")  # change no checkpoint
+        },
         {k: v for k, v in asdict(model_cfg).items() if k != "device"},
         str(base_model),
         questions[["id", "question", "answer"]].astype(str).values.tolist(),
@@ -233,6 +240,8 @@ def train_grpo(
         embedding_model=training.embedding_model,
         device=device,
     )
+    table = training.completions
+    reward_funcs, recorder = completions_table.recording(reward_funcs, table.prompt_chars)
     quantization = model_cfg.quantization
 
     with _cpu_threads(training.cpu_threads if device == "cpu" else None):
@@ -255,6 +264,19 @@ def train_grpo(
                 reward_weights=weights,
                 world_size=world_size,
             )
+            # Before the live metrics: it adds each step's figures to the log history they read.
+            completions = CompletionsCallback(
+                recorder,
+                weights=weights,
+                num_generations=training.grpo.num_generations,
+                scale_rewards=training.grpo.scale_rewards,
+                rows_per_step=table.rows_per_step,
+                warn_share=table.warn_no_signal_share,
+                warn_after_steps=table.warn_after_steps,
+                restore_from=resume_from if rank == 0 else None,
+                run=live_run,
+                max_completion_length=training.grpo.max_completion_length,
+            )
             trainer = trainer_class(
                 model=model,
                 reward_funcs=reward_funcs,
@@ -262,8 +284,9 @@ def train_grpo(
                 train_dataset=dataset,
                 processing_class=processor,
                 peft_config=lora,
-                callbacks=[LiveMetricsCallback(run=live_run), *callbacks],
+                callbacks=[completions, LiveMetricsCallback(run=live_run), *callbacks],
             )
+            completions.end_token_ids = _end_token_ids(trainer)
         from transformers.trainer_callback import ProgressCallback
 
         trainer.remove_callback(ProgressCallback)
@@ -306,6 +329,7 @@ def train_grpo(
         peak = memory.measured_peak(device)
 
     history = metrics_history(trainer.state.log_history)
+    signal = _signal_summary(history)
     step_times = [p["value"] for p in history.get("step_time", [])]
     summary = {
         "steps": int(trainer.state.global_step),
@@ -325,6 +349,7 @@ def train_grpo(
         "train_seconds": wall,
         "mean_step_time_s": sum(step_times) / len(step_times) if step_times else None,
         "train_loss": float(output.training_loss),
+        **signal,
         "device": device,
         "quantized": quantization.enabled,
         "memory": {
@@ -343,6 +368,7 @@ def train_grpo(
         shutil.rmtree(checkpoint_dir, ignore_errors=True)
     return TrainingResult(
         model=trainer.model,
+        completions=completions.frame(),
         history=history,
         summary=summary,
         params={
@@ -350,6 +376,27 @@ def train_grpo(
             **{f"accelerate.{k}": summary[k] for k in ("distributed_type", "mixed_precision")},
         },
     )
+
+
+def _end_token_ids(trainer: Any) -> list[int]:
+    """The tokens that end a completion before the limit: TRL's end-of-sequence ids and the pad
+    token (TRL's ``completions/clipped_ratio`` counts the others as cut)."""
+    tokenizer = getattr(trainer.processing_class, "tokenizer", trainer.processing_class)
+    ids = [*getattr(trainer, "eos_token_ids", []), getattr(tokenizer, "pad_token_id", None)]
+    return [int(i) for i in ids if i is not None]
+
+
+def _signal_summary(history: Mapping[str, list[dict[str, float]]]) -> dict[str, Any]:
+    """The run's learning signal: steps whose groups all had equal rewards, and cut completions."""
+    shares = [p["value"] for p in history.get(completions_table.NO_SIGNAL, [])]
+    cut = [p["value"] for p in history.get(completions_table.CUT, [])]
+    free = sum(1 for v in shares if v == 1.0)
+    return {
+        "no_signal_steps": free,
+        "no_signal_step_share": free / len(shares) if shares else None,
+        "mean_no_signal_group_share": sum(shares) / len(shares) if shares else None,
+        "mean_cut_share": sum(cut) / len(cut) if cut else None,
+    }
 
 
 def _process_group() -> tuple[int, int]:

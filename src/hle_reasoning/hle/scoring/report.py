@@ -160,10 +160,12 @@ def report_markdown(
     diagrams: Sequence[str] = (),
     comparison_row: str | None = None,
     comparison: str | None = None,
+    training: str | None = None,
 ) -> str:
     """The evaluation report in Markdown: Table 1, notes, the paired comparison, per-category
     figures, diagrams. ``comparison_row`` (``comparison_row_markdown``) goes under Table 1,
-    ``comparison`` (``comparison_section``) after the notes."""
+    ``comparison`` (``comparison_section``) after the notes, ``training`` (what GRPO generated)
+    at the end."""
     described = "; ".join(
         metric.description.format(beta=beta, p=p) for metric in SCORES if metric.description
     )
@@ -187,6 +189,8 @@ def report_markdown(
     if diagrams:
         parts += ["", "## Reliability diagrams", ""]
         parts += [f"![{name}]({name})" for name in diagrams]
+    if training:
+        parts += ["", training]
     return "\n".join(parts) + "\n"
 
 

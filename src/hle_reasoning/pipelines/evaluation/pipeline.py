@@ -232,6 +232,7 @@ def create_pipeline(**kwargs) -> Pipeline:
                     "test_subset",
                     "comparison_models_metrics_by_category",
                     "comparison_models_comparison",
+                    "training_completions",
                 ],
                 outputs=["table_1", "metrics_by_category", "evaluation_report"],
                 name="report_evaluation_node",

@@ -16,6 +16,7 @@ from hle_reasoning.hle.judge import table as verdicts
 from hle_reasoning.hle.scoring import report
 from hle_reasoning.hle.scoring.comparison_models import comparison_models_section
 from hle_reasoning.hle.scoring.metrics import SCORE_COLUMNS, small_sample_note
+from hle_reasoning.modeling import completions
 from hle_reasoning.pipelines.evaluation.comparison_models import rows_of
 from hle_reasoning.summaries import VariantRun
 
@@ -129,10 +130,12 @@ def report_evaluation(
     test_subset: dict[str, Any] | None = None,
     comparison_models_metrics: pd.DataFrame | None = None,
     comparison_models_comparison: pd.DataFrame | None = None,
+    training_completions: pd.DataFrame | None = None,
 ) -> tuple[pd.DataFrame, pd.DataFrame, str]:
     """Table 1 (paper rows, both measured variants, their paired difference, the comparison
     models measured here), the per-category table, the report; a text-only model's rows and
-    report say they cover the text-only subset."""
+    report say they cover the text-only subset. ``training_completions``: GRPO's completions
+    table, a few of whose rows the report shows (none when the study has not trained yet)."""
     evaluation = evaluation_config
     report_config, beta = evaluation.report, evaluation.metrics.beta
     subset_note = (test_subset or {}).get("note", "")
@@ -177,6 +180,7 @@ def report_evaluation(
         p=evaluation.metrics.p,
         notes=notes,
         diagrams=[f"{v}_reliability_diagram.png" for v in ("baseline", "finetuned")],
+        training=completions.report_markdown(training_completions, report_config.training_examples),
         **sections,
     )
     return table, by_category, markdown

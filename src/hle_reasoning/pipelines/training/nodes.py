@@ -10,6 +10,7 @@ import pandas as pd
 from hle_reasoning import tracking
 from hle_reasoning.config import DistributedConfig, ModelConfig, TrainingConfig
 from hle_reasoning.config.training import TrainingConfigError
+from hle_reasoning.datasets.stores import replacing
 from hle_reasoning.modeling import curves, models
 from hle_reasoning.modeling.models import BuiltModel
 from hle_reasoning.pipelines.training import workers
@@ -39,8 +40,10 @@ def train_grpo(
     model_config: ModelConfig,
     training_config: TrainingConfig,
     distributed_config: DistributedConfig,
-) -> tuple[Any, dict[str, Any], dict[str, Any], pd.DataFrame]:
-    """QLoRA + GRPO on the training questions: adapter, summary metrics, summary, history table.
+) -> tuple[Any, dict[str, Any], dict[str, Any], pd.DataFrame, pd.DataFrame]:
+    """QLoRA + GRPO on the training questions: adapter, summary metrics, summary, history table,
+    completions table (replacing the stored one whole: a resumed run's rows restored from its
+    checkpoint come first).
 
     Each step's metrics reach MLflow while the run trains (``training_callbacks``); the
     trainer's resolved settings are logged as params (kedro-mlflow logs the ``training.*``
@@ -75,7 +78,13 @@ def train_grpo(
         ", ".join(f"{k} {v:.3f}" for k, v in summary["memory"]["measured"].items()),
     )
     history = curves.history_frame(result.history)
-    return result.model, training.summary_metrics(summary), TrainingSummary(summary), history
+    return (
+        result.model,
+        training.summary_metrics(summary),
+        TrainingSummary(summary),
+        history,
+        replacing(result.completions),
+    )
 
 
 def plot_training_curves(training_history: pd.DataFrame, training_summary: dict[str, Any]) -> Any:

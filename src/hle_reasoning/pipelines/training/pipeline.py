@@ -28,6 +28,7 @@ def create_pipeline(**kwargs) -> Pipeline:
                     "training_metrics",
                     "training_summary",
                     "training_history",
+                    "training_completions",
                 ],
                 name="train_grpo_node",
             ),

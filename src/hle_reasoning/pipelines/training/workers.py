@@ -53,7 +53,12 @@ def train_share(task: TrainTask) -> dict[str, Any] | None:
     if not state.is_main_process:
         return None
     result.model.save_pretrained(task.adapter_dir)
-    return {"history": result.history, "summary": result.summary, "params": result.params}
+    return {
+        "history": result.history,
+        "summary": result.summary,
+        "params": result.params,
+        "completions": result.completions,
+    }
 
 
 class SavedAdapter:
@@ -98,6 +103,7 @@ def train_distributed(
 
     return TrainingResult(
         model=SavedAdapter(folder),
+        completions=record["completions"],
         history=record["history"],
         summary=record["summary"],
         params=record["params"],
