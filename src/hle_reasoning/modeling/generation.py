@@ -265,7 +265,7 @@ def generate_responses(
                     config.max_new_tokens,
                     ", ".join(cut),
                 )
-            images = [prompt_images(row.image) for row in batch.itertuples()]
+            images = [prompt_images(row.image, row.id) for row in batch.itertuples()]
             inputs = processor(
                 text=texts,
                 **({"images": images} if all(images) else {}),

@@ -28,6 +28,7 @@ from hle_reasoning.config.evaluation import AnsweringConfig, GenerationConfig
 from hle_reasoning.hle.data.prompts import SYSTEM_PROMPT, build_messages
 from hle_reasoning.hle.data.records import content_key
 from hle_reasoning.hle.data.schema import has_image
+from hle_reasoning.unreachable import ConsecutiveFailures, is_connection_failure
 
 logger = logging.getLogger(__name__)
 
@@ -106,6 +107,15 @@ class EndpointAnswerer:
         self.config = config
         self.answering = answering
         self.parameter = parameter  # the block that set model and base_url, for error messages
+        self.reachable = ConsecutiveFailures(
+            limit=answering.unreachable_after,
+            what=f"answering with {endpoint.model!r}",
+            address=endpoint.base_url,
+            parameter=f"{parameter}.base_url",
+            limit_parameter=f"{parameter}.unreachable_after",
+            then="rerun `kedro run --pipelines evaluation`: answers stored so far are kept and "
+            "only the rest are asked.",
+        )
         self._client = OpenAI(
             api_key=endpoint.api_key or "EMPTY",  # local servers ignore the key
             base_url=endpoint.base_url,
@@ -130,6 +140,7 @@ class EndpointAnswerer:
         raises :class:`EndpointConfigError` when the endpoint refuses the configuration."""
         import openai
 
+        self.reachable.check()
         started = time.perf_counter()
         try:
             completion = self._client.chat.completions.create(
@@ -147,7 +158,12 @@ class EndpointAnswerer:
             raise EndpointConfigError(self._what_to_fix(error)) from None
         except openai.OpenAIError as error:
             logger.error("%s: question %s failed: %s", self.endpoint.model, row.id, _brief(error))
+            if is_connection_failure(error):
+                self.reachable.failed(error)  # raises at <parameter>.unreachable_after
+            else:
+                self.reachable.succeeded()
             return None
+        self.reachable.succeeded()
         choice = completion.choices[0] if completion.choices else None
         usage = completion.usage
         return {
@@ -181,7 +197,8 @@ class EndpointAnswerer:
                 futures = [pool.submit(self.answer, row) for row in rows[1:]]
                 try:
                     for future in as_completed(futures):
-                        record = future.result()  # an EndpointConfigError stops here
+                        # An EndpointConfigError or EndpointUnreachableError stops here.
+                        record = future.result()
                         bar.update(1)
                         if record is None:
                             failed += 1

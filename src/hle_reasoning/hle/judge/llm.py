@@ -21,6 +21,7 @@ from pydantic import BaseModel
 
 from hle_reasoning.hle.data.records import content_key
 from hle_reasoning.hle.judge.rules import Verdict
+from hle_reasoning.unreachable import is_connection_failure
 
 logger = logging.getLogger(__name__)
 
@@ -117,8 +118,11 @@ class LLMJudge:
         max_retries: int = 5,
         timeout_s: float = 600.0,
         max_completion_tokens: int = 4096,
+        unreachable_after: int = 3,
     ) -> None:
         from openai import OpenAI
+
+        from hle_reasoning.unreachable import ConsecutiveFailures
 
         problems = credential_problems(api_key, base_url)
         if problems:
@@ -128,6 +132,15 @@ class LLMJudge:
         self.base_url = base_url
         self.max_completion_tokens = max_completion_tokens
         self.stopped: JudgeConfigError | None = None
+        self.reachable = ConsecutiveFailures(
+            limit=unreachable_after,
+            what=f"LLM judge {model!r}",
+            address=base_url or "https://api.openai.com/v1",
+            parameter="evaluation.judge.llm.base_url (or HLE_JUDGE_BASE_URL)",
+            limit_parameter="evaluation.judge.llm.unreachable_after",
+            then="rerun `kedro run --pipelines evaluation`: verdicts judged so far are kept and "
+            "only the rest are judged (or judge offline: --params evaluation.judge.kind=rules).",
+        )
         self._client = OpenAI(
             api_key=api_key, base_url=base_url, timeout=timeout_s, max_retries=max_retries
         )
@@ -150,6 +163,7 @@ class LLMJudge:
         for attempt in (1, 2):  # an unparsable judgement is asked once more
             if self.stopped is not None:
                 raise self.stopped
+            self.reachable.check()
             try:
                 completion = self._client.chat.completions.parse(
                     model=self.model,
@@ -164,8 +178,13 @@ class LLMJudge:
                 problem = _describe_error(error)
             except openai.OpenAIError as error:  # transient, after the client's own retries
                 logger.error("LLM judge %s failed: %s", self.model, _describe_error(error))
+                if is_connection_failure(error):
+                    self.reachable.failed(error)  # raises at evaluation.judge.llm.unreachable_after
+                else:
+                    self.reachable.succeeded()
                 return None
             else:
+                self.reachable.succeeded()
                 parsed = completion.choices[0].message.parsed if completion.choices else None
                 if parsed is not None:
                     return to_verdict(parsed)

@@ -1,0 +1,109 @@
+"""Dead servers and unfinished runs: a closed port stops the LLM judge, an ``openai`` variant
+and a comparison model after ``unreachable_after`` connection failures in a row, in one message
+naming the parameter and the address, with what was stored kept; a run that leaves questions
+unanswered or unjudged is recorded FAILED with the counts."""
+
+from __future__ import annotations
+
+import socket
+
+import pandas as pd
+import pytest
+
+from hle_reasoning.config import AnsweringConfig, ComparisonModelConfig, GenerationConfig
+from hle_reasoning.datasets.evaluation import JSONLinesStore
+from hle_reasoning.datasets.stores import first_replacing
+from hle_reasoning.hle.judge.llm import LLMJudge
+from hle_reasoning.hle.judge.table import VERDICT_COLUMNS, judge_table
+from hle_reasoning.hooks import IncompleteRunError, StudySummaryHook, completeness
+from hle_reasoning.modeling.serving import Endpoint, EndpointAnswerer
+from hle_reasoning.pipelines.evaluation.comparison_models import answer_comparison_models
+from hle_reasoning.unreachable import EndpointUnreachableError
+from tests.hle.judge.test_llm import QUESTIONS, RESPONSES
+
+
+@pytest.fixture
+def closed_port() -> str:
+    """The base URL of a port where nothing listens (connection refused at once)."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    return f"http://127.0.0.1:{port}/v1"
+
+
+def test_the_judge_stops_after_unreachable_after_failures_and_keeps_stored_verdicts(
+    tmp_path, closed_port
+):
+    store = JSONLinesStore(filepath=str(tmp_path / "v.jsonl"), columns=list(VERDICT_COLUMNS))
+    judge = LLMJudge(base_url=closed_port, api_key="sk-x", max_retries=0, unreachable_after=2)
+    stored = pd.DataFrame(
+        [{"id": "q1", "judge_key": judge.key("What is 2+2?", RESPONSES.response[0], "4"),
+          "method": "llm:x", "correct": True, "extracted_answer": "4", "confidence": 90,
+          "reason": "ok"}]
+    ).reindex(columns=list(VERDICT_COLUMNS))  # fmt: skip
+    store.save(stored)
+    with pytest.raises(EndpointUnreachableError) as raised:
+        for chunk in first_replacing(judge_table(
+            QUESTIONS, RESPONSES, store.load(), judge="llm", llm=judge, workers=2, progress=False
+        )):  # fmt: skip
+            store.save(chunk)
+    message = str(raised.value)
+    assert closed_port in message and "evaluation.judge.llm.base_url" in message
+    assert "evaluation.judge.llm.unreachable_after = 2" in message
+    assert "kedro run --pipelines evaluation" in message
+    assert store.load()["id"].tolist() == ["q1"]  # the stored verdict is kept
+
+
+def test_an_openai_variant_and_a_comparison_model_stop_at_a_closed_port(closed_port):
+    questions = QUESTIONS.assign(image="")
+    answerer = EndpointAnswerer(
+        Endpoint(base_url=closed_port, model="served"),
+        GenerationConfig(max_new_tokens=8),
+        AnsweringConfig(backend="openai", max_retries=0, concurrency=2),
+        parameter="evaluation.answering.baseline",
+    )
+    with pytest.raises(EndpointUnreachableError) as raised:
+        list(answerer.answer_all(pd.concat([questions] * 3, ignore_index=True), progress=False))
+    message = str(raised.value)
+    assert f"{closed_port} (evaluation.answering.baseline.base_url)" in message
+    assert "evaluation.answering.baseline.unreachable_after = 3" in message
+
+    model = ComparisonModelConfig(name="R1", base_url=closed_port, model="r1", max_retries=0)
+    stream = answer_comparison_models(
+        questions, pd.DataFrame(), GenerationConfig(max_new_tokens=8), (model,)
+    )
+    assert next(stream).empty  # the stored answers (none) come first, then the stop
+    with pytest.raises(EndpointUnreachableError, match=r"evaluation\.comparison_models\[0\]"):
+        list(stream)
+
+
+def test_an_incomplete_run_is_recorded_failed_with_the_counts(mlflow_store):
+    predictions = pd.DataFrame(
+        {"id": ["a", "b", "c"], "response": ["x", "y", None], "judged": [True, False, False]}
+    )
+    assert completeness("baseline.predictions", predictions) == {"baseline": (3, 2, 1)}
+    stacked = predictions.assign(variant=["R1", "R1", "GPT"])
+    assert completeness("comparison_models_predictions", stacked) == {
+        "GPT": (1, 0, 0),
+        "R1": (2, 2, 1),
+    }
+    assert completeness("focus_test", predictions) == {}
+
+    hook = StudySummaryHook()
+    hook.before_pipeline_run({}, None, None)
+    with mlflow_store.start_run() as run:
+        pass
+    hook._mlflow_run = run.info.run_id
+    hook.after_node_run(None, None, {}, {"finetuned.predictions": predictions.assign(judged=True, response="r")})
+    hook.refuse_incomplete(["evaluation"])  # complete: nothing happens
+    hook.after_node_run(None, None, {}, {"baseline.predictions": predictions})
+    with pytest.raises(IncompleteRunError) as raised:
+        hook.refuse_incomplete(["evaluation"])
+    message = str(raised.value)
+    assert "1 question(s) unanswered, 1 answer(s) unjudged" in message
+    assert "baseline: 2 of 3 answered, 1 judged" in message and "finetuned" not in message
+    assert "`kedro run --pipelines evaluation`" in message
+    recorded = mlflow_store.MlflowClient().get_run(run.info.run_id)
+    assert recorded.info.status == "FAILED"
+    assert recorded.data.tags["hle_reasoning.unanswered"] == "1"
+    assert recorded.data.tags["hle_reasoning.unjudged"] == "1"
