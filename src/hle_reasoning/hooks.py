@@ -3,6 +3,7 @@ serve machine 0 from the other machines. The preflight hook is in ``hle_reasonin
 
 from __future__ import annotations
 
+import importlib
 import json
 import logging
 import subprocess
@@ -214,7 +215,6 @@ PIPELINE_ORDER = ("data_processing", "training", "evaluation")
 def damaged_dataset_message(error: BaseException) -> str | None:
     """One message for a dataset the project's pipelines wrote that failed to load during the
     run (``error`` a load error of it); None for anything else."""
-    from kedro.framework.project import pipelines
     from kedro.io import DatasetError
 
     loading = DamagedDatasetHook.loading
@@ -230,10 +230,12 @@ def damaged_dataset_message(error: BaseException) -> str | None:
     if not any(isinstance(e, DatasetError) for e in chain):
         return None
     name, node = loading
-    names = [n for n in PIPELINE_ORDER if n in pipelines] + sorted(
-        n for n in pipelines if n not in PIPELINE_ORDER and n != "__default__"
-    )
-    writers = [n for n in names if name in pipelines[n].all_outputs()]
+    # The study's pipelines themselves (Kedro registers only those the run asked for).
+    writers = [
+        n
+        for n in PIPELINE_ORDER
+        if name in importlib.import_module(f"hle_reasoning.pipelines.{n}").create_pipeline().all_outputs()
+    ]
     if not writers:
         return None
     cause = chain[-1]

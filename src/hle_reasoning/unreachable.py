@@ -60,6 +60,6 @@ class ConsecutiveFailures:
                     f"{self.what} stopped: {self.address} ({self.parameter}) could not be "
                     f"reached {self._count} times in a row ({type(error).__name__}: {first}; "
                     f"{self.limit_parameter} = {self.limit}). Start the server or fix "
-                    f"{self.parameter}, then {self.then}"
+                    f"{self.parameter}{self.then}"
                 )
         self.check()

@@ -113,8 +113,9 @@ class EndpointAnswerer:
             address=endpoint.base_url,
             parameter=f"{parameter}.base_url",
             limit_parameter=f"{parameter}.unreachable_after",
-            then="rerun `kedro run --pipelines evaluation`: answers stored so far are kept and "
-            "only the rest are asked.",
+            then=" (or its HLE_ANSWER_<NAME>_BASE_URL / credentials entry), then rerun `kedro "
+            "run --pipelines evaluation`: answers stored so far are kept and only the rest are "
+            "asked.",
         )
         self._client = OpenAI(
             api_key=endpoint.api_key or "EMPTY",  # local servers ignore the key

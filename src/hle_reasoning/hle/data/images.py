@@ -90,7 +90,9 @@ def _guarded(action, data_uri: str, limit: int | None):
         raise
     except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
         raise ImageProblem(
-            f"refused as a decompression bomb ({exc}); {PARAMETER} = {limit:,}"
+            f"more pixels than {PARAMETER} = {limit:,} allows (Pillow: {exc}): not a plausible "
+            f"figure (a decompression bomb?); replace the image at the source, or raise "
+            f"{PARAMETER} if it is real"
         ) from None
     except (  # Pillow: OSError/ValueError on damaged data, SyntaxError on corrupt PNGs, ...
         OSError,

@@ -136,10 +136,12 @@ class LLMJudge:
             limit=unreachable_after,
             what=f"LLM judge {model!r}",
             address=base_url or "https://api.openai.com/v1",
-            parameter="evaluation.judge.llm.base_url (or HLE_JUDGE_BASE_URL)",
+            parameter="evaluation.judge.llm.base_url",
             limit_parameter="evaluation.judge.llm.unreachable_after",
-            then="rerun `kedro run --pipelines evaluation`: verdicts judged so far are kept and "
-            "only the rest are judged (or judge offline: --params evaluation.judge.kind=rules).",
+            then=" (or HLE_JUDGE_BASE_URL / hle_judge.base_url in conf/local/credentials.yml, "
+            "which take precedence), then rerun `kedro run --pipelines evaluation`: verdicts "
+            "judged so far are kept and only the rest are judged (or judge offline: --params "
+            "evaluation.judge.kind=rules).",
         )
         self._client = OpenAI(
             api_key=api_key, base_url=base_url, timeout=timeout_s, max_retries=max_retries
