@@ -135,6 +135,7 @@ def _project_errors() -> tuple[type[BaseException], ...]:
     from hle_reasoning.hle.data.schema import HLEDataError
     from hle_reasoning.hle.judge.llm import JudgeConfigError
     from hle_reasoning.modeling.distributed import WorkerFailedError
+    from hle_reasoning.modeling.models import ModelAccessError
     from hle_reasoning.modeling.serving import EndpointConfigError
     from hle_reasoning.hle.data.images import ImageProblem
     from hle_reasoning.hooks import IncompleteRunError
@@ -150,6 +151,7 @@ def _project_errors() -> tuple[type[BaseException], ...]:
         HLEDataError,
         ImageProblem,
         IncompleteRunError,
+        ModelAccessError,
         WorkerFailedError,
     )
 

@@ -9,6 +9,7 @@ offline on a CPU. The loaded model's family (``families``) picks its class and p
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import logging
 import os
@@ -88,6 +89,40 @@ def tiny_tokenizer_dir() -> Path:
 
 def hf_token() -> str | None:
     return os.environ.get("HF_TOKEN") or os.environ.get("HUGGING_FACE_HUB_TOKEN")
+
+
+def rewrite_hint(path: str | Path) -> str:
+    """What to do about a model folder that does not load: the project's own folders are
+    rewritten by the training pipeline; any other is the user's to replace."""
+    if Path(path).parent.name == "06_models":
+        return (
+            f"the project wrote {path}: rewrite it with `kedro run --pipelines training` (a crash "
+            "or a full disk may have cut it)."
+        )
+    return (
+        f"point model.name_or_path at a complete folder written by save_pretrained, or "
+        f"replace {path}."
+    )
+
+
+@contextlib.contextmanager
+def loading_folder(path: str | Path, what: str):
+    """Around a ``from_pretrained`` of a local folder: whatever a damaged file raises becomes one
+    :class:`ModelAccessError` naming the folder and what to do (a hub id is left alone)."""
+    try:
+        yield
+    except ModelAccessError:
+        raise
+    except MemoryError:
+        raise
+    except Exception as error:
+        if not Path(str(path)).is_dir() or type(error).__name__ == "OutOfMemoryError":
+            raise
+        detail = str(error).strip().splitlines()[0][:200] if str(error).strip() else ""
+        raise ModelAccessError(
+            f"the {what} in {path} does not load ({type(error).__name__}: {detail}); "
+            f"{rewrite_hint(path)}"
+        ) from None
 
 
 def check_model_access(name_or_path: str) -> None:
@@ -294,14 +329,15 @@ def load_processor(name_or_path: str):
     if name_or_path == TINY:
         return build_tiny_processor()
     family = family_of(name_or_path)
-    if family.name == TEXT:
-        return load_tokenizer(name_or_path)
-    if family.name == VISION and not is_torchvision_available():
-        processor_class = processor_class_of(name_or_path)
-        if processor_class and "video_processor" in processor_class.get_attributes():
-            image_only = without_video_processor(processor_class)
-            return image_only.from_pretrained(name_or_path, token=hf_token())
-    return AutoProcessor.from_pretrained(name_or_path, token=hf_token())
+    with loading_folder(name_or_path, "processor"):
+        if family.name == TEXT:
+            return load_tokenizer(name_or_path)
+        if family.name == VISION and not is_torchvision_available():
+            processor_class = processor_class_of(name_or_path)
+            if processor_class and "video_processor" in processor_class.get_attributes():
+                image_only = without_video_processor(processor_class)
+                return image_only.from_pretrained(name_or_path, token=hf_token())
+        return AutoProcessor.from_pretrained(name_or_path, token=hf_token())
 
 
 def resolve_device(device: str) -> str:
@@ -371,7 +407,8 @@ def load_model(
     else:
         kwargs["dtype"] = _dtype(dtype)
     family = family_of(name_or_path)
-    model = family.model_class().from_pretrained(name_or_path, **kwargs)
+    with loading_folder(name_or_path, "model"):
+        model = family.model_class().from_pretrained(name_or_path, **kwargs)
     logger.info(
         "Loaded %s (%s family) on %s (%s)",
         name_or_path,
