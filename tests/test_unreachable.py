@@ -5,7 +5,10 @@ unanswered or unjudged is recorded FAILED with the counts."""
 
 from __future__ import annotations
 
+import json
 import socket
+import threading
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pandas as pd
 import pytest
@@ -107,3 +110,66 @@ def test_an_incomplete_run_is_recorded_failed_with_the_counts(mlflow_store):
     assert recorded.info.status == "FAILED"
     assert recorded.data.tags["hle_reasoning.unanswered"] == "1"
     assert recorded.data.tags["hle_reasoning.unjudged"] == "1"
+
+
+CHAT = {"id": "x", "object": "chat.completion", "created": 0, "model": "m"}
+REPLIES = {
+    "a proxy's HTML page": (b"<html>log in</html>", "text/html"),
+    "a JSON list": (b"[1, 2]", "application/json"),
+    "no choices": (json.dumps({**CHAT, "choices": None}).encode(), "application/json"),
+    "odd usage, content parts": (
+        json.dumps({**CHAT, "usage": {"prompt_tokens": None, "completion_tokens": "many"},
+                    "choices": [{"index": 0, "finish_reason": "stop", "message": {
+                        "role": "assistant", "content": [{"type": "text", "text": "Answer: 4"}]}}]}
+                   ).encode(),
+        "application/json",
+    ),  # fmt: skip
+}
+
+
+@pytest.fixture
+def odd_server():
+    """A server at base_url that answers every POST with ``server.reply`` (body, content type)."""
+
+    class Handler(BaseHTTPRequestHandler):
+        def log_message(self, *args):
+            pass
+
+        def do_POST(self):
+            self.rfile.read(int(self.headers["Content-Length"]))
+            body, kind = server.reply
+            self.send_response(200)
+            self.send_header("Content-Type", kind)
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    server.base_url = f"http://127.0.0.1:{server.server_address[1]}/v1"
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield server
+    server.shutdown()
+    server.server_close()
+
+
+@pytest.mark.parametrize("reply", list(REPLIES))
+def test_a_reply_that_is_no_chat_completion_is_a_failed_request_never_a_traceback(
+    odd_server, reply
+):
+    odd_server.reply = REPLIES[reply]
+    answerer = EndpointAnswerer(
+        Endpoint(base_url=odd_server.base_url, model="m"),
+        GenerationConfig(max_new_tokens=8),
+        AnsweringConfig(backend="openai", max_retries=0, concurrency=1),
+    )
+    judge = LLMJudge(base_url=odd_server.base_url, api_key="sk-x", max_retries=0)
+    questions = QUESTIONS.assign(image="")
+    if reply == "odd usage, content parts":  # a usable answer: kept, the odd counts left out
+        (record,) = [c.iloc[0].to_dict() for c in answerer.answer_all(questions.iloc[:1], progress=False)]
+        assert record["response"] == "Answer: 4" and record["prompt_tokens"] is None
+        assert judge.judge("q", "r", "4") is None  # no judgement in it: unjudged
+        return
+    with pytest.raises(EndpointUnreachableError, match="gave no usable reply 3 times in a row"):
+        list(answerer.answer_all(questions, progress=False))
+    assert judge.judge("q", "r", "4") is None

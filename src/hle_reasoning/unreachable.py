@@ -50,15 +50,16 @@ class ConsecutiveFailures:
         with self._lock:
             self._count = 0
 
-    def failed(self, error: BaseException) -> None:
-        """Count one connection failure; raise :class:`EndpointUnreachableError` at the limit."""
+    def failed(self, error: BaseException, how: str = "could not be reached") -> None:
+        """Count one connection failure (or a reply that is no reply of the API: ``how``);
+        raise :class:`EndpointUnreachableError` at the limit."""
         with self._lock:
             self._count += 1
             if self._count >= self.limit and self.stopped is None:
                 first = str(error).splitlines()[0][:160] if str(error) else ""
                 self.stopped = EndpointUnreachableError(
-                    f"{self.what} stopped: {self.address} ({self.parameter}) could not be "
-                    f"reached {self._count} times in a row ({type(error).__name__}: {first}; "
+                    f"{self.what} stopped: {self.address} ({self.parameter}) {how} "
+                    f"{self._count} times in a row ({type(error).__name__}: {first}; "
                     f"{self.limit_parameter} = {self.limit}). Start the server or fix "
                     f"{self.parameter}{self.then}"
                 )

@@ -164,17 +164,22 @@ class EndpointAnswerer:
             else:
                 self.reachable.succeeded()
             return None
+        except (AttributeError, TypeError, ValueError) as error:  # a reply of another shape
+            completion = error
+        record = reply_record(row.id, completion, time.perf_counter() - started)
+        if record is None:
+            what = f"{type(completion).__name__}: {str(completion)[:80]!r}"
+            logger.error(
+                "%s: question %s: the server's reply is not a chat completion (%s)",
+                self.endpoint.model,
+                row.id,
+                what,
+            )
+            # A proxy's page or another API at base_url: stop as for a server that is down.
+            self.reachable.failed(ValueError(f"not a chat completion: {what}"), "gave no usable reply")
+            return None
         self.reachable.succeeded()
-        choice = completion.choices[0] if completion.choices else None
-        usage = completion.usage
-        return {
-            "id": str(row.id),
-            "response": ((choice.message.content if choice else None) or "").strip(),
-            "prompt_tokens": int(usage.prompt_tokens) if usage else None,
-            "response_tokens": int(usage.completion_tokens) if usage else None,
-            "finished": bool(choice and choice.finish_reason == "stop"),
-            "seconds": time.perf_counter() - started,
-        }
+        return record
 
     def answer_all(
         self, questions: pd.DataFrame, *, progress: bool = True, description: str = "answering"
@@ -237,6 +242,40 @@ class EndpointAnswerer:
             f"answering stopped at the first refused request ({where}, {_brief(error)}): {fix}. "
             "Answers stored so far are kept; a rerun asks only the rest."
         )
+
+
+def _count(value: Any) -> int | None:
+    return int(value) if isinstance(value, int) and not isinstance(value, bool) else None
+
+
+def reply_record(question_id: Any, completion: Any, seconds: float) -> dict[str, Any] | None:
+    """The stored record of a chat-completion reply, or ``None`` when the reply has no message
+    (not a chat completion: an HTML page, a list, no choices). A missing or odd ``usage`` is
+    left out, text parts of a list ``content`` are joined."""
+    choices = getattr(completion, "choices", None)
+    if not isinstance(choices, list) or not choices:
+        return None
+    choice = choices[0]
+    message = getattr(choice, "message", None)
+    if message is None:
+        return None
+    content = getattr(message, "content", None)
+    if isinstance(content, list):  # content parts, as some servers return them
+        content = "".join(
+            str(part.get("text", "")) if isinstance(part, dict) else str(getattr(part, "text", ""))
+            for part in content
+        )
+    if content is not None and not isinstance(content, str):
+        return None
+    usage = getattr(completion, "usage", None)
+    return {
+        "id": str(question_id),
+        "response": (content or "").strip(),
+        "prompt_tokens": _count(getattr(usage, "prompt_tokens", None)),
+        "response_tokens": _count(getattr(usage, "completion_tokens", None)),
+        "finished": getattr(choice, "finish_reason", None) == "stop",
+        "seconds": seconds,
+    }
 
 
 def _brief(error: Exception) -> str:

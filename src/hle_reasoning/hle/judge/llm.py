@@ -178,6 +178,11 @@ class LLMJudge:
                 raise self.stopped from None
             except (ValidationError, ValueError, openai.LengthFinishReasonError) as error:
                 problem = _describe_error(error)
+            except (AttributeError, TypeError) as error:  # a reply of another shape (a page)
+                problem = f"the reply is not a chat completion ({_describe_error(error)})"
+                logger.warning("LLM judge %s, attempt %d: %s", self.model, attempt, problem)
+                self.reachable.failed(error, "gave no usable reply")
+                return None
             except openai.OpenAIError as error:  # transient, after the client's own retries
                 logger.error("LLM judge %s failed: %s", self.model, _describe_error(error))
                 if is_connection_failure(error):
@@ -187,7 +192,9 @@ class LLMJudge:
                 return None
             else:
                 self.reachable.succeeded()
-                parsed = completion.choices[0].message.parsed if completion.choices else None
+                choices = getattr(completion, "choices", None)
+                message = getattr(choices[0], "message", None) if choices else None
+                parsed = getattr(message, "parsed", None)
                 if parsed is not None:
                     return to_verdict(parsed)
                 problem = "the judge returned no parsable judgement"
