@@ -187,3 +187,12 @@ def test_any_image_payload_gives_a_frame_or_the_named_error(payload, header):
         assert "id 'q1', column 'image'" in str(error)
     else:
         assert load_image(out.loc[0, "image"], "q1").mode == "RGB"
+
+
+def test_a_max_image_pixels_that_is_no_positive_integer_is_refused_before_the_run():
+    from hle_reasoning.preflight import image_limit_problems
+
+    assert image_limit_problems("many") == [
+        "max_image_pixels must be a positive integer (got 'many') (conf/base/parameters.yml)"
+    ]
+    assert image_limit_problems(None) == [] and images.max_pixels() == images.DEFAULT_MAX_PIXELS
