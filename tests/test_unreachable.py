@@ -80,7 +80,9 @@ def test_an_openai_variant_and_a_comparison_model_stop_at_a_closed_port(closed_p
         list(stream)
 
 
-def test_an_incomplete_run_is_recorded_failed_with_the_counts(mlflow_store):
+def test_an_incomplete_run_is_refused_with_the_counts_per_model():
+    """The MLflow side (FAILED, ``hle_reasoning.unjudged``) is checked on a real ``kedro run``:
+    tests/pipelines/test_evaluation.py, the LLM judge's run."""
     predictions = pd.DataFrame(
         {"id": ["a", "b", "c"], "response": ["x", "y", None], "judged": [True, False, False]}
     )
@@ -94,10 +96,8 @@ def test_an_incomplete_run_is_recorded_failed_with_the_counts(mlflow_store):
 
     hook = StudySummaryHook()
     hook.before_pipeline_run({}, None, None)
-    with mlflow_store.start_run() as run:
-        pass
-    hook._mlflow_run = run.info.run_id
-    hook.after_node_run(None, None, {}, {"finetuned.predictions": predictions.assign(judged=True, response="r")})
+    complete = predictions.assign(judged=True, response="r")
+    hook.after_node_run(None, None, {}, {"finetuned.predictions": complete})
     hook.refuse_incomplete(["evaluation"])  # complete: nothing happens
     hook.after_node_run(None, None, {}, {"baseline.predictions": predictions})
     with pytest.raises(IncompleteRunError) as raised:
@@ -106,10 +106,6 @@ def test_an_incomplete_run_is_recorded_failed_with_the_counts(mlflow_store):
     assert "1 question(s) unanswered, 1 answer(s) unjudged" in message
     assert "baseline: 2 of 3 answered, 1 judged" in message and "finetuned" not in message
     assert "`kedro run --pipelines evaluation`" in message
-    recorded = mlflow_store.MlflowClient().get_run(run.info.run_id)
-    assert recorded.info.status == "FAILED"
-    assert recorded.data.tags["hle_reasoning.unanswered"] == "1"
-    assert recorded.data.tags["hle_reasoning.unjudged"] == "1"
 
 
 CHAT = {"id": "x", "object": "chat.completion", "created": 0, "model": "m"}
