@@ -19,7 +19,7 @@ from hle_reasoning.modeling.models import ModelAccessError, loading_folder
 def test_a_store_line_that_is_not_utf8_or_not_a_record_is_skipped(tmp_path):
     path = tmp_path / "responses.jsonl"
     good = json.dumps({"id": "q1", "response": "Answer: 4"}).encode()
-    path.write_bytes(good + b"\n\xff\xfe{cut\n5\n[1, 2]\n\"text\"\n" + good.replace(b"q1", b"q2"))
+    path.write_bytes(good + b'\n\xff\xfe{cut\n5\n[1, 2]\n"text"\n' + good.replace(b"q1", b"q2"))
     frame = JSONLinesStore(filepath=str(path), columns=["id", "response"]).load()
     assert frame["id"].tolist() == ["q1", "q2"]
 

@@ -114,10 +114,22 @@ REPLIES = {
     "a JSON list": (b"[1, 2]", "application/json"),
     "no choices": (json.dumps({**CHAT, "choices": None}).encode(), "application/json"),
     "odd usage, content parts": (
-        json.dumps({**CHAT, "usage": {"prompt_tokens": None, "completion_tokens": "many"},
-                    "choices": [{"index": 0, "finish_reason": "stop", "message": {
-                        "role": "assistant", "content": [{"type": "text", "text": "Answer: 4"}]}}]}
-                   ).encode(),
+        json.dumps(
+            {
+                **CHAT,
+                "usage": {"prompt_tokens": None, "completion_tokens": "many"},
+                "choices": [
+                    {
+                        "index": 0,
+                        "finish_reason": "stop",
+                        "message": {
+                            "role": "assistant",
+                            "content": [{"type": "text", "text": "Answer: 4"}],
+                        },
+                    }
+                ],
+            }
+        ).encode(),
         "application/json",
     ),  # fmt: skip
 }
@@ -162,7 +174,9 @@ def test_a_reply_that_is_no_chat_completion_is_a_failed_request_never_a_tracebac
     judge = LLMJudge(base_url=odd_server.base_url, api_key="sk-x", max_retries=0)
     questions = QUESTIONS.assign(image="")
     if reply == "odd usage, content parts":  # a usable answer: kept, the odd counts left out
-        (record,) = [c.iloc[0].to_dict() for c in answerer.answer_all(questions.iloc[:1], progress=False)]
+        (record,) = [
+            c.iloc[0].to_dict() for c in answerer.answer_all(questions.iloc[:1], progress=False)
+        ]
         assert record["response"] == "Answer: 4" and record["prompt_tokens"] is None
         assert judge.judge("q", "r", "4") is None  # no judgement in it: unjudged
         return

@@ -132,13 +132,13 @@ def _with_upstream(kwargs: dict[str, Any]) -> dict[str, Any]:
 
 def _project_errors() -> tuple[type[BaseException], ...]:
     from hle_reasoning.config import ConfigError
+    from hle_reasoning.hle.data.images import ImageProblem
     from hle_reasoning.hle.data.schema import HLEDataError
     from hle_reasoning.hle.judge.llm import JudgeConfigError
+    from hle_reasoning.hooks import IncompleteRunError
     from hle_reasoning.modeling.distributed import WorkerFailedError
     from hle_reasoning.modeling.models import ModelAccessError
     from hle_reasoning.modeling.serving import EndpointConfigError
-    from hle_reasoning.hle.data.images import ImageProblem
-    from hle_reasoning.hooks import IncompleteRunError
     from hle_reasoning.preflight import PreflightError
     from hle_reasoning.unreachable import EndpointUnreachableError
 

@@ -234,7 +234,8 @@ def damaged_dataset_message(error: BaseException) -> str | None:
     writers = [
         n
         for n in PIPELINE_ORDER
-        if name in importlib.import_module(f"hle_reasoning.pipelines.{n}").create_pipeline().all_outputs()
+        if name
+        in importlib.import_module(f"hle_reasoning.pipelines.{n}").create_pipeline().all_outputs()
     ]
     if not writers:
         return None

@@ -340,8 +340,10 @@ def test_kedro_run_with_the_llm_judge_logs_both_variants_and_never_the_key(
         )
         result = kedro_run(project_copy, "--pipelines", "evaluation", "--params", params)
         assert result.returncode == 1, result.stderr[-4000:]
-        assert "IncompleteRunError: the run is incomplete: 0 question(s) unanswered, 1 answer(s) " \
+        assert (
+            "IncompleteRunError: the run is incomplete: 0 question(s) unanswered, 1 answer(s) "
             "unjudged" in result.stderr
+        )
         assert "run `kedro run --pipelines evaluation` again" in result.stderr
         assert len(server.requests) == 2 * len(questions)
         assert all(r["headers"]["authorization"] == f"Bearer {SECRET}" for r in server.requests)

@@ -108,9 +108,7 @@ def resolve_resume(directory: str | Path, fingerprint: str, resume: Any) -> Path
     """
     directory = Path(directory)
     marker = directory / FINGERPRINT_FILE
-    same = (
-        resume is not False and marker.is_file() and _marked(marker, directory) == fingerprint
-    )
+    same = resume is not False and marker.is_file() and _marked(marker, directory) == fingerprint
     last = latest_checkpoint(directory) if same else None
     if same and last is None and resume is not False and _checkpoints(directory):
         damaged = [p for _, path in _checkpoints(directory) for p in checkpoint_problems(path)]

@@ -176,7 +176,9 @@ class EndpointAnswerer:
                 what,
             )
             # A proxy's page or another API at base_url: stop as for a server that is down.
-            self.reachable.failed(ValueError(f"not a chat completion: {what}"), "gave no usable reply")
+            self.reachable.failed(
+                ValueError(f"not a chat completion: {what}"), "gave no usable reply"
+            )
             return None
         self.reachable.succeeded()
         return record

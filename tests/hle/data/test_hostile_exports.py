@@ -133,7 +133,9 @@ def read_and_validate(path) -> pd.DataFrame | None:
         return None
 
 
-@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(
+    max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
 @given(
     lines=st.lists(
         st.one_of(
@@ -142,11 +144,19 @@ def read_and_validate(path) -> pd.DataFrame | None:
             st.builds(
                 lambda v: json.dumps(record(**v)).encode(),
                 st.dictionaries(
-                    st.sampled_from(["id", "question", "answer", "answer_type", "category", "image"]),
+                    st.sampled_from(
+                        ["id", "question", "answer", "answer_type", "category", "image"]
+                    ),
                     st.recursive(
-                        st.none() | st.booleans() | st.integers() | st.floats() | st.text(max_size=8),
-                        lambda inner: st.lists(inner, max_size=3)
-                        | st.dictionaries(st.text(max_size=3), inner, max_size=3),
+                        st.none()
+                        | st.booleans()
+                        | st.integers()
+                        | st.floats()
+                        | st.text(max_size=8),
+                        lambda inner: (
+                            st.lists(inner, max_size=3)
+                            | st.dictionaries(st.text(max_size=3), inner, max_size=3)
+                        ),
                         max_leaves=5,
                     ),
                     max_size=3,

@@ -91,7 +91,9 @@ def read_export(path: str | Path) -> pd.DataFrame:
             "for the bundled sample."
         )
     if path.is_dir():
-        raise HLEDataError(f"{path}: a folder, not an export file; pass the .jsonl/.json/.parquet file.")
+        raise HLEDataError(
+            f"{path}: a folder, not an export file; pass the .jsonl/.json/.parquet file."
+        )
     suffix = path.suffix.lower()
     if suffix == ".parquet":
         return _read_parquet(path)
