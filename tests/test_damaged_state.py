@@ -61,3 +61,18 @@ def test_a_damaged_model_folder_is_named_with_the_command_that_rewrites_it(tmp_p
     with pytest.raises(OSError):  # a hub id is not a folder: the library's own error stays
         with loading_folder("owner/model", "model"):
             raise OSError("404")
+
+
+def test_a_judged_file_of_the_wrong_shape_is_one_message_of_the_command():
+    from hle_reasoning import launch
+    from hle_reasoning.cli import _project_errors
+    from hle_reasoning.config import JudgeConfig
+    from hle_reasoning.hle.judge.agreement import JudgedFileError
+    from hle_reasoning.pipelines.judge_agreement.nodes import measure_judge_agreement
+
+    with pytest.raises(JudgedFileError) as raised:
+        measure_judge_agreement([1], None, JudgeConfig())
+    assert "the judged file in --params judged must be a JSON object" in str(raised.value)
+    wrapped = RuntimeError("node failed")
+    wrapped.__cause__ = raised.value
+    assert launch.project_error(wrapped, _project_errors()) is raised.value

@@ -134,6 +134,7 @@ def _project_errors() -> tuple[type[BaseException], ...]:
     from hle_reasoning.config import ConfigError
     from hle_reasoning.hle.data.images import ImageProblem
     from hle_reasoning.hle.data.schema import HLEDataError
+    from hle_reasoning.hle.judge.agreement import JudgedFileError
     from hle_reasoning.hle.judge.llm import JudgeConfigError
     from hle_reasoning.hooks import IncompleteRunError
     from hle_reasoning.modeling.distributed import WorkerFailedError
@@ -146,6 +147,7 @@ def _project_errors() -> tuple[type[BaseException], ...]:
         PreflightError,
         ConfigError,
         JudgeConfigError,
+        JudgedFileError,
         EndpointConfigError,
         EndpointUnreachableError,
         HLEDataError,

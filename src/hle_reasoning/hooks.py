@@ -237,12 +237,16 @@ def damaged_dataset_message(error: BaseException) -> str | None:
         if name
         in importlib.import_module(f"hle_reasoning.pipelines.{n}").create_pipeline().all_outputs()
     ]
-    if not writers:
-        return None
     cause = chain[-1]
     detail = str(cause).strip().splitlines()[-1][:300] if str(cause).strip() else ""
     path = _filepath(getattr(DamagedDatasetHook, "catalog", None), name)
     where = f"{path} (dataset {name!r})" if path else f"dataset {name!r}"
+    if not writers:  # an input of the run (the judged file of judge_agreement, ...)
+        return (
+            f"{where}, read by node {node!r}, cannot be read ({type(cause).__name__}: {detail}). "
+            "It is an input of this run, not written by the study's pipelines: fix or replace "
+            "the file (or the parameter that names it) and run again; nothing was changed."
+        )
     return (
         f"{where}, read by node {node!r}, was written by this project's {writers[0]} pipeline "
         f"but no longer loads ({type(cause).__name__}: {detail}): damaged (a crash or a full "
