@@ -149,17 +149,16 @@ def test_hostile_exports_and_a_damaged_intermediate_file_are_one_message_each(
     bomb = json.loads(sample[0])
     bomb["id"] = "bomb-1"
     bomb["image"] = "data:image/png;base64," + base64.b64encode(bomb_png(20_000, 20_000)).decode()
+    latin1 = sample[5].replace(b'"question": "', b'"question": "\xe9', 1)
     exports = project_copy / "exports"
     exports.mkdir()
-    (exports / "bomb.jsonl").write_bytes(b"\n".join([*sample, json.dumps(bomb).encode()]))
-    latin1 = list(sample)
-    latin1[5] = latin1[5].replace(b'"question": "', b'"question": "\xe9', 1)
-    (exports / "latin1.jsonl").write_bytes(b"\n".join(latin1))
+    export = exports / "hle.jsonl"
+    export.write_bytes(b"\n".join([*sample[:5], latin1, *sample[6:], json.dumps(bomb).encode()]))
 
-    output = one_screen(kedro_run(project_copy, "--params", "hle_source=exports/bomb.jsonl"))
+    output = one_screen(kedro_run(project_copy, "--params", "hle_source=exports/hle.jsonl"))
+    assert "exports/hle.jsonl: 2 problem(s) in the HLE export" in output
+    assert "line 6: not UTF-8 (byte 0xe9" in output
     assert "id 'bomb-1', column 'image': more pixels than max_image_pixels" in output
-    output = one_screen(kedro_run(project_copy, "--params", "hle_source=exports/latin1.jsonl"))
-    assert "exports/latin1.jsonl, line 6: not UTF-8 (byte 0xe9" in output
     assert runs(project_copy) == []  # refused before the run: no MLflow run
 
     # focus_train.parquet cut short (a crash or a full disk while it was written).

@@ -106,6 +106,18 @@ def test_bytes_that_are_not_utf8_name_the_file_and_each_line(tmp_path):
         read_export(as_json)
 
 
+def test_bad_lines_and_bad_rows_are_listed_together_in_one_message(tmp_path):
+    path = tmp_path / "hle.jsonl"
+    bomb = json.dumps(record("bomb", uri(claiming(20_000, 20_000)))).encode()
+    path.write_bytes(b"\n".join([json.dumps(record("q1")).encode(), b"{\xe9", bomb]))
+    with pytest.raises(HLEDataError) as raised:
+        validate_hle(read_export(path, collect=True), str(path))
+    message = str(raised.value)
+    assert message.startswith(f"{path}: 2 problem(s) in the HLE export")
+    assert "  - line 2: not UTF-8 (byte 0xe9 at column 2)" in message
+    assert "  - id 'bomb', column 'image': more pixels than max_image_pixels" in message
+
+
 def test_wrong_types_and_a_damaged_parquet_are_named(tmp_path):
     rows = [record("q1"), record(["a", "list"]), record("q3", answer_type=["x"], image=7)]
     with pytest.raises(HLEDataError) as raised:

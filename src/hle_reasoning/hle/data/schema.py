@@ -54,6 +54,8 @@ class Problem:
     message: str
 
     def __str__(self) -> str:
+        if not self.column:  # a line of the file that holds no row (not UTF-8, not JSON)
+            return f"{self.row_id}: {self.message}"
         return f"id {self.row_id!r}, column {self.column!r}: {self.message}"
 
 
@@ -78,11 +80,13 @@ def is_hub_id(name: str) -> bool:
     )
 
 
-def read_export(path: str | Path) -> pd.DataFrame:
+def read_export(path: str | Path, *, collect: bool = False) -> pd.DataFrame:
     """Read a local ``.jsonl``, ``.json`` or ``.parquet`` export without coercing any value.
 
     Whatever the bytes, the result is a frame or one :class:`HLEDataError` naming the file and
-    each bad line (bytes that are not UTF-8, a line that is not a JSON object), collected."""
+    each bad line (bytes that are not UTF-8, a line that is not a JSON object), collected.
+    ``collect``: the bad lines of a ``.jsonl`` are returned in ``frame.attrs["line_problems"]``
+    instead, for :func:`validate_hle` to list with the rows' problems in one message."""
     path = Path(path)
     if not path.exists():
         raise HLEDataError(
@@ -98,7 +102,7 @@ def read_export(path: str | Path) -> pd.DataFrame:
     if suffix == ".parquet":
         return _read_parquet(path)
     if suffix == ".jsonl":
-        return _read_jsonl(path)
+        return _read_jsonl(path, collect)
     if suffix == ".json":
         return _read_json(path)
     raise HLEDataError(
@@ -117,7 +121,7 @@ def _read_parquet(path: Path) -> pd.DataFrame:
         ) from None
 
 
-def _read_jsonl(path: Path) -> pd.DataFrame:
+def _read_jsonl(path: Path, collect: bool = False) -> pd.DataFrame:
     records, problems = [], []
     with path.open("rb") as fh:
         for lineno, raw in enumerate(fh, start=1):
@@ -144,9 +148,11 @@ def _read_jsonl(path: Path) -> pd.DataFrame:
                 )
                 continue
             records.append(record)
-    if problems:
+    if problems and not (collect and records):
         _raise_lines(path, problems)
-    return pd.DataFrame.from_records(records)
+    frame = pd.DataFrame.from_records(records)
+    frame.attrs["line_problems"] = problems
+    return frame
 
 
 def _read_json(path: Path) -> pd.DataFrame:
@@ -272,7 +278,10 @@ def validate_hle(df: pd.DataFrame, source: str) -> pd.DataFrame:
 
     keep = [*REQUIRED_COLUMNS, *(c for c in OPTIONAL_COLUMNS if c in df.columns)]
     out = df[keep].copy()
-    problems: list[Problem] = []
+    problems = [
+        Problem(line.partition(":")[0], "", line.partition(":")[2].strip())
+        for line in df.attrs.get("line_problems", [])
+    ]
     ids = out["id"]
     for pos, raw_id in enumerate(ids):
         if not isinstance(raw_id, str) or not raw_id.strip():
