@@ -22,6 +22,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from hle_reasoning.modeling.access import ModelAccessError, rewrite_hint
+
 MLLAMA, VISION, TEXT = "mllama", "vision", "text"
 
 
@@ -101,8 +103,6 @@ def family_of(name_or_path: str | Path) -> Family:
             config = json.loads((path / "config.json").read_bytes().decode("utf-8"))
             model_type = config.get("model_type")
         except (ValueError, AttributeError) as error:  # not UTF-8, not JSON, not an object
-            from hle_reasoning.modeling.models import ModelAccessError, rewrite_hint
-
             raise ModelAccessError(
                 f"{path / 'config.json'} is damaged ({type(error).__name__}: "
                 f"{str(error).splitlines()[0][:120] if str(error) else ''}); "

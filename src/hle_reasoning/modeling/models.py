@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING, Any
 from hle_reasoning.config.model import TINY, ModelConfig, QuantizationConfig, TinyConfig
 from hle_reasoning.hle.data.schema import is_hub_id
 from hle_reasoning.modeling import packaged
+from hle_reasoning.modeling.access import ModelAccessError, rewrite_hint
 from hle_reasoning.modeling.families import TEXT, VISION, family_of
 
 if TYPE_CHECKING:
@@ -68,10 +69,6 @@ TINY_CHAT_TEMPLATE = (
 TINY_CROSS_ATTENTION_GATE = 1.0
 
 
-class ModelAccessError(RuntimeError):
-    """A model that cannot be loaded as configured; the message says what to change."""
-
-
 def without_loading_bars() -> None:
     """Turn off transformers' weight-loading and shard-writing bars (seconds, nothing to act on);
     the hub's download bars, which a user waits on, stay."""
@@ -89,20 +86,6 @@ def tiny_tokenizer_dir() -> Path:
 
 def hf_token() -> str | None:
     return os.environ.get("HF_TOKEN") or os.environ.get("HUGGING_FACE_HUB_TOKEN")
-
-
-def rewrite_hint(path: str | Path) -> str:
-    """What to do about a model folder that does not load: the project's own folders are
-    rewritten by the training pipeline; any other is the user's to replace."""
-    if Path(path).parent.name == "06_models":
-        return (
-            f"the project wrote {path}: rewrite it with `kedro run --pipelines training` (a crash "
-            "or a full disk may have cut it)."
-        )
-    return (
-        f"point model.name_or_path at a complete folder written by save_pretrained, or "
-        f"replace {path}."
-    )
 
 
 @contextlib.contextmanager
