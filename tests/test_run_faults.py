@@ -121,3 +121,61 @@ def test_an_interrupted_run_is_recorded_killed(project_copy, signum):
             process.wait()
     assert process.returncode == (143 if signum == signal.SIGTERM else 1), output[-3000:]
     assert runs(project_copy) == [("__default__", "KILLED")]
+
+
+def bomb_png(width: int, height: int) -> bytes:
+    """A 1-pixel PNG whose header claims ``width`` x ``height`` (a decompression bomb's header)."""
+    import io
+    import struct
+    import zlib
+
+    from PIL import Image
+
+    buf = io.BytesIO()
+    Image.new("RGB", (1, 1)).save(buf, format="PNG")
+    raw = bytearray(buf.getvalue())
+    raw[16:24] = struct.pack(">II", width, height)
+    raw[29:33] = struct.pack(">I", zlib.crc32(bytes(raw[12:29])))
+    return bytes(raw)
+
+
+def test_hostile_exports_and_a_damaged_intermediate_file_are_one_message_each(
+    project_copy, sample_questions
+):
+    import base64
+    import json
+
+    sample = (project_copy / "data" / "01_raw" / "hle_sample.jsonl").read_bytes().splitlines()
+    bomb = json.loads(sample[0])
+    bomb["id"] = "bomb-1"
+    bomb["image"] = "data:image/png;base64," + base64.b64encode(bomb_png(20_000, 20_000)).decode()
+    latin1 = sample[5].replace(b'"question": "', b'"question": "\xe9', 1)
+    exports = project_copy / "exports"
+    exports.mkdir()
+    export = exports / "hle.jsonl"
+    export.write_bytes(b"\n".join([*sample[:5], latin1, *sample[6:], json.dumps(bomb).encode()]))
+
+    output = one_screen(kedro_run(project_copy, "--params", "hle_source=exports/hle.jsonl"))
+    assert "exports/hle.jsonl: 2 problem(s) in the HLE export" in output
+    assert "line 6: not UTF-8 (byte 0xe9" in output
+    assert "id 'bomb-1', column 'image': more pixels than max_image_pixels" in output
+    assert runs(project_copy) == []  # refused before the run: no MLflow run
+
+    # focus_train.parquet cut short (a crash or a full disk while it was written).
+    primary = project_copy / "data" / "05_model_input"
+    primary.mkdir(parents=True)
+    train, test, _ = stratified_split(sample_questions)
+    train[train["category"] == "Math"].to_parquet(primary / "focus_train.parquet")
+    test[test["category"] == "Math"].to_parquet(primary / "focus_test.parquet")
+    damaged = primary / "focus_train.parquet"
+    damaged.write_bytes(damaged.read_bytes()[:500])
+    before = {p: hashlib.sha256(p.read_bytes()).digest() for p in primary.iterdir()}
+    output = one_screen(kedro_run(project_copy, "--pipelines", "training"))
+    assert (
+        "data/05_model_input/focus_train.parquet (dataset 'focus_train'), read by node "
+        "'train_grpo_node', was written by this project's data_processing pipeline but no "
+        "longer loads (ArrowInvalid:"
+    ) in output
+    assert "Rewrite it with `kedro run --pipelines data_processing`" in output
+    assert {p: hashlib.sha256(p.read_bytes()).digest() for p in primary.iterdir()} == before
+    assert runs(project_copy) == [("training", "FAILED")]

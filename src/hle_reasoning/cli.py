@@ -138,18 +138,28 @@ def _with_upstream(kwargs: dict[str, Any]) -> dict[str, Any]:
 
 def _project_errors() -> tuple[type[BaseException], ...]:
     from hle_reasoning.config import ConfigError
+    from hle_reasoning.hle.data.images import ImageProblem
     from hle_reasoning.hle.data.schema import HLEDataError
+    from hle_reasoning.hle.judge.agreement import JudgedFileError
     from hle_reasoning.hle.judge.llm import JudgeConfigError
+    from hle_reasoning.hooks import IncompleteRunError
     from hle_reasoning.modeling.distributed import WorkerFailedError
+    from hle_reasoning.modeling.models import ModelAccessError
     from hle_reasoning.modeling.serving import EndpointConfigError
     from hle_reasoning.preflight import PreflightError
+    from hle_reasoning.unreachable import EndpointUnreachableError
 
     return (
         PreflightError,
         ConfigError,
         JudgeConfigError,
+        JudgedFileError,
         EndpointConfigError,
+        EndpointUnreachableError,
         HLEDataError,
+        ImageProblem,
+        IncompleteRunError,
+        ModelAccessError,
         WorkerFailedError,
     )
 
@@ -213,6 +223,11 @@ def _run(**kwargs: Any) -> Any:
         found = launch.project_error(error, _project_errors())
         if found is not None:
             raise click.ClickException(f"{type(found).__name__}: {found}") from None
+        from hle_reasoning.hooks import damaged_dataset_message
+
+        damaged = damaged_dataset_message(error)
+        if damaged is not None:
+            raise click.ClickException(damaged) from None
         store = launch.tracking_store_problem(error, mlflow.get_tracking_uri())
         if store is not None:
             raise click.ClickException(store) from None

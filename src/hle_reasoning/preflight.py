@@ -182,6 +182,7 @@ class PreflightHook:
         )
         self._blocks = {name: parsed[name] for name in blocks if name in parsed}
         problems += source_problems(hle_source)
+        problems += image_limit_problems(_param(catalog, "params:max_image_pixels"))
         if not problems and "select_focus_node" in {n.name for n in pipeline.nodes}:
             # The split the run would write, from the questions (a local export: no download).
             trains = "train_grpo_node" in {n.name for n in pipeline.nodes}
@@ -203,6 +204,18 @@ class PreflightHook:
         from hle_reasoning.config.study import typed_parameters
 
         return typed_parameters(self._blocks, inputs) or None
+
+
+def image_limit_problems(limit: Any) -> list[str]:
+    """Set the run's ``max_image_pixels`` (every image opened is bounded by it, in this process
+    and the workers it starts); what is wrong with the value, if anything."""
+    from hle_reasoning.hle.data import images
+
+    try:
+        images.set_max_pixels(images.DEFAULT_MAX_PIXELS if limit is None else limit)
+    except ValueError as error:
+        return [f"{error} (conf/base/parameters.yml)"]
+    return []
 
 
 def source_problems(hle_source: str | None) -> list[str]:

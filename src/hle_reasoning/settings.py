@@ -5,6 +5,7 @@ import warnings
 from hle_reasoning import quiet
 from hle_reasoning.context import ProjectConfigLoader, ProjectContext
 from hle_reasoning.hooks import (
+    DamagedDatasetHook,
     KedroMlflowHook,
     ReleaseRunHook,
     StudySummaryHook,
@@ -23,6 +24,7 @@ HOOKS = (
     _PREFLIGHT,
     TrackingTagsHook(),
     StudySummaryHook(),
+    DamagedDatasetHook(),
     WorkerMachineHook(_PREFLIGHT),
     ReleaseRunHook(),
     # Last, so called first, as Kedro calls a plugin's hooks: kedro-mlflow's own hook, with each

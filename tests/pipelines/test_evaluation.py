@@ -336,7 +336,8 @@ def test_kedro_run_with_the_llm_judge_logs_both_variants_and_never_the_key(
     shutil.copytree(adapter, data / "06_models" / "lora_adapter")
     monkeypatch.setenv("HLE_JUDGE_API_KEY", SECRET)
 
-    # The first judgement fails (HTTP 500, no retry allowed): that answer stays unjudged.
+    # The first judgement fails (HTTP 500, no retry allowed): that answer stays unjudged, so
+    # the run does not count as finished (exit status 1, MLflow FAILED with the count).
     with FakeJudgeServer(plan=[500]) as server:
         params = (
             "evaluation.judge.kind=llm,evaluation.judge.llm.model=fake-judge,"
@@ -344,7 +345,12 @@ def test_kedro_run_with_the_llm_judge_logs_both_variants_and_never_the_key(
             "evaluation.judge.llm.max_retries=0,evaluation.generation.max_new_tokens=8"
         )
         result = kedro_run(project_copy, "--pipelines", "evaluation", "--params", params)
-        assert result.returncode == 0, result.stderr[-4000:]
+        assert result.returncode == 1, result.stderr[-4000:]
+        assert (
+            "IncompleteRunError: the run is incomplete: 0 question(s) unanswered, 1 answer(s) "
+            "unjudged" in result.stderr
+        )
+        assert "run `kedro run --pipelines evaluation` again" in result.stderr
         assert len(server.requests) == 2 * len(questions)
         assert all(r["headers"]["authorization"] == f"Bearer {SECRET}" for r in server.requests)
         first_report = (data / "08_reporting" / "evaluation_report.md").read_text()
@@ -366,6 +372,15 @@ def test_kedro_run_with_the_llm_judge_logs_both_variants_and_never_the_key(
         assert refused.returncode == 1
         assert len(server.requests) == 2 * len(questions) + 2
     refusal = refused.stdout + refused.stderr
+    # The judge's server is gone: three connection failures in a row stop the run, in one
+    # message naming the parameter and the address (evaluation.judge.llm.unreachable_after).
+    gone = kedro_run(project_copy, "--pipelines", "evaluation", "--params", params)
+    assert gone.returncode == 1
+    assert (
+        f"Error: EndpointUnreachableError: LLM judge 'fake-judge' stopped: {server.base_url} "
+        "(evaluation.judge.llm.base_url) could not be reached 3 times in a row"
+    ) in gone.stderr
+    assert "Traceback" not in gone.stdout + gone.stderr
     assert "Error: JudgeConfigError: LLM judge stopped at the first refused request" in refusal
     assert "HTTP 401" in refusal and "HLE_JUDGE_API_KEY" in refusal
     assert "Traceback" not in refusal and SECRET not in refusal
@@ -403,6 +418,11 @@ def test_kedro_run_with_the_llm_judge_logs_both_variants_and_never_the_key(
             for (value,) in db.execute("select value from tags where key = 'mlflow.parentRunId'")
         }
         judge_tags = {v for (v,) in db.execute("select value from tags where key = 'judge'")}
+        parent_runs = db.execute(
+            "select r.status, t.value from runs r left join tags t on r.run_uuid = t.run_uuid "
+            "and t.key = 'hle_reasoning.unjudged' where r.name = 'evaluation' "
+            "order by r.start_time"
+        ).fetchall()
     assert len({frozenset(n) for n in names.values()}) == 1  # same metric names on every run
     assert {"accuracy", "accuracy_ci", "calibration_error", "judged", "answered"} <= next(
         iter(names.values())
@@ -410,7 +430,9 @@ def test_kedro_run_with_the_llm_judge_logs_both_variants_and_never_the_key(
     assert {"rules_agreement", "rules_false_accepts", "rules_false_rejects"} <= next(
         iter(names.values())
     )
-    assert len(parents) == 2  # one parent (kedro run) per run, two children each
+    assert len(parents) == 2  # one parent (kedro run) per finished run, two children each
+    # Incomplete: FAILED with the count; complete: FINISHED; refused, unreachable: FAILED.
+    assert parent_runs == [("FAILED", "1"), ("FINISHED", None), ("FAILED", None), ("FAILED", None)]
     assert judge_tags == {"llm:fake-judge"}
 
     # The key is nowhere: not in the output, the MLflow store, the artifacts or the data.

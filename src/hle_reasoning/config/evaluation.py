@@ -82,6 +82,7 @@ class LLMJudgeSettings(Block):
     timeout_s: float = field(default=600.0, metadata=check(lambda v: v > 0, "set it > 0"))
     max_completion_tokens: int = field(default=4096, metadata=_INT1)
     workers: int = field(default=8, metadata=_INT1)
+    unreachable_after: int = field(default=3, metadata=_INT1)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -177,7 +178,8 @@ class AnsweringConfig(Block):
     model and the server; the ``answer_endpoints`` dataset (credentials or environment) may
     override them and holds the key. ``concurrency`` requests at a time (after a first one
     alone), ``max_retries`` retries of a transient failure by the OpenAI client,
-    ``timeout_s`` per request.
+    ``timeout_s`` per request; ``unreachable_after`` connection failures in a row (after the
+    retries) stop the node (``hle_reasoning.unreachable``).
     """
 
     PATH = "evaluation.answering.<variant>"
@@ -187,6 +189,7 @@ class AnsweringConfig(Block):
     concurrency: int = field(default=8, metadata=_INT1)
     max_retries: int = field(default=5, metadata=at_least(0, "an integer"))
     timeout_s: float = field(default=600.0, metadata=check(lambda v: v > 0, "set it > 0"))
+    unreachable_after: int = field(default=3, metadata=_INT1)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -198,7 +201,8 @@ class ComparisonModelConfig(Block):
     OpenAI-compatible server (credentials or environment may override them and hold the key).
     ``text_only``: the model takes no images, so it answers (and is compared on) the test
     questions without one, as the HLE paper evaluates text-only models. ``concurrency``,
-    ``max_retries`` and ``timeout_s`` as in :class:`AnsweringConfig`, with its defaults.
+    ``max_retries``, ``timeout_s`` and ``unreachable_after`` as in :class:`AnsweringConfig`,
+    with its defaults.
     """
 
     PATH = "evaluation.comparison_models[]"
@@ -213,6 +217,7 @@ class ComparisonModelConfig(Block):
     timeout_s: float = field(
         default=AnsweringConfig.timeout_s, metadata=check(lambda v: v > 0, "set it > 0")
     )
+    unreachable_after: int = field(default=AnsweringConfig.unreachable_after, metadata=_INT1)
 
     @property
     def answering(self) -> AnsweringConfig:
@@ -224,6 +229,7 @@ class ComparisonModelConfig(Block):
             concurrency=self.concurrency,
             max_retries=self.max_retries,
             timeout_s=self.timeout_s,
+            unreachable_after=self.unreachable_after,
         )
 
 

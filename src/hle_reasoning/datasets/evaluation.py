@@ -66,17 +66,22 @@ class JSONLinesStore(AbstractDataset[pd.DataFrame, pd.DataFrame]):
         if not self._filepath.exists():
             return pd.DataFrame(columns=self._columns)
         records, broken = [], 0
-        with self._filepath.open(encoding="utf-8") as handle:
-            for line in handle:
-                if not line.strip():
+        with self._filepath.open("rb") as handle:
+            for raw in handle:
+                if not raw.strip():
                     continue
                 try:
-                    records.append(json.loads(line))
-                except json.JSONDecodeError:
+                    record = json.loads(raw.decode("utf-8"))
+                except (UnicodeDecodeError, json.JSONDecodeError, RecursionError):
+                    record = None
+                if isinstance(record, dict):
+                    records.append(record)
+                else:  # cut by a kill, or damaged: not a record of this store
                     broken += 1
         if broken:
             logger.warning(
-                "%s: skipped %d incomplete line(s) (a run stopped while writing)",
+                "%s: skipped %d incomplete or damaged line(s) (a run stopped while writing, "
+                "or the file was changed); their questions are asked again",
                 self._filepath,
                 broken,
             )

@@ -54,7 +54,7 @@ class HLEDataset(AbstractDataset[None, pd.DataFrame]):
         if is_hub_id(self._source):
             frame = read_hub(self._source, self._split)
         else:
-            frame = read_export(self._source)
+            frame = read_export(self._source, collect=self._validate)
         if self._validate:
             frame = validate_hle(frame, self._source)
         frame.attrs["source"] = self._source

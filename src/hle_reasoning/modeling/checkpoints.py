@@ -81,6 +81,25 @@ def latest_checkpoint(directory: str | Path) -> Path | None:
     return None
 
 
+def _marked(marker: Path, directory: Path) -> Any:
+    """The fingerprint ``marker`` records; a damaged marker stops the run rather than removing
+    checkpoints that may be resumable."""
+    try:
+        content = json.loads(marker.read_bytes().decode("utf-8"))
+    except ValueError as error:
+        content = error
+    if isinstance(content, dict):
+        return content.get("fingerprint")
+    raise TrainingConfigError(
+        [
+            f"{marker} is damaged ({str(content).splitlines()[0][:120] if str(content) else ''}):"
+            f" it says which configuration wrote the checkpoints in {directory}. To start "
+            "afresh, run again with --params training.checkpoints.resume=false (it removes "
+            f"{directory}); to keep them, restore the file."
+        ]
+    )
+
+
 def resolve_resume(directory: str | Path, fingerprint: str, resume: Any) -> Path | None:
     """The checkpoint to resume from, or None to start afresh (clearing stale checkpoints).
 
@@ -89,7 +108,7 @@ def resolve_resume(directory: str | Path, fingerprint: str, resume: Any) -> Path
     """
     directory = Path(directory)
     marker = directory / FINGERPRINT_FILE
-    same = marker.is_file() and json.loads(marker.read_text()).get("fingerprint") == fingerprint
+    same = resume is not False and marker.is_file() and _marked(marker, directory) == fingerprint
     last = latest_checkpoint(directory) if same else None
     if same and last is None and resume is not False and _checkpoints(directory):
         damaged = [p for _, path in _checkpoints(directory) for p in checkpoint_problems(path)]

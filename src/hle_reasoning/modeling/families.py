@@ -22,6 +22,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from hle_reasoning.modeling.access import ModelAccessError, rewrite_hint
+
 MLLAMA, VISION, TEXT = "mllama", "vision", "text"
 
 
@@ -97,7 +99,15 @@ def family_of(name_or_path: str | Path) -> Family:
     """The family of a saved model (a directory with config.json, or a hub id)."""
     path = Path(name_or_path)
     if (path / "config.json").is_file():
-        model_type = json.loads((path / "config.json").read_text()).get("model_type")
+        try:
+            config = json.loads((path / "config.json").read_bytes().decode("utf-8"))
+            model_type = config.get("model_type")
+        except (ValueError, AttributeError) as error:  # not UTF-8, not JSON, not an object
+            raise ModelAccessError(
+                f"{path / 'config.json'} is damaged ({type(error).__name__}: "
+                f"{str(error).splitlines()[0][:120] if str(error) else ''}); "
+                f"{rewrite_hint(path)}"
+            ) from None
         if model_type == MLLAMA:
             # Decided from the file alone: importing transformers (and torch with it) costs
             # seconds, which a run that only reads stored answers should not pay.

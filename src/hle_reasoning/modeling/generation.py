@@ -25,7 +25,7 @@ from hle_reasoning.hle.data.prompts import SYSTEM_PROMPT, prompt_images, prompt_
 from hle_reasoning.hle.data.records import content_key
 from hle_reasoning.hle.data.schema import has_image
 from hle_reasoning.modeling.families import family_of_config
-from hle_reasoning.modeling.models import BuiltModel, load_model, load_processor
+from hle_reasoning.modeling.models import BuiltModel, load_model, load_processor, loading_folder
 from hle_reasoning.modeling.serving import RESPONSE_FIELDS
 
 logger = logging.getLogger(__name__)
@@ -66,7 +66,8 @@ def load_for_evaluation(
     if adapter:
         from peft import PeftModel
 
-        model = PeftModel.from_pretrained(model, str(adapter))
+        with loading_folder(adapter, "LoRA adapter"):
+            model = PeftModel.from_pretrained(model, str(adapter))
         logger.info("Applied LoRA adapter %s", adapter)
     return model.eval(), load_processor(base_model)
 
@@ -78,7 +79,8 @@ def merge_adapter(base_model: str, adapter: str, model_config: ModelConfig) -> B
     from peft import PeftModel
 
     model = load_model(base_model, quantization=None, device="cpu", dtype=model_config.dtype)
-    merged = PeftModel.from_pretrained(model, str(adapter)).merge_and_unload()
+    with loading_folder(adapter, "LoRA adapter"):
+        merged = PeftModel.from_pretrained(model, str(adapter)).merge_and_unload()
     logger.info("Merged LoRA adapter %s into %s", adapter, base_model)
     return BuiltModel(
         merged.eval(), load_processor(base_model), built_from=f"{base_model}+{adapter}"
@@ -265,7 +267,7 @@ def generate_responses(
                     config.max_new_tokens,
                     ", ".join(cut),
                 )
-            images = [prompt_images(row.image) for row in batch.itertuples()]
+            images = [prompt_images(row.image, row.id) for row in batch.itertuples()]
             inputs = processor(
                 text=texts,
                 **({"images": images} if all(images) else {}),

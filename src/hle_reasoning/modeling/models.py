@@ -9,6 +9,7 @@ offline on a CPU. The loaded model's family (``families``) picks its class and p
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import logging
 from dataclasses import asdict
@@ -19,6 +20,7 @@ from typing import TYPE_CHECKING, Any
 from hle_reasoning.config.model import TINY, ModelConfig, QuantizationConfig, TinyConfig
 from hle_reasoning.hle.data.schema import is_hub_id
 from hle_reasoning.modeling import packaged
+from hle_reasoning.modeling.access import ModelAccessError, rewrite_hint
 from hle_reasoning.modeling.families import TEXT, VISION, family_of
 
 if TYPE_CHECKING:
@@ -66,10 +68,6 @@ TINY_CHAT_TEMPLATE = (
 TINY_CROSS_ATTENTION_GATE = 1.0
 
 
-class ModelAccessError(RuntimeError):
-    """A model that cannot be loaded as configured; the message says what to change."""
-
-
 def without_loading_bars() -> None:
     """Turn off transformers' weight-loading and shard-writing bars (seconds, nothing to act on);
     the hub's download bars, which a user waits on, stay."""
@@ -90,6 +88,26 @@ def hf_token() -> str | None:
     from hle_reasoning import hub
 
     return hub.token()
+
+
+@contextlib.contextmanager
+def loading_folder(path: str | Path, what: str):
+    """Around a ``from_pretrained`` of a local folder: whatever a damaged file raises becomes one
+    :class:`ModelAccessError` naming the folder and what to do (a hub id is left alone)."""
+    try:
+        yield
+    except ModelAccessError:
+        raise
+    except MemoryError:
+        raise
+    except Exception as error:
+        if not Path(str(path)).is_dir() or type(error).__name__ == "OutOfMemoryError":
+            raise
+        detail = str(error).strip().splitlines()[0][:200] if str(error).strip() else ""
+        raise ModelAccessError(
+            f"the {what} in {path} does not load ({type(error).__name__}: {detail}); "
+            f"{rewrite_hint(path)}"
+        ) from None
 
 
 def check_model_access(name_or_path: str) -> None:
@@ -296,14 +314,15 @@ def load_processor(name_or_path: str):
     if name_or_path == TINY:
         return build_tiny_processor()
     family = family_of(name_or_path)
-    if family.name == TEXT:
-        return load_tokenizer(name_or_path)
-    if family.name == VISION and not is_torchvision_available():
-        processor_class = processor_class_of(name_or_path)
-        if processor_class and "video_processor" in processor_class.get_attributes():
-            image_only = without_video_processor(processor_class)
-            return image_only.from_pretrained(name_or_path, token=hf_token())
-    return AutoProcessor.from_pretrained(name_or_path, token=hf_token())
+    with loading_folder(name_or_path, "processor"):
+        if family.name == TEXT:
+            return load_tokenizer(name_or_path)
+        if family.name == VISION and not is_torchvision_available():
+            processor_class = processor_class_of(name_or_path)
+            if processor_class and "video_processor" in processor_class.get_attributes():
+                image_only = without_video_processor(processor_class)
+                return image_only.from_pretrained(name_or_path, token=hf_token())
+        return AutoProcessor.from_pretrained(name_or_path, token=hf_token())
 
 
 def resolve_device(device: str) -> str:
@@ -373,7 +392,8 @@ def load_model(
     else:
         kwargs["dtype"] = _dtype(dtype)
     family = family_of(name_or_path)
-    model = family.model_class().from_pretrained(name_or_path, **kwargs)
+    with loading_folder(name_or_path, "model"):
+        model = family.model_class().from_pretrained(name_or_path, **kwargs)
     logger.info(
         "Loaded %s (%s family) on %s (%s)",
         name_or_path,

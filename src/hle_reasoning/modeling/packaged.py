@@ -97,8 +97,8 @@ def is_converted(folder: Path, source: dict[str, object]) -> bool:
     if not marker.is_file() or not (folder / "config.json").is_file():
         return False
     try:
-        return json.loads(marker.read_text()) == source
-    except json.JSONDecodeError:
+        return json.loads(marker.read_bytes().decode("utf-8")) == source
+    except ValueError:  # not UTF-8, not JSON: a damaged marker is no complete conversion
         return False
 
 

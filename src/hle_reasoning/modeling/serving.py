@@ -28,6 +28,7 @@ from hle_reasoning.config.evaluation import AnsweringConfig, GenerationConfig
 from hle_reasoning.hle.data.prompts import SYSTEM_PROMPT, build_messages
 from hle_reasoning.hle.data.records import content_key
 from hle_reasoning.hle.data.schema import has_image
+from hle_reasoning.unreachable import ConsecutiveFailures, is_connection_failure
 
 logger = logging.getLogger(__name__)
 
@@ -106,6 +107,16 @@ class EndpointAnswerer:
         self.config = config
         self.answering = answering
         self.parameter = parameter  # the block that set model and base_url, for error messages
+        self.reachable = ConsecutiveFailures(
+            limit=answering.unreachable_after,
+            what=f"answering with {endpoint.model!r}",
+            address=endpoint.base_url,
+            parameter=f"{parameter}.base_url",
+            limit_parameter=f"{parameter}.unreachable_after",
+            then=" (or its HLE_ANSWER_<NAME>_BASE_URL / credentials entry), then rerun `kedro "
+            "run --pipelines evaluation`: answers stored so far are kept and only the rest are "
+            "asked.",
+        )
         self._client = OpenAI(
             api_key=endpoint.api_key or "EMPTY",  # local servers ignore the key
             base_url=endpoint.base_url,
@@ -130,6 +141,7 @@ class EndpointAnswerer:
         raises :class:`EndpointConfigError` when the endpoint refuses the configuration."""
         import openai
 
+        self.reachable.check()
         started = time.perf_counter()
         try:
             completion = self._client.chat.completions.create(
@@ -147,17 +159,29 @@ class EndpointAnswerer:
             raise EndpointConfigError(self._what_to_fix(error)) from None
         except openai.OpenAIError as error:
             logger.error("%s: question %s failed: %s", self.endpoint.model, row.id, _brief(error))
+            if is_connection_failure(error):
+                self.reachable.failed(error)  # raises at <parameter>.unreachable_after
+            else:
+                self.reachable.succeeded()
             return None
-        choice = completion.choices[0] if completion.choices else None
-        usage = completion.usage
-        return {
-            "id": str(row.id),
-            "response": ((choice.message.content if choice else None) or "").strip(),
-            "prompt_tokens": int(usage.prompt_tokens) if usage else None,
-            "response_tokens": int(usage.completion_tokens) if usage else None,
-            "finished": bool(choice and choice.finish_reason == "stop"),
-            "seconds": time.perf_counter() - started,
-        }
+        except (AttributeError, TypeError, ValueError) as error:  # a reply of another shape
+            completion = error
+        record = reply_record(row.id, completion, time.perf_counter() - started)
+        if record is None:
+            what = f"{type(completion).__name__}: {str(completion)[:80]!r}"
+            logger.error(
+                "%s: question %s: the server's reply is not a chat completion (%s)",
+                self.endpoint.model,
+                row.id,
+                what,
+            )
+            # A proxy's page or another API at base_url: stop as for a server that is down.
+            self.reachable.failed(
+                ValueError(f"not a chat completion: {what}"), "gave no usable reply"
+            )
+            return None
+        self.reachable.succeeded()
+        return record
 
     def answer_all(
         self, questions: pd.DataFrame, *, progress: bool = True, description: str = "answering"
@@ -181,7 +205,8 @@ class EndpointAnswerer:
                 futures = [pool.submit(self.answer, row) for row in rows[1:]]
                 try:
                     for future in as_completed(futures):
-                        record = future.result()  # an EndpointConfigError stops here
+                        # An EndpointConfigError or EndpointUnreachableError stops here.
+                        record = future.result()
                         bar.update(1)
                         if record is None:
                             failed += 1
@@ -219,6 +244,40 @@ class EndpointAnswerer:
             f"answering stopped at the first refused request ({where}, {_brief(error)}): {fix}. "
             "Answers stored so far are kept; a rerun asks only the rest."
         )
+
+
+def _count(value: Any) -> int | None:
+    return int(value) if isinstance(value, int) and not isinstance(value, bool) else None
+
+
+def reply_record(question_id: Any, completion: Any, seconds: float) -> dict[str, Any] | None:
+    """The stored record of a chat-completion reply, or ``None`` when the reply has no message
+    (not a chat completion: an HTML page, a list, no choices). A missing or odd ``usage`` is
+    left out, text parts of a list ``content`` are joined."""
+    choices = getattr(completion, "choices", None)
+    if not isinstance(choices, list) or not choices:
+        return None
+    choice = choices[0]
+    message = getattr(choice, "message", None)
+    if message is None:
+        return None
+    content = getattr(message, "content", None)
+    if isinstance(content, list):  # content parts, as some servers return them
+        content = "".join(
+            str(part.get("text", "")) if isinstance(part, dict) else str(getattr(part, "text", ""))
+            for part in content
+        )
+    if content is not None and not isinstance(content, str):
+        return None
+    usage = getattr(completion, "usage", None)
+    return {
+        "id": str(question_id),
+        "response": (content or "").strip(),
+        "prompt_tokens": _count(getattr(usage, "prompt_tokens", None)),
+        "response_tokens": _count(getattr(usage, "completion_tokens", None)),
+        "finished": getattr(choice, "finish_reason", None) == "stop",
+        "seconds": seconds,
+    }
 
 
 def _brief(error: Exception) -> str:

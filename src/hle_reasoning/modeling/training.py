@@ -124,7 +124,7 @@ def training_dataset(
             "id": str(q.id),
         }
         if not plain:
-            row["images"] = [load_image(q.image)] if with_image else []
+            row["images"] = [load_image(q.image, q.id)] if with_image else []
         rows.append(row)
     return datasets.Dataset.from_list(rows)
 

@@ -130,3 +130,11 @@ def test_kedro_run_judge_agreement_writes_the_report(project_copy, sample_questi
     differ = pd.read_csv(reporting / "judge_disagreements.csv")
     assert sorted(differ["id"]) == sorted([ids[1], ids[3]])
     assert not (reporting / "table_1.csv").exists()  # nothing of the study ran
+
+    # A judged file that is not UTF-8 JSON: one message naming it, no traceback.
+    path.write_bytes(b'{"q1": \xff')
+    broken = kedro_run(project_copy, "--pipelines", "judge_agreement", "--params", f"judged={path}")
+    output = broken.stdout + broken.stderr
+    assert broken.returncode == 1 and "Traceback" not in output, output[-3000:]
+    assert "judged.json (dataset 'judged_responses'), read by node" in output
+    assert "cannot be read (UnicodeDecodeError" in output

@@ -71,6 +71,7 @@ def prompt_text(
     return processor.apply_chat_template(messages, add_generation_prompt=True, tokenize=False)
 
 
-def prompt_images(image: str) -> list[Image.Image] | None:
-    """The decoded image of a question as Mllama's processor wants it (``None`` without one)."""
-    return [load_image(image)] if has_image(image) else None
+def prompt_images(image: str, question_id: object = None) -> list[Image.Image] | None:
+    """The decoded image of a question as Mllama's processor wants it (``None`` without one);
+    an image over ``max_image_pixels`` or undecodable raises ``HLEDataError`` naming the id."""
+    return [load_image(image, question_id)] if has_image(image) else None

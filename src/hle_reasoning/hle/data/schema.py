@@ -2,9 +2,6 @@
 
 from __future__ import annotations
 
-import base64
-import binascii
-import io
 import json
 import logging
 import math
@@ -12,7 +9,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pandas as pd
-from PIL import Image, UnidentifiedImageError
+from PIL import Image
+
+from hle_reasoning.hle.data import images
 
 logger = logging.getLogger(__name__)
 
@@ -54,6 +53,8 @@ class Problem:
     message: str
 
     def __str__(self) -> str:
+        if not self.column:  # a line of the file that holds no row (not UTF-8, not JSON)
+            return f"{self.row_id}: {self.message}"
         return f"id {self.row_id!r}, column {self.column!r}: {self.message}"
 
 
@@ -78,8 +79,13 @@ def is_hub_id(name: str) -> bool:
     )
 
 
-def read_export(path: str | Path) -> pd.DataFrame:
-    """Read a local ``.jsonl``, ``.json`` or ``.parquet`` export without coercing any value."""
+def read_export(path: str | Path, *, collect: bool = False) -> pd.DataFrame:
+    """Read a local ``.jsonl``, ``.json`` or ``.parquet`` export without coercing any value.
+
+    Whatever the bytes, the result is a frame or one :class:`HLEDataError` naming the file and
+    each bad line (bytes that are not UTF-8, a line that is not a JSON object), collected.
+    ``collect``: the bad lines of a ``.jsonl`` are returned in ``frame.attrs["line_problems"]``
+    instead, for :func:`validate_hle` to list with the rows' problems in one message."""
     path = Path(path)
     if not path.exists():
         raise HLEDataError(
@@ -87,33 +93,106 @@ def read_export(path: str | Path) -> pd.DataFrame:
             f"(--params hle_source=PATH), {HUB_DATASET_ID!r} for the hub, or leave it out "
             "for the bundled sample."
         )
+    if path.is_dir():
+        raise HLEDataError(
+            f"{path}: a folder, not an export file; pass the .jsonl/.json/.parquet file."
+        )
     suffix = path.suffix.lower()
     if suffix == ".parquet":
-        return pd.read_parquet(path)
+        return _read_parquet(path)
     if suffix == ".jsonl":
-        records = []
-        with path.open(encoding="utf-8") as fh:
-            for lineno, line in enumerate(fh, start=1):
-                if not line.strip():
-                    continue
-                try:
-                    records.append(json.loads(line))
-                except json.JSONDecodeError as exc:
-                    raise HLEDataError(
-                        f"{path}, line {lineno}: not valid JSON ({exc.msg})."
-                    ) from exc
-        return pd.DataFrame.from_records(records)
+        return _read_jsonl(path, collect)
     if suffix == ".json":
-        try:
-            payload = json.loads(path.read_text(encoding="utf-8"))
-        except json.JSONDecodeError as exc:
-            raise HLEDataError(f"{path}: not valid JSON ({exc.msg}, line {exc.lineno}).") from exc
-        if isinstance(payload, dict):
-            # Column-oriented ({"id": [...], ...}) or {"data": [...]} exports.
-            payload = payload.get("data", payload)
-        return pd.DataFrame(payload)
+        return _read_json(path)
     raise HLEDataError(
         f"{path}: unsupported file type {suffix!r}; use one of {', '.join(LOCAL_SUFFIXES)}."
+    )
+
+
+def _read_parquet(path: Path) -> pd.DataFrame:
+    try:
+        return pd.read_parquet(path)
+    except Exception as exc:  # pyarrow raises several types for a damaged or foreign file
+        raise HLEDataError(
+            f"{path}: not a readable Parquet file ({type(exc).__name__}: "
+            f"{str(exc).splitlines()[0][:200] if str(exc) else ''}); export it again, or "
+            "use a .jsonl export."
+        ) from None
+
+
+def _read_jsonl(path: Path, collect: bool = False) -> pd.DataFrame:
+    records, problems = [], []
+    with path.open("rb") as fh:
+        for lineno, raw in enumerate(fh, start=1):
+            try:
+                line = raw.decode("utf-8")
+            except UnicodeDecodeError as exc:
+                problems.append(
+                    f"line {lineno}: not UTF-8 (byte 0x{raw[exc.start]:02x} at column "
+                    f"{exc.start + 1}); save the export as UTF-8"
+                )
+                continue
+            if not line.strip():
+                continue
+            try:
+                record = json.loads(line)
+            except (json.JSONDecodeError, RecursionError) as exc:
+                what = exc.msg if isinstance(exc, json.JSONDecodeError) else "nested too deeply"
+                problems.append(f"line {lineno}: not valid JSON ({what})")
+                continue
+            if not isinstance(record, dict):
+                problems.append(
+                    f"line {lineno}: a JSON {type(record).__name__}, not an object with the "
+                    "question's fields"
+                )
+                continue
+            records.append(record)
+    if problems and not (collect and records):
+        _raise_lines(path, problems)
+    frame = pd.DataFrame.from_records(records)
+    frame.attrs["line_problems"] = problems
+    return frame
+
+
+def _read_json(path: Path) -> pd.DataFrame:
+    try:
+        text = path.read_bytes().decode("utf-8")
+    except UnicodeDecodeError as exc:
+        line = path.read_bytes()[: exc.start].count(b"\n") + 1
+        raise HLEDataError(f"{path}, line {line}: not UTF-8; save the export as UTF-8.") from None
+    try:
+        payload = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise HLEDataError(f"{path}: not valid JSON ({exc.msg}, line {exc.lineno}).") from None
+    except RecursionError:
+        raise HLEDataError(f"{path}: not valid JSON (nested too deeply).") from None
+    if isinstance(payload, dict):
+        # Column-oriented ({"id": [...], ...}) or {"data": [...]} exports.
+        payload = payload.get("data", payload)
+    try:
+        frame = pd.DataFrame(payload)
+    except (ValueError, TypeError) as exc:
+        raise HLEDataError(
+            f"{path}: not an HLE export (a list of question objects, or columns of equal "
+            f"length): {exc}."
+        ) from None
+    if isinstance(payload, list) and not all(isinstance(r, dict) for r in payload):
+        raise HLEDataError(f"{path}: not an HLE export: every item must be a question object.")
+    return frame
+
+
+def _raise_lines(path: Path, problems: list[str]) -> None:
+    if len(problems) == 1:
+        raise HLEDataError(
+            f"{path}, {problems[0]}. Fix it at the source (the file is never modified by this "
+            "project) and run again."
+        )
+    shown = "\n".join(f"  - {p}" for p in problems[:MAX_LISTED_PROBLEMS])
+    more = len(problems) - MAX_LISTED_PROBLEMS
+    tail = f"\n  ... and {more} more" if more > 0 else ""
+    raise HLEDataError(
+        f"{path}: {len(problems)} line(s) cannot be read; fix them at the source (the file is "
+        f"never modified by this project) and run again:\n{shown}{tail}"
     )
 
 
@@ -161,19 +240,23 @@ def answer_to_text(value: object) -> str | None:
 
 def decode_image(data_uri: str) -> bytes:
     """Bytes of an HLE image given as ``data:image/<fmt>;base64,<payload>``."""
-    header, sep, payload = data_uri.partition(",")
-    if not sep or not header.startswith("data:image/") or ";base64" not in header:
-        raise ValueError("expected a data URI 'data:image/<format>;base64,<payload>'")
+    return images.decode_image(data_uri)
+
+
+def load_image(data_uri: str, question_id: object = None) -> Image.Image:
+    """A decoded RGB PIL image from an HLE data URI, bounded by ``max_image_pixels``
+    (:mod:`hle_reasoning.hle.data.images`). One that cannot be used raises
+    :class:`HLEDataError` naming ``question_id`` and the column (an
+    :class:`~images.ImageProblem` without an id)."""
     try:
-        return base64.b64decode(payload, validate=True)
-    except (binascii.Error, ValueError) as exc:
-        raise ValueError(f"base64 payload does not decode ({exc})") from exc
-
-
-def load_image(data_uri: str) -> Image.Image:
-    """A decoded RGB PIL image from an HLE data URI."""
-    with Image.open(io.BytesIO(decode_image(data_uri))) as img:
-        return img.convert("RGB")
+        return images.open_image(data_uri)
+    except images.ImageProblem as exc:
+        if question_id is None:
+            raise
+        raise HLEDataError(
+            f"question {str(question_id)!r}, column 'image': {exc}. Validation refuses such an "
+            "image; rerun `kedro run --pipelines data_processing` with the export fixed."
+        ) from None
 
 
 def has_image(value: object) -> bool:
@@ -197,28 +280,32 @@ def validate_hle(df: pd.DataFrame, source: str) -> pd.DataFrame:
 
     keep = [*REQUIRED_COLUMNS, *(c for c in OPTIONAL_COLUMNS if c in df.columns)]
     out = df[keep].copy()
-    problems: list[Problem] = []
+    problems = [
+        Problem(line.partition(":")[0], "", line.partition(":")[2].strip())
+        for line in df.attrs.get("line_problems", [])
+    ]
     ids = out["id"]
     for pos, raw_id in enumerate(ids):
         if not isinstance(raw_id, str) or not raw_id.strip():
             problems.append(Problem(f"<row {pos}>", "id", f"empty or not a string ({raw_id!r})"))
-    dupes = ids[ids.duplicated(keep=False)]
-    for dup in sorted(set(map(str, dupes))):
-        n = int((ids.astype(str) == dup).sum())
+    keys = ids.map(lambda v: v if isinstance(v, str) else f"<{type(v).__name__} {v!r:.40}>")
+    dupes = keys[keys.duplicated(keep=False)]
+    for dup in sorted(set(dupes)):
+        n = int((keys == dup).sum())
         problems.append(Problem(dup, "id", f"appears {n} times; ids must be unique"))
 
-    answers, images = [], []
+    answers, kept_images = [], []
     for row in out.itertuples(index=False):
-        rid = str(row.id)
+        rid = row.id if isinstance(row.id, str) else f"<{type(row.id).__name__} {row.id!r:.40}>"
         if not isinstance(row.question, str) or not row.question.strip():
             problems.append(Problem(rid, "question", "empty or not a string"))
         text = answer_to_text(row.answer)
         if text is None or not text.strip():
             problems.append(
-                Problem(rid, "answer", f"empty or not a string/number ({row.answer!r})")
+                Problem(rid, "answer", f"empty or not a string/number ({row.answer!r:.60})")
             )
         answers.append(text)
-        if row.answer_type not in ANSWER_TYPES:
+        if not isinstance(row.answer_type, str) or row.answer_type not in ANSWER_TYPES:
             problems.append(
                 Problem(
                     rid, "answer_type", f"{row.answer_type!r} is not one of {list(ANSWER_TYPES)}"
@@ -235,21 +322,15 @@ def validate_hle(df: pd.DataFrame, source: str) -> pd.DataFrame:
             )
         elif image.strip():
             try:
-                with Image.open(io.BytesIO(decode_image(image))) as img:
-                    img.verify()
-            except (
-                ValueError,
-                UnidentifiedImageError,
-                OSError,
-                SyntaxError,
-            ) as exc:  # PIL: SyntaxError on corrupt PNGs
-                problems.append(Problem(rid, "image", f"not a decodable image ({exc})"))
-        images.append(image if isinstance(image, str) else "")
+                images.check_image(image)
+            except images.ImageProblem as exc:
+                problems.append(Problem(rid, "image", str(exc)))
+        kept_images.append(image if isinstance(image, str) else "")
 
     if problems:
         _raise(source, problems)
     out["answer"] = answers
-    out["image"] = images
+    out["image"] = kept_images
     unknown = sorted(set(out["category"]) - set(CATEGORIES))
     if unknown:
         logger.warning("%s: categories outside the HLE release's eight: %s", source, unknown)

@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING, Any, Literal
 
 from hle_reasoning.hle.data.records import content_key
 from hle_reasoning.hle.judge.rules import Verdict
+from hle_reasoning.unreachable import is_connection_failure
 
 logger = logging.getLogger(__name__)
 
@@ -137,8 +138,11 @@ class LLMJudge:
         max_retries: int = 5,
         timeout_s: float = 600.0,
         max_completion_tokens: int = 4096,
+        unreachable_after: int = 3,
     ) -> None:
         from openai import OpenAI
+
+        from hle_reasoning.unreachable import ConsecutiveFailures
 
         problems = credential_problems(api_key, base_url)
         if problems:
@@ -148,6 +152,17 @@ class LLMJudge:
         self.base_url = base_url
         self.max_completion_tokens = max_completion_tokens
         self.stopped: JudgeConfigError | None = None
+        self.reachable = ConsecutiveFailures(
+            limit=unreachable_after,
+            what=f"LLM judge {model!r}",
+            address=base_url or "https://api.openai.com/v1",
+            parameter="evaluation.judge.llm.base_url",
+            limit_parameter="evaluation.judge.llm.unreachable_after",
+            then=" (or HLE_JUDGE_BASE_URL / hle_judge.base_url in conf/local/credentials.yml, "
+            "which take precedence), then rerun `kedro run --pipelines evaluation`: verdicts "
+            "judged so far are kept and only the rest are judged (or judge offline: --params "
+            "evaluation.judge.kind=rules).",
+        )
         self._client = OpenAI(
             api_key=api_key, base_url=base_url, timeout=timeout_s, max_retries=max_retries
         )
@@ -170,6 +185,7 @@ class LLMJudge:
         for attempt in (1, 2):  # an unparsable judgement is asked once more
             if self.stopped is not None:
                 raise self.stopped
+            self.reachable.check()
             try:
                 completion = self._client.chat.completions.parse(
                     model=self.model,
@@ -182,11 +198,23 @@ class LLMJudge:
                 raise self.stopped from None
             except (ValidationError, ValueError, openai.LengthFinishReasonError) as error:
                 problem = _describe_error(error)
+            except (AttributeError, TypeError) as error:  # a reply of another shape (a page)
+                problem = f"the reply is not a chat completion ({_describe_error(error)})"
+                logger.warning("LLM judge %s, attempt %d: %s", self.model, attempt, problem)
+                self.reachable.failed(error, "gave no usable reply")
+                return None
             except openai.OpenAIError as error:  # transient, after the client's own retries
                 logger.error("LLM judge %s failed: %s", self.model, _describe_error(error))
+                if is_connection_failure(error):
+                    self.reachable.failed(error)  # raises at evaluation.judge.llm.unreachable_after
+                else:
+                    self.reachable.succeeded()
                 return None
             else:
-                parsed = completion.choices[0].message.parsed if completion.choices else None
+                self.reachable.succeeded()
+                choices = getattr(completion, "choices", None)
+                message = getattr(choices[0], "message", None) if choices else None
+                parsed = getattr(message, "parsed", None)
                 if parsed is not None:
                     return to_verdict(parsed)
                 problem = "the judge returned no parsable judgement"

@@ -100,7 +100,10 @@ def served_answerer(
         return None
     endpoints = endpoints or AnswerEndpoints()
     answerer = serving.EndpointAnswerer(
-        served_endpoint(answering, endpoints, variant), generation, answering
+        served_endpoint(answering, endpoints, variant),
+        generation,
+        answering,
+        parameter=f"evaluation.answering.{variant}",
     )
     logger.info(
         "%s: answering through %r, %d request(s) at a time (key from %s)",

@@ -165,6 +165,7 @@ def llm_judge(
         max_retries=settings.max_retries,
         timeout_s=settings.timeout_s,
         max_completion_tokens=settings.max_completion_tokens,
+        unreachable_after=settings.unreachable_after,
     )
     logger.info("%s: judging with %r (key from %s)", variant, llm, judge_endpoint.api_key_source)
     return llm

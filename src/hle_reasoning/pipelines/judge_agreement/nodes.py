@@ -24,7 +24,7 @@ def measure_judge_agreement(
         questions,
         rel_tol=rules.rel_tol,
         math_verify=rules.math_verify,
-        source=str(questions.attrs.get("source", "")),
+        source="--params judged",  # the file's path is the judged_responses dataset's
     )
     known = int(summary.iloc[0]["n"])
     skipped = (
