@@ -1,0 +1,201 @@
+"""The managed serving engines: SGLang's and vLLM's command lines as command lines (no GPU here),
+the refusals, and the whole lifecycle of a real ``transformers serve`` on the tiny Mllama (CPU):
+healthy, answered, and stopped with no process left after success, failure, an early exit, a
+start that never becomes healthy, SIGINT and SIGTERM (checked by pid)."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from hle_reasoning.config import AnsweringConfig, ConfigError, GenerationConfig, parse_or_raise
+from hle_reasoning.modeling import engines
+from hle_reasoning.modeling.engines import EngineError, ManagedEngine, engine_command
+from hle_reasoning.modeling.serving import Endpoint, EndpointAnswerer
+
+PYTHON = sys.executable
+BIN = Path(sys.executable).parent
+
+
+def test_sglang_serves_llama_vision_with_its_chat_template_on_the_given_port():
+    command = engine_command(
+        "sglang", "/models/merged", 30123, dtype="bfloat16", mllama=True,
+        options={"mem_fraction_static": 0.8, "enable_metrics": True, "log_requests": False},
+    )
+    assert command == [
+        PYTHON, "-m", "sglang.launch_server",
+        "--model-path", "/models/merged", "--host", "127.0.0.1", "--port", "30123",
+        "--dtype", "bfloat16", "--chat-template", "llama_3_vision",
+        "--mem-fraction-static", "0.8", "--enable-metrics",
+    ]
+    # Another family: SGLang's own template from the checkpoint.
+    assert "--chat-template" not in engine_command("sglang", "m", 1, dtype="bfloat16")
+
+
+def test_vllm_and_transformers_serve_command_lines_and_an_option_replacing_the_projects():
+    vllm = engine_command("vllm", "/m", 8001, dtype="bfloat16", options={"dtype": "float16",
+                                                                        "tensor-parallel-size": 2})
+    assert vllm[1:] == ["serve", "/m", "--host", "127.0.0.1", "--port", "8001",
+                        "--dtype", "float16", "--tensor-parallel-size", "2"]
+    assert Path(vllm[0]).name == "vllm"
+    served = engine_command("transformers", "/m", 8002, dtype="float32", device="cpu")
+    assert served[1:] == ["serve", "/m", "--host", "127.0.0.1", "--port", "8002",
+                          "--dtype", "float32", "--device", "cpu"]
+    assert served[0] == str(BIN / "transformers")
+
+
+def test_refusals_name_the_parameter_and_what_to_use_instead():
+    where = "evaluation.answering.baseline"
+    (vllm_mllama, *rest) = engines.engine_refusals("vllm", where, mllama=True, gpu=True)
+    assert vllm_mllama.startswith(f"{where}.engine is vllm, which cannot serve Llama 3.2 Vision")
+    assert "engine: sglang" in vllm_mllama
+    no_gpu = engines.engine_refusals("sglang", where, mllama=True, gpu=False)
+    assert any("needs a CUDA GPU" in p and "engine: transformers" in p for p in no_gpu)
+    # Not installed here: SGLang and vLLM (real lookups in this environment).
+    for engine in ("sglang", "vllm"):
+        missing = engines.engine_refusals(engine, where, mllama=False, gpu=True)
+        assert missing == [
+            f"{where}.engine is {engine} but {engine} is not installed in this environment: "
+            f"`{engines.ENGINES[engine].install}`, or use engine: transformers or backend: local"
+        ]
+    assert engines.engine_refusals("transformers", where, mllama=True, gpu=False) == []
+    assert "engine is not set" in engines.engine_refusals(None, where, mllama=True)[0]
+
+
+def test_the_answering_block_takes_an_engine_and_its_options():
+    block = parse_or_raise(
+        AnsweringConfig,
+        {"backend": "engine", "engine": "sglang", "engine_options": {"tp_size": 2, "x": "y"}},
+        "evaluation.answering.baseline",
+    )
+    assert (block.backend, block.engine, block.engine_options) == (
+        "engine", "sglang", {"tp_size": 2, "x": "y"}
+    )
+    with pytest.raises(ConfigError, match=r"evaluation.answering.baseline.engine is 'tgi'"):
+        parse_or_raise(AnsweringConfig, {"backend": "engine", "engine": "tgi"},
+                       "evaluation.answering.baseline")
+
+
+def _gone(pid: int) -> bool:
+    """No live process ``pid`` (a zombie child of ours counts as gone)."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except FileNotFoundError:
+        return True
+    return stat.rsplit(")", 1)[-1].split()[0] == "Z"
+
+
+def _engine(tiny_dir: Path, tmp_path: Path, **kwargs) -> ManagedEngine:
+    return ManagedEngine(
+        engine="transformers", model=str(tiny_dir), log_path=tmp_path / "engine.log",
+        dtype="float32", device="cpu", **{"start_timeout_s": 180, **kwargs},
+    )
+
+
+QUESTION = pd.DataFrame({"id": ["q1"], "question": ["What is 2 + 2?"], "image": [""]})
+
+
+@pytest.mark.slow
+def test_an_engine_answers_and_is_stopped_on_success_and_on_failure(tiny_dir, tmp_path):
+    started = time.perf_counter()
+    with _engine(tiny_dir, tmp_path) as engine:
+        healthy_s = time.perf_counter() - started
+        pid = engine.process.pid
+        answerer = EndpointAnswerer(
+            Endpoint(base_url=engine.base_url, model=engine.model),
+            GenerationConfig(max_new_tokens=8),
+            AnsweringConfig(backend="openai", max_retries=0),
+        )
+        (answer,) = list(answerer.answer_all(QUESTION, progress=False))
+        assert answer.loc[0, "response_tokens"] == 8
+        info = engine.info()
+        assert info["engine"] == "transformers" and info["precision"] == "float32"
+        assert info["command"].split()[1:3] == ["serve", str(tiny_dir)]
+    assert _gone(pid)
+    print(f"transformers serve healthy after {healthy_s:.1f} s")
+
+    with pytest.raises(RuntimeError, match="a node failed"):
+        with _engine(tiny_dir, tmp_path) as engine:
+            pid = engine.process.pid
+            raise RuntimeError("a node failed")
+    assert _gone(pid)
+    assert not engines._RUNNING
+
+
+def test_an_engine_that_exits_while_starting_fails_with_its_logs_tail(tmp_path):
+    engine = ManagedEngine(
+        engine="transformers", model=str(tmp_path / "no-such-model"),
+        log_path=tmp_path / "logs" / "engine.log", dtype="float32", device="cpu",
+        start_timeout_s=180, env={"HF_HUB_OFFLINE": "1"},
+    )
+    with pytest.raises(EngineError) as raised:
+        with engine:
+            pytest.fail("it never became healthy")
+    message = str(raised.value)
+    assert "exited with code" in message and "while starting" in message
+    assert str(engine.log_path) in message
+    assert engine.log_path.read_text().startswith("$ ")  # the whole log, command first
+    assert message.splitlines()[-1] == engine.log_path.read_text().splitlines()[-1]
+    assert _gone(engine.process.pid)
+
+
+def test_an_engine_never_healthy_in_time_is_stopped(tiny_dir, tmp_path):
+    engine = _engine(tiny_dir, tmp_path, start_timeout_s=0.5)
+    with pytest.raises(EngineError, match=r"did not become healthy .* in 0.5 s"):
+        with engine:
+            pass
+    assert _gone(engine.process.pid)
+
+
+CHILD = textwrap.dedent(
+    """
+    import json, sys, time
+    from pathlib import Path
+    from hle_reasoning.modeling.engines import ManagedEngine
+
+    engine = ManagedEngine(engine="transformers", model=sys.argv[1], log_path=Path(sys.argv[2]),
+                           dtype="float32", device="cpu", start_timeout_s=180)
+    try:
+        with engine:
+            print(json.dumps({"engine": engine.process.pid}), flush=True)
+            time.sleep(600)
+    finally:
+        print("cleaned up", flush=True)
+    """
+)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM], ids=["SIGINT", "SIGTERM"])
+def test_no_engine_is_left_after_sigint_or_sigterm(tiny_dir, tmp_path, sig):
+    def reset_sigint():  # a child started by a non-interactive shell may ignore SIGINT
+        signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+    child = subprocess.Popen(
+        [PYTHON, "-c", CHILD, str(tiny_dir), str(tmp_path / "engine.log")],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, preexec_fn=reset_sigint,
+        env={**os.environ, "HF_HUB_OFFLINE": "1"},
+    )
+    try:
+        line = child.stdout.readline()
+        assert line, child.stderr.read()[-3000:]
+        pid = json.loads(line)["engine"]
+        assert not _gone(pid)
+        child.send_signal(sig)
+        child.wait(timeout=60)
+        assert child.stdout.read().strip() == "cleaned up"
+        assert child.returncode != 0
+        assert _gone(pid)
+    finally:
+        if child.poll() is None:
+            child.kill()
+            child.wait()
