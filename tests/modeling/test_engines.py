@@ -131,6 +131,7 @@ def test_an_engine_answers_and_is_stopped_on_success_and_on_failure(tiny_dir, tm
     assert not engines._RUNNING
 
 
+@pytest.mark.slow
 def test_an_engine_that_exits_while_starting_fails_with_its_logs_tail(tmp_path):
     engine = ManagedEngine(
         engine="transformers", model=str(tmp_path / "no-such-model"),
@@ -199,3 +200,114 @@ def test_no_engine_is_left_after_sigint_or_sigterm(tiny_dir, tmp_path, sig):
         if child.poll() is None:
             child.kill()
             child.wait()
+
+
+# --- The engine backend of the evaluation: refusals before any node, the fallback, the key ---
+
+import copy  # noqa: E402
+import logging  # noqa: E402
+
+import yaml  # noqa: E402
+
+from hle_reasoning.config import ModelConfig  # noqa: E402
+from hle_reasoning.datasets.endpoints import AnswerEndpoints  # noqa: E402
+from hle_reasoning.pipelines.evaluation import backends  # noqa: E402
+from hle_reasoning.preflight import preflight_problems  # noqa: E402
+
+CONF = Path(__file__).resolve().parents[2] / "conf"
+
+
+def evaluation_params(**answering) -> dict:
+    params = yaml.safe_load((CONF / "base" / "parameters_evaluation.yml").read_text())
+    params = copy.deepcopy(params)
+    for variant, block in answering.items():
+        params["evaluation"]["answering"][variant].update(block)
+    return params
+
+
+def test_the_preflight_refuses_an_engine_that_cannot_serve_here_before_any_node(caplog):
+    params = evaluation_params(
+        baseline={"backend": "engine", "engine": "vllm"},
+        finetuned={"backend": "engine", "engine": "sglang"},
+    )
+    problems = preflight_problems(params, None, False, False, answer_endpoints=AnswerEndpoints())
+    assert problems[0].startswith(
+        "evaluation.answering.baseline.engine is vllm, which cannot serve Llama 3.2 Vision"
+    )
+    assert "evaluation.answering.finetuned.engine is sglang but sglang is not installed" in (
+        "\n".join(problems)
+    )
+    # vLLM: Mllama, not installed; SGLang: not installed; each: no GPU (none here).
+    assert len(problems) == 3 + 2 * (not __import__("torch").cuda.is_available())
+    # The paper setup's switch: refused here, answered in-process, with a warning.
+    params = evaluation_params(
+        baseline={"backend": "engine", "engine": "transformers"},
+        finetuned={"backend": "engine", "engine": "sglang", "fallback": "local"},
+    )
+    with caplog.at_level(logging.WARNING):
+        assert preflight_problems(
+            params, None, False, False, answer_endpoints=AnswerEndpoints()
+        ) == []
+    assert "answered in-process instead (fallback: local)" in caplog.text
+    # Without an engine named, whatever the fallback.
+    params = evaluation_params(baseline={"backend": "engine", "fallback": "local"})
+    assert preflight_problems(params, None, False, False, answer_endpoints=AnswerEndpoints()) == [
+        "evaluation.answering.baseline.backend is engine but evaluation.answering.baseline.engine "
+        "is not set: set it to one of sglang, vllm, transformers"
+    ]
+
+
+def test_the_paper_setup_answers_through_sglang_with_the_in_process_fallback():
+    paper = yaml.safe_load((CONF / "paper" / "parameters_evaluation.yml").read_text())
+    for variant in ("baseline", "finetuned"):
+        block = paper["evaluation"]["answering"][variant]
+        assert (block["backend"], block["engine"], block["fallback"]) == ("engine", "sglang", "local")
+
+
+def test_an_engine_answers_key_is_stable_across_ports_and_names_the_setup(tiny_dir, tmp_path):
+    generation = GenerationConfig(max_new_tokens=16)
+    model = ModelConfig.from_params({"name_or_path": "tiny", "device": "cpu"})
+
+    def key(**answering):
+        block = AnsweringConfig(backend="engine", engine="transformers",
+                                engine_log_dir=str(tmp_path), **answering)
+        answerer = backends.engine_answerer(block, generation, model, str(tiny_dir), None, "b")
+        return answerer.key, answerer.engine.port
+
+    (first, port1), (second, port2) = key(), key()
+    assert port1 != port2 and first == second  # a rerun on another port reuses stored answers
+    assert key(engine_options={"attn_implementation": "sdpa"})[0] != first
+    assert key(max_retries=0, concurrency=1)[0] == first  # not what an answer depends on
+    refused = AnsweringConfig(backend="engine", engine="vllm", fallback="local")
+    assert backends.engine_answerer(refused, generation, model, str(tiny_dir), None, "b") is None
+    with pytest.raises(ConfigError, match="vllm, which cannot serve Llama 3.2 Vision"):
+        backends.engine_answerer(
+            AnsweringConfig(backend="engine", engine="vllm"), generation, model,
+            str(tiny_dir), None, "b",
+        )
+
+
+def test_the_merged_checkpoint_is_made_when_missing_and_remade_when_stale(tiny_dir, tmp_path):
+    from peft import LoraConfig, get_peft_model
+
+    from hle_reasoning.modeling.families import family_of
+    from hle_reasoning.modeling.models import load_model
+
+    network = load_model(str(tiny_dir), quantization=None, device="cpu", dtype="float32")
+    target = family_of(tiny_dir).lora_target(["q_proj", "v_proj"])
+    adapter = tmp_path / "adapter"
+    get_peft_model(network, LoraConfig(r=2, target_modules=target, init_lora_weights=False)) \
+        .save_pretrained(adapter)
+    model = ModelConfig.from_params({"name_or_path": "tiny", "device": "cpu"})
+    merged = tmp_path / "merged_model"
+    assert backends.merged_checkpoint(str(tiny_dir), str(adapter), model, str(merged)) == str(merged)
+    weights = next(merged.glob("*.safetensors"))
+    made = weights.stat().st_mtime_ns
+    assert (merged / "config.json").is_file() and (merged / "merged_from.json").is_file()
+    backends.merged_checkpoint(str(tiny_dir), str(adapter), model, str(merged))
+    assert next(merged.glob("*.safetensors")).stat().st_mtime_ns == made  # reused
+    (adapter / "adapter_config.json").write_text(
+        (adapter / "adapter_config.json").read_text().replace('"r": 2', '"r": 2 ')
+    )
+    backends.merged_checkpoint(str(tiny_dir), str(adapter), model, str(merged))
+    assert next(merged.glob("*.safetensors")).stat().st_mtime_ns != made  # another adapter

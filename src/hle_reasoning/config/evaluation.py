@@ -186,6 +186,9 @@ class AnsweringConfig(Block):
     ``engine_options``: the engine's own command-line options, passed through (``{tp_size: 2}``
     is ``--tp-size 2``; ``true``: a bare flag). ``start_timeout_s``: how long the engine may take
     to answer its health check. ``engine_log_dir``: where the engine's whole log is saved.
+    ``fallback``: what a refused engine (not installed, no GPU for a GPU-only engine, a family
+    it cannot serve) does: ``none`` stops the run in the preflight; ``local`` answers the
+    variant in-process instead, with a warning (the paper setup's switch, conf/paper).
     """
 
     PATH = "evaluation.answering.<variant>"
@@ -200,6 +203,7 @@ class AnsweringConfig(Block):
     start_timeout_s: float = field(default=900.0, metadata=check(lambda v: v > 0, "set it > 0"))
     engine_log_dir: str = "data/07_model_output/engine_logs"
     merged_model: str = "data/06_models/merged_model"
+    fallback: Literal["none", "local"] = "none"
 
 
 @dataclass(frozen=True, kw_only=True)

@@ -143,12 +143,17 @@ def engine_problems(
     problems = []
     for variant, answering in evaluation.answering.items():
         if answering.backend == "engine":
-            problems += engines.engine_refusals(
+            refusals = engines.engine_refusals(
                 answering.engine,
                 f"evaluation.answering.{variant}",
                 mllama=serves_mllama(model_name),
                 gpu=gpu,
             )
+            if answering.fallback == "local" and answering.engine is not None:
+                for refusal in refusals:
+                    logger.warning("%s; answered in-process instead (fallback: local)", refusal)
+            else:
+                problems += refusals
     return problems
 
 
@@ -237,10 +242,10 @@ def engine_answerer(
     base_model: str,
     adapter: str | None,
     variant: str,
-) -> EngineAnswerer:
+) -> EngineAnswerer | None:
     """The answerer of a ``backend: engine`` variant, its engine not started yet (the engine
     serves ``base_model``, or for the fine-tuned variant the merged checkpoint, made when the
-    engine starts)."""
+    engine starts); ``None`` when the engine is refused here and ``fallback`` is ``local``."""
     from datetime import datetime, timezone
     from pathlib import Path
 
@@ -251,6 +256,11 @@ def engine_answerer(
     refusals = engines.engine_refusals(
         answering.engine, parameter, mllama=serves_mllama(base_model)
     )
+    if refusals and answering.fallback == "local" and answering.engine is not None:
+        logger.warning(
+            "%s: %s; answering in-process instead (fallback: local)", variant, "; ".join(refusals)
+        )
+        return None
     if refusals:
         raise ConfigError(refusals, header=f"{variant} cannot be answered by a managed engine:")
     served = answering.merged_model if adapter else base_model
