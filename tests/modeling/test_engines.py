@@ -5,7 +5,9 @@ start that never becomes healthy, SIGINT and SIGTERM (checked by pid)."""
 
 from __future__ import annotations
 
+import copy
 import json
+import logging
 import os
 import signal
 import subprocess
@@ -16,11 +18,21 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
+import yaml
 
-from hle_reasoning.config import AnsweringConfig, ConfigError, GenerationConfig, parse_or_raise
+from hle_reasoning.config import (
+    AnsweringConfig,
+    ConfigError,
+    GenerationConfig,
+    ModelConfig,
+    parse_or_raise,
+)
+from hle_reasoning.datasets.endpoints import AnswerEndpoints
 from hle_reasoning.modeling import engines
 from hle_reasoning.modeling.engines import EngineError, ManagedEngine, engine_command
 from hle_reasoning.modeling.serving import Endpoint, EndpointAnswerer
+from hle_reasoning.pipelines.evaluation import backends
+from hle_reasoning.preflight import preflight_problems
 
 PYTHON = sys.executable
 BIN = Path(sys.executable).parent
@@ -28,28 +40,69 @@ BIN = Path(sys.executable).parent
 
 def test_sglang_serves_llama_vision_with_its_chat_template_on_the_given_port():
     command = engine_command(
-        "sglang", "/models/merged", 30123, dtype="bfloat16", mllama=True,
+        "sglang",
+        "/models/merged",
+        30123,
+        dtype="bfloat16",
+        mllama=True,
         options={"mem_fraction_static": 0.8, "enable_metrics": True, "log_requests": False},
     )
     assert command == [
-        PYTHON, "-m", "sglang.launch_server",
-        "--model-path", "/models/merged", "--host", "127.0.0.1", "--port", "30123",
-        "--dtype", "bfloat16", "--chat-template", "llama_3_vision",
-        "--mem-fraction-static", "0.8", "--enable-metrics",
+        PYTHON,
+        "-m",
+        "sglang.launch_server",
+        "--model-path",
+        "/models/merged",
+        "--host",
+        "127.0.0.1",
+        "--port",
+        "30123",
+        "--dtype",
+        "bfloat16",
+        "--chat-template",
+        "llama_3_vision",
+        "--mem-fraction-static",
+        "0.8",
+        "--enable-metrics",
     ]
     # Another family: SGLang's own template from the checkpoint.
     assert "--chat-template" not in engine_command("sglang", "m", 1, dtype="bfloat16")
 
 
 def test_vllm_and_transformers_serve_command_lines_and_an_option_replacing_the_projects():
-    vllm = engine_command("vllm", "/m", 8001, dtype="bfloat16", options={"dtype": "float16",
-                                                                        "tensor-parallel-size": 2})
-    assert vllm[1:] == ["serve", "/m", "--host", "127.0.0.1", "--port", "8001",
-                        "--dtype", "float16", "--tensor-parallel-size", "2"]
+    vllm = engine_command(
+        "vllm",
+        "/m",
+        8001,
+        dtype="bfloat16",
+        options={"dtype": "float16", "tensor-parallel-size": 2},
+    )
+    assert vllm[1:] == [
+        "serve",
+        "/m",
+        "--host",
+        "127.0.0.1",
+        "--port",
+        "8001",
+        "--dtype",
+        "float16",
+        "--tensor-parallel-size",
+        "2",
+    ]
     assert Path(vllm[0]).name == "vllm"
     served = engine_command("transformers", "/m", 8002, dtype="float32", device="cpu")
-    assert served[1:] == ["serve", "/m", "--host", "127.0.0.1", "--port", "8002",
-                          "--dtype", "float32", "--device", "cpu"]
+    assert served[1:] == [
+        "serve",
+        "/m",
+        "--host",
+        "127.0.0.1",
+        "--port",
+        "8002",
+        "--dtype",
+        "float32",
+        "--device",
+        "cpu",
+    ]
     assert served[0] == str(BIN / "transformers")
 
 
@@ -78,11 +131,14 @@ def test_the_answering_block_takes_an_engine_and_its_options():
         "evaluation.answering.baseline",
     )
     assert (block.backend, block.engine, block.engine_options) == (
-        "engine", "sglang", {"tp_size": 2, "x": "y"}
+        "engine",
+        "sglang",
+        {"tp_size": 2, "x": "y"},
     )
     with pytest.raises(ConfigError, match=r"evaluation.answering.baseline.engine is 'tgi'"):
-        parse_or_raise(AnsweringConfig, {"backend": "engine", "engine": "tgi"},
-                       "evaluation.answering.baseline")
+        parse_or_raise(
+            AnsweringConfig, {"backend": "engine", "engine": "tgi"}, "evaluation.answering.baseline"
+        )
 
 
 def _gone(pid: int) -> bool:
@@ -96,8 +152,12 @@ def _gone(pid: int) -> bool:
 
 def _engine(tiny_dir: Path, tmp_path: Path, **kwargs) -> ManagedEngine:
     return ManagedEngine(
-        engine="transformers", model=str(tiny_dir), log_path=tmp_path / "engine.log",
-        dtype="float32", device="cpu", **{"start_timeout_s": 180, **kwargs},
+        engine="transformers",
+        model=str(tiny_dir),
+        log_path=tmp_path / "engine.log",
+        dtype="float32",
+        device="cpu",
+        **{"start_timeout_s": 180, **kwargs},
     )
 
 
@@ -134,9 +194,13 @@ def test_an_engine_answers_and_is_stopped_on_success_and_on_failure(tiny_dir, tm
 @pytest.mark.slow
 def test_an_engine_that_exits_while_starting_fails_with_its_logs_tail(tmp_path):
     engine = ManagedEngine(
-        engine="transformers", model=str(tmp_path / "no-such-model"),
-        log_path=tmp_path / "logs" / "engine.log", dtype="float32", device="cpu",
-        start_timeout_s=180, env={"HF_HUB_OFFLINE": "1"},
+        engine="transformers",
+        model=str(tmp_path / "no-such-model"),
+        log_path=tmp_path / "logs" / "engine.log",
+        dtype="float32",
+        device="cpu",
+        start_timeout_s=180,
+        env={"HF_HUB_OFFLINE": "1"},
     )
     with pytest.raises(EngineError) as raised:
         with engine:
@@ -159,7 +223,8 @@ def test_an_engine_never_healthy_in_time_is_stopped(tiny_dir, tmp_path):
 
 CHILD = textwrap.dedent(
     """
-    import json, sys, time
+    import json, signal, sys, time
+    signal.signal(signal.SIGINT, signal.default_int_handler)  # a non-interactive parent may ignore it
     from pathlib import Path
     from hle_reasoning.modeling.engines import ManagedEngine
 
@@ -176,14 +241,17 @@ CHILD = textwrap.dedent(
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM], ids=["SIGINT", "SIGTERM"])
-def test_no_engine_is_left_after_sigint_or_sigterm(tiny_dir, tmp_path, sig):
-    def reset_sigint():  # a child started by a non-interactive shell may ignore SIGINT
-        signal.signal(signal.SIGINT, signal.SIG_DFL)
-
+@pytest.mark.parametrize(
+    "sig", [signal.SIGINT, signal.SIGTERM, signal.SIGKILL], ids=["SIGINT", "SIGTERM", "SIGKILL"]
+)
+def test_no_engine_is_left_after_sigint_sigterm_or_sigkill(tiny_dir, tmp_path, sig):
+    """Ctrl-C and SIGTERM unwind through the ``with`` block; a SIGKILL of the process that
+    started the engine (no clean-up of ours runs) reaches the engine as SIGTERM (Linux)."""
     child = subprocess.Popen(
         [PYTHON, "-c", CHILD, str(tiny_dir), str(tmp_path / "engine.log")],
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, preexec_fn=reset_sigint,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
         env={**os.environ, "HF_HUB_OFFLINE": "1"},
     )
     try:
@@ -193,26 +261,23 @@ def test_no_engine_is_left_after_sigint_or_sigterm(tiny_dir, tmp_path, sig):
         assert not _gone(pid)
         child.send_signal(sig)
         child.wait(timeout=60)
-        assert child.stdout.read().strip() == "cleaned up"
         assert child.returncode != 0
+        if sig == signal.SIGKILL:
+            deadline = time.monotonic() + 30
+            while not _gone(pid) and time.monotonic() < deadline:
+                time.sleep(0.1)
+        else:
+            assert child.stdout.read().strip() == "cleaned up"
         assert _gone(pid)
     finally:
         if child.poll() is None:
             child.kill()
             child.wait()
+        if sig == signal.SIGKILL and "pid" in locals() and not _gone(pid):
+            os.killpg(pid, signal.SIGKILL)  # the test failed: leave nothing behind
 
 
 # --- The engine backend of the evaluation: refusals before any node, the fallback, the key ---
-
-import copy  # noqa: E402
-import logging  # noqa: E402
-
-import yaml  # noqa: E402
-
-from hle_reasoning.config import ModelConfig  # noqa: E402
-from hle_reasoning.datasets.endpoints import AnswerEndpoints  # noqa: E402
-from hle_reasoning.pipelines.evaluation import backends  # noqa: E402
-from hle_reasoning.preflight import preflight_problems  # noqa: E402
 
 CONF = Path(__file__).resolve().parents[2] / "conf"
 
@@ -245,9 +310,9 @@ def test_the_preflight_refuses_an_engine_that_cannot_serve_here_before_any_node(
         finetuned={"backend": "engine", "engine": "sglang", "fallback": "local"},
     )
     with caplog.at_level(logging.WARNING):
-        assert preflight_problems(
-            params, None, False, False, answer_endpoints=AnswerEndpoints()
-        ) == []
+        assert (
+            preflight_problems(params, None, False, False, answer_endpoints=AnswerEndpoints()) == []
+        )
     assert "answered in-process instead (fallback: local)" in caplog.text
     # Without an engine named, whatever the fallback.
     params = evaluation_params(baseline={"backend": "engine", "fallback": "local"})
@@ -261,7 +326,11 @@ def test_the_paper_setup_answers_through_sglang_with_the_in_process_fallback():
     paper = yaml.safe_load((CONF / "paper" / "parameters_evaluation.yml").read_text())
     for variant in ("baseline", "finetuned"):
         block = paper["evaluation"]["answering"][variant]
-        assert (block["backend"], block["engine"], block["fallback"]) == ("engine", "sglang", "local")
+        assert (block["backend"], block["engine"], block["fallback"]) == (
+            "engine",
+            "sglang",
+            "local",
+        )
 
 
 def test_an_engine_answers_key_is_stable_across_ports_and_names_the_setup(tiny_dir, tmp_path):
@@ -269,8 +338,9 @@ def test_an_engine_answers_key_is_stable_across_ports_and_names_the_setup(tiny_d
     model = ModelConfig.from_params({"name_or_path": "tiny", "device": "cpu"})
 
     def key(**answering):
-        block = AnsweringConfig(backend="engine", engine="transformers",
-                                engine_log_dir=str(tmp_path), **answering)
+        block = AnsweringConfig(
+            backend="engine", engine="transformers", engine_log_dir=str(tmp_path), **answering
+        )
         answerer = backends.engine_answerer(block, generation, model, str(tiny_dir), None, "b")
         return answerer.key, answerer.engine.port
 
@@ -282,8 +352,12 @@ def test_an_engine_answers_key_is_stable_across_ports_and_names_the_setup(tiny_d
     assert backends.engine_answerer(refused, generation, model, str(tiny_dir), None, "b") is None
     with pytest.raises(ConfigError, match="vllm, which cannot serve Llama 3.2 Vision"):
         backends.engine_answerer(
-            AnsweringConfig(backend="engine", engine="vllm"), generation, model,
-            str(tiny_dir), None, "b",
+            AnsweringConfig(backend="engine", engine="vllm"),
+            generation,
+            model,
+            str(tiny_dir),
+            None,
+            "b",
         )
 
 
@@ -296,11 +370,14 @@ def test_the_merged_checkpoint_is_made_when_missing_and_remade_when_stale(tiny_d
     network = load_model(str(tiny_dir), quantization=None, device="cpu", dtype="float32")
     target = family_of(tiny_dir).lora_target(["q_proj", "v_proj"])
     adapter = tmp_path / "adapter"
-    get_peft_model(network, LoraConfig(r=2, target_modules=target, init_lora_weights=False)) \
-        .save_pretrained(adapter)
+    get_peft_model(
+        network, LoraConfig(r=2, target_modules=target, init_lora_weights=False)
+    ).save_pretrained(adapter)
     model = ModelConfig.from_params({"name_or_path": "tiny", "device": "cpu"})
     merged = tmp_path / "merged_model"
-    assert backends.merged_checkpoint(str(tiny_dir), str(adapter), model, str(merged)) == str(merged)
+    assert backends.merged_checkpoint(str(tiny_dir), str(adapter), model, str(merged)) == str(
+        merged
+    )
     weights = next(merged.glob("*.safetensors"))
     made = weights.stat().st_mtime_ns
     assert (merged / "config.json").is_file() and (merged / "merged_from.json").is_file()

@@ -70,8 +70,11 @@ def test_a_managed_engine_answers_resumes_after_its_death_and_matches_a_hand_sta
     log = project / "killed-run.log"
     with log.open("w") as out:
         run = subprocess.Popen(
-            [str(KEDRO), "run", *ARGS], cwd=project, env={**os.environ, **ENV},
-            stdout=out, stderr=subprocess.STDOUT,
+            [str(KEDRO), "run", *ARGS],
+            cwd=project,
+            env={**os.environ, **ENV},
+            stdout=out,
+            stderr=subprocess.STDOUT,
         )
     try:
         deadline = time.monotonic() + 300
@@ -87,7 +90,9 @@ def test_a_managed_engine_answers_resumes_after_its_death_and_matches_a_hand_sta
             run.kill()
             run.wait()
     output = log.read_text()
-    assert "the transformers engine serving" in output and "while answering" in output, output[-3000:]
+    assert "the transformers engine serving" in output and "while answering" in output, output[
+        -3000:
+    ]
     assert "engine_logs/baseline-transformers-" in output
     before = stored_responses(project, "baseline")
     assert 3 <= len(before) < len(ids)
@@ -126,8 +131,19 @@ def test_a_managed_engine_answers_resumes_after_its_death_and_matches_a_hand_sta
     # The same answers from the openai backend against a hand-started server.
     questions = pd.read_parquet(project / "data" / "05_model_input" / "focus_test.parquet")
     port = free_port()
-    command = [str(TRANSFORMERS), "serve", model, "--device", "cpu", "--host", "127.0.0.1",
-               "--dtype", "float32", "--port", str(port)]
+    command = [
+        str(TRANSFORMERS),
+        "serve",
+        model,
+        "--device",
+        "cpu",
+        "--host",
+        "127.0.0.1",
+        "--dtype",
+        "float32",
+        "--port",
+        str(port),
+    ]
     with server(command, project, port, "/health", timeout=180):
         answerer = EndpointAnswerer(
             Endpoint(base_url=f"http://127.0.0.1:{port}/v1", model=model),

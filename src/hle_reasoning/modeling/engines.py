@@ -57,17 +57,29 @@ class EngineKind:
 
 ENGINES = {
     "sglang": EngineKind(
-        "sglang", "sglang", ("sglang",), 'pip install "sglang[all]"', gpu_only=True,
+        "sglang",
+        "sglang",
+        ("sglang",),
+        'pip install "sglang[all]"',
+        gpu_only=True,
         serves_mllama=True,
     ),
     "vllm": EngineKind(
-        "vllm", "vllm", ("vllm",), "pip install vllm", gpu_only=True,
+        "vllm",
+        "vllm",
+        ("vllm",),
+        "pip install vllm",
+        gpu_only=True,
         # vLLM removed MllamaForConditionalGeneration after 0.10.2 (vllm PR #24907).
         serves_mllama=False,
     ),
     "transformers": EngineKind(
-        "transformers", "transformers", ("transformers", "fastapi", "uvicorn"),
-        'pip install "transformers[serving]"', gpu_only=False, serves_mllama=True,
+        "transformers",
+        "transformers",
+        ("transformers", "fastapi", "uvicorn"),
+        'pip install "transformers[serving]"',
+        gpu_only=False,
+        serves_mllama=True,
     ),
 }
 
@@ -197,15 +209,19 @@ def _stop_all() -> None:
         engine.stop()
 
 
-def _die_with_parent() -> None:  # pragma: no cover - runs in the child between fork and exec
-    """Linux: the engine's first process gets SIGTERM when the process that started it dies
-    (even by SIGKILL, when no clean-up of ours can run)."""
+def _death_signal() -> Any:
+    """Linux: a function for the child, between fork and exec, that makes the engine's first
+    process get SIGTERM when the process that started it dies (even by SIGKILL, when no clean-up
+    of ours can run). libc is loaded here, in the parent: the child only calls ``prctl``."""
+    if sys.platform != "linux":
+        return None
     try:
         import ctypes
 
-        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+        prctl = ctypes.CDLL("libc.so.6", use_errno=True).prctl
     except (OSError, AttributeError):
-        pass
+        return None
+    return lambda: prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
 
 
 class _Terminated(SystemExit):
@@ -305,7 +321,8 @@ class ManagedEngine:
                 stderr=subprocess.STDOUT,
                 env=env,
                 start_new_session=True,  # its own process group: stopped whole
-                preexec_fn=_die_with_parent if sys.platform == "linux" else None,
+                # Only a prctl call between fork and exec: no lock, no import, no allocation.
+                preexec_fn=_death_signal(),  # noqa: PLW1509
             )
         with _LOCK:
             _RUNNING.add(self)
@@ -315,9 +332,7 @@ class ManagedEngine:
         deadline = started + self.start_timeout_s
         while True:
             if not self.alive():
-                raise self.failure(
-                    f"exited with code {self.process.returncode} while starting"
-                )
+                raise self.failure(f"exited with code {self.process.returncode} while starting")
             try:
                 with urllib.request.urlopen(self.health_url, timeout=2) as response:
                     if response.status == 200:

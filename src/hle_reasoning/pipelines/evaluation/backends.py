@@ -189,8 +189,15 @@ class EngineAnswerer(serving.EndpointAnswerer):
     and the weights' fingerprint in place of the served path: a rerun reuses every stored answer.
     """
 
-    def __init__(self, engine: Any, config: GenerationConfig, answering: AnsweringConfig,
-                 weights: str, *, parameter: str) -> None:
+    def __init__(
+        self,
+        engine: Any,
+        config: GenerationConfig,
+        answering: AnsweringConfig,
+        weights: str,
+        *,
+        parameter: str,
+    ) -> None:
         super().__init__(
             serving.Endpoint(base_url=engine.base_url, model=engine.model),
             config,
@@ -208,8 +215,11 @@ class EngineAnswerer(serving.EndpointAnswerer):
         import json
 
         label = json.dumps(
-            {"engine": self.engine.engine, "dtype": self.engine.dtype,
-             "options": self.engine.options},
+            {
+                "engine": self.engine.engine,
+                "dtype": self.engine.dtype,
+                "options": self.engine.options,
+            },
             sort_keys=True,
         )
         return serving.endpoint_key(
@@ -224,14 +234,18 @@ class EngineAnswerer(serving.EndpointAnswerer):
 
     def answer(self, row: Any) -> dict[str, Any] | None:
         if not self.engine.alive():
-            raise self.engine.failure(f"exited (code {self.engine.process.returncode}) while answering")
+            raise self.engine.failure(
+                f"exited (code {self.engine.process.returncode}) while answering"
+            )
         record = super().answer(row)
         if record is None:  # a failed request: the engine's death, or a transient failure
             try:
                 self.engine.process.wait(timeout=1)
             except Exception:  # noqa: BLE001 - still running: a transient failure, left out
                 return None
-            raise self.engine.failure(f"exited (code {self.engine.process.returncode}) while answering")
+            raise self.engine.failure(
+                f"exited (code {self.engine.process.returncode}) while answering"
+            )
         return record
 
 

@@ -107,7 +107,9 @@ def answer_questions(
     if isinstance(served, backends.EngineAnswerer):
         yield kept
         if not todo.empty:
-            yield from _answer_by_engine(served, todo, answering, base_model, adapter, model, variant)
+            yield from _answer_by_engine(
+                served, todo, answering, base_model, adapter, model, variant
+            )
         return
     if served is not None:
         yield kept
