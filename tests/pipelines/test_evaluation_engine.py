@@ -1,6 +1,6 @@
 """`kedro run --pipelines evaluation` with the baseline answered by a serving engine the run
 starts and stops itself (`backend: engine`, `engine: transformers`, the project's saved tiny
-model, CPU): an engine killed mid-run ends the run with its log's tail and keeps the stored
+model, CPU): Ctrl-C of the run stops its engine; an engine killed mid-run ends the run with its log's tail and keeps the stored
 answers; the rerun asks only the missing questions; the answers equal the `openai` backend's
 against a hand-started `transformers serve`; no engine process is left; the variant's MLflow run
 names the engine."""
@@ -56,7 +56,34 @@ def engine_info(project: Path) -> dict:
     return json.loads(path.read_text()) if path.is_file() else {}
 
 
-def test_a_managed_engine_answers_resumes_after_its_death_and_matches_a_hand_started_server(
+def start_run(project: Path, log: Path) -> subprocess.Popen:
+    """``kedro run ARGS`` in the background, its output in ``log``, Ctrl-C not ignored."""
+    with log.open("w") as out:
+        return subprocess.Popen(
+            [str(KEDRO), "run", *ARGS],
+            cwd=project,
+            env={**os.environ, **ENV},
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),  # noqa: PLW1509
+        )
+
+
+def wait_for_answers(project: Path, run: subprocess.Popen, log: Path, count: int) -> None:
+    deadline = time.monotonic() + 300
+    while len(stored_responses(project, "baseline")) < count:
+        assert run.poll() is None, log.read_text()[-3000:]
+        assert time.monotonic() < deadline, f"no {count} answers in 300 s"
+        time.sleep(0.05)
+
+
+def stop(run: subprocess.Popen) -> None:
+    if run.poll() is None:
+        run.kill()
+        run.wait()
+
+
+def test_a_managed_engine_stops_with_the_run_resumes_after_its_death_and_matches_a_server(
     trained_project_copy,
 ):
     project = trained_project_copy
@@ -66,29 +93,34 @@ def test_a_managed_engine_answers_resumes_after_its_death_and_matches_a_hand_sta
         .tolist()
     )
 
+    # Ctrl-C while the engine answers: the run stops soon, its engine with it, answers kept.
+    log = project / "interrupted-run.log"
+    run = start_run(project, log)
+    try:
+        wait_for_answers(project, run, log, 3)
+        interrupted = int(engine_info(project)["pid"])
+        run.send_signal(signal.SIGINT)
+        started = time.monotonic()
+        assert run.wait(timeout=120) != 0
+        stopped_s = time.monotonic() - started
+    finally:
+        stop(run)
+    assert not _alive(interrupted), log.read_text()[-3000:]
+    assert stopped_s < 30, f"{stopped_s:.0f} s from Ctrl-C to the end of the run"
+    first = len(stored_responses(project, "baseline"))
+    assert 3 <= first < len(ids)
+
     # The engine dies while the run answers: the run ends with its log's tail, answers kept.
     log = project / "killed-run.log"
-    with log.open("w") as out:
-        run = subprocess.Popen(
-            [str(KEDRO), "run", *ARGS],
-            cwd=project,
-            env={**os.environ, **ENV},
-            stdout=out,
-            stderr=subprocess.STDOUT,
-        )
+    run = start_run(project, log)
     try:
-        deadline = time.monotonic() + 300
-        while len(stored_responses(project, "baseline")) < 3:
-            assert run.poll() is None, log.read_text()[-3000:]
-            assert time.monotonic() < deadline, "no 3 answers in 300 s"
-            time.sleep(0.05)
+        wait_for_answers(project, run, log, first + 3)
         killed = int(engine_info(project)["pid"])
+        assert killed != interrupted
         os.kill(killed, signal.SIGKILL)
         assert run.wait(timeout=120) != 0
     finally:
-        if run.poll() is None:
-            run.kill()
-            run.wait()
+        stop(run)
     output = log.read_text()
     assert "the transformers engine serving" in output and "while answering" in output, output[
         -3000:
@@ -106,7 +138,7 @@ def test_a_managed_engine_answers_resumes_after_its_death_and_matches_a_hand_sta
     )
     assert message and (int(message[1]), int(message[2])) == (len(before), len(ids) - len(before))
     info = engine_info(project)
-    assert int(info["pid"]) != killed and not _alive(int(info["pid"]))
+    assert int(info["pid"]) not in (killed, interrupted) and not _alive(int(info["pid"]))
     after = stored_responses(project, "baseline")
     assert sorted(row["id"] for row in after) == ids
     by_id = {row["id"]: row for row in after}

@@ -381,19 +381,34 @@ class ManagedEngine:
         self._restore_sigterm()
 
     def _install_sigterm(self) -> None:
+        """Main thread only: SIGTERM unwinds as ``SystemExit(143)`` and Ctrl-C as
+        ``KeyboardInterrupt``, and both first send SIGTERM to the engine's group, so requests in
+        flight fail at once instead of holding the unwinding until they finish."""
         if threading.current_thread() is not threading.main_thread():
             return  # only the main thread may set handlers; atexit and PDEATHSIG remain
+        previous = {}
 
-        def terminated(signum: int, frame: Any) -> None:
-            raise _Terminated(128 + signum)
+        def interrupted(signum: int, frame: Any) -> None:
+            if self.process is not None:
+                with contextlib.suppress(ProcessLookupError, PermissionError):
+                    os.killpg(self.process.pid, signal.SIGTERM)
+            if signum == signal.SIGTERM:
+                raise _Terminated(128 + signum)
+            handler = previous.get(signum)
+            if callable(handler) and handler is not signal.default_int_handler:
+                handler(signum, frame)
+            raise KeyboardInterrupt
 
-        self._previous_sigterm = signal.signal(signal.SIGTERM, terminated)
+        for signum in (signal.SIGTERM, signal.SIGINT):
+            if signum == signal.SIGINT and signal.getsignal(signum) is signal.SIG_IGN:
+                continue  # a job that ignores Ctrl-C keeps ignoring it
+            previous[signum] = signal.signal(signum, interrupted)
+        self._previous_sigterm = previous
 
     def _restore_sigterm(self) -> None:
-        if self._previous_sigterm is not None and (
-            threading.current_thread() is threading.main_thread()
-        ):
-            signal.signal(signal.SIGTERM, self._previous_sigterm)
+        if self._previous_sigterm and threading.current_thread() is threading.main_thread():
+            for signum, handler in self._previous_sigterm.items():
+                signal.signal(signum, handler)
             self._previous_sigterm = None
 
 
