@@ -348,8 +348,13 @@ def test_an_engine_answers_key_is_stable_across_ports_and_names_the_setup(tiny_d
     assert port1 != port2 and first == second  # a rerun on another port reuses stored answers
     assert key(engine_options={"attn_implementation": "sdpa"})[0] != first
     assert key(max_retries=0, concurrency=1)[0] == first  # not what an answer depends on
-    refused = AnsweringConfig(backend="engine", engine="vllm", fallback="local")
+    refused = AnsweringConfig(
+        backend="engine", engine="vllm", fallback="local", engine_log_dir=str(tmp_path)
+    )
+    stale = backends.engine_info_path(refused, "b")
+    stale.write_text("{}")  # an engine of an earlier run
     assert backends.engine_answerer(refused, generation, model, str(tiny_dir), None, "b") is None
+    assert not stale.exists()
     with pytest.raises(ConfigError, match="vllm, which cannot serve Llama 3.2 Vision"):
         backends.engine_answerer(
             AnsweringConfig(backend="engine", engine="vllm"),

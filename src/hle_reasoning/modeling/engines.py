@@ -376,6 +376,8 @@ class ManagedEngine:
                     os.killpg(process.pid, signal.SIGKILL)
             with contextlib.suppress(subprocess.TimeoutExpired):
                 process.wait(timeout=10)
+            if self in _RUNNING:
+                logger.info("Stopped %s (pid %d; log %s)", self.engine, process.pid, self.log_path)
         with _LOCK:
             _RUNNING.discard(self)
         self._restore_sigterm()

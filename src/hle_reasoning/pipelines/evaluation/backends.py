@@ -274,6 +274,8 @@ def engine_answerer(
         logger.warning(
             "%s: %s; answering in-process instead (fallback: local)", variant, "; ".join(refusals)
         )
+        # No engine answers this variant now: its MLflow run names none.
+        engine_info_path(answering, variant).unlink(missing_ok=True)
         return None
     if refusals:
         raise ConfigError(refusals, header=f"{variant} cannot be answered by a managed engine:")
