@@ -165,7 +165,7 @@ QUESTION = pd.DataFrame({"id": ["q1"], "question": ["What is 2 + 2?"], "image": 
 
 
 @pytest.mark.slow
-def test_an_engine_answers_and_is_stopped_on_success_and_on_failure(tiny_dir, tmp_path):
+def test_an_engine_answers_and_is_stopped_on_success(tiny_dir, tmp_path):
     started = time.perf_counter()
     with _engine(tiny_dir, tmp_path) as engine:
         healthy_s = time.perf_counter() - started
@@ -183,11 +183,6 @@ def test_an_engine_answers_and_is_stopped_on_success_and_on_failure(tiny_dir, tm
     assert _gone(pid)
     print(f"transformers serve healthy after {healthy_s:.1f} s")
 
-    with pytest.raises(RuntimeError, match="a node failed"):
-        with _engine(tiny_dir, tmp_path) as engine:
-            pid = engine.process.pid
-            raise RuntimeError("a node failed")
-    assert _gone(pid)
     assert not engines._RUNNING
 
 
@@ -229,52 +224,81 @@ CHILD = textwrap.dedent(
     from hle_reasoning.modeling.engines import ManagedEngine
 
     engine = ManagedEngine(engine="transformers", model=sys.argv[1], log_path=Path(sys.argv[2]),
-                           dtype="float32", device="cpu", start_timeout_s=180)
+                           dtype="float32", device="cpu", start_timeout_s=300)
     try:
         with engine:
             print(json.dumps({"engine": engine.process.pid}), flush=True)
+            if sys.argv[3] == "fail":
+                sys.stdin.readline()
+                raise RuntimeError("a node failed")
             time.sleep(600)
     finally:
         print("cleaned up", flush=True)
     """
 )
+ENDINGS = {
+    "failure": None,  # an exception inside the with block
+    "SIGINT": signal.SIGINT,
+    "SIGTERM": signal.SIGTERM,
+    "SIGKILL": signal.SIGKILL,  # of the process that started the engine: no clean-up of ours
+}
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize(
-    "sig", [signal.SIGINT, signal.SIGTERM, signal.SIGKILL], ids=["SIGINT", "SIGTERM", "SIGKILL"]
-)
-def test_no_engine_is_left_after_sigint_sigterm_or_sigkill(tiny_dir, tmp_path, sig):
-    """Ctrl-C and SIGTERM unwind through the ``with`` block; a SIGKILL of the process that
-    started the engine (no clean-up of ours runs) reaches the engine as SIGTERM (Linux)."""
-    child = subprocess.Popen(
-        [PYTHON, "-c", CHILD, str(tiny_dir), str(tmp_path / "engine.log")],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-        env={**os.environ, "HF_HUB_OFFLINE": "1"},
-    )
+def test_no_engine_is_left_after_a_failure_sigint_sigterm_or_sigkill(tiny_dir, tmp_path):
+    """Four processes each start an engine (at once: one start-up's wait for all); then one
+    fails inside its ``with`` block, and the others get SIGINT, SIGTERM and SIGKILL. The first
+    three unwind through the block; the SIGKILL reaches the engine as SIGTERM (Linux's parent
+    death signal). No engine is left in any case."""
+    children = {
+        name: subprocess.Popen(
+            [
+                PYTHON,
+                "-c",
+                CHILD,
+                str(tiny_dir),
+                str(tmp_path / f"{name}.log"),
+                "fail" if sig is None else "wait",
+            ],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            env={**os.environ, "HF_HUB_OFFLINE": "1"},
+        )
+        for name, sig in ENDINGS.items()
+    }
+    pids: dict[str, int] = {}
     try:
-        line = child.stdout.readline()
-        assert line, child.stderr.read()[-3000:]
-        pid = json.loads(line)["engine"]
-        assert not _gone(pid)
-        child.send_signal(sig)
-        child.wait(timeout=60)
-        assert child.returncode != 0
-        if sig == signal.SIGKILL:
-            deadline = time.monotonic() + 30
-            while not _gone(pid) and time.monotonic() < deadline:
-                time.sleep(0.1)
-        else:
-            assert child.stdout.read().strip() == "cleaned up"
-        assert _gone(pid)
+        for name, child in children.items():
+            line = child.stdout.readline()
+            assert line, child.stderr.read()[-3000:]
+            pids[name] = json.loads(line)["engine"]
+            assert not _gone(pids[name])
+        for name, sig in ENDINGS.items():
+            if sig is None:
+                children[name].stdin.write("go\n")
+                children[name].stdin.flush()
+            else:
+                children[name].send_signal(sig)
+        for name, child in children.items():
+            child.wait(timeout=60)
+            assert child.returncode != 0, name
+            if name != "SIGKILL":
+                assert child.stdout.read().strip() == "cleaned up", name
+        assert "RuntimeError: a node failed" in children["failure"].stderr.read()
+        deadline = time.monotonic() + 30
+        while not _gone(pids["SIGKILL"]) and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert {name: _gone(pid) for name, pid in pids.items()} == dict.fromkeys(ENDINGS, True)
     finally:
-        if child.poll() is None:
-            child.kill()
-            child.wait()
-        if sig == signal.SIGKILL and "pid" in locals() and not _gone(pid):
-            os.killpg(pid, signal.SIGKILL)  # the test failed: leave nothing behind
+        for child in children.values():
+            if child.poll() is None:
+                child.kill()
+                child.wait()
+        for pid in pids.values():
+            if not _gone(pid):
+                os.killpg(pid, signal.SIGKILL)  # the test failed: leave nothing behind
 
 
 # --- The engine backend of the evaluation: refusals before any node, the fallback, the key ---

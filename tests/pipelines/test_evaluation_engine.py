@@ -33,7 +33,7 @@ ARGS = [
     "--params",
     ",".join(
         [
-            "evaluation.generation.max_new_tokens=16",
+            "evaluation.generation.max_new_tokens=8",
             "evaluation.answering.baseline.backend=engine",
             "evaluation.answering.baseline.engine=transformers",
             "evaluation.answering.baseline.concurrency=4",
@@ -146,7 +146,7 @@ def test_a_managed_engine_stops_with_the_run_resumes_after_its_death_and_matches
     ref = project / "data" / "06_models" / "base_model" / "model_ref.json"
     model = str(Path(json.loads(ref.read_text())["name_or_path"]).resolve())
     assert {row["answered_by"] for row in after} == {f"engine:transformers:{model}"}
-    assert all(row["response_tokens"] == 16 for row in after)
+    assert all(row["response_tokens"] == 8 for row in after)
 
     # The variant's MLflow run names the engine.
     client = mlflow.MlflowClient(tracking_uri=f"sqlite:///{project / 'mlflow.db'}")
@@ -179,7 +179,7 @@ def test_a_managed_engine_stops_with_the_run_resumes_after_its_death_and_matches
     with server(command, project, port, "/health", timeout=180):
         answerer = EndpointAnswerer(
             Endpoint(base_url=f"http://127.0.0.1:{port}/v1", model=model),
-            GenerationConfig(max_new_tokens=16),
+            GenerationConfig(max_new_tokens=8),
             AnsweringConfig(backend="openai", concurrency=4),
         )
         by_hand = pd.concat(list(answerer.answer_all(questions, progress=False)))
