@@ -83,7 +83,7 @@ def main() -> int:
 
     from hle_reasoning.config import AnsweringConfig, GenerationConfig, ModelConfig
     from hle_reasoning.datasets import BaseModelDataset
-    from hle_reasoning.hle.data.schema import has_image
+    from hle_reasoning.hle.data.schema import has_image, is_hub_id
     from hle_reasoning.modeling import engines
     from hle_reasoning.modeling.generation import generate_responses, load_for_evaluation
     from hle_reasoning.modeling.models import prepare_base_model
@@ -118,7 +118,7 @@ def main() -> int:
             model = BaseModelDataset(path=str(base)).load()
         elif (base / "config.json").exists():
             model = str(base.resolve())
-        elif not base.exists() and args.model.count("/") == 1:
+        elif not base.exists() and is_hub_id(args.model):
             model = args.model  # a hub id (HF_TOKEN for a gated one)
         else:
             print(f"{base} is missing: using the tiny model built from conf/base/parameters.yml.")
