@@ -19,6 +19,8 @@ from pathlib import Path
 import pandas as pd
 import pytest
 import yaml
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from hle_reasoning.config import (
     AnsweringConfig,
@@ -104,6 +106,37 @@ def test_vllm_and_transformers_serve_command_lines_and_an_option_replacing_the_p
         "cpu",
     ]
     assert served[0] == str(BIN / "transformers")
+
+
+OPTION_NAMES = st.from_regex(r"[a-z][a-z0-9]{0,6}([_-][a-z0-9]{1,6}){0,2}", fullmatch=True)
+OPTION_VALUES = st.one_of(
+    st.booleans(), st.none(), st.integers(-5, 10**6), st.text("abc/._-", min_size=1, max_size=8)
+)
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    engine=st.sampled_from(sorted(engines.ENGINES)),
+    options=st.dictionaries(OPTION_NAMES, OPTION_VALUES, max_size=6),
+    port=st.integers(1, 65535),
+)
+def test_any_pass_through_options_give_one_flag_each_after_the_engines_own(engine, options, port):
+    command = engine_command(engine, "/m", port, dtype="bfloat16", mllama=True, options=options)
+    assert all(isinstance(part, str) for part in command)
+    flags = [part for part in command if part.startswith("--")]
+    assert len(flags) == len(set(flags))  # each option once, whatever its spelling
+    wanted = {name.replace("_", "-"): value for name, value in options.items()}
+    for name, value in wanted.items():
+        if value is None or value is False:
+            assert f"--{name}" not in flags
+        elif value is True:
+            assert f"--{name}" in flags
+        else:
+            assert command[command.index(f"--{name}") + 1] == str(value)
+    if "port" not in wanted:
+        assert command[command.index("--port") + 1] == str(port)
+    if "host" not in wanted:
+        assert command[command.index("--host") + 1] == "127.0.0.1"
 
 
 def test_refusals_name_the_parameter_and_what_to_use_instead():
