@@ -106,7 +106,7 @@ def test_a_managed_engine_stops_with_the_run_resumes_after_its_death_and_matches
     finally:
         stop(run)
     assert not _alive(interrupted), log.read_text()[-3000:]
-    assert stopped_s < 30, f"{stopped_s:.0f} s from Ctrl-C to the end of the run"
+    assert stopped_s < 60, f"{stopped_s:.0f} s from Ctrl-C to the end of the run"
     first = len(stored_responses(project, "baseline"))
     assert 3 <= first < len(ids)
 
