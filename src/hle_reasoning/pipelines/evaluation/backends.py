@@ -233,20 +233,31 @@ class EngineAnswerer(serving.EndpointAnswerer):
         return f"engine:{self.engine.engine}:{self.engine.model}"
 
     def answer(self, row: Any) -> dict[str, Any] | None:
+        """The ``openai`` backend's answer; when the request failed (``None``, or an error such
+        as the ``openai`` backend's own stop after failures in a row) because the engine exited,
+        the engine's failure with its log's tail instead."""
         if not self.engine.alive():
-            raise self.engine.failure(
-                f"exited (code {self.engine.process.returncode}) while answering"
-            )
-        record = super().answer(row)
-        if record is None:  # a failed request: the engine's death, or a transient failure
-            try:
-                self.engine.process.wait(timeout=1)
-            except Exception:  # noqa: BLE001 - still running: a transient failure, left out
-                return None
-            raise self.engine.failure(
-                f"exited (code {self.engine.process.returncode}) while answering"
-            )
-        return record
+            raise self._exited()
+        try:
+            record = super().answer(row)
+        except Exception:
+            if self._engine_exited():
+                raise self._exited() from None
+            raise
+        if record is None and self._engine_exited():
+            raise self._exited()
+        return record  # None: a transient failure of a live engine, left out as for openai
+
+    def _engine_exited(self) -> bool:
+        try:
+            self.engine.process.wait(timeout=1)
+        except Exception:  # noqa: BLE001 - still running
+            return False
+        return True
+
+    def _exited(self) -> Exception:
+        code = self.engine.process.returncode
+        return self.engine.failure(f"exited (code {code}) while answering")
 
 
 def engine_answerer(
