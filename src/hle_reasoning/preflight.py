@@ -110,9 +110,10 @@ def preflight(
     if evaluation is not None and evaluation.judge.kind == "llm":
         problems += judge_problems(evaluation.judge, judge_endpoint)
     if evaluation is not None and answer_endpoints is not None:
-        from hle_reasoning.pipelines.evaluation.backends import answering_problems
+        from hle_reasoning.pipelines.evaluation.backends import answering_problems, engine_problems
 
         problems += answering_problems(evaluation, answer_endpoints)
+        problems += engine_problems(evaluation, name)
     return parsed, problems
 
 

@@ -180,16 +180,34 @@ class AnsweringConfig(Block):
     alone), ``max_retries`` retries of a transient failure by the OpenAI client,
     ``timeout_s`` per request; ``unreachable_after`` connection failures in a row (after the
     retries) stop the node (``hle_reasoning.unreachable``).
+
+    ``engine``: the run starts a serving engine itself (``engine: sglang | vllm |
+    transformers``, ``hle_reasoning.modeling.engines``) on a free local port, on the variant's
+    model (the base model for the baseline, the merged checkpoint ``merged_model`` for the
+    fine-tuned one, merged when missing or stale) in ``model.dtype``, and asks it exactly as the
+    ``openai`` backend asks a server (``model`` and ``base_url`` are then unused).
+    ``engine_options``: the engine's own command-line options, passed through (``{tp_size: 2}``
+    is ``--tp-size 2``; ``true``: a bare flag). ``start_timeout_s``: how long the engine may take
+    to answer its health check. ``engine_log_dir``: where the engine's whole log is saved.
+    ``fallback``: what a refused engine (not installed, no GPU for a GPU-only engine, a family
+    it cannot serve) does: ``none`` stops the run in the preflight; ``local`` answers the
+    variant in-process instead, with a warning (the paper setup's switch, conf/paper).
     """
 
     PATH = "evaluation.answering.<variant>"
-    backend: Literal["local", "openai"] = "local"
+    backend: Literal["local", "openai", "engine"] = "local"
     model: str | None = None
     base_url: str | None = None
     concurrency: int = field(default=8, metadata=_INT1)
     max_retries: int = field(default=5, metadata=at_least(0, "an integer"))
     timeout_s: float = field(default=600.0, metadata=check(lambda v: v > 0, "set it > 0"))
     unreachable_after: int = field(default=3, metadata=_INT1)
+    engine: Literal["sglang", "vllm", "transformers"] | None = None
+    engine_options: dict[str, bool | int | float | str] = field(default_factory=dict)
+    start_timeout_s: float = field(default=900.0, metadata=check(lambda v: v > 0, "set it > 0"))
+    engine_log_dir: str = "data/07_model_output/engine_logs"
+    merged_model: str = "data/06_models/merged_model"
+    fallback: Literal["none", "local"] = "none"
 
 
 @dataclass(frozen=True, kw_only=True)

@@ -113,3 +113,205 @@ def served_answerer(
         endpoints.endpoint(variant).api_key_source,
     )
     return answerer
+
+
+# --- The managed engine backend (``backend: engine``) -------------------------------------------
+
+
+def serves_mllama(name_or_path: str) -> bool:
+    """Whether the study's model is Llama 3.2 Vision (Mllama), decided without a download: the
+    tiny model, a saved checkpoint's config.json, else a hub id's name."""
+    from pathlib import Path
+
+    from hle_reasoning.config import TINY
+    from hle_reasoning.modeling import families, packaged
+
+    if name_or_path == TINY:
+        return True
+    if packaged.is_packaged(name_or_path):
+        return False
+    if (Path(name_or_path) / "config.json").is_file():
+        return families.family_of(name_or_path).name == families.MLLAMA
+    name = str(name_or_path).lower()
+    return "vision" in name and "llama" in name
+
+
+def engine_problems(
+    evaluation: EvaluationConfig, model_name: str, gpu: bool | None = None
+) -> list[str]:
+    """Every variant with ``backend: engine`` whose engine cannot serve here (the preflight's
+    check, before any node runs): not installed, GPU-only without a GPU, vLLM with Mllama."""
+    from hle_reasoning.modeling import engines
+
+    problems = []
+    for variant, answering in evaluation.answering.items():
+        if answering.backend == "engine":
+            refusals = engines.engine_refusals(
+                answering.engine,
+                f"evaluation.answering.{variant}",
+                mllama=serves_mllama(model_name),
+                gpu=gpu,
+            )
+            if answering.fallback == "local" and answering.engine is not None:
+                for refusal in refusals:
+                    logger.warning("%s; answered in-process instead (fallback: local)", refusal)
+            else:
+                problems += refusals
+    return problems
+
+
+def merged_checkpoint(base_model: str, adapter: str, model_config: Any, path: str) -> str:
+    """The fine-tuned model as one checkpoint at ``path`` (what ``kedro run --pipelines serving``
+    writes), merged now when missing or made from another base model, adapter or dtype."""
+    import json
+    from pathlib import Path
+
+    from hle_reasoning.datasets import BaseModelDataset
+    from hle_reasoning.modeling.generation import files_fingerprint, merge_adapter
+
+    stamp = {
+        "base_model": files_fingerprint(base_model),
+        "adapter": files_fingerprint(adapter),
+        "dtype": model_config.dtype,
+    }
+    marker = Path(path) / "merged_from.json"
+    if marker.is_file() and json.loads(marker.read_text()) == stamp:
+        return str(path)
+    logger.info("Merging the LoRA adapter into %s for the serving engine", path)
+    BaseModelDataset(path=str(path)).save(merge_adapter(base_model, adapter, model_config))
+    marker.write_text(json.dumps(stamp, indent=2) + "\n")
+    return str(path)
+
+
+class EngineAnswerer(serving.EndpointAnswerer):
+    """The ``openai`` answerer asking a :class:`~hle_reasoning.modeling.engines.ManagedEngine`:
+    the same requests; an engine that exits while answering ends the run with its log's tail.
+
+    Its ``generation_key`` is the ``openai`` backend's (``serving.endpoint_key``) with the engine
+    (name, precision, options) in place of the server's URL, whose port changes at every start,
+    and the weights' fingerprint in place of the served path: a rerun reuses every stored answer.
+    """
+
+    def __init__(
+        self,
+        engine: Any,
+        config: GenerationConfig,
+        answering: AnsweringConfig,
+        weights: str,
+        *,
+        parameter: str,
+    ) -> None:
+        super().__init__(
+            serving.Endpoint(base_url=engine.base_url, model=engine.model),
+            config,
+            answering,
+            parameter=parameter,
+        )
+        self.engine = engine
+        self.weights = weights
+
+    def __repr__(self) -> str:
+        return f"EngineAnswerer({self.engine.engine}, {self.engine.model!r})"
+
+    @property
+    def key(self) -> str:
+        import json
+
+        label = json.dumps(
+            {
+                "engine": self.engine.engine,
+                "dtype": self.engine.dtype,
+                "options": self.engine.options,
+            },
+            sort_keys=True,
+        )
+        return serving.endpoint_key(
+            serving.Endpoint(base_url=f"engine:{label}", model=self.weights),
+            self.config,
+            self.answering,
+        )
+
+    @property
+    def answered_by(self) -> str:
+        return f"engine:{self.engine.engine}:{self.engine.model}"
+
+    def answer(self, row: Any) -> dict[str, Any] | None:
+        """The ``openai`` backend's answer; when the request failed (``None``, or an error such
+        as the ``openai`` backend's own stop after failures in a row) because the engine exited,
+        the engine's failure with its log's tail instead."""
+        if not self.engine.alive():
+            raise self._exited()
+        try:
+            record = super().answer(row)
+        except Exception:
+            if self._engine_exited():
+                raise self._exited() from None
+            raise
+        if record is None and self._engine_exited():
+            raise self._exited()
+        return record  # None: a transient failure of a live engine, left out as for openai
+
+    def _engine_exited(self) -> bool:
+        try:
+            self.engine.process.wait(timeout=1)
+        except Exception:  # noqa: BLE001 - still running
+            return False
+        return True
+
+    def _exited(self) -> Exception:
+        code = self.engine.process.returncode
+        return self.engine.failure(f"exited (code {code}) while answering")
+
+
+def engine_answerer(
+    answering: AnsweringConfig,
+    generation: GenerationConfig,
+    model_config: Any,
+    base_model: str,
+    adapter: str | None,
+    variant: str,
+) -> EngineAnswerer | None:
+    """The answerer of a ``backend: engine`` variant, its engine not started yet (the engine
+    serves ``base_model``, or for the fine-tuned variant the merged checkpoint, made when the
+    engine starts); ``None`` when the engine is refused here and ``fallback`` is ``local``."""
+    from datetime import datetime, timezone
+    from pathlib import Path
+
+    from hle_reasoning.modeling import engines
+    from hle_reasoning.modeling.generation import files_fingerprint
+
+    parameter = f"evaluation.answering.{variant}"
+    refusals = engines.engine_refusals(
+        answering.engine, parameter, mllama=serves_mllama(base_model)
+    )
+    if refusals and answering.fallback == "local" and answering.engine is not None:
+        logger.warning(
+            "%s: %s; answering in-process instead (fallback: local)", variant, "; ".join(refusals)
+        )
+        # No engine answers this variant now: its MLflow run names none.
+        engine_info_path(answering, variant).unlink(missing_ok=True)
+        return None
+    if refusals:
+        raise ConfigError(refusals, header=f"{variant} cannot be answered by a managed engine:")
+    served = answering.merged_model if adapter else base_model
+    stamp = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%S")
+    engine = engines.ManagedEngine(
+        engine=answering.engine,
+        model=str(Path(served).resolve()) if Path(served).exists() or adapter else served,
+        log_path=Path(answering.engine_log_dir) / f"{variant}-{answering.engine}-{stamp}.log",
+        dtype=model_config.dtype,
+        mllama=serves_mllama(base_model),
+        device=model_config.device if answering.engine == "transformers" else "auto",
+        options=dict(answering.engine_options),
+        start_timeout_s=answering.start_timeout_s,
+        port=engines.free_port(),
+    )
+    weights = f"{files_fingerprint(base_model)}+{files_fingerprint(adapter)}"
+    return EngineAnswerer(engine, generation, answering, weights, parameter=parameter)
+
+
+def engine_info_path(answering: AnsweringConfig, variant: str) -> Any:
+    """Where the engine that last answered ``variant`` is described (for its MLflow run)."""
+    from pathlib import Path
+
+    return Path(answering.engine_log_dir) / f"{variant}.engine.json"

@@ -72,7 +72,11 @@ def answer_questions(
     in shards by a killed run count as stored.
     """
     config, model, scale = generation_config, model_config, distributed_config
-    served = backends.served_answerer(answering_config, answer_endpoints, config, variant)
+    answering = backends.answering_for(answering_config, variant)
+    if answering.backend == "engine":
+        served = backends.engine_answerer(answering, config, model, base_model, adapter, variant)
+    else:
+        served = backends.served_answerer(answering_config, answer_endpoints, config, variant)
     if served is not None:
         key, scale = served.key, DistributedConfig.from_params({"num_processes": 1})
     else:
@@ -100,6 +104,13 @@ def answer_questions(
         key,
         f" by {scale.num_processes} worker processes" if scale.enabled and len(todo) else "",
     )
+    if isinstance(served, backends.EngineAnswerer):
+        yield kept
+        if not todo.empty:
+            yield from _answer_by_engine(
+                served, todo, answering, base_model, adapter, model, variant
+            )
+        return
     if served is not None:
         yield kept
         for answer in served.answer_all(todo, description=f"{variant} answers"):
@@ -127,6 +138,27 @@ def answer_questions(
             yield batch.assign(generation_key=key, answered_by="local")
     if leftover is not None and len(leftover):
         response_shards.clear()  # their answers are in the store now (saved at the last yield)
+
+
+def _answer_by_engine(
+    served: backends.EngineAnswerer,
+    todo: pd.DataFrame,
+    answering: Any,
+    base_model: str,
+    adapter: str | None,
+    model: ModelConfig,
+    variant: str,
+) -> Iterator[pd.DataFrame]:
+    """Start the variant's engine (merging the fine-tuned checkpoint first when needed), answer
+    ``todo`` through it as the ``openai`` backend does, and stop it whatever happens."""
+    from hle_reasoning.modeling import engines
+
+    if adapter:
+        backends.merged_checkpoint(base_model, adapter, model, answering.merged_model)
+    with served.engine as engine:
+        engines.write_info(backends.engine_info_path(answering, variant), engine.info())
+        for answer in served.answer_all(todo, description=f"{variant} answers"):
+            yield answer.assign(generation_key=served.key, answered_by=served.answered_by)
 
 
 def judge_responses(

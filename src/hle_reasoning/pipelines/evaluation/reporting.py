@@ -84,6 +84,7 @@ def publish_variant(
             "metrics.p": evaluation.metrics.p,
             "questions": len(predictions),
             "subset": (test_subset or {}).get("subset", "all"),
+            **engine_params(evaluation, variant),
         },
         metrics=metrics,
         artifacts={
@@ -97,6 +98,30 @@ def publish_variant(
     # hle_reasoning.tracking's rule, so every run has the same metric names.
     parent_metrics = {name: {"value": value, "step": 0} for name, value in metrics.items()}
     return diagram, run, parent_metrics
+
+
+def engine_params(evaluation: EvaluationConfig, variant: str) -> dict[str, str]:
+    """The managed engine that answered ``variant`` (``backend: engine``): ``engine.name``,
+    ``engine.version``, ``engine.command``, ``engine.precision``, from the description the
+    answering node wrote beside the engine's log; none for the other backends."""
+    import json
+
+    from hle_reasoning.pipelines.evaluation.backends import engine_info_path
+
+    answering = evaluation.answering.get(variant)
+    if answering is None or answering.backend != "engine":
+        return {}
+    path = engine_info_path(answering, variant)
+    if not path.is_file():
+        return {}
+    info = json.loads(path.read_text())
+    return {
+        "engine.name": info["engine"],
+        "engine.version": info["version"],
+        "engine.command": info["command"],
+        "engine.precision": info["precision"],
+        "engine.log": info["log"],
+    }
 
 
 def _judging_notes(label: str, overall: dict[str, Any]) -> list[str]:
