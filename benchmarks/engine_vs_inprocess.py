@@ -87,7 +87,7 @@ def main() -> int:
     from hle_reasoning.modeling import engines
     from hle_reasoning.modeling.generation import generate_responses, load_for_evaluation
     from hle_reasoning.modeling.models import prepare_base_model
-    from hle_reasoning.modeling.serving import Endpoint, EndpointAnswerer
+    from hle_reasoning.modeling.openai_backend import Endpoint, EndpointAnswerer
     from hle_reasoning.pipelines.evaluation.backends import serves_mllama
 
     params = model_block(args.env)

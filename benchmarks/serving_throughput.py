@@ -2,7 +2,7 @@
 without continuous batching, on the same model, questions and token budget.
 
 The in-process path is the evaluation's own (``modeling.generation``, ``evaluation.generation``
-batch size); the served path is the evaluation's ``openai`` backend (``modeling.serving``) at
+batch size); the served path is the evaluation's ``openai`` backend (``modeling.openai_backend``) at
 ``--concurrency`` requests at a time against a `transformers serve` started here on 127.0.0.1.
 Both use the same weights (the training pipeline's base model, else the tiny model built from
 conf/base) unquantized in fp32, and the same torch thread count::
@@ -62,7 +62,7 @@ def measure(frames: list[pd.DataFrame], seconds: float) -> dict[str, float]:
 
 
 def served(model: str, questions, config, answering, threads: int, extra: list[str]) -> dict:
-    from hle_reasoning.modeling.serving import Endpoint, EndpointAnswerer
+    from hle_reasoning.modeling.openai_backend import Endpoint, EndpointAnswerer
 
     port = free_port()
     env = {**os.environ, "OMP_NUM_THREADS": str(threads), "HF_HUB_OFFLINE": "1"}

@@ -19,7 +19,7 @@ from hle_reasoning.datasets.stores import first_replacing
 from hle_reasoning.hle.judge.llm import LLMJudge
 from hle_reasoning.hle.judge.table import VERDICT_COLUMNS, judge_table
 from hle_reasoning.hooks import IncompleteRunError, StudySummaryHook, completeness
-from hle_reasoning.modeling.serving import Endpoint, EndpointAnswerer
+from hle_reasoning.modeling.openai_backend import Endpoint, EndpointAnswerer
 from hle_reasoning.pipelines.evaluation.comparison_models import answer_comparison_models
 from hle_reasoning.unreachable import EndpointUnreachableError
 from tests.hle.judge.test_llm import QUESTIONS, RESPONSES

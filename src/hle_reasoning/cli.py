@@ -145,7 +145,7 @@ def _project_errors() -> tuple[type[BaseException], ...]:
     from hle_reasoning.hooks import IncompleteRunError
     from hle_reasoning.modeling.distributed import WorkerFailedError
     from hle_reasoning.modeling.models import ModelAccessError
-    from hle_reasoning.modeling.serving import EndpointConfigError
+    from hle_reasoning.modeling.openai_backend import EndpointConfigError
     from hle_reasoning.preflight import PreflightError
     from hle_reasoning.unreachable import EndpointUnreachableError
 

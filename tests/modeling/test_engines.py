@@ -32,7 +32,7 @@ from hle_reasoning.config import (
 from hle_reasoning.datasets.endpoints import AnswerEndpoints
 from hle_reasoning.modeling import engines
 from hle_reasoning.modeling.engines import EngineError, ManagedEngine, engine_command
-from hle_reasoning.modeling.serving import Endpoint, EndpointAnswerer
+from hle_reasoning.modeling.openai_backend import Endpoint, EndpointAnswerer
 from hle_reasoning.pipelines.evaluation import backends
 from hle_reasoning.preflight import preflight_problems
 

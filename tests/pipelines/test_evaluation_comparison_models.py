@@ -17,7 +17,7 @@ from kedro.io import DataCatalog, MemoryDataset
 from hle_reasoning.config import ConfigError, EvaluationConfig
 from hle_reasoning.datasets import JSONLinesStore
 from hle_reasoning.datasets.endpoints import AnswerEndpoints
-from hle_reasoning.modeling.serving import EndpointConfigError
+from hle_reasoning.modeling.openai_backend import EndpointConfigError
 from hle_reasoning.pipelines.evaluation import create_pipeline
 from hle_reasoning.preflight import PreflightError, PreflightHook, preflight_problems
 from tests.fake_openai import FakeJudgeServer

@@ -20,7 +20,7 @@ import pandas as pd
 import pytest
 
 from hle_reasoning.config import AnsweringConfig, GenerationConfig
-from hle_reasoning.modeling.serving import Endpoint, EndpointAnswerer
+from hle_reasoning.modeling.openai_backend import Endpoint, EndpointAnswerer
 from tests.e2e.servers import free_port, server
 from tests.kedro_cli import ENV, KEDRO, kedro_run, stored_responses
 from tests.pipelines.test_evaluation_served import TRANSFORMERS

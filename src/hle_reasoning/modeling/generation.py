@@ -26,7 +26,7 @@ from hle_reasoning.hle.data.records import content_key
 from hle_reasoning.hle.data.schema import has_image
 from hle_reasoning.modeling.families import family_of_config
 from hle_reasoning.modeling.models import BuiltModel, load_model, load_processor, loading_folder
-from hle_reasoning.modeling.serving import RESPONSE_FIELDS
+from hle_reasoning.modeling.openai_backend import RESPONSE_FIELDS
 
 logger = logging.getLogger(__name__)
 

@@ -13,7 +13,7 @@ from hle_reasoning.config import (
     parse_or_raise,
 )
 from hle_reasoning.datasets.endpoints import AnswerEndpoints, env_prefix
-from hle_reasoning.modeling import serving
+from hle_reasoning.modeling import openai_backend
 
 logger = logging.getLogger(__name__)
 
@@ -74,14 +74,14 @@ def served_endpoint(
     endpoints: AnswerEndpoints,
     name: str,
     parameter: str | None = None,
-) -> serving.Endpoint:
+) -> openai_backend.Endpoint:
     """The server and model that answer ``name``: credentials/environment first, then conf."""
     parameter = parameter or f"evaluation.answering.{name}"
     problems = endpoint_problems(answering, endpoints, name, parameter)
     if problems:
         raise ConfigError(problems, header=f"{name} is answered by the openai backend, but:")
     found = endpoints.endpoint(name)
-    return serving.Endpoint(
+    return openai_backend.Endpoint(
         base_url=found.base_url or answering.base_url,
         model=found.model or answering.model,
         api_key=found.api_key,
@@ -93,13 +93,13 @@ def served_answerer(
     endpoints: AnswerEndpoints | None,
     generation: GenerationConfig,
     variant: str,
-) -> serving.EndpointAnswerer | None:
+) -> openai_backend.EndpointAnswerer | None:
     """The answerer of a variant with the ``openai`` backend (``None`` for ``local``)."""
     answering = answering_for(answering_config, variant)
     if answering.backend != "openai":
         return None
     endpoints = endpoints or AnswerEndpoints()
-    answerer = serving.EndpointAnswerer(
+    answerer = openai_backend.EndpointAnswerer(
         served_endpoint(answering, endpoints, variant),
         generation,
         answering,
@@ -183,11 +183,11 @@ def merged_checkpoint(base_model: str, adapter: str, model_config: Any, path: st
     return str(path)
 
 
-class EngineAnswerer(serving.EndpointAnswerer):
+class EngineAnswerer(openai_backend.EndpointAnswerer):
     """The ``openai`` answerer asking a :class:`~hle_reasoning.modeling.engines.ManagedEngine`:
     the same requests; an engine that exits while answering ends the run with its log's tail.
 
-    Its ``generation_key`` is the ``openai`` backend's (``serving.endpoint_key``) with the engine
+    Its ``generation_key`` is the ``openai`` backend's (``openai_backend.endpoint_key``) with the engine
     (name, precision, options) in place of the server's URL, whose port changes at every start,
     and the weights' fingerprint in place of the served path: a rerun reuses every stored answer.
     """
@@ -202,7 +202,7 @@ class EngineAnswerer(serving.EndpointAnswerer):
         parameter: str,
     ) -> None:
         super().__init__(
-            serving.Endpoint(base_url=engine.base_url, model=engine.model),
+            openai_backend.Endpoint(base_url=engine.base_url, model=engine.model),
             config,
             answering,
             parameter=parameter,
@@ -225,8 +225,8 @@ class EngineAnswerer(serving.EndpointAnswerer):
             },
             sort_keys=True,
         )
-        return serving.endpoint_key(
-            serving.Endpoint(base_url=f"engine:{label}", model=self.weights),
+        return openai_backend.endpoint_key(
+            openai_backend.Endpoint(base_url=f"engine:{label}", model=self.weights),
             self.config,
             self.answering,
         )

@@ -32,7 +32,7 @@ from hle_reasoning.hle.data.schema import has_image
 from hle_reasoning.hle.formatting import slug
 from hle_reasoning.hle.judge.table import VERDICT_COLUMNS
 from hle_reasoning.hle.scoring.comparison_models import compare_with_finetuned
-from hle_reasoning.modeling import serving
+from hle_reasoning.modeling import openai_backend
 from hle_reasoning.modeling.generation import RESPONSE_COLUMNS
 from hle_reasoning.pipelines.evaluation import backends, nodes
 
@@ -88,7 +88,7 @@ def answer_comparison_models(
     for i, entry in enumerate(comparison_models):
         parameter = f"evaluation.comparison_models[{i}]"
         endpoint = backends.served_endpoint(entry.answering, endpoints, entry.name, parameter)
-        answerer = serving.EndpointAnswerer(
+        answerer = openai_backend.EndpointAnswerer(
             endpoint, generation_config, entry.answering, parameter=parameter
         )
         mine = questions_of(questions, entry)
@@ -120,8 +120,10 @@ def answer_comparison_models(
                     answered_by=answerer.answered_by,
                 )
                 yield record.reindex(columns=list(COMPARISON_RESPONSE_COLUMNS))
-        except serving.EndpointConfigError as error:
-            raise serving.EndpointConfigError(f"comparison model {entry.name!r}: {error}") from None
+        except openai_backend.EndpointConfigError as error:
+            raise openai_backend.EndpointConfigError(
+                f"comparison model {entry.name!r}: {error}"
+            ) from None
 
 
 def judge_comparison_models(

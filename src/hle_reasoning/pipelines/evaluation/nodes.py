@@ -61,7 +61,7 @@ def answer_questions(
     """Answer the test questions batch by batch; stored answers of the same setup are kept.
 
     ``evaluation.answering.<variant>.backend`` says who answers: ``local`` (in-process
-    generate, below) or ``openai`` (an OpenAI-compatible server, ``modeling.serving``; each
+    generate, below) or ``openai`` (an OpenAI-compatible server, ``modeling.openai_backend``; each
     answer stored as it arrives, ``distributed`` ignored).
 
     Yields first the reusable stored responses (replacing the store, which drops stale ones),

@@ -11,7 +11,7 @@ from hypothesis import strategies as st
 from hle_reasoning.config import AnsweringConfig, GenerationConfig
 from hle_reasoning.datasets.endpoints import AnswerEndpoints, AnswerEndpointsDataset
 from hle_reasoning.hle.data.prompts import SYSTEM_PROMPT
-from hle_reasoning.modeling.serving import (
+from hle_reasoning.modeling.openai_backend import (
     RESPONSE_FIELDS,
     Endpoint,
     EndpointAnswerer,
