@@ -53,6 +53,9 @@ def _configured(hook):
 def _logged(mlflow, inputs, hook) -> tuple[dict, dict]:
     """Params and tags of a fresh run after ``hook.before_node_run(inputs)``."""
     with mlflow.start_run() as run:
+        if isinstance(hook, BatchedParamsMlflowHook):  # as before_pipeline_run sets it for a
+            hook.run_id = run.info.run_id  # tracked pipeline (kedro-mlflow's own hook would
+            # then reopen the run, which needs the whole mlflow.yml config)
         hook.before_node_run(node=None, catalog=None, inputs=inputs, is_async=False)
     data = mlflow.MlflowClient().get_run(run.info.run_id).data
     tags = {k: v for k, v in data.tags.items() if not k.startswith("mlflow.")}
@@ -83,6 +86,7 @@ def test_parameters_already_in_the_run_are_not_sent_again_and_a_changed_one_stil
 
     hook = _configured(BatchedParamsMlflowHook())
     with mlflow_store.start_run() as run:
+        hook.run_id = run.info.run_id
         hook.before_node_run(node=None, catalog=None, inputs=INPUTS, is_async=False)
         hook.before_node_run(node=None, catalog=None, inputs=INPUTS, is_async=False)
         assert calls["log_batch"] == 1
@@ -93,9 +97,20 @@ def test_parameters_already_in_the_run_are_not_sent_again_and_a_changed_one_stil
     assert params["seed"] == "42"
     # A new run gets every parameter again.
     with mlflow_store.start_run() as second:
+        hook.run_id = second.info.run_id
         hook.before_node_run(node=None, catalog=None, inputs=INPUTS, is_async=False)
     again = mlflow_store.MlflowClient().get_run(second.info.run_id).data.params
     assert again == params
+
+
+def test_a_pipeline_mlflow_yml_does_not_track_logs_no_parameter(mlflow_store, calls):
+    """kedro-mlflow starts no run for a pipeline in ``disable_tracking.pipelines`` (its run_id
+    stays None): the node's parameters go nowhere, not into a run of their own."""
+    hook = _configured(BatchedParamsMlflowHook())
+    assert hook.run_id is None
+    hook.before_node_run(node=None, catalog=None, inputs=INPUTS, is_async=False)
+    assert mlflow_store.active_run() is None
+    assert calls["log_batch"] == calls["log_param"] == 0
 
 
 def test_the_settings_hook_is_kedro_mlflows_and_imports_it_only_when_called():
