@@ -44,6 +44,7 @@ def grpo_config_kwargs(
     device: str,
     reward_weights: list[float],
     world_size: int = 1,
+    chat_template_date: str | None = None,
 ) -> dict[str, Any]:
     """The keyword arguments of ``MllamaGRPOConfig`` (``max_prompt_tokens`` and
     ``truncation_side`` are this project's; the rest are ``trl.GRPOConfig``'s).
@@ -82,6 +83,8 @@ def grpo_config_kwargs(
         loss_type=grpo.loss_type,
         max_prompt_tokens=prompt.max_prompt_tokens,
         truncation_side=prompt.truncation_side,
+        # The chat template's date (model.chat_template_date): prompts never depend on the day.
+        chat_template_kwargs={"date_string": chat_template_date} if chat_template_date else None,
         # What the proposal leaves open, fixed in the YAML rather than left to TRL's defaults.
         scale_rewards=grpo.scale_rewards,
         gradient_accumulation_steps=grpo.gradient_accumulation_steps,
@@ -120,6 +123,7 @@ def grpo_config(
     device: str,
     reward_weights: list[float],
     world_size: int = 1,
+    chat_template_date: str | None = None,
 ) -> MllamaGRPOConfig:
     """TRL's config with every proposal hyperparameter set explicitly (TRL's defaults differ)."""
     return MllamaGRPOConfig(
@@ -129,6 +133,7 @@ def grpo_config(
             device=device,
             reward_weights=reward_weights,
             world_size=world_size,
+            chat_template_date=chat_template_date,
         )
     )
 
