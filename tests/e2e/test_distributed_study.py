@@ -39,7 +39,7 @@ def test_kedro_run_on_two_processes_answers_each_question_once_per_variant(tmp_p
     assert output.count("Starting 2 worker process(es)") == 3
     summary = json.loads((project / "data/08_reporting/training_summary.json").read_text())
     assert summary["world_size"] == 2 and summary["completions_per_step"] == 4
-    assert summary["completions_per_process"] == 2 and summary["steps"] == 26
+    assert summary["completions_per_process"] == 2 and summary["steps"] == 8
     assert (project / "data/06_models/lora_adapter/adapter_config.json").exists()
     assert not (project / "data/06_models/grpo_checkpoints").exists()
 

@@ -132,12 +132,35 @@ def extend_over_completion(mask: torch.Tensor, completion_length: int) -> torch.
     return torch.cat([mask, tail], dim=1)
 
 
+def score_completion_tokens_only() -> None:
+    """Make TRL's fused LM head score only the completion tokens on every device.
+
+    TRL 1.16's ``fused_forward`` (trl/trainer/utils.py) scores only the positions with a label
+    (the completion) where Triton runs, and every position (the prompt too) elsewhere, to keep
+    tile shapes fixed for compiling backends such as Neuron. On a CPU nothing is compiled, and
+    with Llama 3's 128,256-token vocabulary scoring the prompt positions is most of a step's
+    time (prompts are several times longer than the 32-token completions). The result is the
+    same: prompt positions are masked out either way (tests/modeling/test_grpo.py checks it).
+    """
+    import trl.trainer.utils as trl_utils
+
+    trl_utils._use_triton = _compact_scoring
+
+
+def _compact_scoring(device: Any) -> bool:  # TRL's only use of it: the compact decision
+    return True
+
+
 class PromptCapGRPOTrainer(GRPOTrainer):
     """TRL's ``GRPOTrainer`` with the prompt cap of ``MllamaGRPOConfig`` (TRL 1.16 has none).
 
     The only override is ``_tokenize_prompts``; text-only models train through it on TRL's own
     text path.
     """
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        score_completion_tokens_only()
+        super().__init__(*args, **kwargs)
 
     @property
     def max_prompt_tokens(self) -> int | None:
@@ -159,8 +182,13 @@ class PromptCapGRPOTrainer(GRPOTrainer):
         # repr: render the prompts with text-only contents as strings (the same text otherwise).
         prompts = [text_contents_as_strings(prompt) for prompt in prompts]
         images = [
-            [part["image"] for m in p if isinstance(m["content"], list) for part in m["content"]
-             if part.get("type") == "image"]
+            [
+                part["image"]
+                for m in p
+                if isinstance(m["content"], list)
+                for part in m["content"]
+                if part.get("type") == "image"
+            ]
             or None
             for p in prompts
         ]
@@ -184,8 +212,9 @@ def text_contents_as_strings(messages: list[dict]) -> list[dict]:
     for message in messages:
         content = message.get("content")
         if isinstance(content, list) and all(p.get("type") == "text" for p in content):
-            message = {**message, "content": "".join(p["text"] for p in content)}
-        out.append(message)
+            out.append({**message, "content": "".join(p["text"] for p in content)})
+        else:
+            out.append(message)
     return out
 
 

@@ -46,6 +46,8 @@ _NAMED = {
 IMAGE_TOKEN_ID = NUM_BASE_TOKENS + NUM_RESERVED  # 128256
 # The released generation_config's stop tokens: <|end_of_text|>, <|eom_id|>, <|eot_id|>.
 STOP_TOKEN_IDS = (128001, 128008, 128009)
+# Bumped when ``convert`` changes what it writes: the cache folder's name holds it.
+CACHE_FORMAT = 2
 
 
 class Llama3TokenizerError(RuntimeError):
@@ -123,7 +125,9 @@ def convert(out_dir: str | Path) -> Path:
         eos_token=EOS_TOKEN,
         pad_token=PAD_TOKEN,
         model_input_names=["input_ids", "attention_mask"],
-        clean_up_tokenization_spaces=True,
+        # The released config says true, which transformers 5 ignores for BPE tokenizers (with
+        # a warning at every load): the same behaviour, without the warning.
+        clean_up_tokenization_spaces=False,
     )
     if tokenizer.convert_tokens_to_ids(IMAGE_TOKEN) != IMAGE_TOKEN_ID or len(tokenizer) != (
         IMAGE_TOKEN_ID + 1
@@ -140,7 +144,9 @@ def convert(out_dir: str | Path) -> Path:
 def tokenizer_dir() -> Path:
     """The converted tokenizer's folder, made on first use (written whole: a temporary folder
     renamed into place, so concurrent first uses never see half a tokenizer)."""
-    target = cache_root() / f"llama3-tokenizer-llama-models-{llama_models_version()}"
+    target = (
+        cache_root() / f"llama3-tokenizer-v{CACHE_FORMAT}-llama-models-{llama_models_version()}"
+    )
     if (target / "tokenizer.json").is_file():
         return target
     target.parent.mkdir(parents=True, exist_ok=True)

@@ -29,4 +29,3 @@ def test_sample_covers_every_branch(sample_questions):
     # One text question duplicated under two ids: the leak branch.
     text_only = df[df["image"] == ""]
     assert text_only.duplicated(["question"]).sum() == 1
-
