@@ -116,6 +116,23 @@ def test_prompts_equal_metas_chat_format_on_real_hle_questions(processor, meta, 
     with_image = int(real_questions["image"].map(has_image).sum())
     assert len(real_questions) == 595 and with_image == 53
     assert differences(processor, chat_format, real_questions) == []
+    # The released image processing on the real image questions: 4 tiles of 560 pixels, and
+    # the question's tokens, after <|image|>, attend the image.
+    from hle_reasoning.hle.data.prompts import prompt_images
+
+    for q in real_questions[real_questions["image"].map(has_image)].itertuples():
+        text = render_chat(processor, build_messages(q.question, True, image_first=True))
+        inputs = processor(
+            text=[text],
+            images=[prompt_images(q.image)],
+            return_tensors="pt",
+            add_special_tokens=False,
+        )
+        assert tuple(inputs["pixel_values"].shape) == (1, 1, 4, 3, 560, 560), q.id
+        ids = inputs["input_ids"][0].tolist()
+        sees = inputs["cross_attention_mask"][0, :, 0].any(-1)
+        first = ids.index(llama3_tokenizer.IMAGE_TOKEN_ID)
+        assert not sees[:first].any() and sees[first:].all(), q.id
 
 
 def test_released_template_behaviour(processor):
@@ -163,3 +180,43 @@ def test_image_processor_has_the_released_settings(processor, sample_questions):
     mask = inputs["cross_attention_mask"][0, :, 0].any(-1)
     first = inputs["input_ids"][0].tolist().index(128_256)
     assert not mask[:first].any() and mask[first:].all()
+
+
+def released_11b_config():
+    """Llama-3.2-11B-Vision-Instruct's config: transformers' MllamaConfig defaults are the 11B
+    shape; the released checkpoint's vision image_size is 560 (the default is 448)."""
+    from transformers import MllamaConfig
+
+    config = MllamaConfig(vision_config={"image_size": 560, "max_num_tiles": 4})
+    assert config.text_config.vocab_size == 128_256
+    assert config.image_token_index == llama3_tokenizer.IMAGE_TOKEN_ID
+    return config
+
+
+def test_lora_on_the_real_11b_architecture_counted_on_the_meta_device(training_params):
+    """The released architecture, no weights: the family is Mllama and the proposal's LoRA
+    adapts the language model's q/v projections only: 32 self-attention and 8 cross-attention
+    layers, 80 modules, 2,129,920 trainable parameters, none in the vision tower."""
+    import torch
+    from peft import get_peft_model
+    from transformers import MllamaForConditionalGeneration
+
+    from hle_reasoning.config import TrainingConfig
+    from hle_reasoning.modeling.families import MLLAMA, family_of_config
+    from hle_reasoning.modeling.trl_mapping import lora_config
+
+    config = released_11b_config()
+    family = family_of_config(config)
+    assert family.name == MLLAMA and family.cross_attention
+    with torch.device("meta"):
+        model = MllamaForConditionalGeneration(config)
+        lora = lora_config(TrainingConfig.from_params(training_params).lora, family)
+        peft_model = get_peft_model(model, lora)
+    adapted = [n for n, m in peft_model.named_modules() if hasattr(m, "lora_A") and "." in n]
+    adapted = [n for n in adapted if n.endswith(("q_proj", "v_proj"))]
+    assert len(adapted) == 80
+    assert all(".language_model." in n for n in adapted)
+    cross = {n.split(".layers.")[1].split(".")[0] for n in adapted if "cross_attn" in n}
+    assert cross == {str(i) for i in config.text_config.cross_attention_layers}
+    trainable = sum(p.numel() for p in peft_model.parameters() if p.requires_grad)
+    assert trainable == 2_129_920
