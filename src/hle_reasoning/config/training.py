@@ -177,7 +177,7 @@ class TrainingConfig(Block):
     embedding_model: str = "all-MiniLM-L6-v2"
     checkpoints: CheckpointsConfig = field(default_factory=CheckpointsConfig)
     memory: MemoryConfig = field(default_factory=MemoryConfig)
-    max_steps: int | None = field(default=None, metadata=_INT1)
+    max_steps: int | None = field(default=8, metadata=_INT1)
     cpu_threads: int | None = field(default=1, metadata=_INT1)
 
     @classmethod
