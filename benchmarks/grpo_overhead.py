@@ -42,17 +42,17 @@ def length_reward(completions, **_):
 
 
 def build_text_model(model_params: dict, workdir: Path, quantized: bool):
-    """A tiny LlamaForCausalLM with the tiny Mllama's text sizes and the bundled tokenizer."""
+    """A tiny LlamaForCausalLM with the tiny Mllama's text sizes and its Llama 3 tokenizer."""
     from transformers import AutoModelForCausalLM, LlamaConfig, LlamaForCausalLM
 
     from hle_reasoning.modeling.models import (
-        TINY_CHAT_TEMPLATE,
         load_tokenizer,
         quantization_config,
+        released_chat_template,
     )
 
     tokenizer = load_tokenizer("tiny")
-    tokenizer.chat_template = TINY_CHAT_TEMPLATE
+    tokenizer.chat_template = released_chat_template()
     text = dict(model_params["tiny"]["text"])
     text.pop("cross_attention_layers", None)
     config = LlamaConfig(

@@ -39,7 +39,7 @@ def test_kedro_run_on_two_processes_answers_each_question_once_per_variant(tmp_p
     assert output.count("Starting 2 worker process(es)") == 3
     summary = json.loads((project / "data/08_reporting/training_summary.json").read_text())
     assert summary["world_size"] == 2 and summary["completions_per_step"] == 4
-    assert summary["completions_per_process"] == 2 and summary["steps"] == 26
+    assert summary["completions_per_process"] == 2 and summary["steps"] == 8
     assert (project / "data/06_models/lora_adapter/adapter_config.json").exists()
     assert not (project / "data/06_models/grpo_checkpoints").exists()
 
@@ -56,7 +56,7 @@ def test_kedro_run_on_two_processes_answers_each_question_once_per_variant(tmp_p
     assert len(top) == 1  # one parent run: the session was not replicated
     # Rank 0 logged each step live into the parent run, once.
     assert set(rewards["run_uuid"]) == top
-    assert sorted(rewards["step"]) == list(range(1, 27))
+    assert sorted(rewards["step"]) == list(range(1, 9))  # training.max_steps: 8
     assert set(parents["value"]) == top
     assert sorted(runs.loc[runs["run_uuid"].isin(parents["run_uuid"]), "name"]) == [
         "evaluation.baseline",

@@ -98,11 +98,11 @@ def test_default_study_console_is_progress_warnings_and_summary(finished_study):
     )
     # The training bar says what it counts, and its last reward is the summary's.
     final_bar = [s for s in re.split(r"[\r\n]", output) if s.startswith("GRPO training")][-1]
-    assert "26/26" in final_bar, final_bar
+    assert "8/8" in final_bar, final_bar  # training.max_steps: 8 (conf/base)
     summary = re.search(r"final reward (\d\.\d+)", output)[1]
     assert f"reward={float(summary):.3g}" in final_bar, (final_bar, summary)
     log = (finished_study.path / "hle_reasoning.log").read_text()
-    assert "Loading data from" in log and "Trained 26 steps" in log
+    assert "Loading data from" in log and "Trained 8 steps" in log
 
 
 def test_default_study_is_tracked_in_mlflow(finished_study):

@@ -125,6 +125,13 @@ def test_generation_key_changes_with_what_answers_depend_on(tiny_dir, tmp_path):
         hub_90b, None, config, FP32
     )
     assert files_fingerprint(None) == files_fingerprint("") == "none"
+    # The chat template's date and the image's place change the prompt, hence the answers.
+    assert key != generation_key(
+        str(tiny_dir), None, config, dataclasses.replace(FP32, chat_template_date="01 Jan 2026")
+    )
+    assert key != generation_key(
+        str(tiny_dir), None, config, dataclasses.replace(FP32, image_position="after")
+    )
     # CPU threads do not change what greedy decoding answers.
     assert generation_key(str(tiny_dir), None, GenerationConfig(cpu_threads=2), FP32) == key
 

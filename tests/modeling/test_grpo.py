@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from hle_reasoning.config import QuantizationConfig, TinyConfig, TrainingConfig
-from hle_reasoning.hle.data.prompts import prompt_text
+from hle_reasoning.hle.data.prompts import SYSTEM_PROMPT, prompt_text
 from hle_reasoning.hle.data.schema import load_image
 from hle_reasoning.modeling.grpo import (
     MllamaGRPOConfig,
@@ -214,10 +214,19 @@ def test_trainer_log_probs_match_a_direct_forward_for_image_prompts(
     assert abs(trainer._metrics["eval"]["kl"][-1]) < 1e-6  # eval mode: "eval" metrics
 
 
-def test_prompts_are_capped_and_keep_the_image(
+def _prompt_text(processor, batch, row):
+    ids = batch["prompt_ids"][row][batch["prompt_mask"][row].bool()]
+    return processor.tokenizer.decode(ids)
+
+
+def test_prompts_cap_the_question_and_keep_the_system_prompt_and_the_image(
     fp32_model, processor, math_questions, training_params, tmp_path
 ):
-    questions = math_questions.iloc[[0, len(math_questions) - 1]]
+    """The 32-token cap cuts a long image question's text only: the system prompt (a string, not
+    the repr of a list of parts), the turn markup and <|image|>, before the question, stay."""
+    questions = math_questions.iloc[[0, len(math_questions) - 1]].copy()
+    long_question = "Let x be the number of primes below 10; " * 20 + "what is x squared?"
+    questions.iloc[0, questions.columns.get_loc("question")] = long_question
     trainer, dataset = make_trainer(
         fp32_model,
         processor,
@@ -229,14 +238,22 @@ def test_prompts_are_capped_and_keep_the_image(
         max_completion_length=4,
     )
     batch = generation_batch(trainer, dataset, [0, 1])
-    assert batch["prompt_mask"].sum(1).max() == 32
     image_rows = (batch["prompt_ids"] == processor.image_token_id).any(1)
     assert image_rows.tolist() == [True, True, False, False]
-    # The prompts end with the assistant header, the start of the completion.
-    header = processor.tokenizer(
-        "<|start_header_id|>assistant<|end_header_id|>\n\n", add_special_tokens=False
-    )["input_ids"]
-    assert batch["prompt_ids"][0, -len(header) :].tolist() == header
+    tokenizer = processor.tokenizer
+    kept = tokenizer.decode(tokenizer(long_question, add_special_tokens=False)["input_ids"][-32:])
+    for row in (0, 2):
+        text = _prompt_text(processor, batch, row)
+        assert text.startswith("<|begin_of_text|>")
+        assert SYSTEM_PROMPT + "<|eot_id|>" in text and "[{" not in text
+    image_prompt = _prompt_text(processor, batch, 0)
+    assert image_prompt.endswith(
+        f"<|start_header_id|>user<|end_header_id|>\n\n<|image|>{kept}<|eot_id|>"
+        "<|start_header_id|>assistant<|end_header_id|>\n\n"
+    )
+    # The text question is short: whole, after the template's pinned date.
+    assert "Today Date: 26 Jul 2024\n\n" in _prompt_text(processor, batch, 2)
+    assert questions.iloc[1]["question"] in _prompt_text(processor, batch, 2)
 
 
 def test_a_mixed_batch_of_image_and_text_questions_trains(
@@ -348,7 +365,9 @@ def test_grpo_through_lora_on_the_4bit_base_raises_the_rewarded_tokens_probabili
     trainer.train()
     trainer.model.train()
     after = marker_mass(trainer.model, processor, questions, markers)
-    assert after > before + 0.15, (before, after)
+    # With Llama 3's 128,256-token vocabulary the next-token distribution is flatter (entropy
+    # about 10.5 nats) than with the 2,048-token stand-in: the rise is smaller (0.22 -> 0.33).
+    assert after > before + 0.08, (before, after)
 
 
 def test_generate_receives_the_processors_cross_attention_mask_for_left_padded_prompts(
@@ -520,11 +539,11 @@ def test_text_only_batches_take_trls_path_and_score_like_a_direct_forward(
         assert torch.equal(trainer._prompt_cross_attention_mask(ids, tiles), expected)
 
 
-def test_image_prompts_cut_before_their_image_are_generated_as_text(
+def test_right_truncation_keeps_the_start_of_the_question_and_its_image(
     fp32_model, processor, math_questions, training_params, tmp_path
 ):
-    """Right truncation to 8 tokens keeps only the start of the prompt, never the image token:
-    no row sees its image, and every row still gets its completions."""
+    """Right truncation to 8 tokens keeps the question's first 8 tokens, and the image token
+    before them: the image row sees its image, and every row gets its completions."""
     questions = math_questions.iloc[[0, len(math_questions) - 1]]  # an image and a text question
     trainer, dataset = make_trainer(
         fp32_model,
@@ -538,7 +557,12 @@ def test_image_prompts_cut_before_their_image_are_generated_as_text(
         max_completion_length=3,
     )
     batch = generation_batch(trainer, dataset, [0, 1])
-    assert not (batch["prompt_ids"] == processor.image_token_id).any()
+    tokenizer = processor.tokenizer
+    first = tokenizer.decode(
+        tokenizer(questions.iloc[0]["question"], add_special_tokens=False)["input_ids"][:8]
+    )
+    assert f"<|image|>{first}<|eot_id|>" in _prompt_text(processor, batch, 0)
+    assert (batch["prompt_ids"][:2] == processor.image_token_id).any(1).all()
     assert batch["completion_ids"].shape[0] == 4
     assert (batch["completion_mask"].sum(1) > 0).all()
 

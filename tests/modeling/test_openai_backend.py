@@ -71,7 +71,7 @@ def test_each_question_is_asked_with_hles_request_and_stored_as_one_record():
     assert text["temperature"] == 0.0 and text["max_completion_tokens"] == 64
     assert text["messages"][0] == {
         "role": "system",
-        "content": [{"type": "text", "text": SYSTEM_PROMPT}],
+        "content": SYSTEM_PROMPT,  # a string, as HLE's request sends it
     }
     image = bodies["What colour is this pixel?"]
     # Llama 3.2 Vision refuses a system message with an image: the prompt goes in a user turn.
@@ -164,4 +164,4 @@ def test_request_messages_are_built_for_any_question_text(question, role, image)
     messages = request_messages(question, IMAGE if image else "", role)
     assert messages[-1]["content"][0] == {"type": "text", "text": question}
     assert any(p.get("type") == "image_url" for p in messages[-1]["content"]) == image
-    assert messages[0]["content"] == [{"type": "text", "text": SYSTEM_PROMPT}]
+    assert messages[0]["content"] == SYSTEM_PROMPT  # a string, as HLE's request sends it

@@ -43,10 +43,10 @@ def server(questions):
 
     def reply(body: dict) -> str:
         text = " ".join(
-            part["text"]
+            message["content"]  # the system prompt: a string, as HLE's request sends it
+            if isinstance(message["content"], str)
+            else " ".join(p["text"] for p in message["content"] if p["type"] == "text")
             for message in body["messages"]
-            for part in message["content"]
-            if part["type"] == "text"
         )
         question = next(q for q in position if q in text)
         right = position[question] in RIGHT[body["model"]]

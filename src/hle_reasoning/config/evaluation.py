@@ -30,7 +30,7 @@ class GenerationConfig(Block):
 
     PATH = "evaluation.generation"
     batch_size: int = field(default=8, metadata=check(lambda v: v >= 1, "it must be >= 1"))
-    max_new_tokens: int = field(default=128, metadata=check(lambda v: v >= 1, "it must be >= 1"))
+    max_new_tokens: int = field(default=64, metadata=check(lambda v: v >= 1, "it must be >= 1"))
     do_sample: bool = False
     temperature: float = 0.7
     top_p: float = field(default=1.0, metadata=check(lambda v: 0 < v <= 1, "set it in (0, 1]"))

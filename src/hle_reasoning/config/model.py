@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 from typing import Literal
 
 from hle_reasoning.config.parsing import Block, at_least, check
+from hle_reasoning.hle.data.prompts import DEFAULT_CHAT_TEMPLATE_DATE, ImagePosition
 
 TINY = "tiny"
 Dtype = Literal["float32", "bfloat16", "float16"]
@@ -89,6 +90,17 @@ class ModelConfig(Block):
     dtype: Dtype = "float32"
     quantization: QuantizationConfig = field(default_factory=QuantizationConfig)
     tiny: TinyConfig = field(default_factory=TinyConfig)
+    # The chat template's "Today Date" (Llama 3.2's template writes today's date into text-only
+    # prompts unless given one): pinned so that prompts, and stored answers, never depend on the
+    # day of the run. The default is the released template's own fallback.
+    chat_template_date: str = field(
+        default=DEFAULT_CHAT_TEMPLATE_DATE,
+        metadata=check(lambda v: bool(v.strip()), "set a date such as '26 Jul 2024'"),
+    )
+    # Where the image goes in the user turn: before the question text (cross-attention models:
+    # Mllama's text attends only to images before it), after it (HLE's own request order), or
+    # auto: before for cross-attention models, after for the others.
+    image_position: ImagePosition = "auto"
     # Where packaged models (name_or_path: smollm2-135m-instruct) are converted, once, to a
     # normal checkpoint folder named after them.
     packaged_dir: str = "data/06_models"

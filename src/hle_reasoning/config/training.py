@@ -192,7 +192,7 @@ class TrainingConfig(Block):
     checkpoints: CheckpointsConfig = field(default_factory=CheckpointsConfig)
     memory: MemoryConfig = field(default_factory=MemoryConfig)
     completions: CompletionsConfig = field(default_factory=CompletionsConfig)
-    max_steps: int | None = field(default=None, metadata=_INT1)
+    max_steps: int | None = field(default=8, metadata=_INT1)
     cpu_threads: int | None = field(default=1, metadata=_INT1)
 
     @classmethod

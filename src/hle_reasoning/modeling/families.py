@@ -36,6 +36,9 @@ class Family:
     # The language model's modules, as a regex prefix of their names in the PEFT-wrapped model's
     # base (``model.language_model.`` for the vision families, ``model.layers.`` for causal LMs).
     language_model_prefix: str
+    # Images reach the text by cross-attention that starts at the image token (Mllama: "image
+    # will only attend to the subsequent text tokens"): the image goes before the question.
+    cross_attention: bool = False
 
     def lora_target(self, modules: list[str]) -> str:
         """A regex matching ``modules`` (e.g. q_proj, v_proj) inside the language model only."""
@@ -64,7 +67,12 @@ class Family:
 
 
 FAMILIES = {
-    MLLAMA: Family(MLLAMA, takes_images=True, language_model_prefix="model.language_model."),
+    MLLAMA: Family(
+        MLLAMA,
+        takes_images=True,
+        language_model_prefix="model.language_model.",
+        cross_attention=True,
+    ),
     VISION: Family(VISION, takes_images=True, language_model_prefix="model.language_model."),
     TEXT: Family(TEXT, takes_images=False, language_model_prefix="model.layers."),
 }

@@ -21,7 +21,13 @@ import pandas as pd
 
 from hle_reasoning.config.evaluation import GenerationConfig
 from hle_reasoning.config.model import ModelConfig
-from hle_reasoning.hle.data.prompts import SYSTEM_PROMPT, prompt_images, prompt_text
+from hle_reasoning.hle.data.prompts import (
+    DEFAULT_CHAT_TEMPLATE_DATE,
+    SYSTEM_PROMPT,
+    image_goes_first,
+    prompt_images,
+    prompt_text,
+)
 from hle_reasoning.hle.data.records import content_key
 from hle_reasoning.hle.data.schema import has_image
 from hle_reasoning.modeling.families import family_of_config
@@ -123,6 +129,8 @@ def generation_key(
         "adapter": files_fingerprint(adapter),
         "generation": {k: v for k, v in asdict(config).items() if k != "cpu_threads"},
         "system_prompt": SYSTEM_PROMPT,
+        "chat_template_date": model_config.chat_template_date,
+        "image_position": model_config.image_position,
         "quantization": asdict(model_config.quantization),
         "dtype": model_config.dtype,
     }
@@ -176,11 +184,20 @@ def fitted_prompt(
     system_role: str,
     limit: int | None,
     plain: bool = False,
+    image_first: bool = True,
+    date: str = DEFAULT_CHAT_TEMPLATE_DATE,
 ) -> tuple[str, bool]:
-    """The rendered prompt of a question, its question cut (keeping its end, as training's
+    """The rendered prompt of a question, its question text cut (keeping its end, as training's
     ``truncation_side: left`` does) so the whole prompt holds at most ``limit`` tokens; and
-    whether it was cut."""
-    text = prompt_text(processor, question, image, SYSTEM_PROMPT, system_role, plain)
+    whether it was cut. Only the question's text is cut: the system prompt, the turn markup and
+    ``<|image|>`` stay whole wherever they are."""
+
+    def render(text: str) -> str:
+        return prompt_text(
+            processor, text, image, SYSTEM_PROMPT, system_role, plain, image_first, date
+        )
+
+    text = render(question)
     # A byte-level tokenizer makes at most one token per byte: short prompts need no count.
     if limit is None or len(text.encode("utf-8")) <= limit:
         return text, False
@@ -192,7 +209,7 @@ def fitted_prompt(
     keep = max(0, len(ids) - (total - limit))
     for _ in range(4):  # decoding and re-encoding a cut can shift a token or two
         cut = tokenizer.decode(ids[len(ids) - keep :]) if keep else ""
-        text = prompt_text(processor, cut, image, SYSTEM_PROMPT, system_role, plain)
+        text = render(cut)
         excess = len(tokenizer(text, add_special_tokens=False)["input_ids"]) - limit
         if excess <= 0 or keep == 0:
             break
@@ -208,6 +225,8 @@ def generate_responses(
     *,
     progress: bool = True,
     description: str = "answering",
+    chat_template_date: str = DEFAULT_CHAT_TEMPLATE_DATE,
+    image_position: str = "auto",
 ) -> Iterator[pd.DataFrame]:
     """Answer ``questions`` (columns ``id``, ``question``, ``image``) batch by batch.
 
@@ -220,7 +239,9 @@ def generate_responses(
     from tqdm.auto import tqdm
 
     # A text-only model's "processor" is its tokenizer; its prompts are plain strings.
-    plain = not family_of_config(model.config).takes_images
+    family = family_of_config(model.config)
+    plain = not family.takes_images
+    image_first = image_goes_first(image_position, family.cross_attention)
     tokenizer = getattr(processor, "tokenizer", processor)
     padding_side = tokenizer.padding_side
     tokenizer.padding_side = "left"  # decoder-only generation continues from the right edge
@@ -248,7 +269,16 @@ def generate_responses(
         for batch in batches(questions, config.batch_size):
             started = time.perf_counter()
             fitted = [
-                fitted_prompt(processor, row.question, row.image, config.system_role, limit, plain)
+                fitted_prompt(
+                    processor,
+                    row.question,
+                    row.image,
+                    config.system_role,
+                    limit,
+                    plain,
+                    image_first,
+                    chat_template_date,
+                )
                 for row in batch.itertuples()
             ]
             texts = [text for text, _ in fitted]

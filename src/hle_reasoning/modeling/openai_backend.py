@@ -53,10 +53,18 @@ class Endpoint:
         return f"Endpoint(base_url={self.base_url!r}, model={self.model!r}, api_key={key})"
 
 
-def request_messages(question: str, image: str, system_role: str = "auto") -> list[dict]:
-    """HLE's chat messages for one question, the image (a data URI) as an ``image_url`` part."""
-    messages = build_messages(question, has_image(image), SYSTEM_PROMPT, system_role)
+def request_messages(
+    question: str, image: str, system_role: str = "auto", image_first: bool = False
+) -> list[dict]:
+    """HLE's chat messages for one question: the system prompt as a string, the image (a data
+    URI) as an ``image_url`` part, after the text as HLE's request has it (``image_first``:
+    before it)."""
+    messages = build_messages(
+        question, has_image(image), SYSTEM_PROMPT, system_role, image_first=image_first
+    )
     for message in messages:
+        if isinstance(message["content"], str):
+            continue
         parts = []
         for part in message["content"]:
             if part["type"] == "image":

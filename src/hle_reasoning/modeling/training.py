@@ -26,7 +26,7 @@ from hle_reasoning import tracking
 from hle_reasoning.config.distributed import world_size_problems
 from hle_reasoning.config.model import ModelConfig
 from hle_reasoning.config.training import TrainingConfig, TrainingConfigError
-from hle_reasoning.hle.data.prompts import SYSTEM_PROMPT, build_messages
+from hle_reasoning.hle.data.prompts import SYSTEM_PROMPT, build_messages, image_goes_first
 from hle_reasoning.hle.data.schema import has_image, load_image
 from hle_reasoning.modeling import completions as completions_table
 from hle_reasoning.modeling import memory
@@ -104,11 +104,16 @@ def training_dataset(
     system_prompt: str = SYSTEM_PROMPT,
     system_role: str = "auto",
     plain: bool = False,
+    image_first: bool = True,
 ):
     """HLE questions as TRL rows: chat ``prompt``, ``images`` (0 or 1 PIL image) and the answer.
 
     ``answer``, ``answer_type`` and ``id`` reach the reward functions as keyword arguments.
     ``plain``: string message contents and no ``images`` column (a text-only model's rows).
+    Otherwise every content is a list of parts, as TRL's VLM path wants them (a string content
+    of the first user message would receive TRL's image placeholders); the trainer renders
+    text-only contents, the system prompt among them, as strings again
+    (``grpo.text_contents_as_strings``). ``image_first``: the image before the question text.
     """
     import datasets
 
@@ -117,8 +122,18 @@ def training_dataset(
     rows = []
     for q in questions.itertuples(index=False):
         with_image = has_image(q.image)
+        messages = build_messages(
+            q.question, with_image, system_prompt, system_role, plain, image_first
+        )
+        if not plain:
+            messages = [
+                {**m, "content": [{"type": "text", "text": m["content"]}]}
+                if isinstance(m["content"], str)
+                else m
+                for m in messages
+            ]
         row = {
-            "prompt": build_messages(q.question, with_image, system_prompt, system_role, plain),
+            "prompt": messages,
             "answer": str(q.answer),
             "answer_type": str(q.answer_type),
             "id": str(q.id),
@@ -232,7 +247,10 @@ def train_grpo(
         logger.info("%s (%s family)", subset["note"], family.name)
     trainer_class = trainer_class or family.trainer_class()
     dataset = training_dataset(
-        questions, system_role=training.prompt.system_role, plain=not family.takes_images
+        questions,
+        system_role=training.prompt.system_role,
+        plain=not family.takes_images,
+        image_first=image_goes_first(model_cfg.image_position, family.cross_attention),
     )
     reward_funcs, weights = build_reward_functions(
         training.rewards.weights,
@@ -263,6 +281,7 @@ def train_grpo(
                 device="cpu" if device == "cpu" else "cuda",
                 reward_weights=weights,
                 world_size=world_size,
+                chat_template_date=model_cfg.chat_template_date,
             )
             # Before the live metrics: it adds each step's figures to the log history they read.
             completions = CompletionsCallback(

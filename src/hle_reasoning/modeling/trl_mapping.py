@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from hle_reasoning.config.training import LoraSettings, TrainingConfig
+from hle_reasoning.hle.data.prompts import DEFAULT_CHAT_TEMPLATE_DATE
 from hle_reasoning.modeling.families import FAMILIES, MLLAMA, Family
 from hle_reasoning.modeling.grpo import MllamaGRPOConfig
 
@@ -44,6 +45,7 @@ def grpo_config_kwargs(
     device: str,
     reward_weights: list[float],
     world_size: int = 1,
+    chat_template_date: str = DEFAULT_CHAT_TEMPLATE_DATE,
 ) -> dict[str, Any]:
     """The keyword arguments of ``MllamaGRPOConfig`` (``max_prompt_tokens`` and
     ``truncation_side`` are this project's; the rest are ``trl.GRPOConfig``'s).
@@ -82,6 +84,8 @@ def grpo_config_kwargs(
         loss_type=grpo.loss_type,
         max_prompt_tokens=prompt.max_prompt_tokens,
         truncation_side=prompt.truncation_side,
+        # The chat template's date (model.chat_template_date): prompts never depend on the day.
+        chat_template_kwargs={"date_string": chat_template_date},
         # What the proposal leaves open, fixed in the YAML rather than left to TRL's defaults.
         scale_rewards=grpo.scale_rewards,
         gradient_accumulation_steps=grpo.gradient_accumulation_steps,
@@ -120,6 +124,7 @@ def grpo_config(
     device: str,
     reward_weights: list[float],
     world_size: int = 1,
+    chat_template_date: str = DEFAULT_CHAT_TEMPLATE_DATE,
 ) -> MllamaGRPOConfig:
     """TRL's config with every proposal hyperparameter set explicitly (TRL's defaults differ)."""
     return MllamaGRPOConfig(
@@ -129,6 +134,7 @@ def grpo_config(
             device=device,
             reward_weights=reward_weights,
             world_size=world_size,
+            chat_template_date=chat_template_date,
         )
     )
 

@@ -2,10 +2,8 @@
 
 import json
 
-from hle_reasoning.hle.data.schema import CATEGORIES, read_export, validate_hle
+from hle_reasoning.hle.data.schema import CATEGORIES
 from hle_reasoning.hle.data.synthetic import CANARY, write_sample
-from hle_reasoning.modeling.models import load_tokenizer, tiny_tokenizer_dir
-from hle_reasoning.modeling.tiny_tokenizer import train_tiny_tokenizer
 from tests.conftest import SAMPLE
 
 
@@ -31,17 +29,3 @@ def test_sample_covers_every_branch(sample_questions):
     # One text question duplicated under two ids: the leak branch.
     text_only = df[df["image"] == ""]
     assert text_only.duplicated(["question"]).sum() == 1
-
-
-def test_bundled_tokenizer_is_the_one_trained_on_the_sample():
-    texts = [f"{q}\n{a}" for q, a in zip(*_texts(), strict=True)]
-    retrained = train_tiny_tokenizer(texts)
-    bundled = load_tokenizer("tiny")
-    assert retrained.get_vocab() == bundled.get_vocab()
-    assert (tiny_tokenizer_dir() / "tokenizer.json").exists()
-
-
-def _texts():
-    df = validate_hle(read_export(SAMPLE), str(SAMPLE))
-    raw = [json.loads(line) for line in SAMPLE.read_text().splitlines()]
-    return df["question"].tolist(), [r["answer"] for r in raw]

@@ -133,7 +133,13 @@ def answer_questions(
     if not todo.empty:
         network, processor = generation.load_for_evaluation(base_model, adapter, model)
         for batch in generation.generate_responses(
-            network, processor, todo, config, description=f"{variant} answers"
+            network,
+            processor,
+            todo,
+            config,
+            description=f"{variant} answers",
+            chat_template_date=model.chat_template_date,
+            image_position=model.image_position,
         ):
             yield batch.assign(generation_key=key, answered_by="local")
     if leftover is not None and len(leftover):

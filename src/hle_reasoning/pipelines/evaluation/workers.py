@@ -70,6 +70,8 @@ def answer_share(task: AnswerTask) -> int:
         task.config,
         progress=state.is_local_main_process,
         description=f"{task.description} (rank {state.process_index} of {state.num_processes})",
+        chat_template_date=task.model.chat_template_date,
+        image_position=task.model.image_position,
     ):
         batch["generation_key"] = task.key
         batch["answered_by"] = "local"
