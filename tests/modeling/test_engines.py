@@ -403,6 +403,14 @@ def test_an_engine_answers_key_is_stable_across_ports_and_names_the_setup(tiny_d
 
     (first, port1), (second, port2) = key(), key()
     assert port1 != port2 and first == second  # a rerun on another port reuses stored answers
+    # Llama 3.2 Vision gets the image before the question (image_position auto), as in-process.
+    block = AnsweringConfig(backend="engine", engine="transformers", engine_log_dir=str(tmp_path))
+    assert backends.engine_answerer(block, generation, model, str(tiny_dir), None, "b").image_first
+    after = ModelConfig.from_params(
+        {"name_or_path": "tiny", "device": "cpu", "image_position": "after"}
+    )
+    hle_order = backends.engine_answerer(block, generation, after, str(tiny_dir), None, "b")
+    assert not hle_order.image_first and hle_order.key != first
     assert key(engine_options={"attn_implementation": "sdpa"})[0] != first
     assert key(max_retries=0, concurrency=1)[0] == first  # not what an answer depends on
     refused = AnsweringConfig(

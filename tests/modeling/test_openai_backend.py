@@ -35,7 +35,7 @@ QUESTIONS = pd.DataFrame(
 
 
 def last_user_text(body: dict) -> str:
-    return body["messages"][-1]["content"][0]["text"]
+    return next(p["text"] for p in body["messages"][-1]["content"] if p["type"] == "text")
 
 
 def answers(body: dict) -> str:
@@ -45,12 +45,13 @@ def answers(body: dict) -> str:
     return f"Explanation: computed.\nAnswer: {answer}\nConfidence: 80%"
 
 
-def answer_all(server, questions=QUESTIONS, generation=None, **answering):
+def answer_all(server, questions=QUESTIONS, generation=None, image_first=False, **answering):
     endpoint = Endpoint(base_url=server.base_url, model="served-model", api_key="sk-secret")
     answerer = EndpointAnswerer(
         endpoint,
         GenerationConfig(**(generation or {"max_new_tokens": 64})),
         AnsweringConfig(backend="openai", **{"concurrency": 2, "max_retries": 2, **answering}),
+        image_first=image_first,
     )
     return list(answerer.answer_all(questions, progress=False))
 
@@ -78,6 +79,24 @@ def test_each_question_is_asked_with_hles_request_and_stored_as_one_record():
     assert image["messages"][0]["role"] == "user"
     assert image["messages"][1]["content"][1] == {"type": "image_url", "image_url": {"url": IMAGE}}
     assert all(r["headers"]["authorization"] == "Bearer sk-secret" for r in server.requests)
+
+
+def test_image_first_sends_the_image_before_the_question_under_its_own_key():
+    """A served Llama 3.2 Vision reads only the text after its <|image|>: image_first puts the
+    image part first; text-only questions are unchanged; answers of HLE's order are not reused."""
+    with FakeJudgeServer(reply=answers) as server:
+        records = pd.concat(answer_all(server, image_first=True)).set_index("id")
+    assert records.loc["q-image", "response"].startswith("Explanation")
+    bodies = {last_user_text(r["body"]): r["body"] for r in server.requests}
+    image = bodies["What colour is this pixel?"]["messages"][-1]["content"]
+    assert [part["type"] for part in image] == ["image_url", "text"]
+    text = bodies["What is 2 + 2?"]["messages"][-1]["content"]
+    assert [part["type"] for part in text] == ["text"]
+    endpoint = Endpoint(base_url="http://127.0.0.1:8000/v1", model="m")
+    generation, answering = GenerationConfig(), AnsweringConfig(backend="openai")
+    hle_order = endpoint_key(endpoint, generation, answering)
+    assert endpoint_key(endpoint, generation, answering, image_first=False) == hle_order
+    assert endpoint_key(endpoint, generation, answering, image_first=True) != hle_order
 
 
 def test_sampling_sends_the_configured_temperature_top_p_and_seed():

@@ -82,7 +82,12 @@ def sampling_arguments(config: GenerationConfig) -> dict[str, Any]:
     return {"temperature": config.temperature, "top_p": config.top_p, "seed": config.seed}
 
 
-def endpoint_key(endpoint: Endpoint, config: GenerationConfig, answering: AnsweringConfig) -> str:
+def endpoint_key(
+    endpoint: Endpoint,
+    config: GenerationConfig,
+    answering: AnsweringConfig,
+    image_first: bool = False,
+) -> str:
     """What a served answer depends on: the backend, the server, the served model, the decoding
     and the prompt (not the key, the concurrency or the retries). Answers stored under another
     key are asked again."""
@@ -95,6 +100,8 @@ def endpoint_key(endpoint: Endpoint, config: GenerationConfig, answering: Answer
         "system_role": config.system_role,
         "system_prompt": SYSTEM_PROMPT,
     }
+    if image_first:  # HLE's order (image after the text) keeps the keys answers were stored under
+        payload["image_first"] = True
     return content_key(payload, 16)
 
 
@@ -108,10 +115,14 @@ class EndpointAnswerer:
         answering: AnsweringConfig,
         *,
         parameter: str = "evaluation.answering.<variant>",
+        image_first: bool = False,
     ) -> None:
         from openai import OpenAI
 
         self.endpoint = endpoint
+        # The image part before the question text: a served Llama 3.2 Vision reads the question
+        # only after its <|image|> (cross-attention; hle.data.prompts.image_goes_first).
+        self.image_first = image_first
         self.config = config
         self.answering = answering
         self.parameter = parameter  # the block that set model and base_url, for error messages
@@ -138,7 +149,7 @@ class EndpointAnswerer:
     @property
     def key(self) -> str:
         """The ``generation_key`` of this answerer's answers (:func:`endpoint_key`)."""
-        return endpoint_key(self.endpoint, self.config, self.answering)
+        return endpoint_key(self.endpoint, self.config, self.answering, self.image_first)
 
     @property
     def answered_by(self) -> str:
@@ -154,7 +165,9 @@ class EndpointAnswerer:
         try:
             completion = self._client.chat.completions.create(
                 model=self.endpoint.model,
-                messages=request_messages(row.question, row.image, self.config.system_role),
+                messages=request_messages(
+                    row.question, row.image, self.config.system_role, self.image_first
+                ),
                 max_completion_tokens=self.config.max_new_tokens,
                 **sampling_arguments(self.config),
             )

@@ -93,8 +93,15 @@ def served_answerer(
     endpoints: AnswerEndpoints | None,
     generation: GenerationConfig,
     variant: str,
+    image_position: str = "auto",
 ) -> openai_backend.EndpointAnswerer | None:
-    """The answerer of a variant with the ``openai`` backend (``None`` for ``local``)."""
+    """The answerer of a variant with the ``openai`` backend (``None`` for ``local``).
+
+    ``image_position`` (``model.image_position``): ``auto`` keeps HLE's request order (the image
+    after the question), right for API models; the served model's family is not known here, so
+    a Llama 3.2 Vision server needs ``before`` (the ``engine`` backend decides it by itself)."""
+    from hle_reasoning.hle.data.prompts import image_goes_first
+
     answering = answering_for(answering_config, variant)
     if answering.backend != "openai":
         return None
@@ -104,6 +111,7 @@ def served_answerer(
         generation,
         answering,
         parameter=f"evaluation.answering.{variant}",
+        image_first=image_goes_first(image_position, cross_attention=False),
     )
     logger.info(
         "%s: answering through %r, %d request(s) at a time (key from %s)",
@@ -200,12 +208,14 @@ class EngineAnswerer(openai_backend.EndpointAnswerer):
         weights: str,
         *,
         parameter: str,
+        image_first: bool = False,
     ) -> None:
         super().__init__(
             openai_backend.Endpoint(base_url=engine.base_url, model=engine.model),
             config,
             answering,
             parameter=parameter,
+            image_first=image_first,
         )
         self.engine = engine
         self.weights = weights
@@ -229,6 +239,7 @@ class EngineAnswerer(openai_backend.EndpointAnswerer):
             openai_backend.Endpoint(base_url=f"engine:{label}", model=self.weights),
             self.config,
             self.answering,
+            self.image_first,
         )
 
     @property
@@ -277,6 +288,7 @@ def engine_answerer(
     from datetime import datetime, timezone
     from pathlib import Path
 
+    from hle_reasoning.hle.data.prompts import image_goes_first
     from hle_reasoning.modeling import engines
     from hle_reasoning.modeling.generation import files_fingerprint
 
@@ -307,7 +319,10 @@ def engine_answerer(
         port=engines.free_port(),
     )
     weights = f"{files_fingerprint(base_model)}+{files_fingerprint(adapter)}"
-    return EngineAnswerer(engine, generation, answering, weights, parameter=parameter)
+    image_first = image_goes_first(model_config.image_position, serves_mllama(base_model))
+    return EngineAnswerer(
+        engine, generation, answering, weights, parameter=parameter, image_first=image_first
+    )
 
 
 def engine_info_path(answering: AnsweringConfig, variant: str) -> Any:

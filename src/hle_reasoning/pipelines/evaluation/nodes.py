@@ -76,7 +76,9 @@ def answer_questions(
     if answering.backend == "engine":
         served = backends.engine_answerer(answering, config, model, base_model, adapter, variant)
     else:
-        served = backends.served_answerer(answering_config, answer_endpoints, config, variant)
+        served = backends.served_answerer(
+            answering_config, answer_endpoints, config, variant, model.image_position
+        )
     if served is not None:
         key, scale = served.key, DistributedConfig.from_params({"num_processes": 1})
     else:
