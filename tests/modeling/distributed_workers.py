@@ -39,9 +39,10 @@ def cpu_fp32(model_params: dict) -> ModelConfig:
     )
 
 
-def report(items: list[int]) -> dict:
-    """What this worker sees: its rank, the group's size and backend, and its share."""
-    state = distributed.init_worker()
+def report(items: list[int], cpu_threads: int = 1) -> dict:
+    """What this worker sees: its rank, the group's size and backend, its torch threads (after
+    ``init_worker(cpu_threads)``) and its share."""
+    state = distributed.init_worker(cpu_threads)
     return {
         "rank": state.process_index,
         "world_size": state.num_processes,
