@@ -1,5 +1,7 @@
-"""One whole default `kedro run` in this process: every parameter block is parsed once, the nodes
-receive the parsed blocks, and MLflow still records the raw parameters."""
+"""One whole `kedro run` of the default pipeline in this process: every parameter block is parsed
+once, the nodes receive the parsed blocks, and MLflow still records the raw parameters. The run is
+cut short (one GRPO step, 16-token answers), as `kedro run --params` would: what is parsed, passed
+and logged does not depend on how long the nodes work."""
 
 from __future__ import annotations
 
@@ -42,7 +44,9 @@ def test_a_default_run_parses_each_block_once_and_mlflow_logs_the_raw_parameters
     previous_uri = mlflow.get_tracking_uri()
     monkeypatch.delenv("MLFLOW_EXPERIMENT_ID", raising=False)
     bootstrap_project(project)
-    with KedroSession.create(project_path=project) as session:
+    # The default pipeline, every block, shortened: one training step and short answers.
+    short = {"training": {"max_steps": 1}, "evaluation": {"generation": {"max_new_tokens": 16}}}
+    with KedroSession.create(project_path=project, runtime_params=short) as session:
         hooks = session._hook_manager
 
         class Received:

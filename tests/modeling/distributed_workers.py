@@ -1,4 +1,10 @@
-"""Worker functions for the distributed tests (module level: the workers are spawned)."""
+"""Worker functions for the distributed tests (module level: the workers are spawned).
+
+Every spawned worker imports this module first: it imports only torch.distributed and the
+project's launcher, so that the workers which only show the launch's wiring (``report``, ``fail``,
+``stall``) start without transformers, TRL and PEFT (about 8 CPU seconds each on 2 cores). The
+training workers import them (and :mod:`tests.modeling.grpo_trainers`) when they train.
+"""
 
 from __future__ import annotations
 
@@ -8,12 +14,9 @@ import time
 from pathlib import Path
 
 import torch.distributed as dist
-from transformers import TrainerCallback
 
 from hle_reasoning.config import ModelConfig
 from hle_reasoning.modeling import distributed
-from hle_reasoning.modeling.grpo import MllamaGRPOTrainer
-from hle_reasoning.modeling.training import train_grpo
 
 
 def one_step_training(training_params: dict, checkpoints: Path) -> dict:
@@ -36,9 +39,10 @@ def cpu_fp32(model_params: dict) -> ModelConfig:
     )
 
 
-def report(items: list[int]) -> dict:
-    """What this worker sees: its rank, the group's size and backend, and its share."""
-    state = distributed.init_worker()
+def report(items: list[int], cpu_threads: int = 1) -> dict:
+    """What this worker sees: its rank, the group's size and backend, its torch threads (after
+    ``init_worker(cpu_threads)``) and its share."""
+    state = distributed.init_worker(cpu_threads)
     return {
         "rank": state.process_index,
         "world_size": state.num_processes,
@@ -59,39 +63,11 @@ def fail(mode: str) -> int:
     return 0
 
 
-class FixedCompletionsTrainer(MllamaGRPOTrainer):
-    """The study's trainer with the completions fixed: the gradient check needs the same
-    completions in every setting, and sampling depends on how the RNG is consumed. A prompt's
-    first completion follows the answer format, its second does not (different rewards, so the
-    advantages are not zero)."""
-
-    def _generate_single_turn(
-        self, prompt_ids, images, multimodal_fields, num_generations, has_tool_images=False
-    ):
-        tokenizer = self.processing_class.tokenizer
-        good = tokenizer.encode("Answer: 4\nConfidence: 50%", add_special_tokens=False)
-        bad = tokenizer.encode("I would rather not say", add_special_tokens=False)
-        return [list(good if row % 2 == 0 else bad) for row in range(len(prompt_ids))], None
-
-
-class GradientCapture(TrainerCallback):
-    """The trainable parameters' gradients just before the first optimizer step (after DDP's
-    all-reduce), as float64 numpy arrays by name."""
-
-    def __init__(self) -> None:
-        self.gradients: dict | None = None
-
-    def on_pre_optimizer_step(self, args, state, control, model=None, **kwargs):
-        if self.gradients is None:
-            self.gradients = {
-                name: param.grad.detach().double().cpu().numpy()
-                for name, param in model.named_parameters()
-                if param.requires_grad and param.grad is not None
-            }
-
-
 def one_step_gradients(base_model, questions, model_params, training_params) -> dict | None:
     """One GRPO step with fixed completions in this process; its gradients (rank 0 only)."""
+    from hle_reasoning.modeling.training import train_grpo
+    from tests.modeling.grpo_trainers import FixedCompletionsTrainer, GradientCapture
+
     state = distributed.init_worker(1)
     capture = GradientCapture()
     train_grpo(
@@ -117,18 +93,11 @@ def stall() -> int:
     return 0
 
 
-class SlowRankOneRngTrainer(MllamaGRPOTrainer):
-    """The study's trainer with rank 1 a second late to save its RNG state in each checkpoint
-    (a busy or dying process): rank 0 must not mark the checkpoint complete before it."""
-
-    def _save_rng_state(self, output_dir: str) -> None:
-        if self.args.process_index == 1:
-            time.sleep(1.0)
-        super()._save_rng_state(output_dir)
-
-
 def train_with_a_slow_rank_one(base_model, questions, model_params, training_params) -> None:
     """``train_grpo`` with :class:`SlowRankOneRngTrainer` in this process."""
+    from hle_reasoning.modeling.training import train_grpo
+    from tests.modeling.grpo_trainers import SlowRankOneRngTrainer
+
     distributed.init_worker(1)
     train_grpo(
         base_model, questions, model_params, training_params, trainer_class=SlowRankOneRngTrainer

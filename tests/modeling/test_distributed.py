@@ -12,6 +12,7 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+import psutil
 import pytest
 import yaml
 from hypothesis import given, settings
@@ -95,12 +96,17 @@ def test_any_block_is_accepted_or_rejected_with_a_message(params):
 
 @pytest.mark.slow
 def test_two_gloo_workers_split_the_work_and_return_to_the_parent():
-    results = launch(DistributedConfig(num_processes=2), distributed_workers.report, list(range(5)))
+    # The configured threads, never accelerate's own choice (physical cores / local processes,
+    # which it sets when OMP_NUM_THREADS is unset): ask for one more than that.
+    threads = psutil.cpu_count(logical=False) // 2 + 1
+    results = launch(
+        DistributedConfig(num_processes=2), distributed_workers.report, list(range(5)), threads
+    )
     assert sorted(results) == [0, 1]
     assert [results[r]["rank"] for r in (0, 1)] == [0, 1]
     assert {results[r]["world_size"] for r in (0, 1)} == {2}
     assert {results[r]["backend"] for r in (0, 1)} == {"gloo"}
-    assert {results[r]["threads"] for r in (0, 1)} == {1}
+    assert {results[r]["threads"] for r in (0, 1)} == {threads}
     assert results[0]["share"] + results[1]["share"] == list(range(5))  # each item once
 
 
