@@ -1,7 +1,7 @@
 """1 process against N worker processes on the same work: answering throughput and GRPO epoch time.
 
 Uses the project's own code paths: the evaluation workers (``hle_reasoning.pipelines.evaluation
-.workers.answer_share``, started by ``hle_reasoning.modeling.distributed.launch``) and the
+.workers.answer_share``, started by ``hle_reasoning.modeling.distributed.run_workers``) and the
 training node's data-parallel run (``hle_reasoning.pipelines.training.workers.train_distributed``)
 against ``generate_responses`` and ``train_grpo`` in this process. The configuration is the
 project's (``model``, ``evaluation.generation``, ``training``), on the bundled sample's Math
@@ -61,7 +61,7 @@ def answering(processes, questions, base, model, config, folder) -> dict:
             shards=shards,
             description="benchmark",
         )
-        distributed.launch(
+        distributed.run_workers(
             distributed.DistributedConfig(num_processes=processes), workers.answer_share, task
         )
         per_rank = [float(shards.store(r).load()["seconds"].sum()) for r in range(processes)]

@@ -25,7 +25,7 @@ from hle_reasoning.config import (
     TrainingConfig,
     parse,
 )
-from hle_reasoning.modeling.distributed import WorkerFailedError, launch
+from hle_reasoning.modeling.distributed import WorkerFailedError, run_workers
 from hle_reasoning.modeling.training import config_problems
 from hle_reasoning.modeling.trl_mapping import grpo_config_kwargs
 from tests.conftest import PROJECT_ROOT
@@ -99,7 +99,7 @@ def test_two_gloo_workers_split_the_work_and_return_to_the_parent():
     # The configured threads, never accelerate's own choice (physical cores / local processes,
     # which it sets when OMP_NUM_THREADS is unset): ask for one more than that.
     threads = psutil.cpu_count(logical=False) // 2 + 1
-    results = launch(
+    results = run_workers(
         DistributedConfig(num_processes=2), distributed_workers.report, list(range(5)), threads
     )
     assert sorted(results) == [0, 1]
@@ -118,7 +118,9 @@ def test_two_gloo_workers_split_the_work_and_return_to_the_parent():
 def test_a_failed_worker_stops_the_launch_naming_its_rank(mode, said):
     started = time.monotonic()
     with pytest.raises(WorkerFailedError) as error:
-        launch(DistributedConfig(num_processes=2, timeout_s=30), distributed_workers.fail, mode)
+        run_workers(
+            DistributedConfig(num_processes=2, timeout_s=30), distributed_workers.fail, mode
+        )
     assert time.monotonic() - started < 45  # rank 0's minute of waiting was cut short
     message = str(error.value)
     assert "rank 1 (local rank 1)" in message and said in message
@@ -146,7 +148,7 @@ def test_two_ddp_processes_all_reduce_the_single_process_gradient(
         TrainingConfig.from_params(one_step_training(training_params, tmp_path / "one")),
     )
     started = time.monotonic()
-    results = launch(
+    results = run_workers(
         DistributedConfig(num_processes=2, timeout_s=120),
         distributed_workers.one_step_gradients,
         str(tiny_dir),
@@ -247,7 +249,7 @@ def test_the_global_batch_is_shared_by_the_processes_or_the_world_size_is_reject
 def test_a_collective_that_never_matches_ends_at_the_process_group_timeout():
     started = time.monotonic()
     with pytest.raises(WorkerFailedError) as error:
-        launch(DistributedConfig(num_processes=2, timeout_s=5), distributed_workers.stall)
+        run_workers(DistributedConfig(num_processes=2, timeout_s=5), distributed_workers.stall)
     assert time.monotonic() - started < 60  # not rank 1's two minutes
     message = str(error.value)
     assert "rank 0 (local rank 0): exit code 1" in message
@@ -267,7 +269,7 @@ def test_a_ddp_checkpoint_is_complete_only_with_every_ranks_rng_state(
     training["grpo"]["max_completion_length"] = 4
     training["checkpoints"].update({"save_steps": 1, "keep": True})
     fp32 = cpu_fp32(model_params)
-    launch(
+    run_workers(
         DistributedConfig(num_processes=2, timeout_s=60),
         distributed_workers.train_with_a_slow_rank_one,
         str(tiny_dir),

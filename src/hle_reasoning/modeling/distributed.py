@@ -1,7 +1,7 @@
 """Scale-out: the workers that nodes start as the ``distributed`` block says.
 
 The Kedro session is never replicated. A node that has work to spread (training, answering a
-variant's questions) calls :func:`launch`, which starts ``num_processes`` workers with torch.distributed's
+variant's questions) calls :func:`run_workers`, which starts ``num_processes`` workers with torch.distributed's
 elastic launch (``torch.distributed.launcher.api.elastic_launch``, the engine under ``torchrun``
 and ``accelerate launch``): one process per GPU (NCCL) or, without GPUs, processes on the CPU
 (gloo). Each worker joins the process group through accelerate's ``PartialState``, takes its
@@ -34,7 +34,7 @@ __all__ = [
     "accelerate_problems",
     "close_workers",
     "init_worker",
-    "launch",
+    "run_workers",
     "serve",
     "split",
 ]
@@ -260,7 +260,7 @@ def launch_config(
     )
 
 
-def launch(
+def run_workers(
     config: DistributedConfig,
     worker: Callable[..., Any] | None,
     *args: Any,
@@ -338,7 +338,7 @@ def serve(config: DistributedConfig) -> int:
     """
     rounds = 0
     while True:
-        results = launch(config, None, run_id=RUN_ID)
+        results = run_workers(config, None, run_id=RUN_ID)
         if STOP in results.values():
             return rounds
         rounds += 1
@@ -346,7 +346,7 @@ def serve(config: DistributedConfig) -> int:
 
 def close_workers(config: DistributedConfig, rendezvous_timeout_s: float | None = None) -> None:
     """On machine 0, after its run: end the worker machines' ``serve`` loops (one last round)."""
-    launch(config, None, run_id=RUN_ID, rendezvous_timeout_s=rendezvous_timeout_s)
+    run_workers(config, None, run_id=RUN_ID, rendezvous_timeout_s=rendezvous_timeout_s)
 
 
 def _failure_message(error: Any, name: str) -> str:

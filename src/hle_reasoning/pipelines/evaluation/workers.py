@@ -1,6 +1,6 @@
 """The evaluation's distributed worker: one process's share of a variant's questions.
 
-Started by ``hle_reasoning.modeling.distributed.launch`` from the answering node (never by
+Started by ``hle_reasoning.modeling.distributed.run_workers`` from the answering node (never by
 Kedro): it joins the process group, takes its share of the questions, loads the model on its
 device and appends each answered batch to its own shard. It touches neither the catalog nor
 MLflow. :func:`answer_distributed` is the node's side: it launches the workers and merges their
@@ -97,7 +97,7 @@ def answer_distributed(
         )
     new = pd.DataFrame(columns=list(generation.RESPONSE_COLUMNS))
     if not todo.empty:
-        answered = distributed.launch(scale, answer_share, task)
+        answered = distributed.run_workers(scale, answer_share, task)
         written = shards.load()
         todo_ids = set(todo["id"].astype(str))
         new = reusable(

@@ -1,6 +1,6 @@
 """The training's distributed workers: GRPO data-parallel (DDP), one process per GPU.
 
-Started by ``hle_reasoning.modeling.distributed.launch`` from the training node (never by Kedro):
+Started by ``hle_reasoning.modeling.distributed.run_workers`` from the training node (never by Kedro):
 every worker joins the process group and runs the same ``train_grpo``, which shares the global
 batch between them; rank 0 logs each step's metrics live into the node's MLflow run (by run id:
 the workers start and end no run), saves the adapter to a folder the node gave it and returns
@@ -98,7 +98,7 @@ def train_distributed(
         adapter_dir=folder.name,
         live_run=live_run,
     )
-    record = distributed.launch(scale, train_share, task)[0]
+    record = distributed.run_workers(scale, train_share, task)[0]
     from hle_reasoning.modeling.training import TrainingResult
 
     return TrainingResult(
