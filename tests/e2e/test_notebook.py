@@ -27,7 +27,7 @@ def test_notebook_runs_on_the_default_study(finished_study):
     assert "Tiny Mllama" in html and "GPT-4o" in html  # Table 1 with the paper's and our rows
     text = "".join(o.get("text", "") for o in outputs)
     assert "steps on 27 questions" in text
-    assert "104 completions over 26 steps" in text  # GRPO's completions, through the catalog
+    assert "32 completions over 8 steps" in text  # GRPO's completions, through the catalog
     # The paired comparison and what the 73 test questions can detect.
     markdown = "".join(o.get("data", {}).get("text/markdown", "") for o in outputs)
     assert "its 95% interval includes zero" in markdown

@@ -45,9 +45,9 @@ def test_default_study_writes_every_report(finished_study):
     assert len(table) == 10  # the HLE paper's 8 rows, then baseline and fine-tuned
     # GRPO's completions: each step's 4, and a few of the first and last step in the report.
     completions = pd.read_json(reporting / "training_completions.jsonl", lines=True)
-    assert list(completions["step"]) == [s for s in range(1, 27) for _ in range(4)]
+    assert list(completions["step"]) == [s for s in range(1, 9) for _ in range(4)]  # max_steps 8
     report = (reporting / "evaluation_report.md").read_text()
-    assert "## Training: what GRPO generated" in report and "| 26 | synth" in report
+    assert "## Training: what GRPO generated" in report and "| 8 | synth" in report
     assert (
         finished_study.path / "data" / "06_models" / "lora_adapter" / "adapter_config.json"
     ).exists()
