@@ -73,6 +73,10 @@ class _AtomicSave:
     def save(self, data: Any) -> None:
         # Kedro wraps this method (versioning, logging) in each concrete class; the parent's
         # save is called unwrapped, so the rename happens before Kedro checks the version.
+        # ``__wrapped__`` is functools.wraps' attribute, and Kedro's own
+        # AbstractDataset.__init_subclass__ unwraps an inherited save the same way (it checks
+        # ``__savewrapped__``); a second dataset instance on the temporary path would need the
+        # parent's constructor arguments, which Kedro keeps only in a private attribute.
         self._atomic = {}
         try:
             super().save.__wrapped__(self, data)  # type: ignore[misc]
