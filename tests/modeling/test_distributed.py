@@ -313,6 +313,12 @@ def _steps(directory: Path) -> list[int]:
     return sorted(int(p.name.split("-")[1]) for p in directory.glob("checkpoint-*"))
 
 
+def _complete(directory: Path, step: int) -> bool:
+    from hle_reasoning.modeling.checkpoints import TRAINER_STATE
+
+    return (directory / f"checkpoint-{step}" / TRAINER_STATE).is_file()
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize("killed", [1, 0])
 def test_a_ddp_run_killed_with_sigkill_fails_naming_the_rank_and_resumes_when_rerun(
@@ -348,8 +354,11 @@ def test_a_ddp_run_killed_with_sigkill_fails_naming_the_rank_and_resumes_when_re
 
     def kill_after_two_checkpoints() -> None:
         while not launch_ended.is_set():
-            last = latest_checkpoint(checkpoints)
-            step = int(last.name.split("-")[1]) if last is not None else 0
+            # Marked complete (trainer_state.json written last): a cheap scan, so that the poll
+            # stays within the few milliseconds of the next checkpoint's write (latest_checkpoint
+            # loads every file, a second with Llama 3's 9 MB tokenizer.json, and missed it).
+            marked = [s for s in _steps(checkpoints) if _complete(checkpoints, s)]
+            step = max(marked, default=0)
             # Two complete checkpoints: the history restored on resuming has more than one step.
             if step >= 2 and (pid := pids.of_rank(killed)) is not None:
                 # Rank 0 writes the checkpoints: kill it while it writes step + 1's.

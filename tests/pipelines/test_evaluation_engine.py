@@ -181,6 +181,7 @@ def test_a_managed_engine_stops_with_the_run_resumes_after_its_death_and_matches
             Endpoint(base_url=f"http://127.0.0.1:{port}/v1", model=model),
             GenerationConfig(max_new_tokens=8),
             AnsweringConfig(backend="openai", concurrency=4),
+            image_first=True,  # as the engine asks the Llama 3.2 Vision it serves
         )
         by_hand = pd.concat(list(answerer.answer_all(questions, progress=False)))
     assert dict(zip(by_hand["id"], by_hand["response"], strict=True)) == {
