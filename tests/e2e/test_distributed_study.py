@@ -27,11 +27,12 @@ def test_kedro_run_on_two_processes_answers_each_question_once_per_variant(tmp_p
     # answers which question, not how long the answers are. A quarter of an epoch: the number of
     # steps still comes from the length of the 2 processes' data loader (13 steps an epoch, as on
     # one process: ceil(0.25 x 13) = 4; a loader not split by the global batch gives 2 or 7).
+    # max_steps null: conf/base's cap of 8 steps would otherwise decide the count.
     result = kedro_run(
         project,
         "--params",
         "distributed.num_processes=2,evaluation.generation.max_new_tokens=16,"
-        "training.grpo.num_train_epochs=0.25",
+        "training.grpo.num_train_epochs=0.25,training.max_steps=null",
         timeout=1800,
     )
     seconds = time.monotonic() - started
