@@ -255,16 +255,20 @@ class EngineAnswerer(openai_backend.EndpointAnswerer):
         try:
             record = super().answer(row)
         except Exception:
-            if self._engine_exited():
+            if self._engine_exited(timeout=10):
                 raise self._exited() from None
             raise
-        if record is None and self._engine_exited():
+        if record is None and self._engine_exited(timeout=1):
             raise self._exited()
         return record  # None: a transient failure of a live engine, left out as for openai
 
-    def _engine_exited(self) -> bool:
+    def _engine_exited(self, timeout: float) -> bool:
+        # Asked only once a request failed. A killed engine's connections can drop before its
+        # exit is reaped, which on a loaded machine took longer than a second (the run then
+        # reported an unreachable server instead of the engine's death): a failure that stops
+        # the run waits up to 10 s for that, a transient one (left out, the run goes on) 1 s.
         try:
-            self.engine.process.wait(timeout=1)
+            self.engine.process.wait(timeout=timeout)
         except Exception:  # noqa: BLE001 - still running
             return False
         return True
