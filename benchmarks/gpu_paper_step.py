@@ -334,13 +334,7 @@ def main() -> int:
             training_overhead_gb=training.memory.training_overhead_gb,
             dataset_gb_override=0.16,  # the proposal's D (the study's 888 questions)
         )
-        resident_estimate = memory.resident_estimate(
-            resident,
-            adapter_bytes=round(estimate.adapter_gb * memory.GB),
-            adapter_parameters=estimate.adapter_parameters,
-            training_overhead_gb=estimate.training_overhead_gb,
-            dataset_gb=estimate.dataset_gb,
-        )
+        resident_estimate = memory.with_resident_weights(estimate, resident)
         started = time.perf_counter()
         trainer.train()
         synchronize(device)

@@ -211,7 +211,7 @@ def resident_weights(
     """The resident bytes of ``model`` (built on the meta device, modified in place) once loaded
     as ``load_model`` loads it: transformers' bitsandbytes quantizer replaces the linear layers
     it converts, and every other parameter is counted in the dtype it is loaded in."""
-    from hle_reasoning.modeling.models import _dtype, quantization_config
+    from hle_reasoning.modeling.models import quantization_config, torch_dtype
 
     bnb_config = quantization_config(quantization)
     skipped: list[str] = []
@@ -225,7 +225,7 @@ def resident_weights(
         skipped = sorted(quantizer.modules_to_not_convert)
         loaded = bnb_config.bnb_4bit_compute_dtype
     else:
-        loaded = _dtype(dtype)
+        loaded = torch_dtype(dtype)
     keep_fp32 = set(getattr(model, "_keep_in_fp32_modules", None) or ())
     keep_strict = set(getattr(model, "_keep_in_fp32_modules_strict", None) or ())
 
@@ -310,6 +310,17 @@ def resident_estimate(
         adapter_gb=adapter_bytes / GB,
         training_overhead_gb=float(training_overhead_gb),
         dataset_gb=float(dataset_gb),
+    )
+
+
+def with_resident_weights(estimate: MemoryEstimate, resident: ResidentWeights) -> MemoryEstimate:
+    """``estimate`` (eq. (6)) with the resident weights in place of its model term P x B/8."""
+    return resident_estimate(
+        resident,
+        adapter_bytes=round(estimate.adapter_gb * GB),
+        adapter_parameters=estimate.adapter_parameters,
+        training_overhead_gb=estimate.training_overhead_gb,
+        dataset_gb=estimate.dataset_gb,
     )
 
 

@@ -349,7 +349,8 @@ def resolve_device(device: str) -> str:
     return device
 
 
-def _dtype(name: str) -> torch.dtype:
+def torch_dtype(name: str) -> torch.dtype:
+    """The torch dtype a config names (``bfloat16``, ``float32``...)."""
     import torch
 
     try:
@@ -372,9 +373,9 @@ def quantization_config(quantization: QuantizationConfig | None):
     return BitsAndBytesConfig(
         load_in_4bit=True,
         bnb_4bit_quant_type=quantization.quant_type,
-        bnb_4bit_compute_dtype=_dtype(quantization.compute_dtype),
+        bnb_4bit_compute_dtype=torch_dtype(quantization.compute_dtype),
         bnb_4bit_use_double_quant=quantization.double_quant,
-        bnb_4bit_quant_storage=_dtype(quantization.quant_storage),
+        bnb_4bit_quant_storage=torch_dtype(quantization.quant_storage),
     )
 
 
@@ -400,7 +401,7 @@ def load_model(
         kwargs["quantization_config"] = quant
         kwargs["dtype"] = quant.bnb_4bit_compute_dtype
     else:
-        kwargs["dtype"] = _dtype(dtype)
+        kwargs["dtype"] = torch_dtype(dtype)
     family = family_of(name_or_path)
     with loading_folder(name_or_path, "model"):
         model = family.model_class().from_pretrained(name_or_path, **kwargs)

@@ -319,13 +319,7 @@ def train_grpo(
             training_overhead_gb=training.memory.training_overhead_gb,
             dataset_gb_override=training.memory.dataset_gb,
         )
-        resident_estimate = memory.resident_estimate(
-            resident,
-            adapter_bytes=round(estimate.adapter_gb * memory.GB),
-            adapter_parameters=estimate.adapter_parameters,
-            training_overhead_gb=estimate.training_overhead_gb,
-            dataset_gb=estimate.dataset_gb,
-        )
+        resident_estimate = memory.with_resident_weights(estimate, resident)
         n_images = (
             int(sum(bool(images) for images in dataset["images"]))
             if "images" in dataset.column_names
