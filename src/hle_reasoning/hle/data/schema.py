@@ -58,12 +58,13 @@ class Problem:
         return f"id {self.row_id!r}, column {self.column!r}: {self.message}"
 
 
-def _raise(source: str, problems: list[Problem]) -> None:
+def _raise(source: str, problems: list, what: str = "problem(s) in the HLE export") -> None:
+    """One HLEDataError listing the first MAX_LISTED_PROBLEMS ``problems`` of ``source``."""
     shown = "\n".join(f"  - {p}" for p in problems[:MAX_LISTED_PROBLEMS])
     more = len(problems) - MAX_LISTED_PROBLEMS
     tail = f"\n  ... and {more} more" if more > 0 else ""
     raise HLEDataError(
-        f"{source}: {len(problems)} problem(s) in the HLE export; fix them at the source "
+        f"{source}: {len(problems)} {what}; fix them at the source "
         f"(the file is never modified by this project) and run again:\n{shown}{tail}"
     )
 
@@ -187,13 +188,7 @@ def _raise_lines(path: Path, problems: list[str]) -> None:
             f"{path}, {problems[0]}. Fix it at the source (the file is never modified by this "
             "project) and run again."
         )
-    shown = "\n".join(f"  - {p}" for p in problems[:MAX_LISTED_PROBLEMS])
-    more = len(problems) - MAX_LISTED_PROBLEMS
-    tail = f"\n  ... and {more} more" if more > 0 else ""
-    raise HLEDataError(
-        f"{path}: {len(problems)} line(s) cannot be read; fix them at the source (the file is "
-        f"never modified by this project) and run again:\n{shown}{tail}"
-    )
+    _raise(str(path), problems, "line(s) cannot be read")
 
 
 def read_hub(dataset_id: str = HUB_DATASET_ID, split: str = "test") -> pd.DataFrame:
