@@ -109,8 +109,14 @@ def test_vllm_and_transformers_serve_command_lines_and_an_option_replacing_the_p
 
 
 OPTION_NAMES = st.from_regex(r"[a-z][a-z0-9]{0,6}([_-][a-z0-9]{1,6}){0,2}", fullmatch=True)
+# A text value starting with "-" is left out: the engines' own argument parsers read it as a flag
+# whatever the project passes (found by this test with {"a": "--", "h": "--"}, where "--" then
+# also looked like a flag here).
 OPTION_VALUES = st.one_of(
-    st.booleans(), st.none(), st.integers(-5, 10**6), st.text("abc/._-", min_size=1, max_size=8)
+    st.booleans(),
+    st.none(),
+    st.integers(-5, 10**6),
+    st.text("abc/._-", min_size=1, max_size=8).filter(lambda v: not v.startswith("-")),
 )
 
 
