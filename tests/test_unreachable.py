@@ -13,12 +13,13 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 import pandas as pd
 import pytest
 
+from hle_reasoning.completeness import IncompleteRunError, completeness
 from hle_reasoning.config import AnsweringConfig, ComparisonModelConfig, GenerationConfig
 from hle_reasoning.datasets.evaluation import JSONLinesStore
 from hle_reasoning.datasets.stores import first_replacing
 from hle_reasoning.hle.judge.llm import LLMJudge
 from hle_reasoning.hle.judge.table import VERDICT_COLUMNS, judge_table
-from hle_reasoning.hooks import IncompleteRunError, StudySummaryHook, completeness
+from hle_reasoning.hooks import StudySummaryHook
 from hle_reasoning.modeling.openai_backend import Endpoint, EndpointAnswerer
 from hle_reasoning.pipelines.evaluation.comparison_models import answer_comparison_models
 from hle_reasoning.unreachable import EndpointUnreachableError

@@ -133,12 +133,12 @@ def _with_upstream(kwargs: dict[str, Any]) -> dict[str, Any]:
 
 
 def _project_errors() -> tuple[type[BaseException], ...]:
+    from hle_reasoning.completeness import IncompleteRunError
     from hle_reasoning.config import ConfigError
     from hle_reasoning.hle.data.images import ImageProblem
     from hle_reasoning.hle.data.schema import HLEDataError
     from hle_reasoning.hle.judge.agreement import JudgedFileError
     from hle_reasoning.hle.judge.llm import JudgeConfigError
-    from hle_reasoning.hooks import IncompleteRunError
     from hle_reasoning.modeling.distributed import WorkerFailedError
     from hle_reasoning.modeling.models import ModelAccessError
     from hle_reasoning.modeling.openai_backend import EndpointConfigError
@@ -219,7 +219,7 @@ def _run(**kwargs: Any) -> Any:
         found = launch.project_error(error, _project_errors())
         if found is not None:
             raise click.ClickException(f"{type(found).__name__}: {found}") from None
-        from hle_reasoning.hooks import damaged_dataset_message
+        from hle_reasoning.damaged import damaged_dataset_message
 
         damaged = damaged_dataset_message(error)
         if damaged is not None:

@@ -4,8 +4,8 @@ import warnings
 
 from hle_reasoning import quiet
 from hle_reasoning.context import ProjectContext
+from hle_reasoning.damaged import DamagedDatasetHook
 from hle_reasoning.hooks import (
-    DamagedDatasetHook,
     KedroMlflowHook,
     ReleaseRunHook,
     StudySummaryHook,
