@@ -163,6 +163,31 @@ def test_refusals_name_the_parameter_and_what_to_use_instead():
     assert "engine is not set" in engines.engine_refusals(None, where, mllama=True)[0]
 
 
+def test_an_engine_option_the_engine_would_read_as_a_flag_is_refused_naming_its_key():
+    where = "evaluation.answering.baseline"
+    options = {
+        "chat_template": "--jinja",
+        "served_model_name": "-",
+        "tp_size": 2,
+        "seed": -1,  # a number: the engines' parsers read it as one
+        "enable_metrics": True,
+        "--log-level": "info",
+        "tokenizer": "./-tok",
+    }
+    assert engines.engine_option_problems(options, where) == [
+        f"{where}.engine_options.chat_template is '--jinja', which starts with '-': the engine's "
+        "argument parser would read it as an option of its own, not as the value of "
+        "--chat-template; pass a value that does not start with '-' (a path as ./--jinja)",
+        f"{where}.engine_options.served_model_name is '-', which starts with '-': the engine's "
+        "argument parser would read it as an option of its own, not as the value of "
+        "--served-model-name; pass a value that does not start with '-' (a path as ./-)",
+        f"{where}.engine_options.--log-level: write the option's name without its dashes "
+        "('log-level'); the project adds them",
+    ]
+    assert engines.engine_option_problems({"tp_size": 2, "x": "y"}, where) == []
+    assert engines.engine_option_problems(None, where) == []
+
+
 def test_the_answering_block_takes_an_engine_and_its_options():
     block = parse_or_raise(
         AnsweringConfig,
