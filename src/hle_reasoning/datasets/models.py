@@ -40,8 +40,8 @@ class TokenizerDataset(AbstractDataset[None, Any]):
 class BaseModelDataset(AbstractDataset[Any, str]):
     """The study's base model: saved weights for a built model, else a reference to it.
 
-    Saving a ``BuiltModel`` writes ``save_pretrained`` output (model and processor) to ``path``
-    atomically; saving a string (hub id or directory) records only the reference. Loading returns
+    Saving a ``BuiltModel`` writes ``save_pretrained`` output (model and processor) and the
+    model's other ``files`` to ``path`` atomically; saving a string (hub id or directory) records only the reference. Loading returns
     the ``name_or_path`` to hand to ``load_model``/``load_processor``.
 
     YAML::
@@ -80,6 +80,8 @@ class BaseModelDataset(AbstractDataset[Any, str]):
             if isinstance(data, BuiltModel):
                 data.model.save_pretrained(folder)
                 data.processor.save_pretrained(folder)
+                for name, text in data.files.items():
+                    (folder / name).write_text(text)
             (folder / self.REF_FILE).write_text(json.dumps(ref, indent=2) + "\n")
 
         write_directory_atomically(self._path, write)

@@ -42,6 +42,7 @@ logger = logging.getLogger(__name__)
 
 HOST = "127.0.0.1"
 LOG_TAIL_LINES = 30
+MERGED_FROM_FILE = "merged_from.json"  # a merged checkpoint's origin (merged_from)
 
 
 @dataclass(frozen=True)
@@ -165,6 +166,20 @@ def engine_option_problems(options: dict[str, Any] | None, parameter: str) -> li
                 "value that does not start with '-' (a path as ./" + value + ")"
             )
     return problems
+
+
+def merged_from(base_model: str, adapter: str, dtype: str) -> dict[str, str]:
+    """What a merged checkpoint (``base_model`` with the LoRA ``adapter`` merged in, in
+    ``dtype``) is made from: the two folders' content hashes and the dtype. Both writers of the
+    checkpoint save it beside the weights as ``MERGED_FROM_FILE`` (``kedro run --pipelines
+    serving`` and the engine path, which reuses a checkpoint whose file matches)."""
+    from hle_reasoning.modeling.generation import files_fingerprint
+
+    return {
+        "base_model": files_fingerprint(base_model),
+        "adapter": files_fingerprint(adapter),
+        "dtype": dtype,
+    }
 
 
 def engine_version(engine: str) -> str:
