@@ -154,6 +154,9 @@ def engine_problems(
     problems = []
     for variant, answering in evaluation.answering.items():
         if answering.backend == "engine":
+            problems += engines.engine_option_problems(
+                answering.engine_options, f"evaluation.answering.{variant}"
+            )
             refusals = engines.engine_refusals(
                 answering.engine,
                 f"evaluation.answering.{variant}",
