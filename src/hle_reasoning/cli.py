@@ -30,6 +30,7 @@ Exit handlers still run (log handlers flush, temporary folders go).
 from __future__ import annotations
 
 import atexit
+import contextlib
 import gc
 import logging
 from pathlib import Path
@@ -70,6 +71,12 @@ def missing_upstream(selected: Any, full: Any, exists: Any) -> tuple[list[str], 
     return missing, upstream
 
 
+def _project_path() -> Path:
+    from kedro.utils import find_kedro_project
+
+    return find_kedro_project(Path.cwd()) or Path.cwd()
+
+
 def _catalog(kwargs: dict[str, Any]) -> Any:
     """The run's data catalog, to ask which datasets exist: its catalog (and credentials) entries
     as the run's config loader reads them. No context: the parameters are left to the session,
@@ -77,9 +84,8 @@ def _catalog(kwargs: dict[str, Any]) -> Any:
     from kedro.config import MissingConfigException
     from kedro.framework.project import settings
     from kedro.io import DataCatalog
-    from kedro.utils import find_kedro_project
 
-    project = find_kedro_project(Path.cwd()) or Path.cwd()
+    project = _project_path()
     loader = settings.CONFIG_LOADER_CLASS(
         conf_source=str(kwargs.get("conf_source") or project / settings.CONF_SOURCE),
         env=kwargs.get("env"),
@@ -112,9 +118,12 @@ def _with_upstream(kwargs: dict[str, Any]) -> dict[str, Any]:
     catalogs: list[Any] = []  # built on the first question only: none for data_processing
 
     def exists(name: str) -> bool:
-        if not catalogs:
-            catalogs.append(_catalog(kwargs))
-        return catalogs[0].exists(name)
+        # From the project's root: Kedro's context makes the catalog's relative paths absolute,
+        # a bare catalog leaves them relative to the folder `kedro run` was started in.
+        with contextlib.chdir(_project_path()):
+            if not catalogs:
+                catalogs.append(_catalog(kwargs))
+            return catalogs[0].exists(name)
 
     missing, upstream = missing_upstream(selected, pipelines["__default__"], exists)
     if not upstream:
