@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import copy
-import dataclasses
 import functools
 import os
 
@@ -61,7 +60,7 @@ def test_the_yaml_sets_every_key_and_the_code_defaults_equal_it():
     for name, cls in BLOCKS.items():
         parsed = blocks[name]
         # Every key of the dataclass tree is written in conf/base: the YAML documents them all.
-        declared = dataclasses.asdict(parsed)
+        declared = parsed.model_dump()
         if name == "evaluation":
             declared.pop("report")  # no code defaults: the YAML is its only home
         assert keys(declared) <= keys(params[name]), name

@@ -125,14 +125,12 @@ def test_cosine_reward_through_build_uses_the_offline_minilm():
 def test_the_reward_registry_and_the_rewards_block_name_the_same_rewards():
     """A reward added to REWARDS without its weight in training.rewards (or the reverse) would be
     unreachable from conf/ or fail at the first step: the two lists must agree, in order."""
-    from dataclasses import fields
-
     import yaml
 
     from hle_reasoning.config import RewardsConfig
     from hle_reasoning.modeling.rewards import REWARDS
 
-    assert [f.name for f in fields(RewardsConfig)] == list(REWARDS)
+    assert list(RewardsConfig.model_fields) == list(REWARDS)
     conf = yaml.safe_load(
         (Path(__file__).parents[2] / "conf/base/parameters_training.yml").read_text()
     )

@@ -7,8 +7,9 @@ turns them into PEFT's ``LoraConfig`` and TRL's ``GRPOConfig``.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import Annotated, Any, ClassVar, Literal
+
+from pydantic import Field
 
 from hle_reasoning.config.parsing import Block, ConfigError, at_least, check, parse
 from hle_reasoning.hle.data.prompts import SystemRole
@@ -23,65 +24,62 @@ _INT1 = at_least(1, "an integer")
 _POSITIVE = check(lambda v: v > 0, "set it to a number > 0")
 
 
-@dataclass(frozen=True, kw_only=True)
 class PromptConfig(Block):
     """How prompts are rendered and capped before generation."""
 
-    PATH = "training.prompt"
-    max_prompt_tokens: int | None = field(default=32, metadata=_INT1)
+    PATH: ClassVar[str] = "training.prompt"
+    max_prompt_tokens: Annotated[int | None, _INT1] = 32
     truncation_side: TruncationSide = "left"
     system_role: SystemRole = "auto"
 
 
-@dataclass(frozen=True, kw_only=True)
 class LoraSettings(Block):
     """The proposal's LoRA: rank, alpha, dropout and the projections it adapts."""
 
-    PATH = "training.lora"
-    r: int = field(default=4, metadata=_INT1)
-    alpha: float = field(default=32.0, metadata=_POSITIVE)
-    dropout: float = field(default=0.05, metadata=check(lambda v: 0 <= v < 1, "set it in [0, 1)"))
-    target_modules: tuple[str, ...] = field(
-        default=("q_proj", "v_proj"),
-        metadata=check(
+    PATH: ClassVar[str] = "training.lora"
+    r: Annotated[int, _INT1] = 4
+    alpha: Annotated[float, _POSITIVE] = 32.0
+    dropout: Annotated[float, check(lambda v: 0 <= v < 1, "set it in [0, 1)")] = 0.05
+    target_modules: Annotated[
+        tuple[str, ...],
+        check(
             lambda v: bool(v) and all(v),
             "list module names (the proposal: [q_proj, v_proj])",
         ),
-    )
+    ] = ("q_proj", "v_proj")
     language_model_only: bool = True
 
 
-@dataclass(frozen=True, kw_only=True)
 class GRPOSettings(Block):
     """GRPO's hyperparameters; every one is set explicitly (TRL's defaults differ)."""
 
-    PATH = "training.grpo"
-    num_generations: int = field(
-        default=2,
-        metadata=check(
+    PATH: ClassVar[str] = "training.grpo"
+    num_generations: Annotated[
+        int,
+        check(
             lambda v: v >= 2,
             "GRPO compares each completion with the others of its prompt, so it needs at least 2 "
             "(the proposal: 2)",
         ),
-    )
-    temperature: float = field(default=0.7, metadata=_POSITIVE)
-    max_completion_length: int = field(default=32, metadata=_INT1)
-    beta: float = field(default=0.1, metadata=at_least(0.0))
-    num_train_epochs: float = field(default=2.0, metadata=_POSITIVE)
-    batch_size: int = field(default=2, metadata=_INT1)
+    ] = 2
+    temperature: Annotated[float, _POSITIVE] = 0.7
+    max_completion_length: Annotated[int, _INT1] = 32
+    beta: Annotated[float, at_least(0.0)] = 0.1
+    num_train_epochs: Annotated[float, _POSITIVE] = 2.0
+    batch_size: Annotated[int, _INT1] = 2
     batch_size_unit: BatchSizeUnit = "prompts"
-    learning_rate: float = field(default=1e-4, metadata=_POSITIVE)
+    learning_rate: Annotated[float, _POSITIVE] = 1e-4
     loss_type: LossType = "grpo"
     scale_rewards: ScaleRewards = "group"
-    gradient_accumulation_steps: int = field(default=1, metadata=_INT1)
-    num_iterations: int = field(default=1, metadata=_INT1)
-    epsilon: float = field(default=0.2, metadata=at_least(0.0))
-    top_p: float = field(default=1.0, metadata=check(lambda v: 0 < v <= 1, "set it in (0, 1]"))
-    top_k: int = field(default=0, metadata=at_least(0, "an integer"))
+    gradient_accumulation_steps: Annotated[int, _INT1] = 1
+    num_iterations: Annotated[int, _INT1] = 1
+    epsilon: Annotated[float, at_least(0.0)] = 0.2
+    top_p: Annotated[float, check(lambda v: 0 < v <= 1, "set it in (0, 1]")] = 1.0
+    top_k: Annotated[int, at_least(0, "an integer")] = 0
     lr_scheduler_type: str = "linear"
-    warmup_steps: int = field(default=0, metadata=at_least(0, "an integer"))
-    weight_decay: float = field(default=0.0, metadata=at_least(0.0))
-    max_grad_norm: float = field(default=1.0, metadata=at_least(0.0))
+    warmup_steps: Annotated[int, at_least(0, "an integer")] = 0
+    weight_decay: Annotated[float, at_least(0.0)] = 0.0
+    max_grad_norm: Annotated[float, at_least(0.0)] = 1.0
     optim: str = "adamw_torch"
     bf16: bool = True
     gradient_checkpointing: bool = False
@@ -120,12 +118,11 @@ class GRPOSettings(Block):
         return []
 
 
-@dataclass(frozen=True, kw_only=True)
 class RewardsConfig(Block):
     """Reward weights, summed before the group normalisation; 0 logs a reward without training
     on it, null leaves it out."""
 
-    PATH = "training.rewards"
+    PATH: ClassVar[str] = "training.rewards"
     cosine: float | None = 1.0
     correctness: float | None = 0.0
     format: float | None = 0.0
@@ -144,56 +141,53 @@ class RewardsConfig(Block):
         return []
 
 
-@dataclass(frozen=True, kw_only=True)
 class CheckpointsConfig(Block):
     """Where checkpoints go, how often, and whether an interrupted run resumes."""
 
-    PATH = "training.checkpoints"
+    PATH: ClassVar[str] = "training.checkpoints"
     dir: str = "data/06_models/grpo_checkpoints"
-    save_steps: int = field(default=5, metadata=_INT1)
-    save_total_limit: int | None = field(default=2, metadata=_INT1)
+    save_steps: Annotated[int, _INT1] = 5
+    save_total_limit: Annotated[int | None, _INT1] = 2
     resume: Resume = "auto"
     keep: bool = False
 
 
-@dataclass(frozen=True, kw_only=True)
 class MemoryConfig(Block):
     """Eq. (6)'s fixed terms: M = P x B/8 + A + T + D."""
 
-    PATH = "training.memory"
-    training_overhead_gb: float = field(default=1.5, metadata=at_least(0.0))
-    dataset_gb: float | None = field(default=None, metadata=at_least(0.0))
+    PATH: ClassVar[str] = "training.memory"
+    training_overhead_gb: Annotated[float, at_least(0.0)] = 1.5
+    dataset_gb: Annotated[float | None, at_least(0.0)] = None
 
 
-@dataclass(frozen=True, kw_only=True)
 class CompletionsConfig(Block):
     """The completions table (MLflow ``training/completions.json`` and
     data/08_reporting/training_completions.jsonl) and the no-signal warning."""
 
-    PATH = "training.completions"
-    rows_per_step: int | None = field(default=None, metadata=_INT1)
-    prompt_chars: int = field(default=160, metadata=_INT1)
-    warn_no_signal_share: float = field(
-        default=0.5, metadata=check(lambda v: 0 <= v <= 1, "set it in [0, 1]")
-    )
-    warn_after_steps: int = field(default=2, metadata=_INT1)
+    PATH: ClassVar[str] = "training.completions"
+    rows_per_step: Annotated[int | None, _INT1] = None
+    prompt_chars: Annotated[int, _INT1] = 160
+    warn_no_signal_share: Annotated[
+        float,
+        check(lambda v: 0 <= v <= 1, "set it in [0, 1]"),
+    ] = 0.5
+    warn_after_steps: Annotated[int, _INT1] = 2
 
 
-@dataclass(frozen=True, kw_only=True)
 class TrainingConfig(Block):
     """The whole ``training`` block."""
 
-    PATH = "training"
-    prompt: PromptConfig = field(default_factory=PromptConfig)
-    lora: LoraSettings = field(default_factory=LoraSettings)
-    grpo: GRPOSettings = field(default_factory=GRPOSettings)
-    rewards: RewardsConfig = field(default_factory=RewardsConfig)
+    PATH: ClassVar[str] = "training"
+    prompt: PromptConfig = Field(default_factory=PromptConfig)
+    lora: LoraSettings = Field(default_factory=LoraSettings)
+    grpo: GRPOSettings = Field(default_factory=GRPOSettings)
+    rewards: RewardsConfig = Field(default_factory=RewardsConfig)
     embedding_model: str = "all-MiniLM-L6-v2"
-    checkpoints: CheckpointsConfig = field(default_factory=CheckpointsConfig)
-    memory: MemoryConfig = field(default_factory=MemoryConfig)
-    completions: CompletionsConfig = field(default_factory=CompletionsConfig)
-    max_steps: int | None = field(default=8, metadata=_INT1)
-    cpu_threads: int | None = field(default=1, metadata=_INT1)
+    checkpoints: CheckpointsConfig = Field(default_factory=CheckpointsConfig)
+    memory: MemoryConfig = Field(default_factory=MemoryConfig)
+    completions: CompletionsConfig = Field(default_factory=CompletionsConfig)
+    max_steps: Annotated[int | None, _INT1] = 8
+    cpu_threads: Annotated[int | None, _INT1] = 1
 
     @classmethod
     def from_params(cls, params: Mapping[str, Any] | None) -> TrainingConfig:

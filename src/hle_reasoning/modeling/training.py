@@ -15,7 +15,7 @@ import shutil
 import time
 import warnings
 from collections.abc import Iterable, Mapping
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -225,10 +225,10 @@ def train_grpo(
     fingerprint = run_fingerprint(
         {
             k: v
-            for k, v in asdict(training).items()
+            for k, v in training.model_dump().items()
             if k not in ("checkpoints", "cpu_threads", "completions")  # change no checkpoint
         },
-        {k: v for k, v in asdict(model_cfg).items() if k != "device"},
+        {k: v for k, v in model_cfg.model_dump().items() if k != "device"},
         str(base_model),
         questions[["id", "question", "answer"]].astype(str).values.tolist(),
         checkpoints.save_steps,
