@@ -236,9 +236,10 @@ def test_the_judge_label_names_the_model_that_judged():
 
 
 def test_the_context_reads_the_parameter_files_once_and_hands_out_copies(monkeypatch):
+    from kedro.framework.context import KedroContext
     from kedro.framework.hooks.manager import _create_hook_manager
 
-    from hle_reasoning.context import ProjectConfigLoader, ProjectContext
+    from hle_reasoning.context import ProjectConfigLoader
 
     class CountingLoader(ProjectConfigLoader):
         reads = 0
@@ -252,7 +253,7 @@ def test_the_context_reads_the_parameter_files_once_and_hands_out_copies(monkeyp
     loader = CountingLoader(
         conf_source=str(PROJECT_ROOT / "conf"), runtime_params={"seed": 7}, **CONFIG_LOADER_ARGS
     )
-    context = ProjectContext(
+    context = KedroContext(  # Kedro's own context: it validates the typed blocks itself
         package_name="hle_reasoning",
         project_path=PROJECT_ROOT,
         config_loader=loader,
@@ -260,9 +261,10 @@ def test_the_context_reads_the_parameter_files_once_and_hands_out_copies(monkeyp
         runtime_params={"seed": 7},
         hook_manager=_create_hook_manager(),
     )
-    first = context.params
+    first = loader["parameters"]
     first["evaluation"]["generation"]["max_new_tokens"] = -1  # a caller's change stays its own
     second = context.params
+    assert context.params is second  # Kedro keeps what it validated for the run
     assert CountingLoader.reads == 1
     assert second["seed"] == 7
     assert (
@@ -311,3 +313,34 @@ def test_a_second_loader_of_the_same_conf_reads_no_file_again_until_one_changes(
     local.write_text("focus_test:\n  filepath: data/edited.parquet\n")
     assert loader()["catalog"]["focus_test"]["filepath"] == "data/edited.parquet"
     assert reads.count("catalog") == 3  # the edit, and the reference loader above
+
+
+@pytest.mark.parametrize("env", ["local", "paper"])
+def test_kedro_builds_every_pipelines_typed_parameters_from_conf(env):
+    """Kedro builds each node argument annotated with a block from conf/ before the run, for any
+    selection of pipelines: a block and one of its fields both annotated must not make Kedro
+    write the field into a block it has already built (it refuses the run then)."""
+    from kedro.validation.parameter_validator import ParameterValidator
+    from kedro.validation.type_extractor import TypeExtractor
+    from kedro.validation.utils import get_typed_fields
+
+    from kedro.framework.project import pipelines
+    from kedro.framework.startup import bootstrap_project
+
+    bootstrap_project(PROJECT_ROOT)
+    registered = dict(pipelines)
+    selections = {name: {name: pipe} for name, pipe in registered.items()}
+    selections["every pipeline"] = registered  # what reading context.params validates
+    for name, selection in selections.items():
+        typed = ParameterValidator(selection).validate_raw_params(parameters(env))
+        requirements = TypeExtractor(selection).extract_types_from_pipelines()
+        assert requirements or name == "serving" or name == "judge_agreement", name
+        for key, cls in requirements.items():
+            value = typed
+            for part in key.split("."):  # as Kedro's context names params:<key> in the catalog
+                fields = value if isinstance(value, dict) else get_typed_fields(value)
+                value = fields[part]
+            assert isinstance(value, cls), (name, key, type(value))
+    assert {"model", "data_processing", "training", "evaluation", "distributed"} <= set(
+        TypeExtractor({"all": registered["__default__"]}).extract_types_from_pipelines()
+    )

@@ -1,5 +1,4 @@
-"""The project's Kedro context and config loader: the parameters as the YAML holds them, parsed by
-the project, and the catalog and parameters read once per run."""
+"""The project's config loader: the catalog and the parameters read once per run."""
 
 from __future__ import annotations
 
@@ -8,23 +7,6 @@ from pathlib import Path
 from typing import Any, ClassVar
 
 from kedro.config import OmegaConfigLoader
-from kedro.framework.context import KedroContext
-
-
-class ProjectContext(KedroContext):
-    """Kedro's context with Kedro's own parameter instantiation left out.
-
-    Kedro 1.7 builds a node's dataclass-annotated ``params:`` inputs in the catalog as
-    ``cls(**raw)``: one level deep (nested blocks stay mappings), with Python's ``TypeError`` for a
-    misspelt key, and into the catalog that kedro-viz shows and kedro-mlflow logs from. Here the
-    catalog keeps the raw parameters; ``preflight.PreflightHook`` parses every block once per run
-    (every problem with its key path) and hands the nodes the parsed blocks. A run reads them
-    three times; the project's config loader (``ProjectConfigLoader``) merges the files once.
-    """
-
-    @property
-    def params(self) -> dict[str, Any]:
-        return self.config_loader["parameters"]
 
 
 class ProjectConfigLoader(OmegaConfigLoader):

@@ -28,7 +28,6 @@ from hle_reasoning.config.training import (
     GRPOSettings,
     LoraSettings,
     PromptConfig,
-    RewardsConfig,
     TrainingConfig,
 )
 
@@ -54,7 +53,6 @@ __all__ = [
     "PromptConfig",
     "QuantizationConfig",
     "ReportConfig",
-    "RewardsConfig",
     "SplitConfig",
     "TinyConfig",
     "TrainingConfig",

@@ -34,6 +34,7 @@ from pydantic_core import PydanticCustomError
 T = TypeVar("T", bound="Block")
 _CHECK = "check"
 _CROSS = "cross_check"
+UNKNOWN_KEY = "unknown_key"  # a validator's own unknown name: ctx key and known
 
 
 class ConfigError(ValueError):
@@ -140,9 +141,13 @@ def problems(error: ValidationError, cls: type, path: str) -> list[str]:
         if where in seen:
             continue  # a union's members each report the value: one problem
         seen.add(where)
-        if kind in ("extra_forbidden", "unexpected_keyword_argument"):
-            known = list(_fields(parent) or {}) if parent is not None else []
-            key = where.rsplit(".", 1)[-1]
+        if kind in ("extra_forbidden", "unexpected_keyword_argument", UNKNOWN_KEY):
+            if kind == UNKNOWN_KEY:
+                known, key = list(ctx["known"]), str(ctx["key"])
+                where = f"{where}.{key}"
+            else:
+                known = list(_fields(parent) or {}) if parent is not None else []
+                key = where.rsplit(".", 1)[-1]
             close = difflib.get_close_matches(key, known, n=1, cutoff=0.6)
             hint = (
                 f"did you mean {close[0]}?" if close else f"valid keys: {', '.join(sorted(known))}."

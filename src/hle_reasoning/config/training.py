@@ -1,7 +1,8 @@
 """The ``training`` block (conf/base/parameters_training.yml): QLoRA + GRPO as the proposal sets it.
 
 ``LoraSettings`` and ``GRPOSettings`` are the YAML blocks; ``hle_reasoning.modeling.trl_mapping``
-turns them into PEFT's ``LoraConfig`` and TRL's ``GRPOConfig``.
+turns them into PEFT's ``LoraConfig`` and TRL's ``GRPOConfig`` (the GRPO keys that are TRL's go
+to it as written). ``rewards`` maps the names of ``modeling.rewards.REWARDS`` to weights.
 """
 
 from __future__ import annotations
@@ -9,9 +10,10 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Annotated, Any, ClassVar, Literal
 
-from pydantic import Field
+from pydantic import AfterValidator, Field
+from pydantic_core import PydanticCustomError
 
-from hle_reasoning.config.parsing import Block, ConfigError, at_least, check, parse
+from hle_reasoning.config.parsing import UNKNOWN_KEY, Block, ConfigError, at_least, check, parse
 from hle_reasoning.hle.data.prompts import SystemRole
 
 TruncationSide = Literal["left", "right"]
@@ -51,9 +53,17 @@ class LoraSettings(Block):
 
 
 class GRPOSettings(Block):
-    """GRPO's hyperparameters; every one is set explicitly (TRL's defaults differ)."""
+    """GRPO's hyperparameters; every one is set explicitly (TRL's defaults differ).
+
+    Every key but ``PROJECT_KEYS`` is a field of TRL's ``GRPOConfig`` with TRL's name and
+    meaning, declared here once (type, check, default, help) and handed to TRL as written
+    (``trl_settings``); ``batch_size`` and ``batch_size_unit`` are the project's (how the
+    proposal counts its batch), turned into TRL's ``per_device_train_batch_size``.
+    """
 
     PATH: ClassVar[str] = "training.grpo"
+    PROJECT_KEYS: ClassVar[frozenset[str]] = frozenset({"batch_size", "batch_size_unit"})
+
     num_generations: Annotated[
         int,
         check(
@@ -61,29 +71,50 @@ class GRPOSettings(Block):
             "GRPO compares each completion with the others of its prompt, so it needs at least 2 "
             "(the proposal: 2)",
         ),
-    ] = 2
-    temperature: Annotated[float, _POSITIVE] = 0.7
-    max_completion_length: Annotated[int, _INT1] = 32
-    beta: Annotated[float, at_least(0.0)] = 0.1
-    num_train_epochs: Annotated[float, _POSITIVE] = 2.0
-    batch_size: Annotated[int, _INT1] = 2
-    batch_size_unit: BatchSizeUnit = "prompts"
-    learning_rate: Annotated[float, _POSITIVE] = 1e-4
-    loss_type: LossType = "grpo"
-    scale_rewards: ScaleRewards = "group"
-    gradient_accumulation_steps: Annotated[int, _INT1] = 1
-    num_iterations: Annotated[int, _INT1] = 1
-    epsilon: Annotated[float, at_least(0.0)] = 0.2
-    top_p: Annotated[float, check(lambda v: 0 < v <= 1, "set it in (0, 1]")] = 1.0
-    top_k: Annotated[int, at_least(0, "an integer")] = 0
-    lr_scheduler_type: str = "linear"
-    warmup_steps: Annotated[int, at_least(0, "an integer")] = 0
-    weight_decay: Annotated[float, at_least(0.0)] = 0.0
-    max_grad_norm: Annotated[float, at_least(0.0)] = 1.0
-    optim: str = "adamw_torch"
-    bf16: bool = True
-    gradient_checkpointing: bool = False
-    seed: int = 42
+    ] = Field(2, description="completions per prompt (the proposal: two)")
+    temperature: Annotated[float, _POSITIVE] = Field(0.7, description="sampling temperature")
+    max_completion_length: Annotated[int, _INT1] = Field(
+        32, description="tokens per completion (the proposal: 32)"
+    )
+    beta: Annotated[float, at_least(0.0)] = Field(0.1, description="the KL penalty")
+    num_train_epochs: Annotated[float, _POSITIVE] = Field(
+        2.0, description="epochs over the focus training questions (max_steps may stop sooner)"
+    )
+    batch_size: Annotated[int, _INT1] = Field(
+        2, description="the project's: the proposal's batch size, counted in batch_size_unit"
+    )
+    batch_size_unit: BatchSizeUnit = Field(
+        "prompts",
+        description="the project's: prompts (batch_size questions x num_generations "
+        "completions per step) or completions (TRL's per_device_train_batch_size)",
+    )
+    learning_rate: Annotated[float, _POSITIVE] = Field(1e-4, description="the optimizer's rate")
+    loss_type: LossType = Field("grpo", description="DeepSeekMath's GRPO loss by default")
+    scale_rewards: ScaleRewards = Field("group", description="how advantages are scaled")
+    gradient_accumulation_steps: Annotated[int, _INT1] = Field(
+        1, description="micro-batches a step"
+    )
+    num_iterations: Annotated[int, _INT1] = Field(
+        1, description="policy updates per generation batch (on-policy: 1)"
+    )
+    epsilon: Annotated[float, at_least(0.0)] = Field(0.2, description="PPO clipping")
+    top_p: Annotated[float, check(lambda v: 0 < v <= 1, "set it in (0, 1]")] = Field(
+        1.0, description="nucleus sampling"
+    )
+    top_k: Annotated[int, at_least(0, "an integer")] = Field(0, description="0: no top-k")
+    lr_scheduler_type: str = Field("linear", description="transformers' scheduler name")
+    warmup_steps: Annotated[int, at_least(0, "an integer")] = Field(0, description="LR warm-up")
+    weight_decay: Annotated[float, at_least(0.0)] = Field(0.0, description="AdamW's decay")
+    max_grad_norm: Annotated[float, at_least(0.0)] = Field(1.0, description="gradient clipping")
+    optim: str = Field("adamw_torch", description="transformers' optimizer name")
+    bf16: bool = Field(True, description="bf16 autocast (the proposal's compute)")
+    gradient_checkpointing: bool = Field(False, description="recompute activations")
+    seed: int = Field(42, description="the trainer's seed")
+
+    def trl_settings(self) -> dict[str, Any]:
+        """The keys that are TRL's, as ``GRPOConfig`` takes them (every key but
+        ``PROJECT_KEYS``)."""
+        return self.model_dump(exclude=set(self.PROJECT_KEYS))
 
     @property
     def completions_per_step(self) -> int:
@@ -118,27 +149,22 @@ class GRPOSettings(Block):
         return []
 
 
-class RewardsConfig(Block):
-    """Reward weights, summed before the group normalisation; 0 logs a reward without training
-    on it, null leaves it out."""
+def _known_rewards(weights: dict[str, float | None]) -> dict[str, float | None]:
+    """Every name a reward of ``hle_reasoning.modeling.rewards.REWARDS`` (the registry)."""
+    from hle_reasoning.modeling.rewards import REWARDS
 
-    PATH: ClassVar[str] = "training.rewards"
-    cosine: float | None = 1.0
-    correctness: float | None = 0.0
-    format: float | None = 0.0
+    for name in weights:
+        if name not in REWARDS:
+            raise PydanticCustomError(
+                UNKNOWN_KEY, "unknown reward", {"key": name, "known": list(REWARDS)}
+            )
+    return weights
 
-    @property
-    def weights(self) -> dict[str, float]:
-        """The rewards to compute, by name (``None`` weights left out)."""
-        return {k: v for k, v in self.to_dict().items() if v is not None}
 
-    def cross_checks(self) -> list[str]:
-        if not any(self.weights.values()):
-            return [
-                "training.rewards gives no reward a non-zero weight, so nothing would be learned; "
-                "set e.g. cosine: 1.0 (the proposal's reward)."
-            ]
-        return []
+# Reward weights by reward name (``modeling.rewards.REWARDS``), summed before the group
+# normalisation; 0 computes and logs a reward without training on it, a name left out (or
+# null) is not computed. A new reward is a line of the registry and a line of conf/.
+RewardWeights = Annotated[dict[str, float | None], AfterValidator(_known_rewards)]
 
 
 class CheckpointsConfig(Block):
@@ -181,13 +207,28 @@ class TrainingConfig(Block):
     prompt: PromptConfig = Field(default_factory=PromptConfig)
     lora: LoraSettings = Field(default_factory=LoraSettings)
     grpo: GRPOSettings = Field(default_factory=GRPOSettings)
-    rewards: RewardsConfig = Field(default_factory=RewardsConfig)
+    rewards: RewardWeights = Field(
+        default_factory=lambda: {"cosine": 1.0, "correctness": 0.0, "format": 0.0}
+    )
     embedding_model: str = "all-MiniLM-L6-v2"
     checkpoints: CheckpointsConfig = Field(default_factory=CheckpointsConfig)
     memory: MemoryConfig = Field(default_factory=MemoryConfig)
     completions: CompletionsConfig = Field(default_factory=CompletionsConfig)
     max_steps: Annotated[int | None, _INT1] = 8
     cpu_threads: Annotated[int | None, _INT1] = 1
+
+    @property
+    def reward_weights(self) -> dict[str, float]:
+        """The rewards to compute, by name (``null`` weights left out)."""
+        return {k: v for k, v in self.rewards.items() if v is not None}
+
+    def cross_checks(self) -> list[str]:
+        if not any(self.reward_weights.values()):
+            return [
+                "training.rewards gives no reward a non-zero weight, so nothing would be learned; "
+                "set e.g. cosine: 1.0 (the proposal's reward)."
+            ]
+        return []
 
     @classmethod
     def from_params(cls, params: Mapping[str, Any] | None) -> TrainingConfig:

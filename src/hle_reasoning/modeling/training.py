@@ -253,7 +253,7 @@ def train_grpo(
         image_first=image_goes_first(model_cfg.image_position, family.cross_attention),
     )
     reward_funcs, weights = build_reward_functions(
-        training.rewards.weights,
+        training.reward_weights,
         questions["answer"].astype(str),
         embedding_model=training.embedding_model,
         device=device,
@@ -385,7 +385,7 @@ def train_grpo(
         history=history,
         summary=summary,
         params={
-            **trainer_params(args, lora),
+            **trainer_params(args, lora, training),
             **{f"accelerate.{k}": summary[k] for k in ("distributed_type", "mixed_precision")},
         },
     )
