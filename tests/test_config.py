@@ -320,12 +320,11 @@ def test_kedro_builds_every_pipelines_typed_parameters_from_conf(env):
     """Kedro builds each node argument annotated with a block from conf/ before the run, for any
     selection of pipelines: a block and one of its fields both annotated must not make Kedro
     write the field into a block it has already built (it refuses the run then)."""
+    from kedro.framework.project import pipelines
+    from kedro.framework.startup import bootstrap_project
     from kedro.validation.parameter_validator import ParameterValidator
     from kedro.validation.type_extractor import TypeExtractor
     from kedro.validation.utils import get_typed_fields
-
-    from kedro.framework.project import pipelines
-    from kedro.framework.startup import bootstrap_project
 
     bootstrap_project(PROJECT_ROOT)
     registered = dict(pipelines)
@@ -334,7 +333,7 @@ def test_kedro_builds_every_pipelines_typed_parameters_from_conf(env):
     for name, selection in selections.items():
         typed = ParameterValidator(selection).validate_raw_params(parameters(env))
         requirements = TypeExtractor(selection).extract_types_from_pipelines()
-        assert requirements or name == "serving" or name == "judge_agreement", name
+        assert requirements, name  # every pipeline reads a block
         for key, cls in requirements.items():
             value = typed
             for part in key.split("."):  # as Kedro's context names params:<key> in the catalog

@@ -195,8 +195,10 @@ def _refused_parameters(kwargs: dict[str, Any], error: BaseException) -> str:
     )
     if not problems:  # refused for a reason of Kedro's own: its message, as it gave it
         return str(error)
-    return "This run cannot work as configured; no node was run and no output written:\n" + (
-        "\n".join(f"  - {p}" for p in problems)
+    # The preflight's message, as for a run the preflight hook refuses.
+    return (
+        "PreflightError: This run cannot work as configured; no node was run and no output "
+        "written:\n" + "\n".join(f"  - {p}" for p in problems)
     )
 
 
