@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from hle_reasoning.modeling.rewards import (
+from hle_reasoning.hle.judge.rewards import (
     CosineSimilarityReward,
     build_reward_functions,
     correctness_reward,
@@ -130,7 +130,7 @@ def test_the_reward_registry_and_the_rewards_block_name_the_same_rewards():
     import yaml
 
     from hle_reasoning.config import TrainingConfig, parse
-    from hle_reasoning.modeling.rewards import REWARDS
+    from hle_reasoning.hle.judge.rewards import REWARDS
 
     assert list(TrainingConfig().rewards) == list(REWARDS)
     _, problems = parse(TrainingConfig, {"rewards": {"cosin": 1.0}}, "training")

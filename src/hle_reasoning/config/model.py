@@ -75,28 +75,36 @@ class ModelConfig(Block):
     """The study's model: ``tiny`` (offline), a hub id or a local ``save_pretrained`` directory."""
 
     PATH: ClassVar[str] = "model"
-    name_or_path: str = TINY
+    name_or_path: str = Field(
+        TINY, description="tiny (offline), a hub id, a packaged model or a local directory"
+    )
     device: Annotated[
         str,
         check(
             lambda v: re.fullmatch(r"auto|cpu|cuda(:\d+)?", v) is not None,
             "use auto, cpu, cuda or cuda:N",
         ),
-    ] = "auto"
-    dtype: Dtype = "float32"
+    ] = Field("auto", description="auto, cpu, cuda or cuda:N")
+    dtype: Dtype = Field("float32", description="the weights' dtype when not quantized")
     quantization: QuantizationConfig = Field(default_factory=QuantizationConfig)
     tiny: TinyConfig = Field(default_factory=TinyConfig)
-    # The chat template's "Today Date" (Llama 3.2's template writes today's date into text-only
-    # prompts unless given one): pinned so that prompts, and stored answers, never depend on the
-    # day of the run. The default is the released template's own fallback.
     chat_template_date: Annotated[
         str,
         check(lambda v: bool(v.strip()), "set a date such as '26 Jul 2024'"),
-    ] = DEFAULT_CHAT_TEMPLATE_DATE
-    # Where the image goes in the user turn: before the question text (cross-attention models:
-    # Mllama's text attends only to images before it), after it (HLE's own request order), or
-    # auto: before for cross-attention models, after for the others.
-    image_position: ImagePosition = "auto"
-    # Where packaged models (name_or_path: smollm2-135m-instruct) are converted, once, to a
-    # normal checkpoint folder named after them.
-    packaged_dir: str = "data/06_models"
+    ] = Field(
+        DEFAULT_CHAT_TEMPLATE_DATE,
+        description="the chat template's 'Today Date' (Llama 3.2's template writes today's date "
+        "into text-only prompts unless given one): pinned so that prompts, and stored answers, "
+        "never depend on the day of the run; the default is the released template's fallback",
+    )
+    image_position: ImagePosition = Field(
+        "auto",
+        description="where the image goes in the user turn: before the question text "
+        "(cross-attention models: Mllama's text attends only to images before it), after it "
+        "(HLE's own request order), or auto: before for cross-attention models, after for others",
+    )
+    packaged_dir: str = Field(
+        "data/06_models",
+        description="where packaged models (name_or_path: smollm2-135m-instruct) are converted, "
+        "once, to a normal checkpoint folder named after them",
+    )

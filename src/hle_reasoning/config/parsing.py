@@ -33,7 +33,7 @@ from pydantic_core import PydanticCustomError
 
 T = TypeVar("T", bound="Block")
 _CHECK = "check"
-_CROSS = "cross_check"
+CROSS_CHECK = "cross_check"  # ctx problems: lines of their own
 UNKNOWN_KEY = "unknown_key"  # a validator's own unknown name: ctx key and known
 
 
@@ -135,7 +135,7 @@ def problems(error: ValidationError, cls: type, path: str) -> list[str]:
     for e in error.errors():
         where, tp, parent = _locate(cls, tuple(e["loc"]), path)
         kind, value, ctx = e["type"], e.get("input"), e.get("ctx") or {}
-        if kind == _CROSS:
+        if kind == CROSS_CHECK:
             lines += [p for p in ctx["problems"] if p not in lines]
             continue
         if where in seen:
@@ -217,7 +217,7 @@ class Block(BaseModel):
         found = self.cross_checks()
         if found:
             raise PydanticCustomError(
-                _CROSS, "{text}", {"text": "\n".join(found), "problems": found}
+                CROSS_CHECK, "{text}", {"text": "\n".join(found), "problems": found}
             )
         return self
 

@@ -2,7 +2,7 @@
 
 ``LoraSettings`` and ``GRPOSettings`` are the YAML blocks; ``hle_reasoning.modeling.trl_mapping``
 turns them into PEFT's ``LoraConfig`` and TRL's ``GRPOConfig`` (the GRPO keys that are TRL's go
-to it as written). ``rewards`` maps the names of ``modeling.rewards.REWARDS`` to weights.
+to it as written). ``rewards`` maps the names of ``hle.judge.rewards.REWARDS`` to weights.
 """
 
 from __future__ import annotations
@@ -13,7 +13,15 @@ from typing import Annotated, Any, ClassVar, Literal
 from pydantic import AfterValidator, Field
 from pydantic_core import PydanticCustomError
 
-from hle_reasoning.config.parsing import UNKNOWN_KEY, Block, ConfigError, at_least, check, parse
+from hle_reasoning.config.parsing import (
+    CROSS_CHECK,
+    UNKNOWN_KEY,
+    Block,
+    ConfigError,
+    at_least,
+    check,
+    parse,
+)
 from hle_reasoning.hle.data.prompts import SystemRole
 
 TruncationSide = Literal["left", "right"]
@@ -150,18 +158,25 @@ class GRPOSettings(Block):
 
 
 def _known_rewards(weights: dict[str, float | None]) -> dict[str, float | None]:
-    """Every name a reward of ``hle_reasoning.modeling.rewards.REWARDS`` (the registry)."""
-    from hle_reasoning.modeling.rewards import REWARDS
+    """Every name a reward of ``hle_reasoning.hle.judge.rewards.REWARDS`` (the registry), and one
+    weight at least not zero."""
+    from hle_reasoning.hle.judge.rewards import REWARDS
 
     for name in weights:
         if name not in REWARDS:
             raise PydanticCustomError(
                 UNKNOWN_KEY, "unknown reward", {"key": name, "known": list(REWARDS)}
             )
+    if not any(weights.values()):
+        problem = (
+            "training.rewards gives no reward a non-zero weight, so nothing would be learned; "
+            "set e.g. cosine: 1.0 (the proposal's reward)."
+        )
+        raise PydanticCustomError(CROSS_CHECK, "{text}", {"text": problem, "problems": [problem]})
     return weights
 
 
-# Reward weights by reward name (``modeling.rewards.REWARDS``), summed before the group
+# Reward weights by reward name (``hle.judge.rewards.REWARDS``), summed before the group
 # normalisation; 0 computes and logs a reward without training on it, a name left out (or
 # null) is not computed. A new reward is a line of the registry and a line of conf/.
 RewardWeights = Annotated[dict[str, float | None], AfterValidator(_known_rewards)]
@@ -221,14 +236,6 @@ class TrainingConfig(Block):
     def reward_weights(self) -> dict[str, float]:
         """The rewards to compute, by name (``null`` weights left out)."""
         return {k: v for k, v in self.rewards.items() if v is not None}
-
-    def cross_checks(self) -> list[str]:
-        if not any(self.reward_weights.values()):
-            return [
-                "training.rewards gives no reward a non-zero weight, so nothing would be learned; "
-                "set e.g. cosine: 1.0 (the proposal's reward)."
-            ]
-        return []
 
     @classmethod
     def from_params(cls, params: Mapping[str, Any] | None) -> TrainingConfig:

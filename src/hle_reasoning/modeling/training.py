@@ -28,6 +28,7 @@ from hle_reasoning.config.model import ModelConfig
 from hle_reasoning.config.training import TrainingConfig, TrainingConfigError
 from hle_reasoning.hle.data.prompts import SYSTEM_PROMPT, build_messages, image_goes_first
 from hle_reasoning.hle.data.schema import has_image, load_image
+from hle_reasoning.hle.judge.rewards import build_reward_functions
 from hle_reasoning.modeling import completions as completions_table
 from hle_reasoning.modeling import memory
 from hle_reasoning.modeling.checkpoints import (
@@ -45,7 +46,6 @@ from hle_reasoning.modeling.models import (
     load_processor,
     resolve_device,
 )
-from hle_reasoning.modeling.rewards import build_reward_functions
 from hle_reasoning.modeling.training_callbacks import (
     CompletionsCallback,
     GRPOProgressCallback,

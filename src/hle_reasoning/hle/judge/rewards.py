@@ -1,5 +1,9 @@
 """GRPO reward functions: the proposal's cosine similarity, plus optional correctness and format.
 
+They read a completion as the judge does (its final answer, its confidence line); the registry
+``REWARDS`` is here, beside them and below ``config``, which checks ``training.rewards``' names
+against it before a run.
+
 Each reward is a callable with TRL's reward signature, ``f(completions=..., answer=..., **columns)
 -> list[float]``, and a ``__name__`` that TRL uses in its metric names (``rewards/cosine/mean``).
 
