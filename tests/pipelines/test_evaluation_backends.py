@@ -7,7 +7,13 @@ from __future__ import annotations
 import pandas as pd
 import pytest
 
-from hle_reasoning.config import ConfigError, DistributedConfig, GenerationConfig, ModelConfig
+from hle_reasoning.config import (
+    AnsweringConfig,
+    ConfigError,
+    DistributedConfig,
+    GenerationConfig,
+    ModelConfig,
+)
 from hle_reasoning.datasets import JSONLinesStore
 from hle_reasoning.datasets.endpoints import AnswerEndpoints
 from hle_reasoning.modeling.generation import RESPONSE_COLUMNS
@@ -30,7 +36,7 @@ def reply(body: dict) -> str:
 
 
 def run_node(store, base_url, model="served", stop_after=None, endpoints=None):
-    answering = {"baseline": {"backend": "openai", "base_url": base_url, "model": model}}
+    answering = {"baseline": AnsweringConfig(backend="openai", base_url=base_url, model=model)}
     stream = nodes.answer_questions(
         QUESTIONS,
         "unused-base-model",  # the served variant never loads weights

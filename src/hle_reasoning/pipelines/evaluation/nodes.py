@@ -9,6 +9,7 @@ from typing import Any
 import pandas as pd
 
 from hle_reasoning.config import (
+    AnsweringConfig,
     DistributedConfig,
     EvaluationConfig,
     GenerationConfig,
@@ -52,7 +53,7 @@ def answer_questions(
     model_config: ModelConfig,
     distributed_config: DistributedConfig,
     response_shards: JSONLinesShards | None = None,
-    answering_config: dict[str, Any] | None = None,
+    answering_config: dict[str, AnsweringConfig] | None = None,
     answer_endpoints: AnswerEndpoints | None = None,
     adapter: str | None = None,
     *,
