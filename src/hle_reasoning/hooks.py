@@ -266,9 +266,16 @@ class IncompleteRunError(RuntimeError):
 
 def completeness(name: str, predictions: Any) -> dict[str, tuple[int, int, int]]:
     """``{model: (questions, answered, judged)}`` of a predictions table (``variant`` column:
-    one entry per comparison model), or nothing for another output."""
+    one entry per variant; ``{file: table}``: each table's), or nothing for another output."""
     import pandas as pd
 
+    if isinstance(predictions, dict):
+        found: dict[str, tuple[int, int, int]] = {}
+        for part, table in predictions.items():
+            if isinstance(table, pd.DataFrame) and "variant" not in table.columns:
+                table = table.assign(variant=part)
+            found.update(completeness(name, table))
+        return found
     if not isinstance(predictions, pd.DataFrame) or not name.endswith("predictions"):
         return {}
     if not {"id", "response", "judged"} <= set(predictions.columns):
@@ -338,6 +345,8 @@ class StudySummaryHook:
                 self._training = value
             elif isinstance(value, VariantRun):
                 self._variants[value.variant] = value
+            elif isinstance(value, list) and value and all(isinstance(v, VariantRun) for v in value):
+                self._variants.update({v.variant: v for v in value})
             elif isinstance(value, PairedComparison):
                 self._comparison = value
 

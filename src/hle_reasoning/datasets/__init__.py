@@ -27,6 +27,8 @@ _MODULES = {
     "ParquetDataset": "atomic",
     "TextDataset": "atomic",
     "TokenizerDataset": "models",
+    "VariantStore": "stores",
+    "Wanted": "stores",
 }
 
 __all__ = [
@@ -46,6 +48,8 @@ __all__ = [
     "ParquetDataset",
     "TextDataset",
     "TokenizerDataset",
+    "VariantStore",
+    "Wanted",
 ]
 
 
