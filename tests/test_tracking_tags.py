@@ -87,7 +87,7 @@ def test_an_existing_experiment_gets_the_tags_it_lacks(mlflow_store):
 def test_variant_runs_are_evaluation_runs_logging_accuracy_first(mlflow_store):
     mlflow = mlflow_store
     catalog = yaml.safe_load((PROJECT_ROOT / "conf/base/catalog_evaluation.yml").read_text())
-    entry = dict(catalog["{variant}.mlflow_run"])
+    entry = dict(catalog["evaluation_runs"])
     del entry["type"]
     entry["run_name"] = "evaluation.baseline"
     entry["tags"] = {k: v.replace("{variant}", "baseline") for k, v in entry["tags"].items()}

@@ -43,3 +43,43 @@ def responses_store(folder, also_read: str | None = None) -> VariantStore:
         shards="response_shards",
         also_read=also_read,
     )
+
+
+class Killed(BaseException):
+    """The run is killed here (not an error a node or a dataset would catch)."""
+
+
+def answer_into(
+    store: VariantStore,
+    plan: EvaluationPlan,
+    questions,
+    variant: str = "baseline",
+    *,
+    stop_after: int | None = None,
+    adapter: str | None = None,
+    endpoints: Any = None,
+    distributed: Any = None,
+) -> list[str]:
+    """The answering node's ``variant`` saved into ``store`` as Kedro saves it, optionally killed
+    after ``stop_after`` new chunks; the ids answered (not reused)."""
+    from hle_reasoning.config import DistributedConfig
+    from hle_reasoning.datasets.stores import Wanted
+    from hle_reasoning.pipelines.evaluation import nodes
+
+    wanted = nodes.answer_questions(
+        plan, questions, adapter, endpoints, distributed or DistributedConfig()
+    )[variant]
+    answered: list[str] = []
+
+    def make(todo, kept, shards):
+        for i, chunk in enumerate(wanted.make(todo, kept, shards)):
+            answered.extend(chunk["id"])
+            yield chunk
+            if stop_after is not None and i + 1 == stop_after:
+                raise Killed  # nothing after this chunk is written
+
+    try:
+        store.save({variant: Wanted(rows=wanted.rows, make=make)})
+    except Killed:
+        pass
+    return answered

@@ -22,7 +22,7 @@ from hle_reasoning.pipelines.evaluation import create_pipeline, nodes
 from hle_reasoning.pipelines.evaluation.plan import STUDY_VARIANTS as VARIANTS
 from hle_reasoning.datasets.stores import Wanted
 from tests.conftest import PROJECT_ROOT, put_blocks
-from tests.pipelines.evaluation_runs import plan_for, responses_store
+from tests.pipelines.evaluation_runs import answer_into, plan_for, responses_store
 from tests.fake_openai import FakeJudgeServer
 from tests.kedro_cli import kedro_run
 
@@ -226,10 +226,6 @@ def test_both_variants_answer_are_judged_and_reported(
     plt.close("all")
 
 
-class Killed(BaseException):
-    """The run is killed here (not an error a node or a dataset would catch)."""
-
-
 def answer(store, questions, tiny_base, model_params, stop_after=None, **generation_params):
     """Run the answering node into ``store``, as Kedro does, optionally killed after N batches."""
     plan = plan_for(
@@ -237,20 +233,7 @@ def answer(store, questions, tiny_base, model_params, stop_after=None, **generat
         model_params,
         generation={"batch_size": 4, "max_new_tokens": 8, **generation_params},
     )
-    wanted = nodes.answer_questions(plan, questions, None, None, DistributedConfig())["baseline"]
-    answered = []
-
-    def make(todo, kept, shards):
-        for i, chunk in enumerate(wanted.make(todo, kept, shards)):
-            answered.extend(chunk["id"])
-            yield chunk
-            if stop_after is not None and i + 1 == stop_after:
-                raise Killed  # nothing after this batch is written
-    try:
-        store.save({"baseline": Wanted(rows=wanted.rows, make=make)})
-    except Killed:
-        pass
-    return answered
+    return answer_into(store, plan, questions, stop_after=stop_after)
 
 
 def test_a_resumed_run_answers_only_what_is_missing(tmp_path, questions, tiny_base, model_params):
