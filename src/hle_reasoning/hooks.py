@@ -272,9 +272,10 @@ def completeness(name: str, predictions: Any) -> dict[str, tuple[int, int, int]]
     if isinstance(predictions, dict):
         found: dict[str, tuple[int, int, int]] = {}
         for part, table in predictions.items():
+            named = table
             if isinstance(table, pd.DataFrame) and "variant" not in table.columns:
-                table = table.assign(variant=part)
-            found.update(completeness(name, table))
+                named = table.assign(variant=part)
+            found.update(completeness(name, named))
         return found
     if not isinstance(predictions, pd.DataFrame) or not name.endswith("predictions"):
         return {}
@@ -345,7 +346,9 @@ class StudySummaryHook:
                 self._training = value
             elif isinstance(value, VariantRun):
                 self._variants[value.variant] = value
-            elif isinstance(value, list) and value and all(isinstance(v, VariantRun) for v in value):
+            elif (
+                isinstance(value, list) and value and all(isinstance(v, VariantRun) for v in value)
+            ):
                 self._variants.update({v.variant: v for v in value})
             elif isinstance(value, PairedComparison):
                 self._comparison = value

@@ -15,7 +15,6 @@ import yaml
 from hle_reasoning.config import DistributedConfig, GenerationConfig, ModelConfig
 from hle_reasoning.datasets import BaseModelDataset, JSONLinesShards
 from hle_reasoning.launch import project_error
-from hle_reasoning.modeling import generation
 from hle_reasoning.modeling.distributed import WorkerFailedError
 from hle_reasoning.modeling.models import prepare_base_model
 from tests.conftest import PROJECT_ROOT

@@ -11,20 +11,20 @@ from kedro.config import OmegaConfigLoader
 from kedro.io import DataCatalog, MemoryDataset
 from kedro.runner import SequentialRunner
 
-from hle_reasoning.config import DistributedConfig, EvaluationConfig, GenerationConfig, ModelConfig
+from hle_reasoning.config import DistributedConfig, EvaluationConfig, ModelConfig
 from hle_reasoning.datasets import BaseModelDataset, JSONLinesStore, ParquetDataset, VariantStore
 from hle_reasoning.datasets.endpoints import AnswerEndpoints
 from hle_reasoning.datasets.evaluation import JudgeEndpoint
+from hle_reasoning.datasets.stores import Wanted
 from hle_reasoning.hle.scoring.comparison import PairedComparison
 from hle_reasoning.modeling import generation
 from hle_reasoning.modeling.models import load_model, prepare_base_model
-from hle_reasoning.pipelines.evaluation import create_pipeline, nodes
+from hle_reasoning.pipelines.evaluation import create_pipeline
 from hle_reasoning.pipelines.evaluation.plan import STUDY_VARIANTS as VARIANTS
-from hle_reasoning.datasets.stores import Wanted
 from tests.conftest import PROJECT_ROOT, put_blocks
-from tests.pipelines.evaluation_runs import answer_into, plan_for, responses_store
 from tests.fake_openai import FakeJudgeServer
 from tests.kedro_cli import kedro_run
+from tests.pipelines.evaluation_runs import answer_into, plan_for, responses_store
 
 STORES = {
     "responses": ("generation_key", "hle_reasoning.modeling.generation.RESPONSE_COLUMNS"),
@@ -299,11 +299,15 @@ def test_one_chain_for_every_variant_and_their_files_never_collide():
             paths[name] = str(path)
     one = {name: path.format(variant="baseline") for name, path in paths.items()}
     assert one["responses"].endswith("07_model_output/baseline/responses.jsonl")
-    assert paths["responses"].format(variant="finetuned").endswith(
-        "07_model_output/finetuned/responses.jsonl"
+    assert (
+        paths["responses"]
+        .format(variant="finetuned")
+        .endswith("07_model_output/finetuned/responses.jsonl")
     )
-    assert paths["reliability_diagrams"].format(variant="finetuned").endswith(
-        "08_reporting/finetuned_reliability_diagram.png"
+    assert (
+        paths["reliability_diagrams"]
+        .format(variant="finetuned")
+        .endswith("08_reporting/finetuned_reliability_diagram.png")
     )
 
 

@@ -14,9 +14,9 @@ import pandas as pd
 import pytest
 from kedro.io import DataCatalog, MemoryDataset
 
-from hle_reasoning.config import ConfigError, EvaluationConfig
-from hle_reasoning.launch import project_error
+from hle_reasoning.config import AnsweringConfig, ConfigError, EvaluationConfig
 from hle_reasoning.datasets.endpoints import AnswerEndpoints
+from hle_reasoning.launch import project_error
 from hle_reasoning.modeling.openai_backend import EndpointConfigError
 from hle_reasoning.pipelines.evaluation import create_pipeline
 from hle_reasoning.preflight import PreflightError, PreflightHook, preflight_problems
@@ -232,3 +232,17 @@ def test_comparison_models_need_names_of_their_own():
     assert "same thing as evaluation.comparison_models[0].name" in message
     assert "evaluation.comparison_models[2].name is 'Baseline'" in message
     assert "same thing as evaluation.answering.baseline" in message
+
+
+def test_a_comparison_model_is_an_answering_block_of_the_openai_backend():
+    """One config type for every variant: a comparison model parses into an AnsweringConfig
+    (its defaults), plus its name and text_only; another backend is refused, naming the key."""
+    params = copy.deepcopy(conf("parameters_evaluation.yml")["evaluation"])
+    params["comparison_models"] = [{"name": "R1", "base_url": "http://h/v1", "model": "r1"}]
+    entry = EvaluationConfig.from_params(params).comparison_models[0]
+    assert isinstance(entry, AnsweringConfig) and entry.answering is entry
+    assert entry.backend == "openai" and entry.concurrency == AnsweringConfig().concurrency
+    params["comparison_models"][0]["backend"] = "local"
+    with pytest.raises(ConfigError) as error:
+        EvaluationConfig.from_params(params)
+    assert "evaluation.comparison_models[0].backend is 'local'" in str(error.value)

@@ -211,44 +211,27 @@ class AnsweringConfig(Block):
 
 
 @dataclass(frozen=True, kw_only=True)
-class ComparisonModelConfig(Block):
-    """A model measured beside the study's variants (``evaluation.comparison_models[]``).
+class ComparisonModelConfig(AnsweringConfig):
+    """A model measured beside the study's variants (``evaluation.comparison_models[]``): a
+    variant of the same kind as baseline and fine-tuned, its answering block an
+    :class:`AnsweringConfig` (``backend: openai``, its defaults) with a ``name`` and ``text_only``.
 
     ``name`` is its Table 1 label (and its name in the ``answer_endpoints`` credentials and the
     ``HLE_ANSWER_<NAME>_*`` variables); ``model`` and ``base_url`` name the served model and the
     OpenAI-compatible server (credentials or environment may override them and hold the key).
     ``text_only``: the model takes no images, so it answers (and is compared on) the test
-    questions without one, as the HLE paper evaluates text-only models. ``concurrency``,
-    ``max_retries``, ``timeout_s`` and ``unreachable_after`` as in :class:`AnsweringConfig`,
-    with its defaults.
+    questions without one, as the HLE paper evaluates text-only models.
     """
 
     PATH = "evaluation.comparison_models[]"
     name: str = field(metadata=check(lambda v: v.strip() != "", "give the Table 1 label"))
-    model: str | None = None
-    base_url: str | None = None
+    backend: Literal["openai"] = "openai"
     text_only: bool = False
-    concurrency: int = field(default=AnsweringConfig.concurrency, metadata=_INT1)
-    max_retries: int = field(
-        default=AnsweringConfig.max_retries, metadata=at_least(0, "an integer")
-    )
-    timeout_s: float = field(
-        default=AnsweringConfig.timeout_s, metadata=check(lambda v: v > 0, "set it > 0")
-    )
-    unreachable_after: int = field(default=AnsweringConfig.unreachable_after, metadata=_INT1)
 
     @property
     def answering(self) -> AnsweringConfig:
-        """The ``openai`` answering block this model is asked with."""
-        return AnsweringConfig(
-            backend="openai",
-            model=self.model,
-            base_url=self.base_url,
-            concurrency=self.concurrency,
-            max_retries=self.max_retries,
-            timeout_s=self.timeout_s,
-            unreachable_after=self.unreachable_after,
-        )
+        """The answering block this model is asked with: itself."""
+        return self
 
 
 @dataclass(frozen=True, kw_only=True)

@@ -53,7 +53,11 @@ def answer_questions(
     """
     return {
         variant.name: _wanted_answers(
-            plan, variant, questions_of(questions, variant), adapter, answer_endpoints,
+            plan,
+            variant,
+            questions_of(questions, variant),
+            adapter,
+            answer_endpoints,
             distributed_config,
         )
         for variant in plan.variants
@@ -73,9 +77,7 @@ def _wanted_answers(
     adapter = adapter if variant.adapter else None
     endpoints = answer_endpoints or AnswerEndpoints()
     if answering.backend == "engine":
-        served = backends.engine_answerer(
-            answering, config, model, plan.base_model, adapter, name
-        )
+        served = backends.engine_answerer(answering, config, model, plan.base_model, adapter, name)
     elif answering.backend == "openai":
         served = backends.served_answerer(
             answering, endpoints, config, name, model.image_position, variant.parameter
@@ -100,7 +102,9 @@ def _wanted_answers(
         if todo.empty:
             return
         if isinstance(served, backends.EngineAnswerer):
-            yield from _answer_by_engine(served, todo, answering, plan.base_model, adapter, model, name)
+            yield from _answer_by_engine(
+                served, todo, answering, plan.base_model, adapter, model, name
+            )
         elif served is not None:
             yield from _answer_served(served, todo, variant)
         elif scale.enabled:

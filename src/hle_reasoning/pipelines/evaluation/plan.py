@@ -134,8 +134,8 @@ def rows_of(table: pd.DataFrame, name: str) -> pd.DataFrame:
     """The rows of one variant in a table of every variant's, without the ``variant`` column."""
     if "variant" not in table.columns:
         return table.iloc[0:0]
-    return table[table["variant"].astype(str) == name].drop(columns="variant").reset_index(
-        drop=True
+    return (
+        table[table["variant"].astype(str) == name].drop(columns="variant").reset_index(drop=True)
     )
 
 
