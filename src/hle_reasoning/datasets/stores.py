@@ -186,11 +186,11 @@ class VariantStore(AbstractDataset[pd.DataFrame, Mapping[str, Wanted]]):
                 columns=self._columns[1:],
                 make=lambda todo, kept, make=wanted.make, shards=shards: make(todo, kept, shards),
             )
-            file.replace(next(chunks).assign(variant=variant).reindex(columns=self._columns))
+            file.replace(self._ordered(next(chunks).assign(variant=variant)))
             if shards is not None:
                 shards.clear()  # their records are in the file now
             for chunk in chunks:
-                file.append(chunk.assign(variant=variant).reindex(columns=self._columns))
+                file.append(self._ordered(chunk.assign(variant=variant)))
             if shards is not None:
                 shards.clear()
             self._in_order(file, wanted.rows)
@@ -202,7 +202,12 @@ class VariantStore(AbstractDataset[pd.DataFrame, Mapping[str, Wanted]]):
         order = {qid: i for i, qid in enumerate(wanted["id"].astype(str))}
         ranks = table["id"].astype(str).map(order).fillna(len(order))
         table = table.iloc[ranks.argsort(kind="stable")].reset_index(drop=True)
-        file.replace(table.reindex(columns=self._columns))
+        file.replace(self._ordered(table))
+
+    def _ordered(self, frame: pd.DataFrame) -> pd.DataFrame:
+        """``frame`` with the store's columns first (missing ones empty), then any other."""
+        rest = [c for c in frame.columns if c not in self._columns]
+        return frame.reindex(columns=[*self._columns, *rest])
 
     def _exists(self) -> bool:
         head, tail = self._filepath.split("{variant}")
