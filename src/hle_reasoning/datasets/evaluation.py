@@ -1,7 +1,7 @@
 """Datasets of the evaluation pipeline: resumable JSON-lines stores, the judge endpoint, MLflow runs.
 
-* ``JSONLinesStore``: records appended chunk by chunk (a generator node yields one chunk per
-  batch, and Kedro saves each as it comes), so a killed run keeps every finished batch.
+* ``JSONLinesStore``: records appended chunk by chunk (or a table replaced whole), so a killed
+  run keeps every finished batch; ``stores.VariantStore`` keeps one per variant.
 * ``JudgeEndpointDataset``: where the ``llm`` judge sends its requests; the API key comes from
   Kedro credentials or the environment and never appears in a repr, a log line or MLflow.
 * ``MlflowChildRunDataset``: saving a payload of tags, params, metrics and artifacts creates a
@@ -39,10 +39,11 @@ class JSONLinesStore(AbstractDataset[pd.DataFrame, pd.DataFrame]):
 
     YAML::
 
-        "{variant}.responses":
+        training_completions:
           type: hle_reasoning.datasets.JSONLinesStore
-          filepath: data/07_model_output/{variant}/responses.jsonl
-          columns: [id, response]
+          filepath: data/08_reporting/training_completions.jsonl
+          columns: [step, id, completion]
+          mode: w
 
     Python::
 
@@ -197,42 +198,6 @@ class JSONLinesShards:
             file.unlink(missing_ok=True)
         with contextlib.suppress(OSError):
             Path(self.path).rmdir()
-
-
-class JSONLinesShardsDataset(AbstractDataset[None, JSONLinesShards]):
-    """Load-only: the shard folder of distributed workers, as a :class:`JSONLinesShards`.
-
-    YAML::
-
-        "{variant}.response_shards":
-          type: hle_reasoning.datasets.JSONLinesShardsDataset
-          path: data/07_model_output/{variant}/response_shards
-          columns: [id, response]
-    """
-
-    def __init__(
-        self,
-        *,
-        path: str,
-        columns: list[str] | str | None = None,
-        metadata: dict[str, Any] | None = None,
-    ) -> None:
-        self._shards = JSONLinesShards(path=str(path), columns=tuple(_columns(columns)))
-        self.metadata = metadata
-
-    def load(self) -> JSONLinesShards:
-        return self._shards
-
-    def save(self, data: Any) -> None:
-        raise DatasetError(
-            f"JSONLinesShardsDataset {self._shards.path} is written by the workers themselves."
-        )
-
-    def _exists(self) -> bool:
-        return bool(self._shards.files())
-
-    def _describe(self) -> dict[str, Any]:
-        return {"path": self._shards.path}
 
 
 def _jsonable(record: dict[str, Any]) -> dict[str, Any]:
