@@ -361,8 +361,9 @@ class StudySummaryHook:
         reports = sorted(
             {
                 str(path)
-                for path in (_filepath(catalog, name) for name in pipeline.all_outputs())
-                if path and "08_reporting" in str(path)
+                for name in pipeline.all_outputs()
+                for path in _filepaths(catalog, name)
+                if "08_reporting" in str(path)
             }
         )
         # A pipeline run with its missing inputs' producers (cli.py) also names __default__.
@@ -444,6 +445,22 @@ class StudySummaryHook:
         if self._comparison is not None:
             lines.append(self._comparison.headline())
         return lines
+
+
+def _filepaths(catalog: Any, name: str) -> list[Path]:
+    """The file of a dataset, or the files of a dataset with one file per variant (a
+    ``PartitionedDataset``: its partitions written so far)."""
+    path = _filepath(catalog, name)
+    if path is None:
+        return []
+    dataset = catalog.get(name)
+    suffix = getattr(dataset, "_filename_suffix", None)
+    if suffix is None:
+        return [path]
+    try:
+        return [Path(f"{path}/{partition}{suffix}") for partition in dataset.load()]
+    except Exception:  # nothing written yet, or unreadable: not listed
+        return []
 
 
 def _filepath(catalog: Any, name: str) -> Path | None:
