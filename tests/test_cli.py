@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import pandas as pd
 import pytest
 from click.testing import CliRunner
 from kedro.framework.project import pipelines
@@ -102,3 +103,29 @@ def test_a_pipeline_without_upstream_inputs_builds_no_catalog_to_check_them(regi
 class _AllExist:
     def exists(self, name: str) -> bool:
         return True
+
+
+def test_the_upstream_check_reads_the_catalog_alone_and_leaves_the_parameters_to_the_session(
+    registry, project_copy, monkeypatch
+):
+    """The check for missing inputs builds no second context: it reads the catalog's entries
+    (no parameters, which the session reads and validates under the run lock), and asks them."""
+    from kedro.config import OmegaConfigLoader
+
+    from hle_reasoning import cli
+
+    reads = []
+    original = OmegaConfigLoader.__getitem__
+    monkeypatch.setattr(
+        OmegaConfigLoader, "__getitem__", lambda self, key: reads.append(key) or original(self, key)
+    )
+    monkeypatch.chdir(project_copy)
+    kwargs = {"pipelines": ["training"], "env": None, "params": {"seed": 7}}
+    catalog = cli._catalog(kwargs)
+    assert "parameters" not in reads and reads.count("catalog") == 1
+    assert not catalog.exists("focus_train")  # a fresh copy: no split yet
+    assert cli._with_upstream(kwargs)["pipelines"] == ["training", "__default__"]
+    (project_copy / "data/05_model_input").mkdir(parents=True)
+    pd.DataFrame({"id": ["q"]}).to_parquet(project_copy / "data/05_model_input/focus_train.parquet")
+    assert cli._catalog(kwargs).exists("focus_train")
+    assert "parameters" not in reads

@@ -1,5 +1,7 @@
 """The project's datasets write whole or not at all, and refuse what they cannot do."""
 
+from pathlib import Path
+
 import pandas as pd
 import pytest
 from kedro.io import DatasetError
@@ -222,3 +224,51 @@ def test_a_variant_store_says_what_it_needs(tmp_path):
     store = VariantStore(filepath=str(tmp_path / "{variant}.jsonl"), key_column="key")
     with pytest.raises(DatasetError, match=r"saves \{variant: Wanted\}"):
         store.save(pd.DataFrame({"id": ["q1"]}))
+
+
+class _Saves:
+    """Stands for a model or a processor: ``save_pretrained`` writes one file."""
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+
+    def save_pretrained(self, folder) -> None:
+        (folder / self.name).write_text(self.name)
+
+
+def test_a_copied_project_loads_its_own_copy_of_the_base_model(tmp_path):
+    import json
+    import shutil
+
+    from hle_reasoning.modeling.models import BuiltModel
+
+    project = tmp_path / "study"
+    project.mkdir()
+    (project / "pyproject.toml").write_text('[tool.kedro]\npackage_name = "study"\n')
+    models = project / "data" / "06_models"
+    built = BuiltModel(_Saves("weights"), _Saves("processor"), built_from="tiny")
+    BaseModelDataset(path=str(models / "base_model")).save(built)
+    (models / "packaged" / "m").mkdir(parents=True)
+    BaseModelDataset(path=str(models / "reference")).save(str(models / "packaged" / "m"))
+    ref = json.loads((models / "base_model" / BaseModelDataset.REF_FILE).read_text())
+    assert ref["in_project"] == "data/06_models/base_model"
+
+    copy = Path(shutil.copytree(project, tmp_path / "copy"))
+    shutil.rmtree(project)  # the original is gone: the copy must not need it
+    copied = copy.resolve() / "data" / "06_models"
+    assert BaseModelDataset(path=str(copied / "base_model")).load() == str(copied / "base_model")
+    assert BaseModelDataset(path=str(copied / "reference")).load() == str(copied / "packaged/m")
+    # A file written before (an absolute name_or_path alone) is read as written; a hub id too.
+    (copied / "older").mkdir()
+    (copied / "older" / BaseModelDataset.REF_FILE).write_text(
+        json.dumps({"name_or_path": "/elsewhere/base_model", "built_from": "tiny"})
+    )
+    assert BaseModelDataset(path=str(copied / "older")).load() == "/elsewhere/base_model"
+    hub = BaseModelDataset(path=str(copied / "hub"))
+    hub.save("meta-llama/Llama-3.2-11B-Vision-Instruct")
+    assert hub.load() == "meta-llama/Llama-3.2-11B-Vision-Instruct"
+    assert "in_project" not in json.loads((copied / "hub" / BaseModelDataset.REF_FILE).read_text())
+    # Outside any Kedro project: the absolute path, as before.
+    loose = BaseModelDataset(path=str(tmp_path / "loose"))
+    loose.save(built)
+    assert loose.load() == str(tmp_path / "loose")

@@ -71,16 +71,16 @@ def test_the_summary_lists_each_file_of_a_dataset_with_one_file_per_variant(tmp_
     from kedro.io import DataCatalog
     from kedro_datasets.partitions import PartitionedDataset
 
-    from hle_reasoning.hooks import _filepaths
+    from hle_reasoning.hooks import dataset_paths
 
     folder = tmp_path / "08_reporting"
     diagrams = PartitionedDataset(
         path=str(folder), dataset="text.TextDataset", filename_suffix="_diagram.txt"
     )
     catalog = DataCatalog({"diagrams": diagrams})
-    assert _filepaths(catalog, "diagrams") == []  # nothing written yet
+    assert dataset_paths(catalog, "diagrams") == []  # nothing written yet
     diagrams.save({"baseline": "a", "gpt_4o": "b"})
-    assert sorted(p.name for p in _filepaths(catalog, "diagrams")) == [
+    assert sorted(p.name for p in dataset_paths(catalog, "diagrams")) == [
         "baseline_diagram.txt",
         "gpt_4o_diagram.txt",
     ]

@@ -14,11 +14,12 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 import pandas as pd
 import pytest
 
+from hle_reasoning.completeness import IncompleteRunError, completeness
 from hle_reasoning.config import AnsweringConfig, GenerationConfig
 from hle_reasoning.datasets.evaluation import JSONLinesStore
 from hle_reasoning.hle.judge.llm import LLMJudge
 from hle_reasoning.hle.judge.table import VERDICT_COLUMNS, judge_table
-from hle_reasoning.hooks import IncompleteRunError, StudySummaryHook, completeness
+from hle_reasoning.hooks import StudySummaryHook
 from hle_reasoning.launch import project_error
 from hle_reasoning.modeling.openai_backend import Endpoint, EndpointAnswerer
 from hle_reasoning.unreachable import EndpointUnreachableError

@@ -71,30 +71,26 @@ def missing_upstream(selected: Any, full: Any, exists: Any) -> tuple[list[str], 
 
 
 def _catalog(kwargs: dict[str, Any]) -> Any:
-    """The run's data catalog, to ask which datasets exist: the project's context on the run's
-    configuration, without a session and its plugins' hooks (seconds of MLflow set-up that the
-    run itself does again)."""
-    from kedro.framework.hooks.manager import _create_hook_manager
-    from kedro.framework.project import PACKAGE_NAME, settings
+    """The run's data catalog, to ask which datasets exist: its catalog (and credentials) entries
+    as the run's config loader reads them. No context: the parameters are left to the session,
+    which reads them once, under the run lock, with its plugins' hooks."""
+    from kedro.config import MissingConfigException
+    from kedro.framework.project import settings
+    from kedro.io import DataCatalog
     from kedro.utils import find_kedro_project
 
     project = find_kedro_project(Path.cwd()) or Path.cwd()
-    params = kwargs.get("params") or {}
     loader = settings.CONFIG_LOADER_CLASS(
         conf_source=str(kwargs.get("conf_source") or project / settings.CONF_SOURCE),
         env=kwargs.get("env"),
-        runtime_params=params,
+        runtime_params=kwargs.get("params") or {},
         **settings.CONFIG_LOADER_ARGS,
     )
-    context = settings.CONTEXT_CLASS(
-        package_name=PACKAGE_NAME,
-        project_path=project,
-        config_loader=loader,
-        env=kwargs.get("env"),
-        runtime_params=params,
-        hook_manager=_create_hook_manager(),
-    )
-    return context.catalog
+    try:
+        credentials = loader["credentials"]
+    except MissingConfigException:  # Kedro's context reads none then too
+        credentials = {}
+    return DataCatalog.from_config(loader["catalog"], credentials)
 
 
 def _with_upstream(kwargs: dict[str, Any]) -> dict[str, Any]:
@@ -137,12 +133,12 @@ def _with_upstream(kwargs: dict[str, Any]) -> dict[str, Any]:
 
 
 def _project_errors() -> tuple[type[BaseException], ...]:
+    from hle_reasoning.completeness import IncompleteRunError
     from hle_reasoning.config import ConfigError
     from hle_reasoning.hle.data.images import ImageProblem
     from hle_reasoning.hle.data.schema import HLEDataError
     from hle_reasoning.hle.judge.agreement import JudgedFileError
     from hle_reasoning.hle.judge.llm import JudgeConfigError
-    from hle_reasoning.hooks import IncompleteRunError
     from hle_reasoning.modeling.distributed import WorkerFailedError
     from hle_reasoning.modeling.models import ModelAccessError
     from hle_reasoning.modeling.openai_backend import EndpointConfigError
@@ -223,7 +219,7 @@ def _run(**kwargs: Any) -> Any:
         found = launch.project_error(error, _project_errors())
         if found is not None:
             raise click.ClickException(f"{type(found).__name__}: {found}") from None
-        from hle_reasoning.hooks import damaged_dataset_message
+        from hle_reasoning.damaged import damaged_dataset_message
 
         damaged = damaged_dataset_message(error)
         if damaged is not None:

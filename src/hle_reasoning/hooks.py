@@ -1,9 +1,10 @@
 """Project hooks: tag MLflow runs with the git commit and the experiment with its view; close every run with a short summary;
-serve machine 0 from the other machines. The preflight hook is in ``hle_reasoning.preflight``."""
+serve machine 0 from the other machines. The preflight hook is in ``hle_reasoning.preflight``, the
+damaged-dataset hook in ``hle_reasoning.damaged``, and the run's completeness (unanswered or
+unjudged questions refuse the run) in ``hle_reasoning.completeness``."""
 
 from __future__ import annotations
 
-import importlib
 import json
 import logging
 import subprocess
@@ -15,6 +16,8 @@ import click
 from kedro.framework.hooks import hook_impl
 
 from hle_reasoning import tracking
+from hle_reasoning.completeness import completeness, refuse_incomplete
+from hle_reasoning.damaged import dataset_path
 from hle_reasoning.summaries import TrainingSummary, VariantRun
 
 if TYPE_CHECKING:
@@ -188,115 +191,6 @@ class ReleaseRunHook:
         tracking.release_ended_runs()
 
 
-class DamagedDatasetHook:
-    """Remembers the dataset a node is loading, so that one that no longer loads (a parquet file
-    truncated by a crash or a full disk, a schema from another version of the project) is named
-    by ``damaged_dataset_message`` with the command that rewrites it."""
-
-    loading: tuple[str, str] | None = None  # (dataset name, its description) while loading
-
-    @hook_impl
-    def before_dataset_loaded(self, dataset_name: str, node: Any) -> None:
-        DamagedDatasetHook.loading = (dataset_name, getattr(node, "name", ""))
-
-    @hook_impl
-    def after_dataset_loaded(self, dataset_name: str, data: Any, node: Any) -> None:
-        DamagedDatasetHook.loading = None
-
-    @hook_impl
-    def before_pipeline_run(self, run_params: dict, pipeline: Any, catalog: Any) -> None:
-        DamagedDatasetHook.loading = None
-        DamagedDatasetHook.catalog = catalog
-
-
-PIPELINE_ORDER = ("data_processing", "training", "evaluation")
-
-
-def damaged_dataset_message(error: BaseException) -> str | None:
-    """One message for a dataset the project's pipelines wrote that failed to load during the
-    run (``error`` a load error of it); None for anything else."""
-    from kedro.io import DatasetError
-
-    loading = DamagedDatasetHook.loading
-    if loading is None:
-        return None
-    chain = []
-    seen: set[int] = set()
-    current: BaseException | None = error
-    while current is not None and id(current) not in seen:
-        seen.add(id(current))
-        chain.append(current)
-        current = current.__cause__ or current.__context__
-    if not any(isinstance(e, DatasetError) for e in chain):
-        return None
-    name, node = loading
-    # The study's pipelines themselves (Kedro registers only those the run asked for).
-    writers = [
-        n
-        for n in PIPELINE_ORDER
-        if name
-        in importlib.import_module(f"hle_reasoning.pipelines.{n}").create_pipeline().all_outputs()
-    ]
-    cause = chain[-1]
-    detail = str(cause).strip().splitlines()[-1][:300] if str(cause).strip() else ""
-    path = _filepath(getattr(DamagedDatasetHook, "catalog", None), name)
-    where = f"{path} (dataset {name!r})" if path else f"dataset {name!r}"
-    if not writers:  # an input of the run (the judged file of judge_agreement, ...)
-        return (
-            f"{where}, read by node {node!r}, cannot be read ({type(cause).__name__}: {detail}). "
-            "It is an input of this run, not written by the study's pipelines: fix or replace "
-            "the file (or the parameter that names it) and run again; nothing was changed."
-        )
-    return (
-        f"{where}, read by node {node!r}, was written by this project's {writers[0]} pipeline "
-        f"but no longer loads ({type(cause).__name__}: {detail}): damaged (a crash or a full "
-        "disk while it was written, another tool) or written by another version of the project. "
-        f"Rewrite it with `kedro run --pipelines {writers[0]}`, then run again; nothing else "
-        "was changed."
-    )
-
-
-UNANSWERED_TAG = "hle_reasoning.unanswered"
-UNJUDGED_TAG = "hle_reasoning.unjudged"
-
-
-class IncompleteRunError(RuntimeError):
-    """The pipeline ran to its end, but questions are left unanswered or unjudged."""
-
-
-def completeness(name: str, predictions: Any) -> dict[str, tuple[int, int, int]]:
-    """``{model: (questions, answered, judged)}`` of a predictions table (``variant`` column:
-    one entry per variant; ``{file: table}``: each table's), or nothing for another output."""
-    import pandas as pd
-
-    if isinstance(predictions, dict):
-        found: dict[str, tuple[int, int, int]] = {}
-        for part, table in predictions.items():
-            named = table
-            if isinstance(table, pd.DataFrame) and "variant" not in table.columns:
-                named = table.assign(variant=part)
-            found.update(completeness(name, named))
-        return found
-    if not isinstance(predictions, pd.DataFrame) or not name.endswith("predictions"):
-        return {}
-    if not {"id", "response", "judged"} <= set(predictions.columns):
-        return {}
-    prefix = name.removesuffix("predictions").rstrip("._")
-    groups = (
-        list(predictions.groupby("variant", sort=True))
-        if "variant" in predictions.columns
-        else [(prefix or name, predictions)]
-    )
-    return {
-        str(model): (
-            len(group),
-            int(group["response"].notna().sum()),
-            int(group["judged"].fillna(False).astype(bool).sum()),
-        )
-        for model, group in groups
-    }
-
-
 class StudySummaryHook:
     """After a successful ``kedro run``: where the reports are, the headline numbers, what next.
 
@@ -304,8 +198,8 @@ class StudySummaryHook:
     collected as the nodes finish. A run that leaves questions unanswered or unjudged (a server
     down, a failed request) is not a success: after the summary its MLflow run is set FAILED
     with the tags ``hle_reasoning.unanswered`` and ``hle_reasoning.unjudged`` (the counts), and
-    :class:`IncompleteRunError` ends the command with the counts and the command that finishes
-    it (exit status 1).
+    ``IncompleteRunError`` ends the command with the counts and the command that finishes it
+    (exit status 1): ``hle_reasoning.completeness``.
     """
 
     def __init__(self) -> None:
@@ -362,7 +256,7 @@ class StudySummaryHook:
             {
                 str(path)
                 for name in pipeline.all_outputs()
-                for path in _filepaths(catalog, name)
+                for path in dataset_paths(catalog, name)
                 if "08_reporting" in str(path)
             }
         )
@@ -387,53 +281,9 @@ class StudySummaryHook:
         self.refuse_incomplete(names)
 
     def refuse_incomplete(self, pipelines: list[str]) -> None:
-        """Raise :class:`IncompleteRunError` (its MLflow run FAILED, tagged with the counts) when
-        a question is left unanswered or unjudged."""
-        missing = {
-            model: (n, n - answered, answered - judged)
-            for model, (n, answered, judged) in sorted(self._counts.items())
-            if answered < n or judged < answered
-        }
-        if not missing:
-            return
-        unanswered = sum(m[1] for m in missing.values())
-        unjudged = sum(m[2] for m in missing.values())
-        recorded = self._record_failed(unanswered, unjudged)
-        rerun = "kedro run" + (f" --pipelines {','.join(pipelines)}" if pipelines else "")
-        raise IncompleteRunError(
-            f"the run is incomplete: {unanswered} question(s) unanswered, {unjudged} answer(s) "
-            "unjudged ("
-            + "; ".join(
-                f"{model}: {n - u} of {n} answered, {n - u - j} judged"
-                for model, (n, u, j) in missing.items()
-            )
-            + f"). {recorded}To finish it, run `{rerun}` again (with the same --params) once "
-            "the cause logged above is fixed: stored answers and verdicts are kept and only "
-            "the missing ones are asked."
-        )
-
-    def _record_failed(self, unanswered: int, unjudged: int) -> str:
-        if self._mlflow_run is None:
-            return ""
-        try:
-            import mlflow
-
-            client = mlflow.MlflowClient()
-            client.set_tag(self._mlflow_run, UNANSWERED_TAG, str(unanswered))
-            client.set_tag(self._mlflow_run, UNJUDGED_TAG, str(unjudged))
-            client.set_tag(
-                self._mlflow_run,
-                tracking.ENDED_BY_TAG,
-                f"incomplete: {unanswered} unanswered, {unjudged} unjudged",
-            )
-            client.set_terminated(self._mlflow_run, status="FAILED")
-        except Exception as error:  # the run's own problem is the one to report
-            logger.warning("could not record the MLflow run as FAILED: %s", error)
-            return ""
-        return (
-            f"MLflow run {self._mlflow_run} is recorded FAILED ({UNANSWERED_TAG}={unanswered}, "
-            f"{UNJUDGED_TAG}={unjudged}). "
-        )
+        """Raise :class:`~hle_reasoning.completeness.IncompleteRunError` (its MLflow run FAILED,
+        tagged with the counts) when a question is left unanswered or unjudged."""
+        refuse_incomplete(self._counts, self._mlflow_run, pipelines)
 
     def headline_lines(self) -> list[str]:
         """The training run and each evaluated variant, from the summaries the nodes returned."""
@@ -447,10 +297,10 @@ class StudySummaryHook:
         return lines
 
 
-def _filepaths(catalog: Any, name: str) -> list[Path]:
+def dataset_paths(catalog: Any, name: str) -> list[Path]:
     """The file of a dataset, or the files of a dataset with one file per variant (a
     ``PartitionedDataset``: its partitions written so far)."""
-    path = _filepath(catalog, name)
+    path = dataset_path(catalog, name)
     if path is None:
         return []
     dataset = catalog.get(name)
@@ -461,21 +311,6 @@ def _filepaths(catalog: Any, name: str) -> list[Path]:
         return [Path(f"{path}/{partition}{suffix}") for partition in dataset.load()]
     except Exception:  # nothing written yet, or unreadable: not listed
         return []
-
-
-def _filepath(catalog: Any, name: str) -> Path | None:
-    try:
-        dataset = catalog.get(name) if hasattr(catalog, "get") else None
-    except Exception:  # a dataset the catalog cannot describe is simply not listed
-        return None
-    path = getattr(dataset, "_filepath", None) or getattr(dataset, "_path", None)
-    if not path:
-        return None
-    path = Path(str(path))
-    try:
-        return path.relative_to(Path.cwd())
-    except ValueError:
-        return path
 
 
 def runs_table_url(

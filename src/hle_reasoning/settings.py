@@ -1,11 +1,11 @@
-"""Project settings: config environments, the project's hooks, and the config loader."""
+"""Project settings: config environments and the project's hooks."""
 
 import warnings
 
 from hle_reasoning import quiet
-from hle_reasoning.context import ProjectConfigLoader, ProjectContext
+from hle_reasoning.context import ProjectContext
+from hle_reasoning.damaged import DamagedDatasetHook
 from hle_reasoning.hooks import (
-    DamagedDatasetHook,
     KedroMlflowHook,
     ReleaseRunHook,
     StudySummaryHook,
@@ -43,8 +43,6 @@ CONTEXT_CLASS = ProjectContext
 # full setup (cais/hle, the 11B Vision model in 4-bit on CUDA).
 # "soft" merging lets an environment override single keys of a nested block (model.device) instead
 # of replacing the whole block.
-# Kedro's OmegaConfigLoader, reading the catalog and the parameters once per process (context.py).
-CONFIG_LOADER_CLASS = ProjectConfigLoader
 CONFIG_LOADER_ARGS = {
     "base_env": "base",
     "default_run_env": "local",

@@ -163,6 +163,31 @@ def test_refusals_name_the_parameter_and_what_to_use_instead():
     assert "engine is not set" in engines.engine_refusals(None, where, mllama=True)[0]
 
 
+def test_an_engine_option_the_engine_would_read_as_a_flag_is_refused_naming_its_key():
+    where = "evaluation.answering.baseline"
+    options = {
+        "chat_template": "--jinja",
+        "served_model_name": "-",
+        "tp_size": 2,
+        "seed": -1,  # a number: the engines' parsers read it as one
+        "enable_metrics": True,
+        "--log-level": "info",
+        "tokenizer": "./-tok",
+    }
+    assert engines.engine_option_problems(options, where) == [
+        f"{where}.engine_options.chat_template is '--jinja', which starts with '-': the engine's "
+        "argument parser would read it as an option of its own, not as the value of "
+        "--chat-template; pass a value that does not start with '-' (a path as ./--jinja)",
+        f"{where}.engine_options.served_model_name is '-', which starts with '-': the engine's "
+        "argument parser would read it as an option of its own, not as the value of "
+        "--served-model-name; pass a value that does not start with '-' (a path as ./-)",
+        f"{where}.engine_options.--log-level: write the option's name without its dashes "
+        "('log-level'); the project adds them",
+    ]
+    assert engines.engine_option_problems({"tp_size": 2, "x": "y"}, where) == []
+    assert engines.engine_option_problems(None, where) == []
+
+
 def test_the_answering_block_takes_an_engine_and_its_options():
     block = parse_or_raise(
         AnsweringConfig,
@@ -464,3 +489,32 @@ def test_the_merged_checkpoint_is_made_when_missing_and_remade_when_stale(tiny_d
     )
     backends.merged_checkpoint(str(tiny_dir), str(adapter), model, str(merged))
     assert next(merged.glob("*.safetensors")).stat().st_mtime_ns != made  # another adapter
+
+
+def test_the_serving_pipelines_checkpoint_says_what_it_was_merged_from_and_is_reused(
+    tiny_dir, tmp_path
+):
+    """`kedro run --pipelines serving` writes merged_from.json as the engine path does: an
+    engine run then serves that checkpoint instead of merging again."""
+    from peft import LoraConfig, get_peft_model
+
+    from hle_reasoning.datasets import BaseModelDataset
+    from hle_reasoning.modeling.families import family_of
+    from hle_reasoning.modeling.models import load_model
+    from hle_reasoning.pipelines.serving.pipeline import merge_lora_adapter
+
+    network = load_model(str(tiny_dir), quantization=None, device="cpu", dtype="float32")
+    target = family_of(tiny_dir).lora_target(["q_proj", "v_proj"])
+    adapter = tmp_path / "adapter"
+    get_peft_model(
+        network, LoraConfig(r=2, target_modules=target, init_lora_weights=False)
+    ).save_pretrained(adapter)
+    model = ModelConfig.from_params({"name_or_path": "tiny", "device": "cpu"})
+    merged = tmp_path / "merged_model"
+    BaseModelDataset(path=str(merged)).save(merge_lora_adapter(str(tiny_dir), str(adapter), model))
+    assert json.loads((merged / engines.MERGED_FROM_FILE).read_text()) == engines.merged_from(
+        str(tiny_dir), str(adapter), model.dtype
+    )
+    made = next(merged.glob("*.safetensors")).stat().st_mtime_ns
+    backends.merged_checkpoint(str(tiny_dir), str(adapter), model, str(merged))
+    assert next(merged.glob("*.safetensors")).stat().st_mtime_ns == made  # served as written

@@ -4,7 +4,9 @@ engine``): SGLang, vLLM and ``transformers serve``, each an OpenAI-compatible se
 :func:`engine_command` builds the engine's own command line (the real CLIs: ``python -m
 sglang.launch_server --model-path ...``, ``vllm serve ...``, ``transformers serve ...``);
 :func:`engine_refusals` says, before any node runs, why an engine cannot serve here (not
-installed, GPU-only without a GPU, a model family it cannot serve); :class:`ManagedEngine`
+installed, GPU-only without a GPU, a model family it cannot serve), and
+:func:`engine_option_problems` which pass-through option the engine would misread (a value
+starting with ``-``); :class:`ManagedEngine`
 starts the engine as a subprocess in its own process group on a free local port, waits for its
 ``/health`` endpoint, and stops the whole group on leaving its ``with`` block: on success, on an
 error, on Ctrl-C and (while it runs in the main thread) on SIGTERM, which it turns into an
@@ -40,6 +42,7 @@ logger = logging.getLogger(__name__)
 
 HOST = "127.0.0.1"
 LOG_TAIL_LINES = 30
+MERGED_FROM_FILE = "merged_from.json"  # a merged checkpoint's origin (merged_from)
 
 
 @dataclass(frozen=True)
@@ -140,6 +143,43 @@ def engine_command(
         if value is not True:
             command.append(str(value))
     return command
+
+
+def engine_option_problems(options: dict[str, Any] | None, parameter: str) -> list[str]:
+    """Each pass-through option of ``options`` (``<parameter>.engine_options``) that the engine's
+    own argument parser would misread: a text value starting with ``-`` (read as an option, not
+    as the value of ``--<name>``), and a name written with its dashes. Numbers are fine
+    (``-1`` is read as a negative number)."""
+    problems = []
+    for name, value in (options or {}).items():
+        where = f"{parameter}.engine_options.{name}"
+        if str(name).startswith("-"):
+            problems.append(
+                f"{where}: write the option's name without its dashes "
+                f"({str(name).lstrip('-')!r}); the project adds them"
+            )
+        if isinstance(value, str) and value.startswith("-"):
+            flag = "--" + str(name).lstrip("-").replace("_", "-")
+            problems.append(
+                f"{where} is {value!r}, which starts with '-': the engine's argument parser "
+                f"would read it as an option of its own, not as the value of {flag}; pass a "
+                "value that does not start with '-' (a path as ./" + value + ")"
+            )
+    return problems
+
+
+def merged_from(base_model: str, adapter: str, dtype: str) -> dict[str, str]:
+    """What a merged checkpoint (``base_model`` with the LoRA ``adapter`` merged in, in
+    ``dtype``) is made from: the two folders' content hashes and the dtype. Both writers of the
+    checkpoint save it beside the weights as ``MERGED_FROM_FILE`` (``kedro run --pipelines
+    serving`` and the engine path, which reuses a checkpoint whose file matches)."""
+    from hle_reasoning.modeling.generation import files_fingerprint
+
+    return {
+        "base_model": files_fingerprint(base_model),
+        "adapter": files_fingerprint(adapter),
+        "dtype": dtype,
+    }
 
 
 def engine_version(engine: str) -> str:

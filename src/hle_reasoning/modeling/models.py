@@ -416,12 +416,17 @@ def load_model(
 
 
 class BuiltModel:
-    """A model built in-process (the tiny one) with its processor, to be saved by the catalog."""
+    """A model built in-process (the tiny one) with its processor, to be saved by the catalog;
+    ``files``: other files saved beside the weights (name -> text), such as a merged
+    checkpoint's ``merged_from.json``."""
 
-    def __init__(self, model: Any, processor: Any, built_from: str) -> None:
+    def __init__(
+        self, model: Any, processor: Any, built_from: str, files: dict[str, str] | None = None
+    ) -> None:
         self.model = model
         self.processor = processor
         self.built_from = built_from
+        self.files = dict(files or {})
 
 
 def prepare_base_model(model_config: ModelConfig) -> BuiltModel | str:
