@@ -129,3 +129,19 @@ def test_the_upstream_check_reads_the_catalog_alone_and_leaves_the_parameters_to
     pd.DataFrame({"id": ["q"]}).to_parquet(project_copy / "data/05_model_input/focus_train.parquet")
     assert cli._catalog(kwargs).exists("focus_train")
     assert "parameters" not in reads
+
+
+def test_the_upstream_check_finds_outputs_from_a_subfolder_of_the_project(
+    registry, project_copy, monkeypatch
+):
+    """`kedro run` started in notebooks/ asks the catalog's relative paths from the project root,
+    as Kedro's context does: an existing split is not made again."""
+    from hle_reasoning import cli
+
+    (project_copy / "data/05_model_input").mkdir(parents=True)
+    pd.DataFrame({"id": ["q"]}).to_parquet(project_copy / "data/05_model_input/focus_train.parquet")
+    (project_copy / "notebooks").mkdir(exist_ok=True)
+    monkeypatch.chdir(project_copy / "notebooks")
+    kwargs = {"pipelines": ["training"], "env": None, "params": {}}
+    added = cli._with_upstream(kwargs).get("node_names") or ()
+    assert "split_questions_node" not in added and "select_focus_node" not in added

@@ -22,7 +22,6 @@ from hle_reasoning.summaries import TrainingSummary, VariantRun
 
 if TYPE_CHECKING:
     from hle_reasoning.hle.scoring.comparison import PairedComparison
-    from hle_reasoning.preflight import PreflightHook
 
 logger = logging.getLogger(__name__)
 
@@ -349,12 +348,12 @@ class WorkerMachineHook:
     Before anything else of the session (MLflow included) it serves machine 0's spread nodes
     (``hle_reasoning.modeling.distributed.serve``) and then ends the command: the pipeline, the
     catalog saves and MLflow are machine 0's alone. Machine 0 closes the worker machines' loops
-    when its run ends, successfully or not. Machine 0 takes the block the preflight parsed (one
-    parse per run); a worker machine, which runs no pipeline, parses it here.
+    when its run ends, successfully or not, with the block Kedro validated for the run's nodes
+    (validated here when the run reads none); a worker machine, which runs no pipeline, validates
+    the block as written.
     """
 
-    def __init__(self, preflight: PreflightHook | None = None) -> None:
-        self._preflight = preflight
+    def __init__(self) -> None:
         self._raw: dict[str, Any] | None = None  # machine 0's distributed block, as written
 
     @hook_impl(tryfirst=True)
@@ -363,7 +362,9 @@ class WorkerMachineHook:
         from hle_reasoning.modeling.distributed import serve
 
         self._raw = None
-        params = context.params.get("distributed")
+        # The parameters as written: context.params would validate every pipeline's blocks
+        # here, before the run names its pipelines.
+        params = context.config_loader["parameters"].get("distributed")
         if not isinstance(params, dict) or int(params.get("num_machines") or 1) <= 1:
             return
         if str(params.get("machine_rank") or 0) == "0":
@@ -371,7 +372,7 @@ class WorkerMachineHook:
             return
         config, problems = parse(DistributedConfig, params, DistributedConfig.PATH)
         if problems or config is None:
-            return  # the preflight lists the block's problems with every other one
+            return  # the run lists the block's problems with every other one
         if config.is_main_machine:  # a rank written another way (0.0)
             self._raw = params
             return
@@ -385,14 +386,18 @@ class WorkerMachineHook:
         click.echo(f"hle-reasoning: machine 0's run ended; this machine served {served} node(s).")
         raise SystemExit(0)
 
-    def _main_machine_config(self) -> Any:
-        """Machine 0's parsed block: the preflight's, or parsed here when the run reads none."""
+    def _main_machine_config(self, catalog: Any) -> Any:
+        """Machine 0's block: the one Kedro validated for the run's nodes, or validated here
+        when no node of the run reads it."""
         if self._raw is None:
             return None
-        config = self._preflight.block("distributed") if self._preflight is not None else None
-        if config is None:
-            from hle_reasoning.config import DistributedConfig, parse
+        from hle_reasoning.config import DistributedConfig, parse
 
+        try:
+            config = catalog.load("params:distributed")
+        except Exception:  # a catalog without the parameters
+            config = None
+        if not isinstance(config, DistributedConfig):
             config, _ = parse(DistributedConfig, self._raw, DistributedConfig.PATH)
         return config if config is not None and config.is_main_machine else None
 
@@ -400,7 +405,7 @@ class WorkerMachineHook:
     def after_pipeline_run(
         self, run_params: dict, run_result: Any, pipeline: Any, catalog: Any
     ) -> None:
-        config = self._main_machine_config()
+        config = self._main_machine_config(catalog)
         if config is not None:
             from hle_reasoning.modeling.distributed import close_workers
 
@@ -410,7 +415,7 @@ class WorkerMachineHook:
     def on_pipeline_error(
         self, error: Exception, run_params: dict, pipeline: Any, catalog: Any
     ) -> None:
-        config = self._main_machine_config()
+        config = self._main_machine_config(catalog)
         if config is None:
             return
         from hle_reasoning.modeling.distributed import close_workers

@@ -518,3 +518,19 @@ def test_the_serving_pipelines_checkpoint_says_what_it_was_merged_from_and_is_re
     made = next(merged.glob("*.safetensors")).stat().st_mtime_ns
     backends.merged_checkpoint(str(tiny_dir), str(adapter), model, str(merged))
     assert next(merged.glob("*.safetensors")).stat().st_mtime_ns == made  # served as written
+
+
+def test_the_preflight_refuses_an_engine_option_the_engine_would_read_as_a_flag():
+    params = evaluation_params(
+        baseline={
+            "backend": "engine",
+            "engine": "transformers",
+            "engine_options": {"chat_template": "-x", "port": 1},
+        },
+    )
+    problems = preflight_problems(params, None, False, False, answer_endpoints=AnswerEndpoints())
+    assert problems == [
+        "evaluation.answering.baseline.engine_options.chat_template is '-x', which starts with "
+        "'-': the engine's argument parser would read it as an option of its own, not as the "
+        "value of --chat-template; pass a value that does not start with '-' (a path as ./-x)"
+    ]

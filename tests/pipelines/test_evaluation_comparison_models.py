@@ -14,12 +14,19 @@ import pandas as pd
 import pytest
 from kedro.io import DataCatalog, MemoryDataset
 
-from hle_reasoning.config import AnsweringConfig, ConfigError, EvaluationConfig
+from hle_reasoning.config import (
+    AnsweringConfig,
+    ConfigError,
+    DistributedConfig,
+    EvaluationConfig,
+    ModelConfig,
+)
 from hle_reasoning.datasets.endpoints import AnswerEndpoints
 from hle_reasoning.launch import project_error
 from hle_reasoning.modeling.openai_backend import EndpointConfigError
 from hle_reasoning.pipelines.evaluation import create_pipeline
 from hle_reasoning.preflight import PreflightError, PreflightHook, preflight_problems
+from tests.conftest import put_blocks
 from tests.fake_openai import FakeJudgeServer
 from tests.pipelines import test_evaluation as evaluation_tests
 from tests.pipelines.evaluation_runs import responses_store
@@ -203,14 +210,15 @@ def test_the_preflight_refuses_an_openai_block_without_a_server_or_a_model(monke
         "HLE_ANSWER_DEEPSEEK_R1_MODEL): give the served model's name, as the server's /v1/models "
         "lists it",
     ]
-    # The preflight hook of a kedro run: refused before the first node, nothing written.
-    catalog = DataCatalog(
-        {
-            "params:evaluation": MemoryDataset(params["evaluation"]),
-            "params:model": MemoryDataset({**conf("parameters.yml")["model"], "device": "cpu"}),
-            "params:distributed": MemoryDataset(conf("parameters.yml")["distributed"]),
-            "answer_endpoints": MemoryDataset(AnswerEndpoints()),
-        }
+    # The preflight hook of a kedro run (the catalog holds the blocks Kedro built): refused
+    # before the first node, nothing written.
+    catalog = DataCatalog({"answer_endpoints": MemoryDataset(AnswerEndpoints())})
+    put_blocks(
+        catalog,
+        create_pipeline(),
+        evaluation=EvaluationConfig.model_validate(params["evaluation"]),
+        model=ModelConfig.model_validate({**conf("parameters.yml")["model"], "device": "cpu"}),
+        distributed=DistributedConfig.model_validate(conf("parameters.yml")["distributed"]),
     )
     with pytest.raises(PreflightError) as error:
         PreflightHook().before_pipeline_run({}, create_pipeline(), catalog)

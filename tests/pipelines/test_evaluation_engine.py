@@ -20,6 +20,7 @@ import pandas as pd
 import pytest
 
 from hle_reasoning.config import AnsweringConfig, GenerationConfig
+from hle_reasoning.datasets import BaseModelDataset
 from hle_reasoning.modeling.openai_backend import Endpoint, EndpointAnswerer
 from tests.e2e.servers import free_port, server
 from tests.kedro_cli import ENV, KEDRO, kedro_run, stored_responses
@@ -143,8 +144,10 @@ def test_a_managed_engine_stops_with_the_run_resumes_after_its_death_and_matches
     assert sorted(row["id"] for row in after) == ids
     by_id = {row["id"]: row for row in after}
     assert all(by_id[row["id"]] == row for row in before)  # not asked again
-    ref = project / "data" / "06_models" / "base_model" / "model_ref.json"
-    model = str(Path(json.loads(ref.read_text())["name_or_path"]).resolve())
+    # The model the run loads (model_ref.json's path in this project, not the one it was copied from).
+    model = str(
+        Path(BaseModelDataset(path=str(project / "data/06_models/base_model")).load()).resolve()
+    )
     assert {row["answered_by"] for row in after} == {f"engine:transformers:{model}"}
     assert all(row["response_tokens"] == 8 for row in after)
 

@@ -10,13 +10,13 @@ def create_pipeline(**kwargs) -> Pipeline:
         [
             node(
                 nodes.split_questions,
-                inputs=["hle_questions", "params:data_processing.split"],
+                inputs=["hle_questions", "params:data_processing"],
                 outputs=["hle_train", "hle_test", "split_sizes"],
                 name="split_questions_node",
             ),
             node(
                 nodes.select_focus,
-                inputs=["hle_train", "hle_test", "params:data_processing.focus_categories"],
+                inputs=["hle_train", "hle_test", "params:data_processing"],
                 outputs=["focus_train", "focus_test"],
                 name="select_focus_node",
             ),

@@ -10,7 +10,6 @@ from hle_reasoning.config import (
     ConfigError,
     EvaluationConfig,
     GenerationConfig,
-    parse_or_raise,
 )
 from hle_reasoning.datasets.endpoints import AnswerEndpoints, env_prefix
 from hle_reasoning.modeling import openai_backend
@@ -18,12 +17,11 @@ from hle_reasoning.modeling import openai_backend
 logger = logging.getLogger(__name__)
 
 
-def answering_for(answering_config: dict[str, Any] | None, variant: str) -> AnsweringConfig:
+def answering_for(
+    answering_config: dict[str, AnsweringConfig] | None, variant: str
+) -> AnsweringConfig:
     """The ``evaluation.answering.<variant>`` block (``local`` when the variant has none)."""
-    params = (answering_config or {}).get(variant) or {}
-    if isinstance(params, AnsweringConfig):  # parsed once by the preflight hook
-        return params
-    return parse_or_raise(AnsweringConfig, params, f"evaluation.answering.{variant}")
+    return (answering_config or {}).get(variant) or AnsweringConfig()
 
 
 def endpoint_problems(
@@ -156,6 +154,9 @@ def engine_problems(
     problems = []
     for variant, answering in evaluation.answering.items():
         if answering.backend == "engine":
+            problems += engines.engine_option_problems(
+                answering.engine_options, f"evaluation.answering.{variant}"
+            )
             refusals = engines.engine_refusals(
                 answering.engine,
                 f"evaluation.answering.{variant}",

@@ -9,7 +9,6 @@ shards into one chunk in question order.
 
 from __future__ import annotations
 
-import dataclasses
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
@@ -58,7 +57,7 @@ def answer_share(task: AnswerTask) -> int:
     cpu = task.model.device == "cpu" or state.device.type == "cpu"
     device = "cpu" if cpu else str(state.device)
     model, processor = generation.load_for_evaluation(
-        task.base_model, task.adapter, dataclasses.replace(task.model, device=device)
+        task.base_model, task.adapter, task.model.model_copy(update={"device": device})
     )
     store = task.shards.store(state.process_index)
     answered = 0
