@@ -46,3 +46,22 @@ def test_machine_0_closes_the_worker_machines_with_the_block_kedro_validated(mon
     single = WorkerMachineHook()
     single.after_context_created(context({"num_processes": 2}))
     assert single._main_machine_config(catalog) is None
+
+
+def test_the_summary_lists_each_file_of_a_dataset_with_one_file_per_variant(tmp_path):
+    from kedro.io import DataCatalog
+    from kedro_datasets.partitions import PartitionedDataset
+
+    from hle_reasoning.hooks import dataset_paths
+
+    folder = tmp_path / "08_reporting"
+    diagrams = PartitionedDataset(
+        path=str(folder), dataset="text.TextDataset", filename_suffix="_diagram.txt"
+    )
+    catalog = DataCatalog({"diagrams": diagrams})
+    assert dataset_paths(catalog, "diagrams") == []  # nothing written yet
+    diagrams.save({"baseline": "a", "gpt_4o": "b"})
+    assert sorted(p.name for p in dataset_paths(catalog, "diagrams")) == [
+        "baseline_diagram.txt",
+        "gpt_4o_diagram.txt",
+    ]

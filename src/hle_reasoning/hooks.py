@@ -239,6 +239,10 @@ class StudySummaryHook:
                 self._training = value
             elif isinstance(value, VariantRun):
                 self._variants[value.variant] = value
+            elif (
+                isinstance(value, list) and value and all(isinstance(v, VariantRun) for v in value)
+            ):
+                self._variants.update({v.variant: v for v in value})
             elif isinstance(value, PairedComparison):
                 self._comparison = value
 
@@ -250,8 +254,9 @@ class StudySummaryHook:
         reports = sorted(
             {
                 str(path)
-                for path in (dataset_path(catalog, name) for name in pipeline.all_outputs())
-                if path and "08_reporting" in str(path)
+                for name in pipeline.all_outputs()
+                for path in dataset_paths(catalog, name)
+                if "08_reporting" in str(path)
             }
         )
         # A pipeline run with its missing inputs' producers (cli.py) also names __default__.
@@ -289,6 +294,22 @@ class StudySummaryHook:
         if self._comparison is not None:
             lines.append(self._comparison.headline())
         return lines
+
+
+def dataset_paths(catalog: Any, name: str) -> list[Path]:
+    """The file of a dataset, or the files of a dataset with one file per variant (a
+    ``PartitionedDataset``: its partitions written so far)."""
+    path = dataset_path(catalog, name)
+    if path is None:
+        return []
+    dataset = catalog.get(name)
+    suffix = getattr(dataset, "_filename_suffix", None)
+    if suffix is None:
+        return [path]
+    try:
+        return [Path(f"{path}/{partition}{suffix}") for partition in dataset.load()]
+    except Exception:  # nothing written yet, or unreadable: not listed
+        return []
 
 
 def runs_table_url(

@@ -89,7 +89,7 @@ def test_a_default_run_parses_each_block_once_and_mlflow_logs_the_raw_parameters
     assert not twice, f"parsed more than once in one run: {twice}"
     # The nodes got the parsed blocks (or their fields), never the raw mappings.
     assert type(received["params:evaluation"]).__name__ == "EvaluationConfig"
-    assert type(received["params:evaluation.judge"]).__name__ == "JudgeConfig"
+    assert type(received["params:evaluation"].judge).__name__ == "JudgeConfig"
     assert type(received["params:training"]).__name__ == "TrainingConfig"
     assert type(received["params:distributed"]).__name__ == "DistributedConfig"
     assert type(received["params:data_processing"]).__name__ == "DataProcessingConfig"
@@ -102,7 +102,7 @@ def test_a_default_run_parses_each_block_once_and_mlflow_logs_the_raw_parameters
     ]
     assert not raw, f"raw mappings handed to nodes: {raw}"
     assert all(
-        isinstance(v, AnsweringConfig) for v in received["params:evaluation.answering"].values()
+        isinstance(v, AnsweringConfig) for v in received["params:evaluation"].answering.values()
     )
 
     # kedro-mlflow logged the parameters as the YAML holds them (a list stays a list).

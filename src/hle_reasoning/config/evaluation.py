@@ -205,48 +205,27 @@ class AnsweringConfig(Block):
     fallback: Literal["none", "local"] = "none"
 
 
-class ComparisonModelConfig(Block):
-    """A model measured beside the study's variants (``evaluation.comparison_models[]``).
+class ComparisonModelConfig(AnsweringConfig):
+    """A model measured beside the study's variants (``evaluation.comparison_models[]``): a
+    variant of the same kind as baseline and fine-tuned, its answering block an
+    :class:`AnsweringConfig` (``backend: openai``, its defaults) with a ``name`` and ``text_only``.
 
     ``name`` is its Table 1 label (and its name in the ``answer_endpoints`` credentials and the
     ``HLE_ANSWER_<NAME>_*`` variables); ``model`` and ``base_url`` name the served model and the
     OpenAI-compatible server (credentials or environment may override them and hold the key).
     ``text_only``: the model takes no images, so it answers (and is compared on) the test
-    questions without one, as the HLE paper evaluates text-only models. ``concurrency``,
-    ``max_retries``, ``timeout_s`` and ``unreachable_after`` as in :class:`AnsweringConfig`,
-    with its defaults.
+    questions without one, as the HLE paper evaluates text-only models.
     """
 
     PATH: ClassVar[str] = "evaluation.comparison_models[]"
     name: Annotated[str, check(lambda v: v.strip() != "", "give the Table 1 label")]
-    model: str | None = None
-    base_url: str | None = None
+    backend: Literal["openai"] = "openai"
     text_only: bool = False
-    concurrency: Annotated[int, _INT1] = AnsweringConfig.model_fields["concurrency"].default
-    max_retries: Annotated[
-        int,
-        at_least(0, "an integer"),
-    ] = AnsweringConfig.model_fields["max_retries"].default
-    timeout_s: Annotated[
-        float,
-        check(lambda v: v > 0, "set it > 0"),
-    ] = AnsweringConfig.model_fields["timeout_s"].default
-    unreachable_after: Annotated[int, _INT1] = AnsweringConfig.model_fields[
-        "unreachable_after"
-    ].default
 
     @property
     def answering(self) -> AnsweringConfig:
-        """The ``openai`` answering block this model is asked with."""
-        return AnsweringConfig(
-            backend="openai",
-            model=self.model,
-            base_url=self.base_url,
-            concurrency=self.concurrency,
-            max_retries=self.max_retries,
-            timeout_s=self.timeout_s,
-            unreachable_after=self.unreachable_after,
-        )
+        """The answering block this model is asked with: itself."""
+        return self
 
 
 class EvaluationConfig(Block):
