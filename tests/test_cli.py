@@ -102,3 +102,30 @@ def test_a_pipeline_without_upstream_inputs_builds_no_catalog_to_check_them(regi
 class _AllExist:
     def exists(self, name: str) -> bool:
         return True
+
+
+def test_a_run_kedro_refuses_is_one_message_with_every_problem_of_the_blocks_it_validated(
+    registry, monkeypatch
+):
+    from kedro.validation.exceptions import ParameterValidationError
+
+    from hle_reasoning.cli import _refused_parameters
+
+    monkeypatch.chdir(PROJECT_ROOT)
+    refused = ParameterValidationError("Parameter validation failed: (pydantic's text)")
+    params = {
+        "training": {"grpo": {"beta": -1}},
+        "data_processing": {"split": {"sed": 3}},
+    }
+    # The run's own pipelines: their blocks only.
+    message = _refused_parameters({"params": params, "pipelines": ["data_processing"]}, refused)
+    assert message.startswith("PreflightError: This run cannot work as configured; no node")
+    assert "  - data_processing.split.sed: unknown key; did you mean seed?" in message
+    assert "training.grpo.beta" not in message
+    # Refused while the run looked for missing inputs: Kedro validated every pipeline's blocks.
+    message = _refused_parameters(
+        {"params": params, "pipelines": ["data_processing"], "every_pipeline": True}, refused
+    )
+    assert "  - training.grpo.beta is -1.0; set it to a number >= 0." in message
+    assert "data_processing.split.sed: unknown key" in message
+    assert "pydantic" not in message

@@ -184,6 +184,8 @@ def _refused_parameters(kwargs: dict[str, Any], error: BaseException) -> str:
         **settings.CONFIG_LOADER_ARGS,
     )["parameters"]
     names = [n for n in kwargs.get("pipelines") or [kwargs.get("pipeline")] if n] or ["__default__"]
+    if kwargs.get("every_pipeline"):
+        names = list(pipelines)
     datasets = set().union(*(pipelines[n].datasets() for n in names if n in pipelines))
     read = {n.removeprefix("params:").split(".")[0] for n in datasets if n.startswith("params:")}
     problems = preflight_problems(
@@ -239,6 +241,8 @@ def _run(**kwargs: Any) -> Any:
         )
     # A worker machine (distributed.machine_rank > 0) writes nothing: machine 0 holds the lock.
     worker = launch.machine_rank(conf_dir, _conf_envs(kwargs), kwargs.get("params") or {}) > 0
+    # Refused while looking for missing inputs, Kedro validated every pipeline's blocks.
+    run_kwargs = {**kwargs, "every_pipeline": True}
     try:
         # The pipelines are resolved before the lock: a refused name writes nothing, not even
         # the lock file.
@@ -261,7 +265,7 @@ def _run(**kwargs: Any) -> Any:
 
         refused = launch.project_error(error, (ParameterValidationError,))
         if refused is not None:
-            raise click.ClickException(_refused_parameters(kwargs, refused)) from None
+            raise click.ClickException(_refused_parameters(run_kwargs, refused)) from None
         found = launch.project_error(error, _project_errors())
         if found is not None:
             raise click.ClickException(f"{type(found).__name__}: {found}") from None
