@@ -238,8 +238,11 @@ def test_the_judge_label_names_the_model_that_judged():
 def test_the_context_reads_the_parameter_files_once_and_hands_out_copies(monkeypatch):
     from kedro.framework.context import KedroContext
     from kedro.framework.hooks.manager import _create_hook_manager
+    from kedro.framework.startup import bootstrap_project
 
     from hle_reasoning.context import ProjectConfigLoader
+
+    bootstrap_project(PROJECT_ROOT)  # Kedro validates the blocks of the registered pipelines
 
     class CountingLoader(ProjectConfigLoader):
         reads = 0
@@ -268,10 +271,10 @@ def test_the_context_reads_the_parameter_files_once_and_hands_out_copies(monkeyp
     assert CountingLoader.reads == 1
     assert second["seed"] == 7
     assert (
-        second["evaluation"]["generation"]["max_new_tokens"]
+        second["evaluation"].generation.max_new_tokens
         == (loader["parameters"]["evaluation"]["generation"]["max_new_tokens"])
     )
-    assert second["evaluation"]["generation"]["max_new_tokens"] > 0
+    assert second["evaluation"].generation.max_new_tokens > 0
 
 
 def test_a_second_loader_of_the_same_conf_reads_no_file_again_until_one_changes(
