@@ -244,6 +244,7 @@ def _run(**kwargs: Any) -> Any:
         )
     # A worker machine (distributed.machine_rank > 0) writes nothing: machine 0 holds the lock.
     worker = launch.machine_rank(conf_dir, _conf_envs(kwargs), kwargs.get("params") or {}) > 0
+    run_kwargs = kwargs
     try:
         # The pipelines are resolved before the lock: a refused name writes nothing, not even
         # the lock file.
@@ -266,7 +267,7 @@ def _run(**kwargs: Any) -> Any:
 
         refused = launch.project_error(error, (ParameterValidationError,))
         if refused is not None:
-            raise click.ClickException(_refused_parameters(kwargs, refused)) from None
+            raise click.ClickException(_refused_parameters(run_kwargs, refused)) from None
         found = launch.project_error(error, _project_errors())
         if found is not None:
             raise click.ClickException(f"{type(found).__name__}: {found}") from None

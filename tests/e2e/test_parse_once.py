@@ -93,7 +93,7 @@ def test_a_default_run_parses_each_block_once_and_mlflow_logs_the_raw_parameters
     assert type(received["params:training"]).__name__ == "TrainingConfig"
     assert type(received["params:distributed"]).__name__ == "DistributedConfig"
     assert type(received["params:data_processing"]).__name__ == "DataProcessingConfig"
-    assert type(received["params:data_processing"].focus_categories) is tuple
+    assert type(received["params:data_processing.focus_categories"]) is tuple
     # A mapping a node receives is one of parsed blocks (evaluation.answering: one per variant).
     raw = [
         name

@@ -50,11 +50,7 @@ def test_pipeline_on_the_bundled_sample(sample_questions):
 
 def test_focus_category_missing_is_a_clear_error(sample_questions):
     with pytest.raises(ValueError, match=r"focus_categories names \['Astrology'\]"):
-        nodes.select_focus(
-            sample_questions,
-            sample_questions.iloc[0:0],
-            DataProcessingConfig(focus_categories=("Astrology",)),
-        )
+        nodes.select_focus(sample_questions, sample_questions.iloc[0:0], ["Astrology"])
 
 
 def test_a_focus_without_training_questions_is_refused_by_name(sample_questions):
@@ -64,9 +60,7 @@ def test_a_focus_without_training_questions_is_refused_by_name(sample_questions)
     train, test, _ = stratified_split(sample_questions)
     # The sample's 12 Humanities questions all go to the test side.
     with pytest.raises(FocusSplitError, match=r"leaves 0 training question") as refused:
-        nodes.select_focus(
-            train, test, DataProcessingConfig(focus_categories=("Humanities/Social Science",))
-        )
+        nodes.select_focus(train, test, ["Humanities/Social Science"])
     assert "focus_train and focus_test were not written" in str(refused.value)
 
 

@@ -33,11 +33,12 @@ def split_questions(
 
 
 def select_focus(
-    train: pd.DataFrame, test: pd.DataFrame, config: DataProcessingConfig
+    train: pd.DataFrame, test: pd.DataFrame, focus_categories: tuple[str, ...]
 ) -> tuple[pd.DataFrame, pd.DataFrame]:
     """The train and test questions of the focus categories (the proposal: Math); refused
-    (nothing returned, so nothing written) when a category is missing or a side is empty."""
-    focus_categories = config.focus_categories
+    (nothing returned, so nothing written) when a category is missing or a side is empty.
+    ``focus_categories``: the field of the ``data_processing`` block Kedro built for
+    ``split_questions``."""
     sizes = {str(c): int(n) for c, n in test["category"].value_counts().items()}
     problems = sampling.focus_problems(
         pd.concat([train["category"], test["category"]]), focus_categories, sizes

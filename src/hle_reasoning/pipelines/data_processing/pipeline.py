@@ -16,7 +16,7 @@ def create_pipeline(**kwargs) -> Pipeline:
             ),
             node(
                 nodes.select_focus,
-                inputs=["hle_train", "hle_test", "params:data_processing"],
+                inputs=["hle_train", "hle_test", "params:data_processing.focus_categories"],
                 outputs=["focus_train", "focus_test"],
                 name="select_focus_node",
             ),
