@@ -38,18 +38,28 @@ class PromptConfig(Block):
     """How prompts are rendered and capped before generation."""
 
     PATH: ClassVar[str] = "training.prompt"
-    max_prompt_tokens: Annotated[int | None, _INT1] = 32
-    truncation_side: TruncationSide = "left"
-    system_role: SystemRole = "auto"
+    max_prompt_tokens: Annotated[int | None, _INT1] = Field(
+        32, description="the prompt cap in tokens (the proposal: 32; null: no cap)"
+    )
+    truncation_side: TruncationSide = Field(
+        "left", description="left keeps the prompt's end (question, image, header), right its start"
+    )
+    system_role: SystemRole = Field(
+        "auto", description="auto: a system message, or the user turn for image questions"
+    )
 
 
 class LoraSettings(Block):
     """The proposal's LoRA: rank, alpha, dropout and the projections it adapts."""
 
     PATH: ClassVar[str] = "training.lora"
-    r: Annotated[int, _INT1] = 4
-    alpha: Annotated[float, _POSITIVE] = 32.0
-    dropout: Annotated[float, check(lambda v: 0 <= v < 1, "set it in [0, 1)")] = 0.05
+    r: Annotated[int, _INT1] = Field(4, description="PEFT's LoraConfig.r (the proposal: 4)")
+    alpha: Annotated[float, _POSITIVE] = Field(
+        32.0, description="PEFT's lora_alpha (the proposal: 32)"
+    )
+    dropout: Annotated[float, check(lambda v: 0 <= v < 1, "set it in [0, 1)")] = Field(
+        0.05, description="PEFT's lora_dropout (the proposal: 5%)"
+    )
     target_modules: Annotated[
         tuple[str, ...],
         check(
