@@ -288,9 +288,16 @@ class StudySummaryHook:
         """The training run and each evaluated variant, from the summaries the nodes returned."""
         lines = [f"  {self._training.headline()}"] if self._training is not None else []
         if self._variants:
+            from hle_reasoning.pipelines.evaluation.plan import STUDY_VARIANTS
+
+            # Baseline, fine-tuned, then the comparison models in their configured order.
+            order = sorted(
+                self._variants,
+                key=lambda v: (v not in STUDY_VARIANTS, v if v in STUDY_VARIANTS else ""),
+            )
             lines.append(VariantRun.header())
-            lines += [self._variants[v].headline() for v in sorted(self._variants)]
-            lines += [note for v in sorted(self._variants) for note in self._variants[v].notes()]
+            lines += [self._variants[v].headline() for v in order]
+            lines += [note for v in order for note in self._variants[v].notes()]
         if self._comparison is not None:
             lines.append(self._comparison.headline())
         return lines
