@@ -65,3 +65,98 @@ def stored_responses(project: Path, variant: str) -> list[dict]:
         except json.JSONDecodeError:
             continue
     return rows
+
+
+def kedro_run_in_process(project: Path, *args: str) -> subprocess.CompletedProcess:
+    """``kedro run ARGS`` in ``project`` through Kedro's own command line (``KedroCLI``, the
+    project's ``cli.py`` and hooks, the project's ``conf/logging.yml``), in this process: what the
+    user would see, without the seconds a new interpreter takes to import Kedro, MLflow and torch.
+
+    For runs whose process is not what is tested (a run refused or failed with a message); a test
+    of signals, exit handlers or a second process keeps :func:`kedro_run`. Returns the same
+    shape: the exit status, and the console's lines (both log handlers and click's output) as
+    stdout and stderr; an exception Kedro's command line lets through is printed as the
+    interpreter would (``Traceback ...``), exit status 1. The working directory, environment,
+    logging and MLflow state of this process are restored afterwards.
+    """
+    import contextlib
+    import io
+    import logging
+    import logging.config
+    import traceback
+
+    import mlflow
+    import yaml
+    from kedro.framework.cli.cli import KedroCLI
+    from kedro.framework.project import LOGGING
+    from mlflow.tracking import fluent
+
+    stdout, stderr = io.StringIO(), io.StringIO()
+    environ = dict(os.environ)
+    loggers = {
+        name: (logger.handlers[:], logger.level, logger.propagate)
+        for name in ("", "hle_reasoning", "kedro")
+        for logger in [logging.getLogger(name or None)]
+    }
+    logging_config = dict(LOGGING.data)
+    tracking_uri = mlflow.get_tracking_uri()
+    returncode = 0
+    _forget_mlflow_stores()
+    try:
+        os.environ.update(ENV)
+        os.environ.pop("MLFLOW_EXPERIMENT_ID", None)
+        with (
+            contextlib.chdir(project),
+            contextlib.redirect_stdout(stdout),
+            contextlib.redirect_stderr(stderr),
+        ):
+            # As `kedro` does at start-up, from the project's folder: its handlers write to the
+            # console (sys.stdout, here the captured one) and its log file.
+            LOGGING.configure(yaml.safe_load((project / "conf" / "logging.yml").read_text()))
+            try:
+                KedroCLI(project_path=project).main(["run", *args], prog_name="kedro")
+            except SystemExit as done:
+                code = done.code
+                returncode = code if isinstance(code, int) else (0 if code is None else 1)
+            except BaseException:  # what the interpreter would print, and its exit status
+                sys.stderr.write(traceback.format_exc())
+                returncode = 1
+    finally:
+        for name, (handlers, level, propagate) in loggers.items():
+            logger = logging.getLogger(name or None)
+            for handler in logger.handlers:
+                if handler not in handlers:
+                    handler.close()
+            logger.handlers[:] = handlers
+            logger.setLevel(level)
+            logger.propagate = propagate
+        LOGGING.data = logging_config
+        while mlflow.active_run() is not None:
+            mlflow.end_run()
+        fluent._active_experiment_id = None
+        _forget_mlflow_stores()
+        mlflow.set_tracking_uri(tracking_uri)
+        os.environ.clear()
+        os.environ.update(environ)
+    return subprocess.CompletedProcess(
+        ["kedro", "run", *args], returncode, stdout.getvalue(), stderr.getvalue()
+    )
+
+
+def _forget_mlflow_stores() -> None:
+    """Drop the tracking stores and database engines MLflow keeps for this process's life.
+
+    MLflow caches them by URI string, and the project's URI is relative (``sqlite:///mlflow.db``):
+    kept, a project copy's in-process run would read and write the ``mlflow.db`` of the copy
+    that came before it (a refused run's "no MLflow run" would then hold trivially, a broken
+    database would go unseen). A new ``kedro`` process starts without them.
+    """
+    from mlflow.store.tracking.sqlalchemy_store import SqlAlchemyStore
+    from mlflow.tracking._tracking_service.utils import _tracking_store_registry
+
+    _tracking_store_registry._get_store_with_resolved_uri.cache_clear()
+    with SqlAlchemyStore._engine_map_lock:
+        engines = list(SqlAlchemyStore._engine_map.values())
+        SqlAlchemyStore._engine_map.clear()
+    for engine in engines:
+        engine.dispose()

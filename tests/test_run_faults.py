@@ -1,6 +1,10 @@
 """`kedro run` on a bad day, as a user meets it: refused runs say why in one screen and leave
 no MLflow run, interrupted runs are recorded KILLED, a second run in the same folder stops at
-once, and a broken mlflow.db is named."""
+once, and a broken mlflow.db is named.
+
+A run that ends with a message goes through Kedro's command line in this process (the console's
+whole output, the exit status: ``kedro_run_in_process``); the interrupted runs are real processes.
+"""
 
 from __future__ import annotations
 
@@ -16,7 +20,7 @@ from pathlib import Path
 import pytest
 
 from hle_reasoning.hle.data.sampling import stratified_split
-from tests.kedro_cli import kedro_run
+from tests.kedro_cli import kedro_run_in_process
 
 pytestmark = pytest.mark.slow
 
@@ -52,7 +56,9 @@ def test_a_focus_too_small_to_train_is_refused_before_anything_is_written(
     test[test["category"] == "Math"].to_parquet(primary / "focus_test.parquet")
     before = {p.name: hashlib.sha256(p.read_bytes()).digest() for p in primary.iterdir()}
 
-    result = kedro_run(project_copy, "--params", "data_processing.focus_categories=[Physics]")
+    result = kedro_run_in_process(
+        project_copy, "--params", "data_processing.focus_categories=[Physics]"
+    )
     output = one_screen(result)
     assert "no node was run and no output written" in output
     assert "['Physics'] (16 question(s)) leaves 1 training question(s)" in output
@@ -61,7 +67,7 @@ def test_a_focus_too_small_to_train_is_refused_before_anything_is_written(
 
 
 def test_a_missing_hle_source_and_broken_conf_files_are_one_message_each(project_copy):
-    result = kedro_run(project_copy, "--params", "hle_source=/nonexistent.jsonl")
+    result = kedro_run_in_process(project_copy, "--params", "hle_source=/nonexistent.jsonl")
     output = one_screen(result)
     assert "hle_source is '/nonexistent.jsonl', which does not exist" in output
     assert runs(project_copy) == []
@@ -69,7 +75,7 @@ def test_a_missing_hle_source_and_broken_conf_files_are_one_message_each(project
     local = project_copy / "conf" / "local"
     (local / "credentials.yml").write_text("- hle_judge\n- api_key: sk-test\n")
     (local / "parameters.yml").write_text("training:\n  grpo:\n    beta: [0.1\n")
-    output = one_screen(kedro_run(project_copy))
+    output = one_screen(kedro_run_in_process(project_copy))
     assert "the configuration cannot be read; nothing was run" in output
     assert "conf/local/credentials.yml holds a list" in output
     assert "conf/local/parameters.yml:4:1: not valid YAML" in output
@@ -77,7 +83,7 @@ def test_a_missing_hle_source_and_broken_conf_files_are_one_message_each(project
     (local / "credentials.yml").unlink()
     (local / "parameters.yml").unlink()
     (project_copy / "mlflow.db").write_bytes(b"not a database " * 100)
-    output = one_screen(kedro_run(project_copy, "--pipelines", "data_processing"))
+    output = one_screen(kedro_run_in_process(project_copy, "--pipelines", "data_processing"))
     assert "The MLflow database" in output and "not a readable SQLite database" in output
     assert "mlflow.db.broken" in output
 
@@ -110,7 +116,7 @@ def test_an_interrupted_run_is_recorded_killed(project_copy, signum):
         wait_running(project_copy, process)
         if signum == signal.SIGTERM:
             # Meanwhile a second run in the same folder stops at once, naming the first.
-            second = kedro_run(project_copy, "--pipelines", "data_processing")
+            second = kedro_run_in_process(project_copy, "--pipelines", "data_processing")
             output = one_screen(second)
             assert f"another `kedro run` (pid {process.pid}) is running in this project" in output
         process.send_signal(signum)
@@ -155,7 +161,9 @@ def test_hostile_exports_and_a_damaged_intermediate_file_are_one_message_each(
     export = exports / "hle.jsonl"
     export.write_bytes(b"\n".join([*sample[:5], latin1, *sample[6:], json.dumps(bomb).encode()]))
 
-    output = one_screen(kedro_run(project_copy, "--params", "hle_source=exports/hle.jsonl"))
+    output = one_screen(
+        kedro_run_in_process(project_copy, "--params", "hle_source=exports/hle.jsonl")
+    )
     assert "exports/hle.jsonl: 2 problem(s) in the HLE export" in output
     assert "line 6: not UTF-8 (byte 0xe9" in output
     assert "id 'bomb-1', column 'image': more pixels than max_image_pixels" in output
@@ -170,7 +178,7 @@ def test_hostile_exports_and_a_damaged_intermediate_file_are_one_message_each(
     damaged = primary / "focus_train.parquet"
     damaged.write_bytes(damaged.read_bytes()[:500])
     before = {p: hashlib.sha256(p.read_bytes()).digest() for p in primary.iterdir()}
-    output = one_screen(kedro_run(project_copy, "--pipelines", "training"))
+    output = one_screen(kedro_run_in_process(project_copy, "--pipelines", "training"))
     assert (
         "data/05_model_input/focus_train.parquet (dataset 'focus_train'), read by node "
         "'train_grpo_node', was written by this project's data_processing pipeline but no "

@@ -38,13 +38,16 @@ def test_a_variant_answered_by_transformers_serve_is_stored_resumed_and_compared
     trained_project_copy,
 ):
     model = str((trained_project_copy / "data" / "06_models" / "base_model").resolve())
-    ids = sorted(
-        pd.read_parquet(trained_project_copy / "data" / "05_model_input" / "focus_test.parquet")[
-            "id"
-        ]
-        .astype(str)
-        .tolist()
-    )
+    # 12 of the 73 test questions, two with an image: storing, resuming and comparing need a
+    # few answers on each side of the kill, not a CPU server answering 73 questions one at a time.
+    focus_test = trained_project_copy / "data" / "05_model_input" / "focus_test.parquet"
+    questions = pd.read_parquet(focus_test)
+    with_image = questions["image"] != ""
+    pd.concat([questions[~with_image].head(10), questions[with_image].head(2)]).reset_index(
+        drop=True
+    ).to_parquet(focus_test)
+    ids = sorted(pd.read_parquet(focus_test)["id"].astype(str).tolist())
+    assert len(ids) == 12
     port = free_port()
     command = [str(TRANSFORMERS), "serve", model, "--device", "cpu", "--host", "127.0.0.1"]
     with server(
