@@ -199,7 +199,7 @@ NEEDED = (
     "hle_reasoning.modeling.grpo",
     "hle_reasoning.modeling.memory",
     "hle_reasoning.modeling.models",
-    "hle_reasoning.modeling.rewards",
+    "hle_reasoning.hle.judge.rewards",
     "hle_reasoning.modeling.training",
     "hle_reasoning.modeling.trl_mapping",
     "hle_reasoning.hle.data.schema",
@@ -245,9 +245,9 @@ def main() -> int:
     import transformers
 
     from hle_reasoning.config import QuantizationConfig, TrainingConfig
+    from hle_reasoning.hle.judge.rewards import build_reward_functions
     from hle_reasoning.modeling import memory
     from hle_reasoning.modeling.models import build_tiny_processor, load_model
-    from hle_reasoning.modeling.rewards import build_reward_functions
     from hle_reasoning.modeling.training import training_dataset
     from hle_reasoning.modeling.trl_mapping import grpo_config, lora_config
 

@@ -81,7 +81,6 @@ def build_text_model(model_params: dict, workdir: Path, quantized: bool):
 
 def run_once(kind: str, load, tokenizer, dataset, training: dict, steps: int, outdir: Path):
     """Per-step times (s) of one run of ``kind`` ("ours" or "bare") for ``steps`` steps."""
-    import dataclasses
 
     from transformers.trainer_callback import PrinterCallback
     from trl import GRPOConfig, GRPOTrainer
@@ -107,7 +106,7 @@ def run_once(kind: str, load, tokenizer, dataset, training: dict, steps: int, ou
         args=args,
         train_dataset=dataset,
         processing_class=tokenizer,
-        peft_config=lora_config(dataclasses.replace(config.lora, language_model_only=False)),
+        peft_config=lora_config(config.lora.model_copy(update={"language_model_only": False})),
     )
     trainer.remove_callback(PrinterCallback)  # no log dict per step
     trainer.train()

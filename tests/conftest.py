@@ -117,12 +117,20 @@ def mlflow_store(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Any:
 
 
 def put_blocks(catalog: Any, pipe: Any, **blocks: Any) -> None:
-    """The parsed ``blocks`` under every ``params:`` name ``pipe`` reads, as the preflight hook
-    hands them to the nodes of a ``kedro run``."""
-    from hle_reasoning.config.study import typed_parameters
+    """The validated ``blocks`` under every ``params:`` name ``pipe`` reads, as Kedro's context
+    puts a typed parameter and each of its fields (``params:evaluation.judge``) in the catalog
+    of a ``kedro run``."""
+    from kedro.validation.utils import get_typed_fields
 
-    for name, value in typed_parameters(blocks, pipe.inputs()).items():
-        catalog[name] = value
+    def put(name: str, value: Any) -> None:
+        if f"params:{name}" in pipe.inputs():
+            catalog[f"params:{name}"] = value
+        fields = value if isinstance(value, dict) else get_typed_fields(value)
+        for key, field in (fields or {}).items():
+            put(f"{name}.{key}", field)
+
+    for name, block in blocks.items():
+        put(name, block)
 
 
 @pytest.fixture(autouse=True)

@@ -145,3 +145,27 @@ def test_the_upstream_check_finds_outputs_from_a_subfolder_of_the_project(
     kwargs = {"pipelines": ["training"], "env": None, "params": {}}
     added = cli._with_upstream(kwargs).get("node_names") or ()
     assert "split_questions_node" not in added and "select_focus_node" not in added
+
+
+def test_a_run_kedro_refuses_is_one_message_with_every_problem_of_the_blocks_it_validated(
+    registry, monkeypatch
+):
+    from kedro.validation.exceptions import ParameterValidationError
+
+    from hle_reasoning.cli import _refused_parameters
+
+    monkeypatch.chdir(PROJECT_ROOT)
+    refused = ParameterValidationError("Parameter validation failed: (pydantic's text)")
+    params = {
+        "training": {"grpo": {"beta": -1}},
+        "data_processing": {"split": {"sed": 3}},
+    }
+    # The run's own pipelines: their blocks only.
+    message = _refused_parameters({"params": params, "pipelines": ["data_processing"]}, refused)
+    assert message.startswith("PreflightError: This run cannot work as configured; no node")
+    assert "  - data_processing.split.sed: unknown key; did you mean seed?" in message
+    assert "training.grpo.beta" not in message
+    assert "pydantic" not in message
+    # The training pipeline reads the training block: its problem is listed too.
+    message = _refused_parameters({"params": params, "pipelines": ["training"]}, refused)
+    assert "  - training.grpo.beta is -1.0; set it to a number >= 0." in message

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import copy
-import dataclasses
 import functools
 import os
 
@@ -61,7 +60,7 @@ def test_the_yaml_sets_every_key_and_the_code_defaults_equal_it():
     for name, cls in BLOCKS.items():
         parsed = blocks[name]
         # Every key of the dataclass tree is written in conf/base: the YAML documents them all.
-        declared = dataclasses.asdict(parsed)
+        declared = parsed.model_dump()
         if name == "evaluation":
             declared.pop("report")  # no code defaults: the YAML is its only home
         assert keys(declared) <= keys(params[name]), name
@@ -234,3 +233,33 @@ def test_the_judge_label_names_the_model_that_judged():
     assert judge.label("gpt-4.1-2025-04-14", style="report") == "llm (gpt-4.1-2025-04-14)"
     assert judge.label(None) == "llm:o3-mini-2025-01-31"
     assert JudgeConfig().label("gpt-4.1-2025-04-14") == "rules"
+
+
+@pytest.mark.parametrize("env", ["local", "paper"])
+def test_kedro_builds_every_pipelines_typed_parameters_from_conf(env):
+    """Kedro builds each node argument annotated with a block from conf/ before the run, for any
+    selection of pipelines: a block and one of its fields both annotated must not make Kedro
+    write the field into a block it has already built (it refuses the run then)."""
+    from kedro.framework.project import pipelines
+    from kedro.framework.startup import bootstrap_project
+    from kedro.validation.parameter_validator import ParameterValidator
+    from kedro.validation.type_extractor import TypeExtractor
+    from kedro.validation.utils import get_typed_fields
+
+    bootstrap_project(PROJECT_ROOT)
+    registered = dict(pipelines)
+    selections = {name: {name: pipe} for name, pipe in registered.items()}
+    selections["every pipeline"] = registered  # what reading context.params validates
+    for name, selection in selections.items():
+        typed = ParameterValidator(selection).validate_raw_params(parameters(env))
+        requirements = TypeExtractor(selection).extract_types_from_pipelines()
+        assert requirements, name  # every pipeline reads a block
+        for key, cls in requirements.items():
+            value = typed
+            for part in key.split("."):  # as Kedro's context names params:<key> in the catalog
+                fields = value if isinstance(value, dict) else get_typed_fields(value)
+                value = fields[part]
+            assert isinstance(value, cls), (name, key, type(value))
+    assert {"model", "data_processing", "training", "evaluation", "distributed"} <= set(
+        TypeExtractor({"all": registered["__default__"]}).extract_types_from_pipelines()
+    )

@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 
 import pytest
+import yaml
 
 from hle_reasoning.config.training import TrainingConfigError
 from hle_reasoning.datasets.evaluation import JSONLinesStore
@@ -14,6 +15,7 @@ from hle_reasoning.modeling import packaged
 from hle_reasoning.modeling.checkpoints import FINGERPRINT_FILE, resolve_resume
 from hle_reasoning.modeling.families import family_of
 from hle_reasoning.modeling.models import ModelAccessError, loading_folder
+from tests.conftest import PROJECT_ROOT
 
 
 def test_a_store_line_that_is_not_utf8_or_not_a_record_is_skipped(tmp_path):
@@ -66,12 +68,15 @@ def test_a_damaged_model_folder_is_named_with_the_command_that_rewrites_it(tmp_p
 def test_a_judged_file_of_the_wrong_shape_is_one_message_of_the_command():
     from hle_reasoning import launch
     from hle_reasoning.cli import _project_errors
-    from hle_reasoning.config import JudgeConfig
+    from hle_reasoning.config import EvaluationConfig
     from hle_reasoning.hle.judge.agreement import JudgedFileError
     from hle_reasoning.pipelines.judge_agreement.nodes import measure_judge_agreement
 
+    evaluation = yaml.safe_load((PROJECT_ROOT / "conf/base/parameters_evaluation.yml").read_text())[
+        "evaluation"
+    ]
     with pytest.raises(JudgedFileError) as raised:
-        measure_judge_agreement([1], None, JudgeConfig())
+        measure_judge_agreement([1], None, EvaluationConfig.model_validate(evaluation))
     assert "the judged file in --params judged must be a JSON object" in str(raised.value)
     wrapped = RuntimeError("node failed")
     wrapped.__cause__ = raised.value

@@ -169,6 +169,63 @@ def test_a_figure_saved_as_a_report_and_logged_to_mlflow_is_rendered_once(
     assert (tmp_path / "small.png").read_bytes() != image
 
 
+def _wanted(ids, key, answer="new"):
+    from hle_reasoning.datasets.stores import Wanted
+
+    made = []
+
+    def make(todo, kept, shards):
+        made.extend(todo["id"])
+        for qid in reversed(list(todo["id"])):  # answers arrive in any order
+            yield pd.DataFrame({"id": [qid], "key": [key], "response": [answer]})
+
+    return Wanted(rows=pd.DataFrame({"id": ids, "key": key}), make=make), made
+
+
+def test_a_variant_store_keeps_one_file_per_variant_reuses_by_key_and_keeps_question_order(
+    tmp_path,
+):
+    from hle_reasoning.datasets import JSONLinesStore, VariantStore
+
+    store = VariantStore(
+        filepath=str(tmp_path / "{variant}" / "r.jsonl"), key_column="key", columns=["id", "key"]
+    )
+    assert store.load().columns.tolist() == ["variant", "id", "key"] and store.load().empty
+    first, made = _wanted(["q1", "q2", "q3"], "a")
+    store.save({"baseline": first, "GPT-4o": _wanted(["q1"], "a")[0]})
+    assert made == ["q1", "q2", "q3"]
+    gpt = JSONLinesStore(filepath=str(tmp_path / "gpt_4o" / "r.jsonl")).load()
+    assert gpt.to_dict("records") == [
+        {"variant": "GPT-4o", "id": "q1", "key": "a", "response": "new"}
+    ]
+    baseline = JSONLinesStore(filepath=str(tmp_path / "baseline" / "r.jsonl")).load()
+    assert baseline["id"].tolist() == ["q1", "q2", "q3"]  # the wanted order, not the arrival's
+    # A rerun: q1 and q2 stored under the wanted key are reused, q4 is new; q3 (not wanted) is
+    # dropped; another key for q2 would make it stale.
+    again, made = _wanted(["q4", "q2", "q1"], "a")
+    store.save({"baseline": again})
+    assert made == ["q4"]
+    assert store.load().groupby("variant")["id"].apply(list).to_dict() == {
+        "GPT-4o": ["q1"],
+        "baseline": ["q4", "q2", "q1"],
+    }
+    stale, made = _wanted(["q1"], "b")
+    store.save({"baseline": stale})
+    assert made == ["q1"]
+    keys = store.load().set_index("variant")["key"].to_dict()
+    assert keys == {"baseline": "b", "GPT-4o": "a"}  # GPT-4o's untouched
+
+
+def test_a_variant_store_says_what_it_needs(tmp_path):
+    from hle_reasoning.datasets import VariantStore
+
+    with pytest.raises(DatasetError, match=r"must hold '\{variant\}' once"):
+        VariantStore(filepath=str(tmp_path / "r.jsonl"), key_column="key")
+    store = VariantStore(filepath=str(tmp_path / "{variant}.jsonl"), key_column="key")
+    with pytest.raises(DatasetError, match=r"saves \{variant: Wanted\}"):
+        store.save(pd.DataFrame({"id": ["q1"]}))
+
+
 class _Saves:
     """Stands for a model or a processor: ``save_pretrained`` writes one file."""
 

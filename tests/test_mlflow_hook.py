@@ -79,6 +79,31 @@ def test_a_nodes_parameters_are_kedro_mlflows_logged_in_one_call(mlflow_store, c
     assert tags == {"prompt": "x" * 7000}  # long_params_strategy: tag, as kedro-mlflow does
 
 
+def test_a_block_kedro_built_is_logged_key_by_key_as_its_yaml_would_be(mlflow_store):
+    """kedro-mlflow logs a pydantic parameter as one string, its repr; here every key of the
+    block is its own parameter, with the value the YAML mapping gives it."""
+    from hle_reasoning.config import DataProcessingConfig, EvaluationConfig
+    from tests.test_config import parameters
+
+    raw = parameters()
+    typed = {
+        "params:evaluation": EvaluationConfig.model_validate(raw["evaluation"]),
+        "params:data_processing": DataProcessingConfig.model_validate(raw["data_processing"]),
+        "params:data_processing.focus_categories": ("Math",),  # a typed block's field
+    }
+    as_yaml = {
+        "params:evaluation": raw["evaluation"],
+        "params:data_processing": raw["data_processing"],
+        "params:data_processing.focus_categories": ["Math"],
+    }
+    hook = _configured(BatchedParamsMlflowHook())
+    logged, _ = _logged(mlflow_store, typed, hook)
+    assert logged == _logged(mlflow_store, as_yaml, _configured(BatchedParamsMlflowHook()))[0]
+    assert logged["evaluation.judge.rules.rel_tol"] == "0.0001"
+    assert logged["data_processing.focus_categories"] == "['Math']"
+    assert not any("Config(" in value for value in logged.values())  # no repr
+
+
 def test_parameters_already_in_the_run_are_not_sent_again_and_a_changed_one_still_fails(
     mlflow_store, calls
 ):

@@ -106,3 +106,18 @@ def test_the_training_headline_gives_the_resident_weights_estimate_beside_eq6():
         "training: 26 GRPO steps, 0.26 s/step, final reward 0.589, peak memory 10.50 GB "
         "(eq. (6): 7.00 GB; with the resident weights 9.29 GB)"
     )
+
+
+def test_the_comparison_models_follow_the_two_variants_in_their_configured_order():
+    hook = StudySummaryHook()
+    hook.before_pipeline_run({}, None, None)
+    names = ["GPT-4o", "finetuned", "baseline", "DeepSeek-R1"]  # as the node returns them
+    runs = [VariantRun(variant=name, metrics={"judged": 9, "answered": 9}) for name in names]
+    hook.after_node_run(None, None, {}, {"evaluation_runs": runs})
+    lines = hook.headline_lines()
+    assert [line.split()[0] for line in lines[1:]] == [
+        "baseline",
+        "finetuned",
+        "GPT-4o",
+        "DeepSeek-R1",
+    ]

@@ -87,7 +87,7 @@ def test_an_existing_experiment_gets_the_tags_it_lacks(mlflow_store):
 def test_variant_runs_are_evaluation_runs_logging_accuracy_first(mlflow_store):
     mlflow = mlflow_store
     catalog = yaml.safe_load((PROJECT_ROOT / "conf/base/catalog_evaluation.yml").read_text())
-    entry = dict(catalog["{variant}.mlflow_run"])
+    entry = dict(catalog["evaluation_runs"])
     del entry["type"]
     entry["run_name"] = "evaluation.baseline"
     entry["tags"] = {k: v.replace("{variant}", "baseline") for k, v in entry["tags"].items()}
@@ -118,3 +118,20 @@ def test_the_printed_address_opens_the_runs_table_with_the_view():
         "http://127.0.0.1:5000/#/experiments/7/runs?workflowType=machine_learning"
     )
     assert runs_table_url(None) == "http://127.0.0.1:5000"
+
+
+def test_one_dataset_logs_a_child_run_per_variant_named_after_it(mlflow_store):
+    from hle_reasoning.summaries import VariantRun
+
+    mlflow = mlflow_store
+    catalog = yaml.safe_load((PROJECT_ROOT / "conf/base/catalog_evaluation.yml").read_text())
+    entry = dict(catalog["evaluation_runs"])
+    del entry["type"]
+    dataset = MlflowChildRunDataset(**entry)
+    with mlflow.start_run(run_name="__default__") as parent:
+        dataset.save([VariantRun(variant=v, metrics={"accuracy": 1.0}) for v in ("baseline", "R1")])
+    children = mlflow.search_runs(
+        filter_string=f"tags.mlflow.parentRunId = '{parent.info.run_id}'", output_format="list"
+    )
+    named = {run.info.run_name: run.data.tags["variant"] for run in children}
+    assert named == {"evaluation.baseline": "baseline", "evaluation.R1": "R1"}

@@ -6,6 +6,7 @@ unanswered or unjudged is recorded FAILED with the counts."""
 from __future__ import annotations
 
 import json
+import re
 import socket
 import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -14,16 +15,16 @@ import pandas as pd
 import pytest
 
 from hle_reasoning.completeness import IncompleteRunError, completeness
-from hle_reasoning.config import AnsweringConfig, ComparisonModelConfig, GenerationConfig
+from hle_reasoning.config import AnsweringConfig, GenerationConfig
 from hle_reasoning.datasets.evaluation import JSONLinesStore
-from hle_reasoning.datasets.stores import first_replacing
 from hle_reasoning.hle.judge.llm import LLMJudge
 from hle_reasoning.hle.judge.table import VERDICT_COLUMNS, judge_table
 from hle_reasoning.hooks import StudySummaryHook
+from hle_reasoning.launch import project_error
 from hle_reasoning.modeling.openai_backend import Endpoint, EndpointAnswerer
-from hle_reasoning.pipelines.evaluation.comparison_models import answer_comparison_models
 from hle_reasoning.unreachable import EndpointUnreachableError
 from tests.hle.judge.test_llm import QUESTIONS, RESPONSES
+from tests.pipelines.evaluation_runs import answer_into, plan_for, responses_store
 
 
 @pytest.fixture
@@ -47,10 +48,10 @@ def test_the_judge_stops_after_unreachable_after_failures_and_keeps_stored_verdi
     ).reindex(columns=list(VERDICT_COLUMNS))  # fmt: skip
     store.save(stored)
     with pytest.raises(EndpointUnreachableError) as raised:
-        for chunk in first_replacing(judge_table(
+        for i, chunk in enumerate(judge_table(
             QUESTIONS, RESPONSES, store.load(), judge="llm", llm=judge, workers=2, progress=False
         )):  # fmt: skip
-            store.save(chunk)
+            store.replace(chunk) if i == 0 else store.append(chunk)  # the stored ones first
     message = str(raised.value)
     assert closed_port in message and "evaluation.judge.llm.base_url" in message
     assert "evaluation.judge.llm.unreachable_after = 2" in message
@@ -58,7 +59,7 @@ def test_the_judge_stops_after_unreachable_after_failures_and_keeps_stored_verdi
     assert store.load()["id"].tolist() == ["q1"]  # the stored verdict is kept
 
 
-def test_an_openai_variant_and_a_comparison_model_stop_at_a_closed_port(closed_port):
+def test_an_openai_variant_and_a_comparison_model_stop_at_a_closed_port(closed_port, tmp_path):
     questions = QUESTIONS.assign(image="")
     answerer = EndpointAnswerer(
         Endpoint(base_url=closed_port, model="served"),
@@ -72,13 +73,19 @@ def test_an_openai_variant_and_a_comparison_model_stop_at_a_closed_port(closed_p
     assert f"{closed_port} (evaluation.answering.baseline.base_url)" in message
     assert "evaluation.answering.baseline.unreachable_after = 3" in message
 
-    model = ComparisonModelConfig(name="R1", base_url=closed_port, model="r1", max_retries=0)
-    stream = answer_comparison_models(
-        questions, pd.DataFrame(), GenerationConfig(max_new_tokens=8), (model,)
+    model = {"name": "R1", "base_url": closed_port, "model": "r1", "max_retries": 0}
+    plan = plan_for(
+        "unused-base-model",
+        {"name_or_path": "tiny"},
+        generation={"max_new_tokens": 8},
+        comparison_models=[model],
     )
-    assert next(stream).empty  # the stored answers (none) come first, then the stop
-    with pytest.raises(EndpointUnreachableError, match=r"evaluation\.comparison_models\[0\]"):
-        list(stream)
+    store = responses_store(tmp_path)
+    with pytest.raises(Exception) as raised:  # Kedro wraps a dataset's error in its own
+        answer_into(store, plan, questions, "R1")
+    assert store.load().empty  # the stored answers (none) are written first, then the stop
+    stopped = project_error(raised.value, (EndpointUnreachableError,))
+    assert re.search(r"evaluation\.comparison_models\[0\]", str(stopped))
 
 
 def test_an_incomplete_run_is_refused_with_the_counts_per_model():
@@ -94,6 +101,11 @@ def test_an_incomplete_run_is_refused_with_the_counts_per_model():
         "R1": (2, 2, 1),
     }
     assert completeness("focus_test", predictions) == {}
+    # The chain's predictions: one table per variant's file, each with its variant column.
+    assert completeness("predictions", {"r1": stacked[:2], "gpt": stacked[2:]}) == {
+        "GPT": (1, 0, 0),
+        "R1": (2, 2, 1),
+    }
 
     hook = StudySummaryHook()
     hook.before_pipeline_run({}, None, None)

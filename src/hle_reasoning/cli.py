@@ -12,7 +12,8 @@ changes nothing else:
   An optional input (``OPTIONAL_INPUTS``: the training's completions table, which the report
   shows when it exists) never adds its producer: ``--pipelines evaluation`` does not retrain.
 * An unknown pipeline name, and a problem the project reports with a message of its own (a
-  configuration the preflight rejects, an LLM judge that refuses the key or model, an invalid
+  configuration Kedro's parameter validation or the preflight rejects, every problem of it with
+  its full key path, an LLM judge that refuses the key or model, an invalid
   HLE export, a distributed worker that failed: its rank and error), end the command with that message and exit status 1, without a traceback.
 
 Around Kedro's run (``hle_reasoning.launch``): the conf files are read first (invalid YAML, a
@@ -169,6 +170,43 @@ def _project_errors() -> tuple[type[BaseException], ...]:
     )
 
 
+def _refused_parameters(kwargs: dict[str, Any], error: BaseException) -> str:
+    """The message of a run whose parameters Kedro refused (its ``ParameterValidationError``
+    comes as pydantic's text inside a traceback box): the raw parameters validated again with
+    the same models, every problem of every block the run reads with its full key path, and
+    what the valid blocks ask of the world (the preflight's checks), in one message."""
+    from kedro.framework.project import pipelines, settings
+    from kedro.utils import find_kedro_project
+
+    from hle_reasoning.config import BLOCKS
+    from hle_reasoning.preflight import preflight_problems
+
+    project = find_kedro_project(Path.cwd()) or Path.cwd()
+    params = settings.CONFIG_LOADER_CLASS(
+        conf_source=str(kwargs.get("conf_source") or project / settings.CONF_SOURCE),
+        env=kwargs.get("env"),
+        runtime_params=kwargs.get("params") or {},
+        **settings.CONFIG_LOADER_ARGS,
+    )["parameters"]
+    names = [n for n in kwargs.get("pipelines") or [kwargs.get("pipeline")] if n] or ["__default__"]
+    datasets = set().union(*(pipelines[n].datasets() for n in names if n in pipelines))
+    read = {n.removeprefix("params:").split(".")[0] for n in datasets if n.startswith("params:")}
+    problems = preflight_problems(
+        params,
+        params.get("hle_source") if "hle_questions" in datasets else None,
+        uses_model=bool({"base_model", "tokenizer", "params:model"} & datasets),
+        uses_device=bool({"base_model", "params:model", "params:model.device"} & datasets),
+        blocks=[name for name in BLOCKS if name in read],
+    )
+    if not problems:  # refused for a reason of Kedro's own: its message, as it gave it
+        return str(error)
+    # The preflight's message, as for a run the preflight hook refuses.
+    return (
+        "PreflightError: This run cannot work as configured; no node was run and no output "
+        "written:\n" + "\n".join(f"  - {p}" for p in problems)
+    )
+
+
 def _conf_envs(kwargs: dict[str, Any]) -> list[str]:
     import os
 
@@ -206,6 +244,7 @@ def _run(**kwargs: Any) -> Any:
         )
     # A worker machine (distributed.machine_rank > 0) writes nothing: machine 0 holds the lock.
     worker = launch.machine_rank(conf_dir, _conf_envs(kwargs), kwargs.get("params") or {}) > 0
+    run_kwargs = kwargs
     try:
         # The pipelines are resolved before the lock: a refused name writes nothing, not even
         # the lock file.
@@ -224,7 +263,11 @@ def _run(**kwargs: Any) -> Any:
         raise SystemExit(143) from None
     except Exception as error:
         import mlflow
+        from kedro.validation.exceptions import ParameterValidationError
 
+        refused = launch.project_error(error, (ParameterValidationError,))
+        if refused is not None:
+            raise click.ClickException(_refused_parameters(run_kwargs, refused)) from None
         found = launch.project_error(error, _project_errors())
         if found is not None:
             raise click.ClickException(f"{type(found).__name__}: {found}") from None

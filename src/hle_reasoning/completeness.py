@@ -27,9 +27,17 @@ class IncompleteRunError(RuntimeError):
 
 def completeness(name: str, predictions: Any) -> dict[str, tuple[int, int, int]]:
     """``{model: (questions, answered, judged)}`` of a predictions table (``variant`` column:
-    one entry per comparison model), or nothing for another output."""
+    one entry per variant; ``{file: table}``: each table's), or nothing for another output."""
     import pandas as pd
 
+    if isinstance(predictions, dict):
+        found: dict[str, tuple[int, int, int]] = {}
+        for part, table in predictions.items():
+            named = table
+            if isinstance(table, pd.DataFrame) and "variant" not in table.columns:
+                named = table.assign(variant=part)
+            found.update(completeness(name, named))
+        return found
     if not isinstance(predictions, pd.DataFrame) or not name.endswith("predictions"):
         return {}
     if not {"id", "response", "judged"} <= set(predictions.columns):

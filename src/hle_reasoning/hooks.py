@@ -22,7 +22,6 @@ from hle_reasoning.summaries import TrainingSummary, VariantRun
 
 if TYPE_CHECKING:
     from hle_reasoning.hle.scoring.comparison import PairedComparison
-    from hle_reasoning.preflight import PreflightHook
 
 logger = logging.getLogger(__name__)
 
@@ -240,6 +239,10 @@ class StudySummaryHook:
                 self._training = value
             elif isinstance(value, VariantRun):
                 self._variants[value.variant] = value
+            elif (
+                isinstance(value, list) and value and all(isinstance(v, VariantRun) for v in value)
+            ):
+                self._variants.update({v.variant: v for v in value})
             elif isinstance(value, PairedComparison):
                 self._comparison = value
 
@@ -251,8 +254,9 @@ class StudySummaryHook:
         reports = sorted(
             {
                 str(path)
-                for path in (dataset_path(catalog, name) for name in pipeline.all_outputs())
-                if path and "08_reporting" in str(path)
+                for name in pipeline.all_outputs()
+                for path in dataset_paths(catalog, name)
+                if "08_reporting" in str(path)
             }
         )
         # A pipeline run with its missing inputs' producers (cli.py) also names __default__.
@@ -284,12 +288,35 @@ class StudySummaryHook:
         """The training run and each evaluated variant, from the summaries the nodes returned."""
         lines = [f"  {self._training.headline()}"] if self._training is not None else []
         if self._variants:
+            from hle_reasoning.pipelines.evaluation.plan import STUDY_VARIANTS
+
+            # Baseline, fine-tuned, then the comparison models in their configured order.
+            order = sorted(
+                self._variants,
+                key=lambda v: (v not in STUDY_VARIANTS, v if v in STUDY_VARIANTS else ""),
+            )
             lines.append(VariantRun.header())
-            lines += [self._variants[v].headline() for v in sorted(self._variants)]
-            lines += [note for v in sorted(self._variants) for note in self._variants[v].notes()]
+            lines += [self._variants[v].headline() for v in order]
+            lines += [note for v in order for note in self._variants[v].notes()]
         if self._comparison is not None:
             lines.append(self._comparison.headline())
         return lines
+
+
+def dataset_paths(catalog: Any, name: str) -> list[Path]:
+    """The file of a dataset, or the files of a dataset with one file per variant (a
+    ``PartitionedDataset``: its partitions written so far)."""
+    path = dataset_path(catalog, name)
+    if path is None:
+        return []
+    dataset = catalog.get(name)
+    suffix = getattr(dataset, "_filename_suffix", None)
+    if suffix is None:
+        return [path]
+    try:
+        return [Path(f"{path}/{partition}{suffix}") for partition in dataset.load()]
+    except Exception:  # nothing written yet, or unreadable: not listed
+        return []
 
 
 def runs_table_url(
@@ -328,12 +355,12 @@ class WorkerMachineHook:
     Before anything else of the session (MLflow included) it serves machine 0's spread nodes
     (``hle_reasoning.modeling.distributed.serve``) and then ends the command: the pipeline, the
     catalog saves and MLflow are machine 0's alone. Machine 0 closes the worker machines' loops
-    when its run ends, successfully or not. Machine 0 takes the block the preflight parsed (one
-    parse per run); a worker machine, which runs no pipeline, parses it here.
+    when its run ends, successfully or not, with the block Kedro validated for the run's nodes
+    (validated here when the run reads none); a worker machine, which runs no pipeline, validates
+    the block as written.
     """
 
-    def __init__(self, preflight: PreflightHook | None = None) -> None:
-        self._preflight = preflight
+    def __init__(self) -> None:
         self._raw: dict[str, Any] | None = None  # machine 0's distributed block, as written
 
     @hook_impl(tryfirst=True)
@@ -342,7 +369,9 @@ class WorkerMachineHook:
         from hle_reasoning.modeling.distributed import serve
 
         self._raw = None
-        params = context.params.get("distributed")
+        # The parameters as written: context.params would validate every pipeline's blocks
+        # here, before the run names its pipelines.
+        params = context.config_loader["parameters"].get("distributed")
         if not isinstance(params, dict) or int(params.get("num_machines") or 1) <= 1:
             return
         if str(params.get("machine_rank") or 0) == "0":
@@ -350,7 +379,7 @@ class WorkerMachineHook:
             return
         config, problems = parse(DistributedConfig, params, DistributedConfig.PATH)
         if problems or config is None:
-            return  # the preflight lists the block's problems with every other one
+            return  # the run lists the block's problems with every other one
         if config.is_main_machine:  # a rank written another way (0.0)
             self._raw = params
             return
@@ -364,14 +393,18 @@ class WorkerMachineHook:
         click.echo(f"hle-reasoning: machine 0's run ended; this machine served {served} node(s).")
         raise SystemExit(0)
 
-    def _main_machine_config(self) -> Any:
-        """Machine 0's parsed block: the preflight's, or parsed here when the run reads none."""
+    def _main_machine_config(self, catalog: Any) -> Any:
+        """Machine 0's block: the one Kedro validated for the run's nodes, or validated here
+        when no node of the run reads it."""
         if self._raw is None:
             return None
-        config = self._preflight.block("distributed") if self._preflight is not None else None
-        if config is None:
-            from hle_reasoning.config import DistributedConfig, parse
+        from hle_reasoning.config import DistributedConfig, parse
 
+        try:
+            config = catalog.load("params:distributed")
+        except Exception:  # a catalog without the parameters
+            config = None
+        if not isinstance(config, DistributedConfig):
             config, _ = parse(DistributedConfig, self._raw, DistributedConfig.PATH)
         return config if config is not None and config.is_main_machine else None
 
@@ -379,7 +412,7 @@ class WorkerMachineHook:
     def after_pipeline_run(
         self, run_params: dict, run_result: Any, pipeline: Any, catalog: Any
     ) -> None:
-        config = self._main_machine_config()
+        config = self._main_machine_config(catalog)
         if config is not None:
             from hle_reasoning.modeling.distributed import close_workers
 
@@ -389,7 +422,7 @@ class WorkerMachineHook:
     def on_pipeline_error(
         self, error: Exception, run_params: dict, pipeline: Any, catalog: Any
     ) -> None:
-        config = self._main_machine_config()
+        config = self._main_machine_config(catalog)
         if config is None:
             return
         from hle_reasoning.modeling.distributed import close_workers

@@ -9,7 +9,8 @@ reopens the run only in a thread where it is not the active run already, and log
 parameters with one ``mlflow.log_params`` (MLflow's ``log_batch``, which splits them into MLflow's
 own batch limit), leaving out those already logged with the same value in the same run. What is
 logged is kedro-mlflow's choice as before: the same parameters (``params:`` inputs and
-``parameters``), flattened and sanitised by its ``mlflow.yml`` settings, the same values, and its
+``parameters``; a block Kedro built as a pydantic model is logged as its mapping, each key its
+own parameter, where kedro-mlflow would log its repr as one string), flattened and sanitised by its ``mlflow.yml`` settings, the same values, and its
 ``long_params_strategy`` for a value over MLflow's length limit. A parameter logged again with
 another value still fails as MLflow makes it fail.
 
@@ -31,6 +32,7 @@ from typing import Any
 import mlflow
 from kedro_mlflow.framework.hooks.mlflow_hook import MlflowHook
 from mlflow.utils.validation import MAX_PARAM_VAL_LENGTH
+from pydantic import BaseModel
 
 logger = logging.getLogger(__name__)
 
@@ -46,6 +48,19 @@ def flatten(params: dict, recursive: bool = True, sep: str = ".") -> dict:
         else:
             out[key] = value
     return out
+
+
+def as_written(value: Any) -> Any:
+    """A parameter as the YAML writes it: a block Kedro built for a node (a pydantic model) as
+    its mapping of plain values (lists, not tuples), so that every key is still its own MLflow
+    parameter (kedro-mlflow would log the model's repr as one string); other values as given."""
+    if isinstance(value, BaseModel):
+        return value.model_dump(mode="json")
+    if isinstance(value, dict):
+        return {k: as_written(v) for k, v in value.items()}
+    if isinstance(value, tuple | list):
+        return [as_written(v) for v in value]
+    return value
 
 
 class BatchedParamsMlflowHook(MlflowHook):
@@ -65,7 +80,7 @@ class BatchedParamsMlflowHook(MlflowHook):
         if active is None or active.info.run_id != self.run_id:
             mlflow.start_run(run_id=self.run_id, nested=self.mlflow_config.tracking.run.nested)
         params = {
-            (name[len("params:") :] if name.startswith("params:") else name): value
+            (name[len("params:") :] if name.startswith("params:") else name): as_written(value)
             for name, value in inputs.items()
             if name.startswith("params:") or name == "parameters"
         }

@@ -1,6 +1,5 @@
-"""The preflight: what would stop a run, found before its first node from config and
-environment alone, every problem at once; and the hook that parses each parameter block once
-per run and hands the parsed blocks to the nodes."""
+"""The preflight: what would stop a run, found before its first node from the validated
+parameter blocks and the environment, every problem at once (read-only)."""
 
 from __future__ import annotations
 
@@ -52,17 +51,64 @@ def preflight(
     judge_endpoint: Any = None,
     answer_endpoints: Any = None,
 ) -> tuple[dict[str, Any], list[str]]:
-    """The run's parameter blocks parsed (each once; a block with problems is left out) and
-    every problem ``preflight_problems`` lists."""
-    from hle_reasoning import hub
+    """The raw ``params``' blocks validated (a block with problems is left out) and every
+    problem ``preflight_problems`` lists: the blocks' own, then the world's
+    (``world_problems``). A ``kedro run`` validates its blocks itself (Kedro builds the
+    node arguments annotated with them); this is for a run Kedro refused (``cli.py`` lists
+    every problem at once) and for checking a configuration without a run."""
     from hle_reasoning.config import BLOCKS, TINY, parse_blocks
-    from hle_reasoning.config.distributed import world_size_problems
-    from hle_reasoning.hle.data.schema import is_hub_id
-    from hle_reasoning.modeling import packaged
 
     if blocks is None:
         blocks = [name for name in BLOCKS if name in params]
     parsed, problems = parse_blocks(params, blocks)
+    model = params.get("model") or {}
+    evaluation = parsed.get("evaluation")
+    problems += world_problems(
+        hle_source,
+        name_or_path=model.get("name_or_path", TINY),
+        device=str(model.get("device", "auto")),
+        uses_model=uses_model,
+        uses_device=uses_device,
+        training=parsed.get("training"),
+        distributed=parsed.get("distributed"),
+        model=parsed.get("model"),
+        judge=evaluation.judge if evaluation is not None else None,
+        evaluation=evaluation,
+        processes=(params.get("distributed") or {}).get("num_processes", 1),
+        judge_endpoint=judge_endpoint,
+        answer_endpoints=answer_endpoints,
+    )
+    return parsed, problems
+
+
+def world_problems(
+    hle_source: str | None,
+    *,
+    name_or_path: Any,
+    device: str,
+    uses_model: bool,
+    uses_device: bool,
+    training: Any = None,
+    distributed: Any = None,
+    model: Any = None,
+    judge: Any = None,
+    evaluation: Any = None,
+    processes: Any = None,
+    judge_endpoint: Any = None,
+    answer_endpoints: Any = None,
+) -> list[str]:
+    """What the valid blocks ask of the world and the world lacks: the hub token, the model's
+    access, a CUDA GPU, the processes' share of the batch, the accelerate config, the judge's and
+    the answering servers' keys. ``training`` ... ``evaluation``: the run's validated blocks
+    (``None``: the run does not read it); ``processes``: ``distributed.num_processes`` as
+    written (checked against the batch even when the distributed block has problems)."""
+    from hle_reasoning import hub
+    from hle_reasoning.config import TINY
+    from hle_reasoning.config.distributed import world_size_problems
+    from hle_reasoning.hle.data.schema import is_hub_id
+    from hle_reasoning.modeling import packaged
+
+    problems: list[str] = []
     if hle_source and is_hub_id(hle_source) and not hub.token():
         problems.append(
             f"hle_source is the gated hub dataset {hle_source!r} but HF_TOKEN is not set (nor a "
@@ -70,8 +116,7 @@ def preflight(
             f"https://huggingface.co/datasets/{hle_source}, then {hub.LOGIN}; "
             "or pass a local export with --params hle_source=PATH."
         )
-    model = params.get("model") or {}
-    name = model.get("name_or_path", TINY)
+    name = name_or_path
     if (
         uses_model
         and name != TINY
@@ -86,7 +131,6 @@ def preflight(
             packaged.gguf_path(packaged.PACKAGED[name])
         except packaged.PackagedModelError as error:
             problems.append(str(error))
-    device = str(model.get("device", "auto"))
     if uses_device and device.startswith("cuda") and not _cuda_available():
         import torch
 
@@ -94,27 +138,22 @@ def preflight(
             f"model.device is {device!r} but torch {torch.__version__} sees no CUDA GPU: run on a GPU "
             "machine with a CUDA build of torch, or use the default setup (without --env paper)."
         )
-    training = parsed.get("training")
-    processes = (params.get("distributed") or {}).get("num_processes", 1)
+    if distributed is not None:
+        processes = distributed.num_processes
     if training is not None and isinstance(processes, int) and processes > 1:
-        # Even when the distributed block has other problems: the processes it asks for.
         problems += world_size_problems(training.grpo, processes)
-    scale = parsed.get("distributed")
-    if scale is not None and scale.config_file is not None:
+    if distributed is not None and distributed.config_file is not None:
         from hle_reasoning.modeling.distributed import accelerate_problems
 
-        problems += accelerate_problems(
-            scale, training, parsed.get("model"), gpus=_cuda_available()
-        )
-    evaluation = parsed.get("evaluation")
-    if evaluation is not None and evaluation.judge.kind == "llm":
-        problems += judge_problems(evaluation.judge, judge_endpoint)
+        problems += accelerate_problems(distributed, training, model, gpus=_cuda_available())
+    if judge is not None and judge.kind == "llm":
+        problems += judge_problems(judge, judge_endpoint)
     if evaluation is not None and answer_endpoints is not None:
         from hle_reasoning.pipelines.evaluation.backends import answering_problems, engine_problems
 
         problems += answering_problems(evaluation, answer_endpoints)
         problems += engine_problems(evaluation, name)
-    return parsed, problems
+    return problems
 
 
 def _cuda_available() -> bool:
@@ -137,74 +176,62 @@ def judge_problems(judge: Any, endpoint: Any = None) -> list[str]:
 
 
 class PreflightHook:
-    """Before the first node: every parameter block the run reads, tokens, hub access, the GPU
-    and the judge's credentials; every problem at once.
+    """Before the first node: tokens, hub access, the GPU, the judge's and the servers' keys,
+    the image limit and the focus split, every problem at once, read-only.
 
-    Each block is parsed here, once per run, and every node receives the parsed blocks in place
-    of the raw ``params:`` inputs (``params:evaluation.judge`` is the ``JudgeConfig``): Kedro lets
-    ``before_node_run`` replace a node's inputs. The catalog keeps the raw parameters, so
-    kedro-viz shows them and kedro-mlflow (whose ``before_node_run`` sees the inputs as loaded)
-    logs every one as before.
+    Kedro has built and validated the parameter blocks the run's nodes are annotated with before
+    this hook runs (a block that cannot work stops the run there, ``cli.py`` lists its problems);
+    the hook reads those blocks from the catalog and checks only what needs the world.
     """
-
-    def __init__(self) -> None:
-        self._blocks: dict[str, Any] = {}
 
     # First of every before_pipeline_run (kedro-mlflow's starts the MLflow run): a refused run
     # leaves no MLflow run behind.
     @hook_impl(tryfirst=True)
     def before_pipeline_run(self, run_params: dict, pipeline: Any, catalog: Any) -> None:
-        from hle_reasoning.config import BLOCKS
-
-        self._blocks = {}
+        from hle_reasoning.config import TINY
 
         datasets = set(pipeline.datasets())
-        read = {
-            n.removeprefix("params:").split(".")[0] for n in datasets if n.startswith("params:")
-        }
-        blocks = [name for name in BLOCKS if name in read]  # in the order of the YAML files
-        params = {name: _param(catalog, f"params:{name}") for name in blocks}
-        if "model" not in params:
-            params["model"] = _param(catalog, "params:model") or {}
-        uses_model = bool({"base_model", "tokenizer"} & datasets) or "model" in blocks
+
+        def block(name: str) -> Any:
+            """The run's validated block ``name`` (None: no node of the run reads it)."""
+            from pydantic import BaseModel
+
+            value = _param(catalog, f"params:{name}") if f"params:{name}" in datasets else None
+            return value if isinstance(value, BaseModel) else None
+
+        evaluation = block("evaluation")
+        uses_model = bool({"base_model", "tokenizer"} & datasets) or "params:model" in datasets
         # Loading weights needs the device; data_processing only needs the tokenizer.
         uses_device = bool({"base_model", "params:model", "params:model.device"} & datasets)
         hle_source = _param(catalog, "params:hle_source") if "hle_questions" in datasets else None
         endpoint = _param(catalog, "judge_endpoint") if "judge_endpoint" in datasets else None
         answers = _param(catalog, "answer_endpoints") if "answer_endpoints" in datasets else None
-        parsed, problems = preflight(
-            params,
+        problems = world_problems(
             hle_source,
-            uses_model,
-            uses_device,
-            blocks=blocks,
+            name_or_path=_param(catalog, "params:model.name_or_path") or TINY,
+            device=str(_param(catalog, "params:model.device") or "auto"),
+            uses_model=uses_model,
+            uses_device=uses_device,
+            training=block("training"),
+            distributed=block("distributed"),
+            model=block("model"),
+            judge=evaluation.judge if evaluation is not None else block("evaluation.judge"),
+            evaluation=evaluation,
             judge_endpoint=endpoint,
             answer_endpoints=answers,
         )
-        self._blocks = {name: parsed[name] for name in blocks if name in parsed}
         problems += source_problems(hle_source)
         problems += image_limit_problems(_param(catalog, "params:max_image_pixels"))
         if not problems and "select_focus_node" in {n.name for n in pipeline.nodes}:
             # The split the run would write, from the questions (a local export: no download).
             trains = "train_grpo_node" in {n.name for n in pipeline.nodes}
-            problems += focus_problems(catalog, parsed, trains=trains)
+            training = block("training") if trains else None
+            problems += focus_problems(catalog, block("data_processing"), training)
         if problems:
             raise PreflightError(
                 "This run cannot work as configured; no node was run and no output written:\n"
                 + "\n".join(f"  - {p}" for p in problems)
             )
-
-    def block(self, name: str) -> Any:
-        """This run's parsed block ``name`` (None when the run does not read it or it is bad)."""
-        return self._blocks.get(name)
-
-    @hook_impl
-    def before_node_run(
-        self, node: Any, catalog: Any, inputs: dict, is_async: bool, run_id: str
-    ) -> dict[str, Any] | None:
-        from hle_reasoning.config.study import typed_parameters
-
-        return typed_parameters(self._blocks, inputs) or None
 
 
 def image_limit_problems(limit: Any) -> list[str]:
@@ -232,19 +259,17 @@ def source_problems(hle_source: str | None) -> list[str]:
     ]
 
 
-def focus_problems(catalog: Any, parsed: dict[str, Any], *, trains: bool) -> list[str]:
+def focus_problems(catalog: Any, processing: Any, training: Any = None) -> list[str]:
     """The focus split the run would write, checked before it is written: every focus category
-    present, a test question, and (when the run trains) one optimizer step of training questions.
-    ``parsed``: the run's parsed blocks. A hub source is left to the node (checking it here would
-    download it twice)."""
+    present, a test question, and (when the run trains: ``training`` is its block) one optimizer
+    step of training questions. ``processing``: the ``data_processing`` block. A hub source is
+    left to the node (checking it here would download it twice)."""
     from hle_reasoning.hle.data import sampling
     from hle_reasoning.hle.data.schema import is_hub_id
 
     source = _param(catalog, "params:hle_source")
-    processing = parsed.get("data_processing")
     if processing is None or not source or is_hub_id(str(source)):
         return []
-    training = parsed.get("training") if trains else None
     min_train = training.grpo.prompts_per_step if training is not None else 1
     questions = catalog.load("hle_questions")  # an invalid export raises its own HLEDataError
     split = processing.split

@@ -3,7 +3,6 @@
 import warnings
 
 from hle_reasoning import quiet
-from hle_reasoning.context import ProjectContext
 from hle_reasoning.damaged import DamagedDatasetHook
 from hle_reasoning.hooks import (
     KedroMlflowHook,
@@ -19,13 +18,12 @@ warnings.filterwarnings("ignore", message=".*register_new_resolver.*", category=
 # Third-party messages the user cannot act on (mlflow, bitsandbytes): see hle_reasoning.quiet.
 quiet.install()
 
-_PREFLIGHT = PreflightHook()  # machine 0's WorkerMachineHook takes the block it parsed
 HOOKS = (
-    _PREFLIGHT,
+    PreflightHook(),
     TrackingTagsHook(),
     StudySummaryHook(),
     DamagedDatasetHook(),
-    WorkerMachineHook(_PREFLIGHT),
+    WorkerMachineHook(),
     ReleaseRunHook(),
     # Last, so called first, as Kedro calls a plugin's hooks: kedro-mlflow's own hook, with each
     # node's parameters logged in one MLflow call (see hle_reasoning.mlflow_hook). It replaces
@@ -34,9 +32,6 @@ HOOKS = (
 )
 # (The distribution name as its metadata spells it, which differs between kedro-mlflow builds.)
 DISABLE_HOOKS_FOR_PLUGINS = ("kedro-mlflow", "kedro_mlflow")
-
-# The parameters as the YAML holds them; the preflight hook parses them (see context.py).
-CONTEXT_CLASS = ProjectContext
 
 # `kedro run` reads conf/base, then conf/local (ignored by git, for secrets and machine-specific
 # overrides). `kedro run --env paper` reads conf/paper instead of conf/local: the proposal's

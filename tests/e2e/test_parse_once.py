@@ -1,5 +1,6 @@
-"""One whole `kedro run` of the default pipeline in this process: every parameter block is parsed
-once, the nodes receive the parsed blocks, and MLflow still records the raw parameters. The run is
+"""One whole `kedro run` of the default pipeline in this process: Kedro validates every parameter
+block once, the nodes receive the blocks (pydantic models), and MLflow still records every key of
+the parameters as its own MLflow parameter. The run is
 cut short (one GRPO step, 16-token answers), as `kedro run --params` would: what is parsed, passed
 and logged does not depend on how long the nodes work."""
 
@@ -11,8 +12,9 @@ import sqlite3
 
 import pandas as pd
 import pytest
+from pydantic import BaseModel
 
-from hle_reasoning.config import BLOCKS, parsing
+from hle_reasoning.config import BLOCKS
 from hle_reasoning.config.evaluation import AnsweringConfig
 from hle_reasoning.config.parsing import Block
 from tests.conftest import make_project_copy
@@ -32,13 +34,14 @@ def test_a_default_run_parses_each_block_once_and_mlflow_logs_the_raw_parameters
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     parses: collections.Counter[str] = collections.Counter()
     received: dict[str, object] = {}
-    parse_block = parsing._parse
 
-    def counting(cls, data, path, problems):
-        parses[path] += 1  # every (sub-)block of every parse, by its key path
-        return parse_block(cls, data, path, problems)
+    def counting(cls, data, **kwargs):
+        parses[cls.PATH] += 1  # every validation of a block from its mapping, by its key path
+        return BaseModel.model_validate.__func__(cls, data, **kwargs)
 
-    monkeypatch.setattr(parsing, "_parse", counting)
+    # Kedro builds a typed parameter with `model_validate`; a block nested in another is
+    # validated with it (no call of its own).
+    monkeypatch.setattr(Block, "model_validate", classmethod(counting))
     import mlflow
 
     previous_uri = mlflow.get_tracking_uri()
@@ -86,10 +89,10 @@ def test_a_default_run_parses_each_block_once_and_mlflow_logs_the_raw_parameters
     assert not twice, f"parsed more than once in one run: {twice}"
     # The nodes got the parsed blocks (or their fields), never the raw mappings.
     assert type(received["params:evaluation"]).__name__ == "EvaluationConfig"
-    assert type(received["params:evaluation.judge"]).__name__ == "JudgeConfig"
+    assert type(received["params:evaluation"].judge).__name__ == "JudgeConfig"
     assert type(received["params:training"]).__name__ == "TrainingConfig"
     assert type(received["params:distributed"]).__name__ == "DistributedConfig"
-    assert type(received["params:data_processing.split"]).__name__ == "SplitConfig"
+    assert type(received["params:data_processing"]).__name__ == "DataProcessingConfig"
     assert type(received["params:data_processing.focus_categories"]) is tuple
     # A mapping a node receives is one of parsed blocks (evaluation.answering: one per variant).
     raw = [
@@ -99,7 +102,7 @@ def test_a_default_run_parses_each_block_once_and_mlflow_logs_the_raw_parameters
     ]
     assert not raw, f"raw mappings handed to nodes: {raw}"
     assert all(
-        isinstance(v, AnsweringConfig) for v in received["params:evaluation.answering"].values()
+        isinstance(v, AnsweringConfig) for v in received["params:evaluation"].answering.values()
     )
 
     # kedro-mlflow logged the parameters as the YAML holds them (a list stays a list).

@@ -1,4 +1,3 @@
-import dataclasses
 import hashlib
 
 import pandas as pd
@@ -104,7 +103,7 @@ def test_generation_key_changes_with_what_answers_depend_on(tiny_dir, tmp_path):
     assert key == generation_key(str(tiny_dir), None, GenerationConfig(), FP32)
     assert key != generation_key(str(tiny_dir), None, GenerationConfig(max_new_tokens=7), FP32)
     assert key != generation_key(
-        str(tiny_dir), None, config, dataclasses.replace(FP32, quantization=QuantizationConfig())
+        str(tiny_dir), None, config, FP32.model_copy(update={"quantization": QuantizationConfig()})
     )
     adapter = tmp_path / "adapter"
     adapter.mkdir()
@@ -127,10 +126,10 @@ def test_generation_key_changes_with_what_answers_depend_on(tiny_dir, tmp_path):
     assert files_fingerprint(None) == files_fingerprint("") == "none"
     # The chat template's date and the image's place change the prompt, hence the answers.
     assert key != generation_key(
-        str(tiny_dir), None, config, dataclasses.replace(FP32, chat_template_date="01 Jan 2026")
+        str(tiny_dir), None, config, FP32.model_copy(update={"chat_template_date": "01 Jan 2026"})
     )
     assert key != generation_key(
-        str(tiny_dir), None, config, dataclasses.replace(FP32, image_position="after")
+        str(tiny_dir), None, config, FP32.model_copy(update={"image_position": "after"})
     )
     # CPU threads do not change what greedy decoding answers.
     assert generation_key(str(tiny_dir), None, GenerationConfig(cpu_threads=2), FP32) == key

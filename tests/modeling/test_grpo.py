@@ -600,3 +600,27 @@ def test_a_text_model_is_trained_by_trls_own_code(
     batch = generation_batch(trainer, dataset, [0, 1])
     assert batch["completion_ids"].shape[0] == 2 * trainer.num_generations
     assert "pixel_values" not in batch
+
+
+def test_the_grpo_keys_that_are_trls_reach_grpo_config_as_written(tmp_path):
+    """training.grpo declares each of TRL's settings once, under TRL's name: every key but the
+    project's batch keys is a field of TRL's GRPOConfig and reaches it with the YAML's value."""
+    import dataclasses
+
+    from trl import GRPOConfig
+
+    from hle_reasoning.config import GRPOSettings
+    from hle_reasoning.modeling.trl_mapping import grpo_config_kwargs
+
+    trl_fields = {f.name for f in dataclasses.fields(GRPOConfig)}
+    assert set(GRPOSettings.model_fields) - GRPOSettings.PROJECT_KEYS <= trl_fields
+    assert not GRPOSettings.PROJECT_KEYS & trl_fields
+    training = TrainingConfig.from_params(
+        {"grpo": {"temperature": 0.9, "top_k": 5, "warmup_steps": 3, "seed": 7, "batch_size": 3}}
+    )
+    kwargs = grpo_config_kwargs(training, output_dir=tmp_path, device="cpu", reward_weights=[1.0])
+    assert training.grpo.trl_settings().items() <= kwargs.items()
+    assert kwargs["per_device_train_batch_size"] == 6  # 3 prompts x 2 completions
+    assert not GRPOSettings.PROJECT_KEYS & set(kwargs)
+    args = MllamaGRPOConfig(**kwargs)
+    assert (args.temperature, args.top_k, args.warmup_steps, args.seed) == (0.9, 5, 3, 7)

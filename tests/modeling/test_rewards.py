@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from hle_reasoning.modeling.rewards import (
+from hle_reasoning.hle.judge.rewards import (
     CosineSimilarityReward,
     build_reward_functions,
     correctness_reward,
@@ -124,15 +124,21 @@ def test_cosine_reward_through_build_uses_the_offline_minilm():
 
 def test_the_reward_registry_and_the_rewards_block_name_the_same_rewards():
     """A reward added to REWARDS without its weight in training.rewards (or the reverse) would be
-    unreachable from conf/ or fail at the first step: the two lists must agree, in order."""
-    from dataclasses import fields
-
+    unreachable from conf/ or fail at the first step: the two lists must agree, in order, and the
+    training block takes exactly the registry's names (a new reward: a registry line and a conf
+    line)."""
     import yaml
 
-    from hle_reasoning.config import RewardsConfig
-    from hle_reasoning.modeling.rewards import REWARDS
+    from hle_reasoning.config import TrainingConfig, parse
+    from hle_reasoning.hle.judge.rewards import REWARDS
 
-    assert [f.name for f in fields(RewardsConfig)] == list(REWARDS)
+    assert list(TrainingConfig().rewards) == list(REWARDS)
+    _, problems = parse(TrainingConfig, {"rewards": {"cosin": 1.0}}, "training")
+    assert problems == ["training.rewards.cosin: unknown key; did you mean cosine?"]
+    with pytest.MonkeyPatch.context() as patch:  # a reward added to the registry is accepted
+        patch.setitem(REWARDS, "brevity", REWARDS["format"])
+        config, problems = parse(TrainingConfig, {"rewards": {"brevity": 1.0}}, "training")
+        assert problems == [] and config.reward_weights == {"brevity": 1.0}
     conf = yaml.safe_load(
         (Path(__file__).parents[2] / "conf/base/parameters_training.yml").read_text()
     )

@@ -13,16 +13,15 @@ import pytest
 import yaml
 
 from hle_reasoning.config import DistributedConfig, GenerationConfig, ModelConfig
-from hle_reasoning.datasets import BaseModelDataset, JSONLinesShards, JSONLinesStore
-from hle_reasoning.modeling import generation
+from hle_reasoning.datasets import BaseModelDataset, JSONLinesShards
+from hle_reasoning.launch import project_error
 from hle_reasoning.modeling.distributed import WorkerFailedError
 from hle_reasoning.modeling.models import prepare_base_model
-from hle_reasoning.pipelines.evaluation import nodes
 from tests.conftest import PROJECT_ROOT
+from tests.pipelines.evaluation_runs import answer_into, plan_for, responses_store
 
 pytestmark = pytest.mark.slow
 GENERATION = GenerationConfig(batch_size=1, max_new_tokens=24, cpu_threads=1)
-COLUMNS = tuple(generation.RESPONSE_COLUMNS)
 
 
 @pytest.fixture(scope="module")
@@ -55,19 +54,15 @@ def questions(sample_questions) -> pd.DataFrame:
     return pd.DataFrame(rows).drop(columns="Index").reset_index(drop=True)
 
 
-def run_node(store, shards, questions, tiny_base, model_params, processes):
-    """The answering node as Kedro runs it: every yielded chunk saved into ``store``."""
-    for chunk in nodes.answer_questions(
+def run_node(store, questions, tiny_base, model_params, processes):
+    """The answering node as Kedro runs it: its answers saved into the ``store``."""
+    plan = plan_for(tiny_base, model_params.to_dict(), generation=GENERATION.to_dict())
+    answer_into(
+        store,
+        plan,
         questions,
-        tiny_base,
-        store.load(),
-        GENERATION,
-        model_params,
-        DistributedConfig(num_processes=processes, timeout_s=60),
-        shards,
-        variant="test",
-    ):
-        store.save(chunk)
+        distributed=DistributedConfig(num_processes=processes, timeout_s=60),
+    )
 
 
 def test_two_workers_answer_each_question_once_in_order_as_one_process_does(
@@ -75,13 +70,13 @@ def test_two_workers_answer_each_question_once_in_order_as_one_process_does(
 ):
     answers = {}
     for processes in (1, 2):
-        store = JSONLinesStore(filepath=str(tmp_path / f"{processes}" / "responses.jsonl"))
-        shards = JSONLinesShards(path=str(tmp_path / f"{processes}" / "shards"), columns=COLUMNS)
-        run_node(store, shards, questions, tiny_base, model_params, processes)
+        store = responses_store(tmp_path / f"{processes}")
+        shards = store.shards("baseline")
+        run_node(store, questions, tiny_base, model_params, processes)
         answers[processes] = store.load()
         assert sorted(answers[processes]["id"]) == sorted(questions["id"])  # each once
         assert shards.files() == [] and not Path(shards.path).exists()
-    # One process stores in answering order (text batches first); the merge in question order.
+    # Both store in question order (two workers finish in any order).
     assert answers[2]["id"].tolist() == questions["id"].tolist()
     # Greedy answers one question at a time do not depend on which process gave them.
     one = answers[1].set_index("id")["response"]
@@ -111,24 +106,25 @@ def _kill_rank_1_after_its_first_answer(shards: JSONLinesShards, killed: list) -
 def test_a_killed_worker_stops_the_node_naming_its_rank_and_a_rerun_answers_only_the_rest(
     tmp_path, questions, tiny_base, model_params, caplog
 ):
-    store = JSONLinesStore(filepath=str(tmp_path / "responses.jsonl"))
-    shards = JSONLinesShards(path=str(tmp_path / "shards"), columns=COLUMNS)
+    store = responses_store(tmp_path)
+    shards = store.shards("baseline")
     killed: list[int] = []
     watcher = threading.Thread(target=_kill_rank_1_after_its_first_answer, args=(shards, killed))
     watcher.start()
     started = time.monotonic()
-    with pytest.raises(WorkerFailedError) as error:
-        run_node(store, shards, questions, tiny_base, model_params, 2)
+    with pytest.raises(Exception) as error:  # Kedro wraps a dataset's error in its own
+        run_node(store, questions, tiny_base, model_params, 2)
+    failure = project_error(error.value, (WorkerFailedError,))
     watcher.join()
     assert killed, "the watcher never saw rank 1 answer"
     assert time.monotonic() - started < 200  # stopped, not hung
-    assert "rank 1 (local rank 1): killed by signal SIGKILL" in str(error.value)
+    assert "rank 1 (local rank 1): killed by signal SIGKILL" in str(failure)
     assert store.load().empty  # nothing merged: the store is written whole or not at all
     survived = shards.load()
     assert 1 <= len(survived) < len(questions) and survived["id"].is_unique
 
     caplog.set_level(logging.INFO, logger="hle_reasoning.pipelines.evaluation.nodes")
-    run_node(store, shards, questions, tiny_base, model_params, 2)
+    run_node(store, questions, tiny_base, model_params, 2)
     assert (
         f"{len(survived)} stored response(s) reused, {len(questions) - len(survived)} "
         "question(s) to answer" in caplog.text

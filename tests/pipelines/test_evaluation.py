@@ -11,25 +11,25 @@ from kedro.config import OmegaConfigLoader
 from kedro.io import DataCatalog, MemoryDataset
 from kedro.runner import SequentialRunner
 
-from hle_reasoning.config import DistributedConfig, EvaluationConfig, GenerationConfig, ModelConfig
-from hle_reasoning.datasets import (
-    BaseModelDataset,
-    JSONLinesShardsDataset,
-    JSONLinesStore,
-    ParquetDataset,
-)
+from hle_reasoning.config import DistributedConfig, EvaluationConfig, ModelConfig
+from hle_reasoning.datasets import BaseModelDataset, JSONLinesStore, ParquetDataset, VariantStore
 from hle_reasoning.datasets.endpoints import AnswerEndpoints
 from hle_reasoning.datasets.evaluation import JudgeEndpoint
+from hle_reasoning.datasets.stores import Wanted
 from hle_reasoning.hle.scoring.comparison import PairedComparison
 from hle_reasoning.modeling import generation
 from hle_reasoning.modeling.models import load_model, prepare_base_model
-from hle_reasoning.pipelines.evaluation import create_pipeline, nodes
-from hle_reasoning.pipelines.evaluation.pipeline import VARIANTS
+from hle_reasoning.pipelines.evaluation import create_pipeline
+from hle_reasoning.pipelines.evaluation.plan import STUDY_VARIANTS as VARIANTS
 from tests.conftest import PROJECT_ROOT, put_blocks
 from tests.fake_openai import FakeJudgeServer
 from tests.kedro_cli import kedro_run
+from tests.pipelines.evaluation_runs import answer_into, plan_for, responses_store
 
-STORES = ("responses", "previous_responses", "verdicts", "previous_verdicts")
+STORES = {
+    "responses": ("generation_key", "hle_reasoning.modeling.generation.RESPONSE_COLUMNS"),
+    "verdicts": ("judge_key", "hle_reasoning.hle.judge.table.VERDICT_COLUMNS"),
+}
 SECRET = "sk-test-evaluation-key-must-stay-secret"
 
 
@@ -92,19 +92,12 @@ def questions(sample_questions) -> pd.DataFrame:
 def run_in_memory(tmp_path, questions, tiny_base, adapter, evaluation_params, model_params):
     pipe = create_pipeline()
     catalog = DataCatalog({name: KeptDataset() for name in pipe.all_outputs()})
-    for variant in VARIANTS:
-        for store in STORES:
-            kind = store.replace("previous_", "")
-            catalog[f"{variant}.{store}"] = JSONLinesStore(
-                filepath=str(tmp_path / variant / f"{kind}.jsonl")
-            )
-        catalog[f"{variant}.response_shards"] = JSONLinesShardsDataset(
-            path=str(tmp_path / variant / "response_shards")
-        )
-    for store in STORES:  # the comparison models' stores (evaluation.comparison_models)
-        kind = store.replace("previous_", "")
-        catalog[f"comparison_models_{store}"] = JSONLinesStore(
-            filepath=str(tmp_path / "comparison_models" / f"{kind}.jsonl")
+    for store, (key, columns) in STORES.items():  # every variant's, one file each
+        catalog[store] = VariantStore(
+            filepath=str(tmp_path / "{variant}" / f"{store}.jsonl"),
+            key_column=key,
+            columns=columns,
+            shards="response_shards" if store == "responses" else None,
         )
     catalog["focus_test"] = questions
     catalog["base_model"] = tiny_base
@@ -131,7 +124,7 @@ def test_both_variants_answer_are_judged_and_reported(
     tmp_path, questions, tiny_base, adapter, evaluation_params, model_params
 ):
     out = run_in_memory(tmp_path, questions, tiny_base, adapter, evaluation_params, model_params)
-    predictions = {v: out[f"{v}.predictions"].set_index("id") for v in VARIANTS}
+    predictions = {v: out["predictions"][v].set_index("id") for v in VARIANTS}
     for variant, table in predictions.items():
         assert sorted(table.index) == sorted(questions["id"]), variant
         assert table["judged"].all() and table["response"].str.len().gt(0).all()
@@ -173,7 +166,7 @@ def test_both_variants_answer_are_judged_and_reported(
     assert set(out["metrics_by_category"]["category"]) == {"All", "Math"}
 
     # MLflow: the same metric names on both variants' runs, told apart by their tags.
-    runs = {v: out[f"{v}.mlflow_run"] for v in VARIANTS}
+    runs = {run.variant: run for run in out["evaluation_runs"]}
     assert runs["baseline"]["metrics"].keys() == runs["finetuned"]["metrics"].keys()
     assert {"accuracy", "accuracy_ci", "calibration_error", "calibration_error_all_bins"} <= set(
         runs["baseline"]["metrics"]
@@ -200,9 +193,9 @@ def test_both_variants_answer_are_judged_and_reported(
         "correct",
         "confidence",
     }
-    assert isinstance(out["finetuned.reliability_diagram"], plt.Figure)
+    assert isinstance(out["reliability_diagrams"]["finetuned"], plt.Figure)
     assert (
-        out["baseline.mlflow_metrics"]["accuracy"]["value"]
+        out["evaluation_metrics"]["baseline.accuracy"]["value"]
         == runs["baseline"]["metrics"]["accuracy"]
     )
 
@@ -235,29 +228,17 @@ def test_both_variants_answer_are_judged_and_reported(
 
 def answer(store, questions, tiny_base, model_params, stop_after=None, **generation_params):
     """Run the answering node into ``store``, as Kedro does, optionally killed after N batches."""
-    stream = nodes.answer_questions(
-        questions,
+    plan = plan_for(
         tiny_base,
-        store.load(),
-        GenerationConfig.from_params({"batch_size": 4, "max_new_tokens": 8, **generation_params}),
-        ModelConfig.from_params(model_params),
-        DistributedConfig(),
-        variant="test",
+        model_params,
+        generation={"batch_size": 4, "max_new_tokens": 8, **generation_params},
     )
-    answered = []
-    for i, chunk in enumerate(stream):
-        store.save(chunk)
-        if i > 0:
-            answered.extend(chunk["id"])
-        if stop_after is not None and i == stop_after:
-            stream.close()  # the run is killed here: nothing after this batch is written
-            break
-    return answered
+    return answer_into(store, plan, questions, stop_after=stop_after)
 
 
 def test_a_resumed_run_answers_only_what_is_missing(tmp_path, questions, tiny_base, model_params):
     model_params = {**model_params, "quantization": {"enabled": False}}  # fp32: quicker to load
-    store = JSONLinesStore(filepath=str(tmp_path / "responses.jsonl"))
+    store = responses_store(tmp_path)
     first = answer(store, questions, tiny_base, model_params, stop_after=2)
     assert len(first) == 8 and len(store.load()) == 8  # two batches of four survived the kill
 
@@ -291,15 +272,11 @@ def test_store_skips_a_line_cut_short_by_a_kill(tmp_path):
     assert loaded["id"].tolist() == ["a", "b"] and pd.isna(loaded["response"][1])
 
 
-def test_variants_are_namespaced_and_their_files_never_collide():
+def test_one_chain_for_every_variant_and_their_files_never_collide():
     pipe = create_pipeline()
-    namespaces = {n.namespace for n in pipe.nodes}
-    assert namespaces == {"baseline", "finetuned", None}
-    baseline = {n.name.split(".", 1)[1] for n in pipe.nodes if n.namespace == "baseline"}
-    finetuned = {n.name.split(".", 1)[1] for n in pipe.nodes if n.namespace == "finetuned"}
-    assert baseline == finetuned  # one pipeline, two instances
-    assert "lora_adapter" in pipe.only_nodes_with_namespaces(["finetuned"]).inputs()
-    assert "lora_adapter" not in pipe.only_nodes_with_namespaces(["baseline"]).inputs()
+    assert {n.namespace for n in pipe.nodes} == {None}  # no namespaced copies
+    assert all(len(n.inputs) <= 5 for n in pipe.nodes), [n.name for n in pipe.nodes]
+    assert "lora_adapter" in pipe.inputs()
 
     config = OmegaConfigLoader(
         conf_source=str(PROJECT_ROOT / "conf"), base_env="base", default_run_env="base"
@@ -314,14 +291,58 @@ def test_variants_are_namespaced_and_their_files_never_collide():
         path = described.get("filepath") or described.get("path")
         if path is None and "dataset" in described:  # MlflowArtifactDataset
             path = str(getattr(catalog[name], "_filepath", ""))
-        if path and not name.endswith(("previous_responses", "previous_verdicts")):
+        suffix = config["catalog"].get(name, {}).get("filename_suffix")
+        if suffix:  # a PartitionedDataset: one file per variant
+            path = f"{path}/{{variant}}{suffix}".replace("//", "/")
+        if path:
             assert path not in paths.values(), f"{name} writes {path}, as another dataset does"
             paths[name] = str(path)
-    assert paths["baseline.responses"].endswith("07_model_output/baseline/responses.jsonl")
-    assert paths["finetuned.responses"].endswith("07_model_output/finetuned/responses.jsonl")
-    assert paths["finetuned.reliability_diagram"].endswith(
-        "08_reporting/finetuned_reliability_diagram.png"
+    one = {name: path.format(variant="baseline") for name, path in paths.items()}
+    assert one["responses"].endswith("07_model_output/baseline/responses.jsonl")
+    assert (
+        paths["responses"]
+        .format(variant="finetuned")
+        .endswith("07_model_output/finetuned/responses.jsonl")
     )
+    assert (
+        paths["reliability_diagrams"]
+        .format(variant="finetuned")
+        .endswith("08_reporting/finetuned_reliability_diagram.png")
+    )
+
+
+def test_a_store_written_before_the_variant_column_is_reused(tmp_path, questions):
+    """Answers and verdicts stored by the namespaced pipeline (one file per variant, no
+    ``variant`` column; the comparison models' in one file) are reused, not asked again."""
+    key = "setup-1"
+    old = tmp_path / "baseline" / "responses.jsonl"
+    JSONLinesStore(filepath=str(old)).save(
+        pd.DataFrame({"id": questions["id"][:3], "response": "x", "generation_key": key})
+    )
+    shared = tmp_path / "comparison_models" / "responses.jsonl"
+    JSONLinesStore(filepath=str(shared)).save(
+        pd.DataFrame({"variant": "GPT-4o", "id": questions["id"][:2], "generation_key": key})
+    )
+    store = responses_store(tmp_path, also_read=str(shared))
+    loaded = store.load()
+    assert loaded.groupby("variant").size().to_dict() == {"GPT-4o": 2, "baseline": 3}
+    asked = {}
+
+    def make(variant):
+        def made(todo, kept, shards):
+            asked[variant] = (len(kept), list(todo["id"]))
+            yield todo[["id", "generation_key"]].assign(response="new")
+
+        return made
+
+    rows = questions[["id"]].head(4).assign(generation_key=key)
+    store.save({name: Wanted(rows=rows, make=make(name)) for name in ("baseline", "GPT-4o")})
+    assert asked == {
+        "baseline": (3, [questions["id"][3]]),
+        "GPT-4o": (2, list(questions["id"][2:4])),
+    }
+    assert (tmp_path / "gpt_4o" / "responses.jsonl").is_file()
+    assert store.load().groupby("variant").size().to_dict() == {"GPT-4o": 4, "baseline": 4}
 
 
 @pytest.mark.slow

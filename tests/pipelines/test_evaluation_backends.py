@@ -7,12 +7,9 @@ from __future__ import annotations
 import pandas as pd
 import pytest
 
-from hle_reasoning.config import ConfigError, DistributedConfig, GenerationConfig, ModelConfig
-from hle_reasoning.datasets import JSONLinesStore
-from hle_reasoning.datasets.endpoints import AnswerEndpoints
-from hle_reasoning.modeling.generation import RESPONSE_COLUMNS
-from hle_reasoning.pipelines.evaluation import nodes
+from hle_reasoning.config import ConfigError
 from tests.fake_openai import FakeJudgeServer
+from tests.pipelines.evaluation_runs import answer_into, plan_for, responses_store
 
 QUESTIONS = pd.DataFrame(
     {
@@ -31,31 +28,19 @@ def reply(body: dict) -> str:
 
 def run_node(store, base_url, model="served", stop_after=None, endpoints=None):
     answering = {"baseline": {"backend": "openai", "base_url": base_url, "model": model}}
-    stream = nodes.answer_questions(
-        QUESTIONS,
+    plan = plan_for(
         "unused-base-model",  # the served variant never loads weights
-        store.load(),
-        GenerationConfig(max_new_tokens=32),
-        ModelConfig.from_params({"name_or_path": "tiny"}),
-        DistributedConfig(),
-        None,
-        answering,
-        endpoints or AnswerEndpoints(),
-        variant="baseline",
+        {"name_or_path": "tiny"},
+        generation={"max_new_tokens": 32},
+        answering=answering,
     )
-    for i, chunk in enumerate(stream):
-        store.save(chunk)
-        if stop_after is not None and i == stop_after:
-            stream.close()
-            break
+    answer_into(store, plan, QUESTIONS, stop_after=stop_after, endpoints=endpoints)
 
 
 def test_served_answers_are_stored_one_by_one_and_a_resumed_run_asks_only_the_rest(tmp_path):
-    store = JSONLinesStore(
-        filepath=str(tmp_path / "responses.jsonl"), columns=list(RESPONSE_COLUMNS)
-    )
+    store = responses_store(tmp_path)
     with FakeJudgeServer(reply=reply) as server:
-        run_node(store, server.base_url, stop_after=3)  # the stored chunk, then 3 answers
+        run_node(store, server.base_url, stop_after=3)  # killed after 3 answers
         first = store.load()
         assert len(first) == 3 and len(server.requests) >= 3
         asked = len(server.requests)
@@ -76,9 +61,7 @@ def test_served_answers_are_stored_one_by_one_and_a_resumed_run_asks_only_the_re
 def test_the_key_from_the_environment_is_sent_and_the_base_url_may_come_from_it(
     tmp_path, monkeypatch
 ):
-    store = JSONLinesStore(
-        filepath=str(tmp_path / "responses.jsonl"), columns=list(RESPONSE_COLUMNS)
-    )
+    store = responses_store(tmp_path)
     with FakeJudgeServer(reply=reply) as server:
         monkeypatch.setenv("HLE_ANSWER_BASELINE_API_KEY", "sk-test-key")
         monkeypatch.setenv("HLE_ANSWER_BASELINE_BASE_URL", server.base_url)
@@ -88,9 +71,7 @@ def test_the_key_from_the_environment_is_sent_and_the_base_url_may_come_from_it(
 
 
 def test_an_openai_backend_without_a_server_or_model_names_what_to_set(tmp_path):
-    store = JSONLinesStore(
-        filepath=str(tmp_path / "responses.jsonl"), columns=list(RESPONSE_COLUMNS)
-    )
+    store = responses_store(tmp_path)
     with pytest.raises(ConfigError) as error:
         run_node(store, None, model=None)
     message = str(error.value)

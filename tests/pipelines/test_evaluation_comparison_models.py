@@ -14,14 +14,22 @@ import pandas as pd
 import pytest
 from kedro.io import DataCatalog, MemoryDataset
 
-from hle_reasoning.config import ConfigError, EvaluationConfig
-from hle_reasoning.datasets import JSONLinesStore
+from hle_reasoning.config import (
+    AnsweringConfig,
+    ConfigError,
+    DistributedConfig,
+    EvaluationConfig,
+    ModelConfig,
+)
 from hle_reasoning.datasets.endpoints import AnswerEndpoints
+from hle_reasoning.launch import project_error
 from hle_reasoning.modeling.openai_backend import EndpointConfigError
 from hle_reasoning.pipelines.evaluation import create_pipeline
 from hle_reasoning.preflight import PreflightError, PreflightHook, preflight_problems
+from tests.conftest import put_blocks
 from tests.fake_openai import FakeJudgeServer
 from tests.pipelines import test_evaluation as evaluation_tests
+from tests.pipelines.evaluation_runs import responses_store
 
 conf = evaluation_tests.conf
 # The fixtures of the evaluation tests: the tiny model, its parameters, twelve Math questions.
@@ -105,8 +113,8 @@ def test_comparison_models_are_measured_compared_and_resumed(
     assert measured.loc["DeepSeek-R1", "accuracy"] == pytest.approx(100 * 3 / 9)
 
     # Paired with the fine-tuned variant, counts from the stored predictions.
-    tuned = out["finetuned.predictions"].set_index("id")["correct"]
-    predictions = out["comparison_models_predictions"]
+    tuned = out["predictions"]["finetuned"].set_index("id")["correct"]
+    predictions = pd.concat([out["predictions"][k] for k in ("deepseek_r1", "gpt_4o")])
     comparison = out["comparison_models_comparison"]
     for name, n in (("DeepSeek-R1", 9), ("GPT-4o", 12)):
         mine = predictions[predictions["variant"] == name].set_index("id")["correct"]
@@ -127,9 +135,16 @@ def test_comparison_models_are_measured_compared_and_resumed(
     assert "## Comparison models against" in report
     assert "9 paired questions of the text-only subset (3 of the fine-tuned model's 12" in report
     assert "copied from the paper" in report
-    metrics = out["comparison_models_mlflow_metrics"]
+    metrics = {
+        k.removeprefix("comparison_models."): v for k, v in out["evaluation_metrics"].items()
+    } | out["comparison_models_metrics"]
     assert metrics["gpt_4o.accuracy"]["value"] == pytest.approx(25.0)
     assert metrics["deepseek_r1.comparison.n"]["value"] == 9
+    # Like the variants, each comparison model has its reliability diagram and MLflow run.
+    assert {"deepseek_r1", "gpt_4o"} <= set(out["reliability_diagrams"])
+    runs = {run.variant: run for run in out["evaluation_runs"]}
+    assert runs["GPT-4o"].tags["model"] == "gpt" and runs["GPT-4o"].params["subset"] == "all"
+    assert runs["DeepSeek-R1"].params["subset"] == "text-only"
     # Their Table 1 rows and MLflow figures carry every registered score (the Brier score, by
     # hand from their judged predictions).
     for name, key in (("DeepSeek-R1", "deepseek_r1"), ("GPT-4o", "gpt_4o")):
@@ -150,16 +165,17 @@ def test_comparison_models_are_measured_compared_and_resumed(
     # A model the server does not serve stops the run at its first request, naming it.
     unknown = {"name": "Grok-2", "base_url": server.base_url, "model": "grok-2"}
     params = params_with_models(evaluation_params, server.base_url, extra=[unknown])
-    with pytest.raises(EndpointConfigError) as error:
+    with pytest.raises(Exception) as error:  # Kedro wraps a dataset's error in its own
         run(tmp_path, questions, tiny_base, params, model_params)
-    message = str(error.value)
+    message = str(project_error(error.value, (EndpointConfigError,)))
     assert len(server.requests) == asked + 1
     assert message.startswith("comparison model 'Grok-2': answering stopped")
     assert "HTTP 404" in message and "evaluation.comparison_models[2].model" in message
     assert len(message.splitlines()) == 1
     # The other models' answers are still stored.
-    stored = JSONLinesStore(filepath=str(tmp_path / "comparison_models" / "responses.jsonl"))
-    assert stored.load()["variant"].value_counts().to_dict() == {"GPT-4o": 12, "DeepSeek-R1": 9}
+    stored = responses_store(tmp_path).load()
+    counts = stored["variant"].value_counts().to_dict()
+    assert {k: counts[k] for k in ("GPT-4o", "DeepSeek-R1")} == {"GPT-4o": 12, "DeepSeek-R1": 9}
 
 
 @pytest.mark.slow
@@ -173,7 +189,8 @@ def test_no_comparison_model_adds_nothing_to_the_report(
     assert "Comparison models" not in out["evaluation_report"]
     assert "copied from the paper" not in out["evaluation_report"]
     assert out["comparison_models_comparison"].empty
-    assert out["comparison_models_mlflow_metrics"] == {}
+    assert out["comparison_models_metrics"] == {}
+    assert not any(k.startswith("comparison_models.") for k in out["evaluation_metrics"])
 
 
 def test_the_preflight_refuses_an_openai_block_without_a_server_or_a_model(monkeypatch):
@@ -193,14 +210,15 @@ def test_the_preflight_refuses_an_openai_block_without_a_server_or_a_model(monke
         "HLE_ANSWER_DEEPSEEK_R1_MODEL): give the served model's name, as the server's /v1/models "
         "lists it",
     ]
-    # The preflight hook of a kedro run: refused before the first node, nothing written.
-    catalog = DataCatalog(
-        {
-            "params:evaluation": MemoryDataset(params["evaluation"]),
-            "params:model": MemoryDataset({**conf("parameters.yml")["model"], "device": "cpu"}),
-            "params:distributed": MemoryDataset(conf("parameters.yml")["distributed"]),
-            "answer_endpoints": MemoryDataset(AnswerEndpoints()),
-        }
+    # The preflight hook of a kedro run (the catalog holds the blocks Kedro built): refused
+    # before the first node, nothing written.
+    catalog = DataCatalog({"answer_endpoints": MemoryDataset(AnswerEndpoints())})
+    put_blocks(
+        catalog,
+        create_pipeline(),
+        evaluation=EvaluationConfig.model_validate(params["evaluation"]),
+        model=ModelConfig.model_validate({**conf("parameters.yml")["model"], "device": "cpu"}),
+        distributed=DistributedConfig.model_validate(conf("parameters.yml")["distributed"]),
     )
     with pytest.raises(PreflightError) as error:
         PreflightHook().before_pipeline_run({}, create_pipeline(), catalog)
@@ -222,3 +240,17 @@ def test_comparison_models_need_names_of_their_own():
     assert "same thing as evaluation.comparison_models[0].name" in message
     assert "evaluation.comparison_models[2].name is 'Baseline'" in message
     assert "same thing as evaluation.answering.baseline" in message
+
+
+def test_a_comparison_model_is_an_answering_block_of_the_openai_backend():
+    """One config type for every variant: a comparison model parses into an AnsweringConfig
+    (its defaults), plus its name and text_only; another backend is refused, naming the key."""
+    params = copy.deepcopy(conf("parameters_evaluation.yml")["evaluation"])
+    params["comparison_models"] = [{"name": "R1", "base_url": "http://h/v1", "model": "r1"}]
+    entry = EvaluationConfig.from_params(params).comparison_models[0]
+    assert isinstance(entry, AnsweringConfig) and entry.answering is entry
+    assert entry.backend == "openai" and entry.concurrency == AnsweringConfig().concurrency
+    params["comparison_models"][0]["backend"] = "local"
+    with pytest.raises(ConfigError) as error:
+        EvaluationConfig.from_params(params)
+    assert "evaluation.comparison_models[0].backend is 'local'" in str(error.value)

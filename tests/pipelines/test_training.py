@@ -9,11 +9,10 @@ import sqlite3
 import pandas as pd
 import pytest
 import yaml
-from kedro.io import DataCatalog, MemoryDataset
 
 from hle_reasoning.datasets import BaseModelDataset
 from hle_reasoning.pipelines.training import create_pipeline
-from hle_reasoning.preflight import PreflightError, PreflightHook
+from hle_reasoning.preflight import preflight_problems
 from tests.conftest import PROJECT_ROOT
 from tests.kedro_cli import kedro_run
 
@@ -24,27 +23,26 @@ def base_params(name: str) -> dict:
     return yaml.safe_load((PROJECT_ROOT / "conf" / "base" / name).read_text())
 
 
-def test_bad_config_stops_the_pipeline_before_any_model_is_built(tmp_path):
+def test_bad_config_stops_the_pipeline_before_any_model_is_built():
+    from kedro.validation.exceptions import ParameterValidationError
+    from kedro.validation.parameter_validator import ParameterValidator
+
     training = base_params("parameters_training.yml")["training"]
     training["grpo"]["num_generations"] = 1
     model = base_params("parameters.yml")["model"]
     model["name_or_path"] = "tiny"
-    catalog = DataCatalog(
-        {
-            "base_model": BaseModelDataset(path=str(tmp_path / "base_model")),
-            "focus_train": MemoryDataset(),
-            "params:model": MemoryDataset(model),
-            "params:training": MemoryDataset(training),
-            "params:distributed": MemoryDataset(base_params("parameters.yml")["distributed"]),
-            "lora_adapter": MemoryDataset(),
-            "training_metrics": MemoryDataset(),
-            "training_summary": MemoryDataset(),
-        }
-    )
-    # The preflight parses the blocks before the first node: the pipeline never starts.
-    with pytest.raises(PreflightError, match="num_generations is 1"):
-        PreflightHook().before_pipeline_run({}, create_pipeline(), catalog)
-    assert not (tmp_path / "base_model").exists()
+    params = {
+        "model": model,
+        "training": training,
+        "distributed": base_params("parameters.yml")["distributed"],
+    }
+    # Kedro builds the blocks the nodes are annotated with before it builds the catalog (as
+    # KedroContext does): the pipeline never starts.
+    with pytest.raises(ParameterValidationError, match="num_generations"):
+        ParameterValidator({"training": create_pipeline()}).validate_raw_params(params)
+    # The run's message (cli.py) names the key, its value and what to change.
+    problems = preflight_problems(params, None, uses_model=False, uses_device=False)
+    assert any("training.grpo.num_generations is 1" in p for p in problems), problems
 
 
 def mlflow_run(project) -> dict:
@@ -133,13 +131,16 @@ def test_kedro_run_trains_on_image_questions_and_tracks_everything(project_copy)
     run = mlflow_run(project_copy)
     assert run["status"] == "FINISHED"
     params = run["params"]
-    # The configuration as written and the trainer's resolved settings.
+    # The configuration as written, and the trainer's resolved settings beyond it: a setting of
+    # the YAML is logged once, under its YAML name.
     assert params["training.grpo.beta"] == "0.1"
+    assert params["training.grpo.loss_type"] == "grpo"
     assert params["training.lora.r"] == "4"
-    assert params["trl.beta"] == "0.1" and params["trl.loss_type"] == "grpo"
+    assert "trl.beta" not in params and "trl.loss_type" not in params
     assert params["trl.per_device_train_batch_size"] == "4"
     assert params["trl.max_prompt_tokens"] == "32"
-    assert params["peft.r"] == "4"
+    assert "peft.r" not in params and "peft.lora_alpha" not in params
+    assert params["peft.bias"] == "none"
     # One process, no launcher: accelerate's plain setup, in the proposal's bf16.
     assert params["accelerate.distributed_type"] == "NO" == summary["distributed_type"]
     assert params["accelerate.mixed_precision"] == "bf16" == summary["mixed_precision"]

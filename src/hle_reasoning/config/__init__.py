@@ -1,9 +1,11 @@
-"""The study's configuration: every parameter block as a tree of frozen dataclasses, parsed once.
+"""The study's configuration: every parameter block as a tree of frozen pydantic models.
 
 Nodes, the preflight hook and the library take these objects (``ModelConfig``,
-``DataProcessingConfig``, ``TrainingConfig``, ``EvaluationConfig``) rather than raw dicts. Unknown
-keys are errors naming the full key path and the closest valid name. Defaults equal the values
-conf/base documents (tests/test_config.py holds the two together).
+``DataProcessingConfig``, ``TrainingConfig``, ``EvaluationConfig``, ``DistributedConfig``) rather
+than raw dicts: Kedro builds them for the node arguments annotated with them, before the run.
+Unknown keys are errors naming the full key path and the closest valid name
+(``config.parsing.problems``). Defaults equal the values conf/base documents
+(tests/test_config.py holds the two together).
 """
 
 from hle_reasoning.config.data_processing import DataProcessingConfig, SplitConfig
@@ -28,7 +30,6 @@ from hle_reasoning.config.training import (
     GRPOSettings,
     LoraSettings,
     PromptConfig,
-    RewardsConfig,
     TrainingConfig,
 )
 
@@ -54,7 +55,6 @@ __all__ = [
     "PromptConfig",
     "QuantizationConfig",
     "ReportConfig",
-    "RewardsConfig",
     "SplitConfig",
     "TinyConfig",
     "TrainingConfig",

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from typing import Annotated, ClassVar
+
+from pydantic import Field
 
 from hle_reasoning.config.parsing import Block, ConfigError, check
 from hle_reasoning.hle.data import sampling
@@ -10,25 +12,24 @@ from hle_reasoning.hle.data import sampling
 _OPEN_UNIT = check(lambda v: 0 < v < 1, "set it strictly between 0 and 1")
 
 
-@dataclass(frozen=True, kw_only=True)
 class SplitConfig(Block):
     """Cochran's test size per category, with finite-population correction."""
 
-    PATH = "data_processing.split"
-    confidence_level: float = field(default=sampling.CONFIDENCE_LEVEL, metadata=_OPEN_UNIT)
-    margin_of_error: float = field(default=sampling.MARGIN_OF_ERROR, metadata=_OPEN_UNIT)
-    proportion: float = field(default=sampling.PROPORTION, metadata=_OPEN_UNIT)
-    z: float | None = field(default=None, metadata=check(lambda v: v > 0, "set it > 0 or null"))
+    PATH: ClassVar[str] = "data_processing.split"
+    confidence_level: Annotated[float, _OPEN_UNIT] = sampling.CONFIDENCE_LEVEL
+    margin_of_error: Annotated[float, _OPEN_UNIT] = sampling.MARGIN_OF_ERROR
+    proportion: Annotated[float, _OPEN_UNIT] = sampling.PROPORTION
+    z: Annotated[float | None, check(lambda v: v > 0, "set it > 0 or null")] = None
     seed: int = 42
 
 
-@dataclass(frozen=True, kw_only=True)
 class DataProcessingConfig(Block):
-    PATH = "data_processing"
-    split: SplitConfig = field(default_factory=SplitConfig)
-    focus_categories: tuple[str, ...] = field(
-        default=("Math",), metadata=check(bool, "name at least one category (the proposal: Math)")
-    )
+    PATH: ClassVar[str] = "data_processing"
+    split: SplitConfig = Field(default_factory=SplitConfig)
+    focus_categories: Annotated[
+        tuple[str, ...],
+        check(bool, "name at least one category (the proposal: Math)"),
+    ] = ("Math",)
 
 
 class FocusSplitError(ConfigError):

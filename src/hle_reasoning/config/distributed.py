@@ -7,14 +7,12 @@ launcher makes of that file (and refuses) is ``hle_reasoning.modeling.distribute
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any, ClassVar
 
 from hle_reasoning.config.parsing import Block, at_least, check
 
 
-@dataclass(frozen=True, kw_only=True)
 class DistributedConfig(Block):
     """How the work of a node is spread (``distributed`` in conf/base/parameters.yml).
 
@@ -28,16 +26,17 @@ class DistributedConfig(Block):
     collectives (a lost machine) ends the run with an error after this long instead of a hang.
     """
 
-    PATH = "distributed"
-    num_processes: int = field(default=1, metadata=at_least(1, "an integer"))
-    num_machines: int = field(default=1, metadata=at_least(1, "an integer"))
-    machine_rank: int = field(default=0, metadata=at_least(0, "an integer"))
+    PATH: ClassVar[str] = "distributed"
+    num_processes: Annotated[int, at_least(1, "an integer")] = 1
+    num_machines: Annotated[int, at_least(1, "an integer")] = 1
+    machine_rank: Annotated[int, at_least(0, "an integer")] = 0
     main_process_ip: str | None = None
-    main_process_port: int | None = field(
-        default=None, metadata=check(lambda v: 1 <= v <= 65535, "set a port in 1..65535")
-    )
+    main_process_port: Annotated[
+        int | None,
+        check(lambda v: 1 <= v <= 65535, "set a port in 1..65535"),
+    ] = None
     config_file: str | None = None
-    timeout_s: float = field(default=600.0, metadata=check(lambda v: v > 0, "it must be > 0"))
+    timeout_s: Annotated[float, check(lambda v: v > 0, "it must be > 0")] = 600.0
 
     def cross_checks(self) -> list[str]:
         problems: list[str] = []

@@ -4,8 +4,9 @@ the report."""
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import Annotated, Any, ClassVar, Literal
+
+from pydantic import Field
 
 from hle_reasoning.config.parsing import Block, ConfigError, at_least, check, parse
 from hle_reasoning.hle.data.prompts import SystemRole
@@ -15,7 +16,6 @@ from hle_reasoning.hle.judge.table import RulesOptions
 _INT1 = at_least(1, "an integer")
 
 
-@dataclass(frozen=True, kw_only=True)
 class GenerationConfig(Block):
     """How answers are generated (``evaluation.generation``).
 
@@ -28,17 +28,18 @@ class GenerationConfig(Block):
     default); not part of what an answer depends on (``generation_key`` leaves it out).
     """
 
-    PATH = "evaluation.generation"
-    batch_size: int = field(default=8, metadata=check(lambda v: v >= 1, "it must be >= 1"))
-    max_new_tokens: int = field(default=64, metadata=check(lambda v: v >= 1, "it must be >= 1"))
+    PATH: ClassVar[str] = "evaluation.generation"
+    batch_size: Annotated[int, check(lambda v: v >= 1, "it must be >= 1")] = 8
+    max_new_tokens: Annotated[int, check(lambda v: v >= 1, "it must be >= 1")] = 64
     do_sample: bool = False
     temperature: float = 0.7
-    top_p: float = field(default=1.0, metadata=check(lambda v: 0 < v <= 1, "set it in (0, 1]"))
+    top_p: Annotated[float, check(lambda v: 0 < v <= 1, "set it in (0, 1]")] = 1.0
     seed: int = 0
     system_role: SystemRole = "auto"
-    cpu_threads: int | None = field(
-        default=1, metadata=check(lambda v: v >= 1, "it must be >= 1 or null")
-    )
+    cpu_threads: Annotated[
+        int | None,
+        check(lambda v: v >= 1, "it must be >= 1 or null"),
+    ] = 1
 
     def cross_checks(self) -> list[str]:
         if self.do_sample and self.temperature <= 0:
@@ -57,7 +58,7 @@ class GenerationConfig(Block):
     def from_params(cls, params: Mapping[str, Any] | None) -> GenerationConfig:
         config, problems = parse(cls, params or {}, cls.PATH)
         if problems or config is None:
-            unknown = sorted(set(params or {}) - set(cls.__dataclass_fields__))
+            unknown = sorted(set(params or {}) - set(cls.model_fields))
             header = (
                 f"unknown evaluation.generation parameter(s) {unknown}:"
                 if unknown
@@ -67,7 +68,6 @@ class GenerationConfig(Block):
         return config
 
 
-@dataclass(frozen=True, kw_only=True)
 class LLMJudgeSettings(Block):
     """The ``llm`` judge: HLE's official prompt on an OpenAI-compatible endpoint.
 
@@ -75,24 +75,23 @@ class LLMJudgeSettings(Block):
     (credentials or environment), which take precedence over ``model`` and ``base_url`` here.
     """
 
-    PATH = "evaluation.judge.llm"
+    PATH: ClassVar[str] = "evaluation.judge.llm"
     model: str = DEFAULT_JUDGE_MODEL
     base_url: str | None = None
-    max_retries: int = field(default=5, metadata=at_least(0, "an integer"))
-    timeout_s: float = field(default=600.0, metadata=check(lambda v: v > 0, "set it > 0"))
-    max_completion_tokens: int = field(default=4096, metadata=_INT1)
-    workers: int = field(default=8, metadata=_INT1)
-    unreachable_after: int = field(default=3, metadata=_INT1)
+    max_retries: Annotated[int, at_least(0, "an integer")] = 5
+    timeout_s: Annotated[float, check(lambda v: v > 0, "set it > 0")] = 600.0
+    max_completion_tokens: Annotated[int, _INT1] = 4096
+    workers: Annotated[int, _INT1] = 8
+    unreachable_after: Annotated[int, _INT1] = 3
 
 
-@dataclass(frozen=True, kw_only=True)
 class JudgeConfig(Block):
     """Which judge decides correctness: ``rules`` (offline) or ``llm`` (the official one)."""
 
-    PATH = "evaluation.judge"
+    PATH: ClassVar[str] = "evaluation.judge"
     kind: Literal["rules", "llm"] = "rules"
-    rules: RulesOptions = field(default_factory=RulesOptions)
-    llm: LLMJudgeSettings = field(default_factory=LLMJudgeSettings)
+    rules: RulesOptions = Field(default_factory=RulesOptions)
+    llm: LLMJudgeSettings = Field(default_factory=LLMJudgeSettings)
 
     def model_used(self, endpoint_model: str | None) -> str:
         """The LLM that judges: the endpoint's (credentials or ``HLE_JUDGE_MODEL``), else
@@ -108,51 +107,48 @@ class JudgeConfig(Block):
         return f"llm:{model}" if style == "tag" else f"llm ({model})"
 
 
-@dataclass(frozen=True, kw_only=True)
 class MetricsConfig(Block):
     """HLE's calibration error settings and the reliability diagrams' bins."""
 
-    PATH = "evaluation.metrics"
-    beta: int = field(default=100, metadata=_INT1)
+    PATH: ClassVar[str] = "evaluation.metrics"
+    beta: Annotated[int, _INT1] = 100
     p: Literal["1", "2", "max"] = "2"
-    reliability_bins: int = field(default=10, metadata=_INT1)
+    reliability_bins: Annotated[int, _INT1] = 10
 
 
-@dataclass(frozen=True, kw_only=True)
 class ComparisonConfig(Block):
     """Baseline against fine-tuned (``hle_reasoning.hle.scoring.comparison``): the level of the accuracy
     and calibration difference intervals, and the seeded paired bootstrap of the latter."""
 
-    PATH = "evaluation.comparison"
-    confidence_level: float = field(
-        default=0.95, metadata=check(lambda v: 0 < v < 1, "set it in (0, 1), e.g. 0.95")
-    )
-    bootstrap_resamples: int = field(default=2000, metadata=_INT1)
-    seed: int = field(default=0, metadata=at_least(0, "an integer"))
+    PATH: ClassVar[str] = "evaluation.comparison"
+    confidence_level: Annotated[
+        float,
+        check(lambda v: 0 < v < 1, "set it in (0, 1), e.g. 0.95"),
+    ] = 0.95
+    bootstrap_resamples: Annotated[int, _INT1] = 2000
+    seed: Annotated[int, at_least(0, "an integer")] = 0
 
 
-@dataclass(frozen=True, kw_only=True)
 class PaperRow(Block):
     """One row of the HLE paper's Table 1 as the proposal reproduces it."""
 
-    PATH = "evaluation.report.paper_rows[]"
+    PATH: ClassVar[str] = "evaluation.report.paper_rows[]"
     model: str
     accuracy: float
     calibration_error: float
     note: str = ""
 
 
-@dataclass(frozen=True, kw_only=True)
 class ReportConfig(Block):
     """Table 1's paper rows and the measured rows' labels (no defaults: the YAML holds them)."""
 
-    PATH = "evaluation.report"
+    PATH: ClassVar[str] = "evaluation.report"
     paper_source: str
     paper_rows: tuple[PaperRow, ...]
     test_set: str
     model_names: dict[str, str]
     labels: dict[str, str]
-    training_examples: int = field(default=2, metadata=at_least(0, "an integer"))
+    training_examples: Annotated[int, at_least(0, "an integer")] = 2
 
     def label(self, variant: str, name_or_path: str) -> str:
         """The Table 1 row label of a variant (``labels[variant]`` with ``{model}`` filled in)."""
@@ -167,7 +163,6 @@ class ReportConfig(Block):
         return template.format(model=model, variant=variant)
 
 
-@dataclass(frozen=True, kw_only=True)
 class AnsweringConfig(Block):
     """Who answers a variant's questions (``evaluation.answering.<variant>``).
 
@@ -194,75 +189,56 @@ class AnsweringConfig(Block):
     variant in-process instead, with a warning (the paper setup's switch, conf/paper).
     """
 
-    PATH = "evaluation.answering.<variant>"
+    PATH: ClassVar[str] = "evaluation.answering.<variant>"
     backend: Literal["local", "openai", "engine"] = "local"
     model: str | None = None
     base_url: str | None = None
-    concurrency: int = field(default=8, metadata=_INT1)
-    max_retries: int = field(default=5, metadata=at_least(0, "an integer"))
-    timeout_s: float = field(default=600.0, metadata=check(lambda v: v > 0, "set it > 0"))
-    unreachable_after: int = field(default=3, metadata=_INT1)
+    concurrency: Annotated[int, _INT1] = 8
+    max_retries: Annotated[int, at_least(0, "an integer")] = 5
+    timeout_s: Annotated[float, check(lambda v: v > 0, "set it > 0")] = 600.0
+    unreachable_after: Annotated[int, _INT1] = 3
     engine: Literal["sglang", "vllm", "transformers"] | None = None
-    engine_options: dict[str, bool | int | float | str] = field(default_factory=dict)
-    start_timeout_s: float = field(default=900.0, metadata=check(lambda v: v > 0, "set it > 0"))
+    engine_options: dict[str, bool | int | float | str] = Field(default_factory=dict)
+    start_timeout_s: Annotated[float, check(lambda v: v > 0, "set it > 0")] = 900.0
     engine_log_dir: str = "data/07_model_output/engine_logs"
     merged_model: str = "data/06_models/merged_model"
     fallback: Literal["none", "local"] = "none"
 
 
-@dataclass(frozen=True, kw_only=True)
-class ComparisonModelConfig(Block):
-    """A model measured beside the study's variants (``evaluation.comparison_models[]``).
+class ComparisonModelConfig(AnsweringConfig):
+    """A model measured beside the study's variants (``evaluation.comparison_models[]``): a
+    variant of the same kind as baseline and fine-tuned, its answering block an
+    :class:`AnsweringConfig` (``backend: openai``, its defaults) with a ``name`` and ``text_only``.
 
     ``name`` is its Table 1 label (and its name in the ``answer_endpoints`` credentials and the
     ``HLE_ANSWER_<NAME>_*`` variables); ``model`` and ``base_url`` name the served model and the
     OpenAI-compatible server (credentials or environment may override them and hold the key).
     ``text_only``: the model takes no images, so it answers (and is compared on) the test
-    questions without one, as the HLE paper evaluates text-only models. ``concurrency``,
-    ``max_retries``, ``timeout_s`` and ``unreachable_after`` as in :class:`AnsweringConfig`,
-    with its defaults.
+    questions without one, as the HLE paper evaluates text-only models.
     """
 
-    PATH = "evaluation.comparison_models[]"
-    name: str = field(metadata=check(lambda v: v.strip() != "", "give the Table 1 label"))
-    model: str | None = None
-    base_url: str | None = None
+    PATH: ClassVar[str] = "evaluation.comparison_models[]"
+    name: Annotated[str, check(lambda v: v.strip() != "", "give the Table 1 label")]
+    backend: Literal["openai"] = "openai"
     text_only: bool = False
-    concurrency: int = field(default=AnsweringConfig.concurrency, metadata=_INT1)
-    max_retries: int = field(
-        default=AnsweringConfig.max_retries, metadata=at_least(0, "an integer")
-    )
-    timeout_s: float = field(
-        default=AnsweringConfig.timeout_s, metadata=check(lambda v: v > 0, "set it > 0")
-    )
-    unreachable_after: int = field(default=AnsweringConfig.unreachable_after, metadata=_INT1)
 
     @property
     def answering(self) -> AnsweringConfig:
-        """The ``openai`` answering block this model is asked with."""
-        return AnsweringConfig(
-            backend="openai",
-            model=self.model,
-            base_url=self.base_url,
-            concurrency=self.concurrency,
-            max_retries=self.max_retries,
-            timeout_s=self.timeout_s,
-            unreachable_after=self.unreachable_after,
-        )
+        """The answering block this model is asked with: itself."""
+        return self
 
 
-@dataclass(frozen=True, kw_only=True)
 class EvaluationConfig(Block):
     """The whole ``evaluation`` block."""
 
-    PATH = "evaluation"
-    generation: GenerationConfig = field(default_factory=GenerationConfig)
-    answering: dict[str, AnsweringConfig] = field(
+    PATH: ClassVar[str] = "evaluation"
+    generation: GenerationConfig = Field(default_factory=GenerationConfig)
+    answering: dict[str, AnsweringConfig] = Field(
         default_factory=lambda: {v: AnsweringConfig() for v in ("baseline", "finetuned")}
     )
-    judge: JudgeConfig = field(default_factory=JudgeConfig)
-    metrics: MetricsConfig = field(default_factory=MetricsConfig)
-    comparison: ComparisonConfig = field(default_factory=ComparisonConfig)
+    judge: JudgeConfig = Field(default_factory=JudgeConfig)
+    metrics: MetricsConfig = Field(default_factory=MetricsConfig)
+    comparison: ComparisonConfig = Field(default_factory=ComparisonConfig)
     comparison_models: tuple[ComparisonModelConfig, ...] = ()
     report: ReportConfig
 

@@ -1,26 +1,40 @@
-"""Parsing parameter blocks into frozen dataclasses: types, unknown keys, every problem at once.
+"""The base of the parameter blocks (pydantic v2 models) and their problems in the project's words.
 
-A block is a frozen, keyword-only dataclass whose fields are typed (``int``, ``float``, ``bool``,
-``str``, ``X | None``, ``Literal[...]``, ``tuple[X, ...]``, ``dict[str, X]`` or another block).
-A field may carry a check in its metadata (``field(metadata=check(...))``) and a block may define
-``cross_checks()`` for rules between its fields. ``parse`` walks a mapping down the tree and
-collects every problem with its full key path (``training.grpo.tempreature: unknown key; did you
-mean temperature?``) instead of stopping at the first; building a block directly
-(``GenerationConfig(batch_size=0)``) runs the same checks and raises ``ConfigError``.
+A block is a frozen pydantic model that forbids unknown keys (``Block``). A field's value check
+is a validator built by ``check`` (``Annotated[int, check(lambda v: v >= 1, "it must be >= 1")]``)
+and a block's rules between its fields are its ``cross_checks``, run by a
+``model_validator(mode="after")`` once every field is valid. Pydantic (and Kedro, which builds
+the blocks that node arguments are annotated with) reports every failure at once;
+``problems`` turns a ``ValidationError`` into one line per problem with its full key path and,
+for an unknown key, the closest valid name (``training.grpo.tempreature: unknown key; did you
+mean temperature?``). Building a block directly (``GenerationConfig(batch_size=0)``) raises
+``ConfigError`` with the same lines.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import difflib
-import math
 import types
 import typing
 from collections.abc import Callable, Mapping
-from typing import Any, Literal, TypeVar, get_args, get_origin
+from typing import Annotated, Any, ClassVar, Literal, TypeVar, get_args, get_origin
 
-T = TypeVar("T")
-CHECK = "check"
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    ValidationError,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
+from pydantic_core import PydanticCustomError
+
+T = TypeVar("T", bound="Block")
+_CHECK = "check"
+CROSS_CHECK = "cross_check"  # ctx problems: lines of their own
+UNKNOWN_KEY = "unknown_key"  # a validator's own unknown name: ctx key and known
 
 
 class ConfigError(ValueError):
@@ -32,16 +46,46 @@ class ConfigError(ValueError):
         super().__init__("\n".join([*lines, *(f"  - {p}" for p in self.problems)]).strip())
 
 
-def check(test: Callable[[Any], bool], requirement: str) -> dict[str, Any]:
-    """Field metadata: ``test(value)`` must hold, else ``<path> is <value>; <requirement>``."""
-    return {CHECK: (test, requirement)}
+def check(test: Callable[[Any], bool], requirement: str) -> Any:
+    """A field validator: ``test(value)`` must hold (``None`` passes), else the problem is
+    ``<path> is <value>; <requirement>.``"""
+
+    def validate(value: Any) -> Any:
+        if value is not None and not test(value):
+            raise PydanticCustomError(_CHECK, "{requirement}", {"requirement": requirement})
+        return value
+
+    return AfterValidator(validate)
 
 
-def at_least(minimum: float, kind: str = "a number") -> dict[str, Any]:
-    return check(lambda v: v is None or v >= minimum, f"set it to {kind} >= {minimum:g}")
+def at_least(minimum: float, kind: str = "a number") -> Any:
+    return check(lambda v: v >= minimum, f"set it to {kind} >= {minimum:g}")
+
+
+def _strip(tp: Any) -> Any:
+    """``tp`` without ``Annotated`` and, for ``X | None``, without the ``None``."""
+    while get_origin(tp) is Annotated:
+        tp = get_args(tp)[0]
+    if get_origin(tp) in (types.UnionType, typing.Union):
+        options = [a for a in get_args(tp) if a is not type(None)]
+        if len(options) == 1:
+            return _strip(options[0])
+    return tp
+
+
+def _fields(tp: Any) -> dict[str, Any] | None:
+    """A block's (or a dataclass's) field names and annotations; ``None`` for other types."""
+    if isinstance(tp, type) and issubclass(tp, BaseModel):
+        return {name: f.annotation for name, f in tp.model_fields.items()}
+    if isinstance(tp, type) and dataclasses.is_dataclass(tp):
+        hints = typing.get_type_hints(tp)
+        return {f.name: hints[f.name] for f in dataclasses.fields(tp)}
+    return None
 
 
 def _type_name(tp: Any) -> str:
+    while get_origin(tp) is Annotated:
+        tp = get_args(tp)[0]
     origin = get_origin(tp)
     if origin is Literal:
         return "one of " + ", ".join(repr(a) for a in get_args(tp))
@@ -53,192 +97,162 @@ def _type_name(tp: Any) -> str:
         return f"a list of {_type_name(get_args(tp)[0])}"
     if origin is dict:
         return f"a mapping of names to {_type_name(get_args(tp)[1])}"
-    if dataclasses.is_dataclass(tp):
+    if _fields(tp) is not None:
         return "a block of keys"
     return {int: "an integer", float: "a number", bool: "true or false", str: "a string"}.get(
         tp, getattr(tp, "__name__", str(tp))
     )
 
 
-class _Invalid(Exception):
-    pass
-
-
-def _convert(value: Any, tp: Any, path: str, problems: list[str]) -> Any:
-    """``value`` as type ``tp``; a problem is recorded (and ``_Invalid`` raised) when it is not."""
-    origin = get_origin(tp)
-    if dataclasses.is_dataclass(tp):
-        if not isinstance(value, Mapping):
-            problems.append(f"{path} is {value!r}; it must be {_type_name(tp)}.")
-            raise _Invalid
-        parsed = _parse(tp, value, path, problems)
-        if parsed is None:
-            raise _Invalid
-        return parsed
-    if origin in (types.UnionType, typing.Union):
-        options = get_args(tp)
-        if value is None and type(None) in options:
-            return None
-        for option in options:
-            if option is type(None):
-                continue
-            try:
-                return _convert(value, option, path, [])
-            except _Invalid:
-                continue
-        problems.append(f"{path} is {value!r}; it must be {_type_name(tp)}.")
-        raise _Invalid
-    if origin is Literal:
-        for choice in get_args(tp):
-            # A choice given on the command line may arrive as its text (or a number as text).
-            if value == choice and type(value) is type(choice):
-                return choice
-            if isinstance(choice, str) and not isinstance(value, bool) and str(value) == choice:
-                return choice
-        problems.append(f"{path} is {value!r}; choose {_type_name(tp)}.")
-        raise _Invalid
-    if origin is tuple:
-        if isinstance(value, str) or not isinstance(value, list | tuple):
-            problems.append(f"{path} is {value!r}; it must be {_type_name(tp)}.")
-            raise _Invalid
-        item = get_args(tp)[0]
-        before = len(problems)
-        out = []
-        for i, element in enumerate(value):
-            try:
-                out.append(_convert(element, item, f"{path}[{i}]", problems))
-            except _Invalid:
-                pass
-        if len(problems) > before:
-            raise _Invalid
-        return tuple(out)
-    if origin is dict:
-        if not isinstance(value, Mapping):
-            problems.append(f"{path} is {value!r}; it must be {_type_name(tp)}.")
-            raise _Invalid
-        item = get_args(tp)[1]
-        before = len(problems)
-        out = {}
-        for key, element in value.items():
-            try:
-                out[str(key)] = _convert(element, item, f"{path}.{key}", problems)
-            except _Invalid:
-                pass
-        if len(problems) > before:
-            raise _Invalid
-        return out
-    if tp is Any:
-        return value
-    if tp is bool:
-        if isinstance(value, bool):
-            return value
-    elif tp is int:
-        if isinstance(value, int) and not isinstance(value, bool):
-            return value
-        if isinstance(value, float) and value.is_integer():
-            return int(value)
-    elif tp is float:
-        if isinstance(value, int | float | str) and not isinstance(value, bool):
-            # A string: "1e-4", which YAML 1.1 and the command line leave as text.
-            try:
-                number = float(value)
-            except (ValueError, OverflowError):
-                number = math.nan
-            if not math.isnan(number) and not math.isinf(number):
-                return number
-    elif tp is str:
-        if isinstance(value, str):
-            return value
-        if isinstance(value, int | float) and not isinstance(value, bool):
-            return str(value)
-    problems.append(f"{path} is {value!r}; it must be {_type_name(tp)}.")
-    raise _Invalid
-
-
-def unknown_key_problem(path: str, key: str, known: list[str]) -> str:
-    close = difflib.get_close_matches(str(key), known, n=1, cutoff=0.6)
-    hint = f"did you mean {close[0]}?" if close else f"valid keys: {', '.join(sorted(known))}."
-    return f"{path}.{key}: unknown key; {hint}"
-
-
-def field_problems(instance: Any, path: str) -> list[str]:
-    """The failed field checks of a built block (types are the parser's business)."""
-    problems = []
-    for f in dataclasses.fields(instance):
-        rule = f.metadata.get(CHECK)
-        value = getattr(instance, f.name)
-        if rule and value is not None and not rule[0](value):
-            problems.append(f"{path}.{f.name} is {value!r}; {rule[1]}.")
-    return problems
-
-
-def _parse(cls: type[T], data: Mapping[str, Any], path: str, problems: list[str]) -> T | None:
-    hints = typing.get_type_hints(cls)
-    known = {f.name: f for f in dataclasses.fields(cls)}
-    before = len(problems)
-    for key in data:
-        if key not in known:
-            problems.append(unknown_key_problem(path, key, list(known)))
-    values: dict[str, Any] = {}
-    for name, f in known.items():
-        where = f"{path}.{name}"
-        if name not in data:
-            if f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING:
-                problems.append(f"{where} is missing; set it (see conf/base).")
+def _locate(cls: type, loc: tuple[Any, ...], root: str) -> tuple[str, Any, Any]:
+    """The key path of pydantic's ``loc`` in block ``cls``, the annotation there, and the type
+    holding it (pydantic's names for the members of a union, at the end of ``loc``, are not
+    keys and are left out)."""
+    path, tp, parent = root, cls, None
+    for part in loc:
+        stripped = _strip(tp)
+        fields = _fields(stripped)
+        origin = get_origin(stripped)
+        if fields is not None and isinstance(part, str):
+            parent, tp = stripped, fields.get(part, Any)
+        elif origin is dict:
+            parent, tp = stripped, get_args(stripped)[1]
+        elif origin is tuple and isinstance(part, int):
+            parent, tp = stripped, get_args(stripped)[0]
+            path += f"[{part}]"
             continue
+        else:
+            break  # a union member's name
+        path += f".{part}"
+    return path, tp, parent
+
+
+def problems(error: ValidationError, cls: type, path: str) -> list[str]:
+    """Pydantic's errors of block ``cls`` (read at key ``path``) as the project's problem lines:
+    one per key path, with the closest valid name for an unknown key."""
+    lines: list[str] = []
+    seen: set[str] = set()
+    for e in error.errors():
+        where, tp, parent = _locate(cls, tuple(e["loc"]), path)
+        kind, value, ctx = e["type"], e.get("input"), e.get("ctx") or {}
+        if kind == CROSS_CHECK:
+            lines += [p for p in ctx["problems"] if p not in lines]
+            continue
+        if where in seen:
+            continue  # a union's members each report the value: one problem
+        seen.add(where)
+        if kind in ("extra_forbidden", "unexpected_keyword_argument", UNKNOWN_KEY):
+            if kind == UNKNOWN_KEY:
+                known, key = list(ctx["known"]), str(ctx["key"])
+                where = f"{where}.{key}"
+            else:
+                known = list(_fields(parent) or {}) if parent is not None else []
+                key = where.rsplit(".", 1)[-1]
+            close = difflib.get_close_matches(key, known, n=1, cutoff=0.6)
+            hint = (
+                f"did you mean {close[0]}?" if close else f"valid keys: {', '.join(sorted(known))}."
+            )
+            lines.append(f"{where}: unknown key; {hint}")
+        elif kind == "missing":
+            lines.append(f"{where} is missing; set it (see conf/base).")
+        elif kind == _CHECK:
+            if _strip(tp) is float and isinstance(value, int):
+                value = float(value)  # the check saw the number as the block holds it
+            lines.append(f"{where} is {value!r}; {ctx['requirement']}.")
+        elif get_origin(_strip(tp)) is Literal and get_origin(tp) not in (
+            types.UnionType,
+            typing.Union,
+        ):
+            lines.append(f"{where} is {value!r}; choose {_type_name(tp)}.")
+        else:
+            lines.append(f"{where} is {value!r}; it must be {_type_name(tp)}.")
+    return lines
+
+
+class Block(BaseModel):
+    """Base of the parameter blocks: frozen, unknown keys forbidden, finite numbers only.
+
+    ``PATH`` is the block's key path in the parameters (its problems are named from it).
+    ``cross_checks`` returns the problems between its fields (run once they are all valid).
+    """
+
+    model_config = ConfigDict(
+        frozen=True, extra="forbid", allow_inf_nan=False, coerce_numbers_to_str=True
+    )
+    PATH: ClassVar[str] = ""
+
+    def __init__(self, /, **data: Any) -> None:
         try:
-            values[name] = _convert(data[name], hints[name], where, problems)
-        except _Invalid:
-            continue
-        rule = f.metadata.get(CHECK)
-        if rule and values[name] is not None and not rule[0](values[name]):
-            problems.append(f"{where} is {values[name]!r}; {rule[1]}.")
-    if len(problems) > before:
-        return None
-    try:
-        instance = cls(**values)
-    except ConfigError as error:
-        problems.extend(error.problems)
-        return None
-    return instance
+            super().__init__(**data)
+        except ValidationError as error:
+            found = problems(error, type(self), self.PATH)
+            raise ConfigError(found, header=f"{self.PATH} cannot work as configured:") from None
 
+    # Only the error's type changes here, not what is validated: pydantic may validate a block
+    # nested in another without calling this (as it does for BaseModel's own __init__), so a
+    # nested block's problems stay pydantic errors with their full key path.
+    __init__.__pydantic_base_init__ = True  # type: ignore[attr-defined]
 
-def parse(cls: type[T], data: Mapping[str, Any] | None, path: str) -> tuple[T | None, list[str]]:
-    """``data`` as a ``cls`` block (``None`` when it cannot be), and every problem found."""
-    problems: list[str] = []
-    if data is None:
-        data = {}
-    if not isinstance(data, Mapping):
-        return None, [f"{path} is {data!r}; it must be a block of keys."]
-    return _parse(cls, data, path, problems), problems
+    @field_validator("*", mode="before")
+    @classmethod
+    def _as_the_yaml_means_it(cls, value: Any, info: ValidationInfo) -> Any:
+        """``true`` is not a number, and a number is the text of a choice (``--params
+        evaluation.metrics.p=1`` arrives as the integer 1)."""
+        if info.field_name is None:
+            return value
+        tp = _strip(cls.model_fields[info.field_name].annotation)
+        if isinstance(value, bool) and tp in (int, float):
+            raise PydanticCustomError("bool_is_not_a_number", "a number, not true or false")
+        if (
+            get_origin(tp) is Literal
+            and isinstance(value, int | float)
+            and not isinstance(value, bool)
+            and str(value) in get_args(tp)
+        ):
+            return str(value)
+        return value
 
-
-def parse_or_raise(cls: type[T], data: Mapping[str, Any] | None, path: str) -> T:
-    """``data`` as a ``cls`` block, or ``ConfigError`` listing every problem."""
-    block, problems = parse(cls, data, path)
-    if problems or block is None:
-        raise ConfigError(problems, header=f"{path} cannot work as configured:")
-    return block
-
-
-class Block:
-    """Base of the parameter blocks: field checks and ``cross_checks`` run when one is built."""
-
-    PATH: typing.ClassVar[str] = ""
-
-    def __post_init__(self) -> None:
-        problems = field_problems(self, self.PATH)
-        if not problems:
-            problems = self.cross_checks()
-        if problems:
-            raise ConfigError(problems, header=f"{self.PATH} cannot work as configured:")
+    @model_validator(mode="after")
+    def _cross_checks(self) -> Block:
+        found = self.cross_checks()
+        if found:
+            raise PydanticCustomError(
+                CROSS_CHECK, "{text}", {"text": "\n".join(found), "problems": found}
+            )
+        return self
 
     def cross_checks(self) -> list[str]:
         return []
 
     @classmethod
     def from_params(cls: type[T], params: Mapping[str, Any] | None) -> T:
-        return parse_or_raise(cls, params or {}, cls.PATH)  # type: ignore[attr-defined]
+        return parse_or_raise(cls, params or {}, cls.PATH)
 
     def to_dict(self) -> dict[str, Any]:
-        return dataclasses.asdict(self)  # type: ignore[call-overload]
+        return self.model_dump()
+
+
+def _parse(cls: type[T], data: Mapping[str, Any], path: str, problem_lines: list[str]) -> T | None:
+    try:
+        return cls.model_validate(data)
+    except ValidationError as error:
+        problem_lines.extend(problems(error, cls, path))
+        return None
+
+
+def parse(cls: type[T], data: Mapping[str, Any] | None, path: str) -> tuple[T | None, list[str]]:
+    """``data`` as a ``cls`` block (``None`` when it cannot be), and every problem found."""
+    if data is None:
+        data = {}
+    if not isinstance(data, Mapping):
+        return None, [f"{path} is {data!r}; it must be a block of keys."]
+    found: list[str] = []
+    return _parse(cls, data, path, found), found
+
+
+def parse_or_raise(cls: type[T], data: Mapping[str, Any] | None, path: str) -> T:
+    """``data`` as a ``cls`` block, or ``ConfigError`` listing every problem."""
+    block, found = parse(cls, data, path)
+    if found or block is None:
+        raise ConfigError(found, header=f"{path} cannot work as configured:")
+    return block

@@ -1,9 +1,10 @@
-"""Every parameter block of the study, parsed in one place.
+"""Every parameter block of the study, named in one place.
 
-``BLOCKS`` maps each top-level key of the parameters to its dataclass; the preflight hook parses
-the blocks of the pipelines being run once per run, lists every problem of every block at once
-before any node runs, and hands the nodes the parsed blocks (``typed_parameters``). A new block
-is one class and one line here.
+``BLOCKS`` maps each top-level key of the parameters to its model. In a ``kedro run`` Kedro
+builds the blocks that node arguments are annotated with; ``parse_blocks`` validates raw
+parameters with the same models, every problem of every block at once (``cli.py`` lists them
+when Kedro refuses a run; ``tests/test_config.py`` checks conf/ with it). A new block is one
+class and one line here.
 """
 
 from __future__ import annotations
@@ -42,25 +43,3 @@ def parse_blocks(
         if block is not None:
             parsed[name] = block
     return parsed, problems
-
-
-def typed_parameters(blocks: Mapping[str, Any], names: Iterable[str]) -> dict[str, Any]:
-    """The parsed value of each parameter name ``params:<block>[.<key>...]`` whose block is in
-    ``blocks``: the block itself, or the field its dotted keys name (``params:evaluation.judge``
-    is ``blocks["evaluation"].judge``). Other names (``params:hle_source``, datasets) are left out.
-    """
-    typed: dict[str, Any] = {}
-    for name in names:
-        if not name.startswith("params:"):
-            continue
-        block, *keys = name.removeprefix("params:").split(".")
-        if block not in blocks:
-            continue
-        value = blocks[block]
-        try:
-            for key in keys:
-                value = value[key] if isinstance(value, Mapping) else getattr(value, key)
-        except (AttributeError, KeyError, TypeError):
-            continue  # a key with a dot of its own: the node gets the raw value
-        typed[name] = value
-    return typed

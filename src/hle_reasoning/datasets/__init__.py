@@ -17,7 +17,6 @@ _MODULES = {
     "HLEDataset": "hle",
     "JSONDataset": "atomic",
     "JSONLinesShards": "evaluation",
-    "JSONLinesShardsDataset": "evaluation",
     "JSONLinesStore": "evaluation",
     "JudgeEndpointDataset": "evaluation",
     "LoraAdapterDataset": "models",
@@ -27,6 +26,8 @@ _MODULES = {
     "ParquetDataset": "atomic",
     "TextDataset": "atomic",
     "TokenizerDataset": "models",
+    "VariantStore": "stores",
+    "Wanted": "stores",
 }
 
 __all__ = [
@@ -36,7 +37,6 @@ __all__ = [
     "HLEDataset",
     "JSONDataset",
     "JSONLinesShards",
-    "JSONLinesShardsDataset",
     "JSONLinesStore",
     "JudgeEndpointDataset",
     "LoraAdapterDataset",
@@ -46,6 +46,8 @@ __all__ = [
     "ParquetDataset",
     "TextDataset",
     "TokenizerDataset",
+    "VariantStore",
+    "Wanted",
 ]
 
 

@@ -1,7 +1,7 @@
 """Datasets of the evaluation pipeline: resumable JSON-lines stores, the judge endpoint, MLflow runs.
 
-* ``JSONLinesStore``: records appended chunk by chunk (a generator node yields one chunk per
-  batch, and Kedro saves each as it comes), so a killed run keeps every finished batch.
+* ``JSONLinesStore``: records appended chunk by chunk (or a table replaced whole), so a killed
+  run keeps every finished batch; ``stores.VariantStore`` keeps one per variant.
 * ``JudgeEndpointDataset``: where the ``llm`` judge sends its requests; the API key comes from
   Kedro credentials or the environment and never appears in a repr, a log line or MLflow.
 * ``MlflowChildRunDataset``: saving a payload of tags, params, metrics and artifacts creates a
@@ -23,26 +23,27 @@ from typing import Any
 import pandas as pd
 from kedro.io import AbstractDataset, DatasetError
 
-from hle_reasoning.datasets.stores import REPLACE
 from hle_reasoning.summaries import VariantRun
 
 logger = logging.getLogger(__name__)
 
 
 class JSONLinesStore(AbstractDataset[pd.DataFrame, pd.DataFrame]):
-    """A JSON-lines file that each save extends with a chunk of records.
+    """A JSON-lines file that each save extends with a chunk of records (``mode: a``, the
+    default), or replaces whole, atomically (``mode: w``: a table saved at once).
 
-    A chunk whose ``attrs[REPLACE]`` (``hle_reasoning.datasets.stores``) is true replaces the file (atomically) instead, which is
-    how a node drops stale records before appending new ones. Loading returns every complete
+    :meth:`append` and :meth:`replace` do either whatever the mode (``VariantStore`` uses both).
+    Loading returns every complete
     record (a line cut short by a kill is skipped with a warning) and an empty frame with
     ``columns`` when the file does not exist yet.
 
     YAML::
 
-        "{variant}.responses":
+        training_completions:
           type: hle_reasoning.datasets.JSONLinesStore
-          filepath: data/07_model_output/{variant}/responses.jsonl
-          columns: [id, response]
+          filepath: data/08_reporting/training_completions.jsonl
+          columns: [step, id, completion]
+          mode: w
 
     Python::
 
@@ -56,10 +57,16 @@ class JSONLinesStore(AbstractDataset[pd.DataFrame, pd.DataFrame]):
         *,
         filepath: str,
         columns: list[str] | str | None = None,
+        mode: str = "a",
         metadata: dict[str, Any] | None = None,
     ) -> None:
+        if mode not in ("a", "w"):
+            raise DatasetError(
+                f"JSONLinesStore {filepath} mode must be 'a' (append) or 'w' (replace), not {mode!r}"
+            )
         self._filepath = Path(filepath)
         self._columns = _columns(columns)
+        self._mode = mode
         self.metadata = metadata
 
     def load(self) -> pd.DataFrame:
@@ -92,23 +99,35 @@ class JSONLinesStore(AbstractDataset[pd.DataFrame, pd.DataFrame]):
         return frame
 
     def save(self, data: pd.DataFrame) -> None:
+        if self._mode == "w":
+            self.replace(data)
+        else:
+            self.append(data)
+
+    def _lines(self, data: pd.DataFrame) -> str:
         if not isinstance(data, pd.DataFrame):
             raise DatasetError(
                 f"JSONLinesStore {self._filepath} saves DataFrames (got {type(data).__name__})"
             )
         self._filepath.parent.mkdir(parents=True, exist_ok=True)
-        lines = "".join(
+        return "".join(
             json.dumps(_jsonable(record), ensure_ascii=False) + "\n"
             for record in data.to_dict(orient="records")
         )
-        if data.attrs.get(REPLACE):
-            tmp = self._filepath.with_name(f".{self._filepath.name}.tmp-{os.getpid()}")
-            try:
-                tmp.write_text(lines, encoding="utf-8")
-                os.replace(tmp, self._filepath)
-            finally:
-                tmp.unlink(missing_ok=True)
-            return
+
+    def replace(self, data: pd.DataFrame) -> None:
+        """The file holds ``data`` alone afterwards, or is left as it was (atomic rename)."""
+        lines = self._lines(data)
+        tmp = self._filepath.with_name(f".{self._filepath.name}.tmp-{os.getpid()}")
+        try:
+            tmp.write_text(lines, encoding="utf-8")
+            os.replace(tmp, self._filepath)
+        finally:
+            tmp.unlink(missing_ok=True)
+
+    def append(self, data: pd.DataFrame) -> None:
+        """``data`` appended and flushed to disk (a kill loses at most the line being written)."""
+        lines = self._lines(data)
         if not lines:
             self._filepath.touch()
             return
@@ -179,42 +198,6 @@ class JSONLinesShards:
             file.unlink(missing_ok=True)
         with contextlib.suppress(OSError):
             Path(self.path).rmdir()
-
-
-class JSONLinesShardsDataset(AbstractDataset[None, JSONLinesShards]):
-    """Load-only: the shard folder of distributed workers, as a :class:`JSONLinesShards`.
-
-    YAML::
-
-        "{variant}.response_shards":
-          type: hle_reasoning.datasets.JSONLinesShardsDataset
-          path: data/07_model_output/{variant}/response_shards
-          columns: [id, response]
-    """
-
-    def __init__(
-        self,
-        *,
-        path: str,
-        columns: list[str] | str | None = None,
-        metadata: dict[str, Any] | None = None,
-    ) -> None:
-        self._shards = JSONLinesShards(path=str(path), columns=tuple(_columns(columns)))
-        self.metadata = metadata
-
-    def load(self) -> JSONLinesShards:
-        return self._shards
-
-    def save(self, data: Any) -> None:
-        raise DatasetError(
-            f"JSONLinesShardsDataset {self._shards.path} is written by the workers themselves."
-        )
-
-    def _exists(self) -> bool:
-        return bool(self._shards.files())
-
-    def _describe(self) -> dict[str, Any]:
-        return {"path": self._shards.path}
 
 
 def _jsonable(record: dict[str, Any]) -> dict[str, Any]:
@@ -308,7 +291,8 @@ class JudgeEndpointDataset(AbstractDataset[None, JudgeEndpoint]):
 class MlflowChildRunDataset(AbstractDataset[VariantRun | dict, None]):
     """Save-only: one nested MLflow run under the active (``kedro run``) run per save.
 
-    The payload is a ``hle_reasoning.summaries.VariantRun`` or a dict with any of ``tags``, ``params``, ``metrics`` (name -> number; an
+    The payload is a ``hle_reasoning.summaries.VariantRun`` (a list of them: one child run
+    each, ``{variant}`` in ``run_name`` and ``tags`` standing for its variant) or a dict with any of ``tags``, ``params``, ``metrics`` (name -> number; an
     undefined one is logged as NaN, ``hle_reasoning.tracking``'s rule) and ``artifacts`` (file
     name -> DataFrame (.csv), dict or list (.json), str (text) or a matplotlib figure (.png)),
     all logged through ``hle_reasoning.tracking``. The child run gets ``run_name`` and ``tags`` and inherits the parent's git tags.
@@ -316,9 +300,9 @@ class MlflowChildRunDataset(AbstractDataset[VariantRun | dict, None]):
 
     YAML::
 
-        "{variant}.mlflow_run":
+        evaluation_runs:
           type: hle_reasoning.datasets.MlflowChildRunDataset
-          run_name: "{variant}"
+          run_name: "evaluation.{variant}"
           tags: {variant: "{variant}"}
           leading_metrics: [accuracy]
 
@@ -349,12 +333,23 @@ class MlflowChildRunDataset(AbstractDataset[VariantRun | dict, None]):
             f"MlflowChildRunDataset {self._run_name!r} is save-only; read runs with the MLflow API."
         )
 
-    def save(self, data: VariantRun | dict[str, Any]) -> None:
+    def save(self, data: VariantRun | dict[str, Any] | list[VariantRun]) -> None:
+        if isinstance(data, list | tuple):
+            for run in data:
+                self._save_one(run)
+        else:
+            self._save_one(data)
+
+    def _save_one(self, data: VariantRun | dict[str, Any]) -> None:
         import mlflow
 
         from hle_reasoning import tracking
 
+        run_name, own_tags = self._run_name, dict(self._tags)
         if isinstance(data, VariantRun):
+            # A run per variant: ``{variant}`` in run_name and tags is its name.
+            run_name = run_name.replace("{variant}", data.variant)
+            own_tags = {k: str(v).replace("{variant}", data.variant) for k, v in own_tags.items()}
             data = {
                 "tags": data.tags,
                 "params": data.params,
@@ -363,21 +358,21 @@ class MlflowChildRunDataset(AbstractDataset[VariantRun | dict, None]):
             }
         parent = mlflow.active_run()
         if parent is None:
-            logger.info("No active MLflow run: the %r child run is not logged", self._run_name)
+            logger.info("No active MLflow run: the %r child run is not logged", run_name)
             return
         client = mlflow.tracking.MlflowClient()
         parent_tags = client.get_run(parent.info.run_id).data.tags
         tags = {k: parent_tags[k] for k in self.INHERITED_TAGS if k in parent_tags}
-        tags.update(self._tags)
+        tags.update(own_tags)
         tags.update({k: str(v) for k, v in (data.get("tags") or {}).items()})
-        with mlflow.start_run(run_name=self._run_name, nested=True, tags=tags) as run:
+        with mlflow.start_run(run_name=run_name, nested=True, tags=tags) as run:
             tracking.log_params(data.get("params") or {})
             tracking.log_metrics(leading_first(data.get("metrics") or {}, self._leading_metrics))
             tracking.log_artifacts(data.get("artifacts") or {}, self._artifact_path)
             self.last_run_id = run.info.run_id
         logger.info(
             "Logged MLflow child run %r (%s) under %s",
-            self._run_name,
+            run_name,
             self.last_run_id,
             parent.info.run_id,
         )

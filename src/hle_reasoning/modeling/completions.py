@@ -103,7 +103,7 @@ class CompletionRecorder:
         """Reward function ``index``'s ``values`` for the batch TRL passed as ``kwargs``; the
         first function of a batch opens a call with the batch's rows."""
         if index == 0 or not self.calls or index in self.calls[-1]["rewards"]:
-            from hle_reasoning.modeling.rewards import completion_text
+            from hle_reasoning.hle.judge.rewards import completion_text
 
             completions = kwargs.get("completions") or []
             n = len(completions)

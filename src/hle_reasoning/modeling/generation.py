@@ -13,7 +13,6 @@ import hashlib
 import logging
 import time
 from collections.abc import Iterator
-from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
@@ -127,11 +126,11 @@ def generation_key(
     payload = {
         "base_model": files_fingerprint(base_model),
         "adapter": files_fingerprint(adapter),
-        "generation": {k: v for k, v in asdict(config).items() if k != "cpu_threads"},
+        "generation": {k: v for k, v in config.model_dump().items() if k != "cpu_threads"},
         "system_prompt": SYSTEM_PROMPT,
         "chat_template_date": model_config.chat_template_date,
         "image_position": model_config.image_position,
-        "quantization": asdict(model_config.quantization),
+        "quantization": model_config.quantization.model_dump(),
         "dtype": model_config.dtype,
     }
     return content_key(payload, 16)

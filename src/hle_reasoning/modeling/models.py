@@ -12,7 +12,6 @@ from __future__ import annotations
 import contextlib
 import functools
 import logging
-from dataclasses import asdict
 from importlib import resources
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -222,7 +221,7 @@ def build_tiny_mllama(tiny: TinyConfig, seed: int = 0):
     """
     from transformers import MllamaConfig, MllamaForConditionalGeneration
 
-    vision, text = asdict(tiny.vision), asdict(tiny.text)
+    vision, text = tiny.vision.model_dump(), tiny.text.model_dump()
     text["cross_attention_layers"] = list(text["cross_attention_layers"])
     processor = build_tiny_processor(vision["image_size"], vision["max_num_tiles"])
     tok = processor.tokenizer

@@ -15,7 +15,7 @@ import shutil
 import time
 import warnings
 from collections.abc import Iterable, Mapping
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -28,6 +28,7 @@ from hle_reasoning.config.model import ModelConfig
 from hle_reasoning.config.training import TrainingConfig, TrainingConfigError
 from hle_reasoning.hle.data.prompts import SYSTEM_PROMPT, build_messages, image_goes_first
 from hle_reasoning.hle.data.schema import has_image, load_image
+from hle_reasoning.hle.judge.rewards import build_reward_functions
 from hle_reasoning.modeling import completions as completions_table
 from hle_reasoning.modeling import memory
 from hle_reasoning.modeling.checkpoints import (
@@ -45,7 +46,6 @@ from hle_reasoning.modeling.models import (
     load_processor,
     resolve_device,
 )
-from hle_reasoning.modeling.rewards import build_reward_functions
 from hle_reasoning.modeling.training_callbacks import (
     CompletionsCallback,
     GRPOProgressCallback,
@@ -225,10 +225,10 @@ def train_grpo(
     fingerprint = run_fingerprint(
         {
             k: v
-            for k, v in asdict(training).items()
+            for k, v in training.model_dump().items()
             if k not in ("checkpoints", "cpu_threads", "completions")  # change no checkpoint
         },
-        {k: v for k, v in asdict(model_cfg).items() if k != "device"},
+        {k: v for k, v in model_cfg.model_dump().items() if k != "device"},
         str(base_model),
         questions[["id", "question", "answer"]].astype(str).values.tolist(),
         checkpoints.save_steps,
@@ -253,7 +253,7 @@ def train_grpo(
         image_first=image_goes_first(model_cfg.image_position, family.cross_attention),
     )
     reward_funcs, weights = build_reward_functions(
-        training.rewards.weights,
+        training.reward_weights,
         questions["answer"].astype(str),
         embedding_model=training.embedding_model,
         device=device,
@@ -385,7 +385,7 @@ def train_grpo(
         history=history,
         summary=summary,
         params={
-            **trainer_params(args, lora),
+            **trainer_params(args, lora, training),
             **{f"accelerate.{k}": summary[k] for k in ("distributed_type", "mixed_precision")},
         },
     )

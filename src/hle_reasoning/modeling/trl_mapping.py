@@ -1,7 +1,10 @@
 """The ``training`` block mapped onto the libraries: PEFT's ``LoraConfig`` and TRL's ``GRPOConfig``.
 
 Every hyperparameter the proposal names is passed explicitly (TRL 1.16's defaults differ on
-almost all); ``trainer_params`` records the libraries' resolved settings for MLflow.
+almost all): the keys of ``training.grpo`` that are TRL's go to ``GRPOConfig`` as written
+(``GRPOSettings.trl_settings``, no copy field by field); the project's own keys (the batch size
+and its unit, the prompt cap) and the run's bookkeeping are set here. ``trainer_params`` records
+what the libraries resolved beyond the YAML for MLflow.
 """
 
 from __future__ import annotations
@@ -72,35 +75,16 @@ def grpo_config_kwargs(
     )
     return dict(
         **ddp,
-        output_dir=str(output_dir),
-        # The proposal's settings.
-        num_generations=grpo.num_generations,
-        temperature=grpo.temperature,
-        max_completion_length=grpo.max_completion_length,
-        beta=grpo.beta,
-        num_train_epochs=grpo.num_train_epochs,
+        # training.grpo's keys that are TRL's, as written (their names and meanings are TRL's).
+        **grpo.trl_settings(),
+        # The project's batch keys, as TRL counts its batch: completions per process.
         per_device_train_batch_size=grpo.completions_per_step // max(1, world_size),
-        learning_rate=grpo.learning_rate,
-        loss_type=grpo.loss_type,
+        output_dir=str(output_dir),
+        # The prompt cap (training.prompt): MllamaGRPOConfig's, not TRL's.
         max_prompt_tokens=prompt.max_prompt_tokens,
         truncation_side=prompt.truncation_side,
         # The chat template's date (model.chat_template_date): prompts never depend on the day.
         chat_template_kwargs={"date_string": chat_template_date},
-        # What the proposal leaves open, fixed in the YAML rather than left to TRL's defaults.
-        scale_rewards=grpo.scale_rewards,
-        gradient_accumulation_steps=grpo.gradient_accumulation_steps,
-        num_iterations=grpo.num_iterations,
-        epsilon=grpo.epsilon,
-        top_p=grpo.top_p,
-        top_k=grpo.top_k,
-        lr_scheduler_type=grpo.lr_scheduler_type,
-        warmup_steps=grpo.warmup_steps,
-        weight_decay=grpo.weight_decay,
-        max_grad_norm=grpo.max_grad_norm,
-        optim=grpo.optim,
-        bf16=grpo.bf16,
-        gradient_checkpointing=grpo.gradient_checkpointing,
-        seed=grpo.seed,
         reward_weights=reward_weights,
         max_steps=training.max_steps or -1,
         # Bookkeeping: log every step (the project records the history), checkpoints, and no
@@ -139,12 +123,20 @@ def grpo_config(
     )
 
 
-def trainer_params(args: MllamaGRPOConfig, lora: Any) -> dict[str, str]:
-    """Every setting of the trainer and of LoRA as MLflow params (``trl.*``, ``peft.*``)."""
+# training.lora's keys under PEFT's names (LoraConfig's r, lora_alpha, lora_dropout).
+_LORA_AS_PEFT = {"r": "r", "alpha": "lora_alpha", "dropout": "lora_dropout"}
 
-    def flat(prefix: str, values: Mapping[str, Any]) -> dict[str, str]:
+
+def trainer_params(args: MllamaGRPOConfig, lora: Any, training: TrainingConfig) -> dict[str, str]:
+    """The trainer's and LoRA's resolved settings as MLflow params (``trl.*``, ``peft.*``), but
+    those the ``training`` block sets: they are logged once, as ``training.grpo.*`` and
+    ``training.lora.*`` (as written in the YAML)."""
+
+    def flat(prefix: str, values: Mapping[str, Any], written: set[str]) -> dict[str, str]:
         out = {}
         for key, raw in values.items():
+            if key in written:
+                continue
             value = raw
             if hasattr(raw, "value") and not isinstance(raw, int | float | str):
                 value = raw.value  # enums
@@ -154,4 +146,7 @@ def trainer_params(args: MllamaGRPOConfig, lora: Any) -> dict[str, str]:
         return out
 
     lora_values = {k: v for k, v in lora.to_dict().items() if not k.startswith("_")}
-    return {**flat("trl", args.to_dict()), **flat("peft", lora_values)}
+    return {
+        **flat("trl", args.to_dict(), set(training.grpo.trl_settings())),
+        **flat("peft", lora_values, set(_LORA_AS_PEFT.values())),
+    }

@@ -7,7 +7,7 @@ import json
 
 import pandas as pd
 
-from hle_reasoning.hle.data.records import content_key, reusable
+from hle_reasoning.hle.data.records import content_key, resume, reusable
 from hle_reasoning.hle.formatting import markdown_table
 
 COLUMNS = ("id", "key", "response")
@@ -58,3 +58,28 @@ def test_a_markdown_table_aligns_the_columns_it_is_told_to():
         "| All | 3 |  |",
         "| Math | 2 | x |",
     ]
+
+
+def test_resume_yields_the_stored_rows_still_wanted_then_what_make_gives_for_the_rest():
+    stored = pd.DataFrame(
+        {
+            "id": ["q1", "q2", "q3", "q1"],
+            "key": ["a", "b", "a", "a"],
+            "response": ["old", "other setup", "dropped: not wanted", "kept"],
+        }
+    )
+    wanted = pd.DataFrame({"id": ["q1", "q2"], "key": ["a", "a"], "question": ["one", "two"]})
+    seen = {}
+
+    def make(todo, kept):
+        seen["todo"], seen["kept"] = todo["question"].tolist(), len(kept)
+        yield todo[["id", "key"]].assign(response="new")
+
+    chunks = list(resume(stored, wanted, key_column="key", columns=COLUMNS, make=make))
+    assert chunks[0].to_dict("records") == [{"id": "q1", "key": "a", "response": "kept"}]
+    assert seen == {"todo": ["two"], "kept": 1}  # q2 is stored under another key only
+    assert chunks[1].to_dict("records") == [{"id": "q2", "key": "a", "response": "new"}]
+    # A row is reused for its own (id, key) pair only: the same key under another id is not.
+    other = pd.DataFrame({"id": ["q9"], "key": ["a"], "response": ["x"]})
+    first = next(resume(other, wanted, key_column="key", columns=COLUMNS, make=make))
+    assert first.empty and list(first.columns) == list(COLUMNS)

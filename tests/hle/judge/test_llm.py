@@ -4,7 +4,6 @@ import pandas as pd
 import pytest
 
 from hle_reasoning.datasets.evaluation import JSONLinesStore, JudgeEndpointDataset
-from hle_reasoning.datasets.stores import first_replacing
 from hle_reasoning.hle.judge.llm import (
     JUDGE_PROMPT,
     JudgeConfigError,
@@ -64,12 +63,12 @@ def logs():
 
 
 def run_judge(judge, store):
-    for chunk in first_replacing(
+    for i, chunk in enumerate(
         judge_table(
             QUESTIONS, RESPONSES, store.load(), judge="llm", llm=judge, workers=2, progress=False
         )
     ):
-        store.save(chunk)
+        store.replace(chunk) if i == 0 else store.append(chunk)  # the stored ones first
     return store.load().set_index("id")
 
 
@@ -170,12 +169,12 @@ def test_a_refusal_after_judgements_keeps_them(tmp_path):
         judge = LLMJudge(base_url=server.base_url, api_key=SECRET)
         chunks = []
         with pytest.raises(JudgeConfigError):
-            for chunk in first_replacing(judge_table(
+            for i, chunk in enumerate(judge_table(
                 QUESTIONS, RESPONSES, store.load(), judge="llm", llm=judge, workers=1,
                 progress=False,
             )):  # fmt: skip
                 chunks.append(chunk)
-                store.save(chunk)
+                store.replace(chunk) if i == 0 else store.append(chunk)
         assert len(server.requests) == 3
     assert len(store.load()) == 2  # the two judged before the refusal are kept
 

@@ -22,17 +22,17 @@ from hle_reasoning.hle.judge.forms import (
     reference_values,
     text_unit,
 )
+from hle_reasoning.hle.judge.rewards import (
+    CosineSimilarityReward,
+    correctness_reward,
+    format_reward,
+)
 from hle_reasoning.hle.judge.rules import (
     Verdict,
     extract_answer,
     extract_confidence,
     extract_option,
     judge_response,
-)
-from hle_reasoning.modeling.rewards import (
-    CosineSimilarityReward,
-    correctness_reward,
-    format_reward,
 )
 
 METHODS = {

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Collection, Sequence
+from collections.abc import Callable, Collection, Iterator, Sequence
 from typing import Any
 
 import pandas as pd
@@ -34,7 +34,7 @@ def reusable(
     """The rows of ``stored`` a rerun keeps: filed under one of ``keys`` (and, given ``ids``, for
     one of those questions), the last of each ``unique`` combination, in ``columns``.
 
-    The caller marks the result to replace the store (``datasets.stores``), which drops the rest.
+    ``resume`` keeps these rows and drops the rest from the store.
     """
     if len(stored):
         valid = stored[key_column].isin(set(keys))
@@ -42,3 +42,40 @@ def reusable(
             valid &= stored["id"].astype(str).isin(set(ids))
         stored = stored[valid].drop_duplicates(list(unique), keep="last")
     return stored.reindex(columns=list(columns)).reset_index(drop=True)
+
+
+def resume(
+    stored: pd.DataFrame,
+    wanted: pd.DataFrame,
+    *,
+    key_column: str,
+    columns: Sequence[str],
+    make: Callable[[pd.DataFrame, pd.DataFrame], Iterator[pd.DataFrame]],
+) -> Iterator[pd.DataFrame]:
+    """Reuse by key, stream the new rows: the one copy of a resumable table's rule.
+
+    ``wanted`` holds a row per record needed (``id``, ``key_column`` and whatever ``make``
+    reads). Yields first the rows of ``stored`` filed under a wanted ``(id, key)`` pair (the
+    last of each pair, in ``columns``; possibly none), then every chunk of
+    ``make(todo, kept)``, ``todo`` being the wanted rows not stored and ``kept`` the first chunk.
+    """
+    pairs = set(zip(wanted["id"].astype(str), wanted[key_column], strict=True))
+    kept = reusable(
+        stored,
+        key_column=key_column,
+        keys={key for _, key in pairs},
+        ids={qid for qid, _ in pairs},
+        columns=columns,
+        unique=("id", key_column),
+    )
+    if len(kept):
+        inside = [
+            (str(qid), key) in pairs for qid, key in zip(kept["id"], kept[key_column], strict=True)
+        ]
+        kept = kept[inside].reset_index(drop=True)
+    done = set(zip(kept["id"].astype(str), kept[key_column], strict=True))
+    todo = wanted[
+        [(str(q), k) not in done for q, k in zip(wanted["id"], wanted[key_column], strict=True)]
+    ]
+    yield kept
+    yield from make(todo, kept)

@@ -18,7 +18,7 @@ from typing import Any
 
 import pandas as pd
 
-from hle_reasoning.hle.data.records import content_key, reusable
+from hle_reasoning.hle.data.records import content_key, resume
 from hle_reasoning.hle.judge import answers, forms, integers, symbolic
 from hle_reasoning.hle.judge import rules as rules_module
 from hle_reasoning.hle.judge.llm import LLMJudge
@@ -87,20 +87,44 @@ def judge_table(
 ) -> Iterator[pd.DataFrame]:
     """Verdicts for every response to ``questions``, in chunks, stored ones first.
 
-    The first chunk holds the reusable stored verdicts (the node marks it to replace the store,
-    which then drops stale ones); later chunks hold new verdicts as they arrive.
-    LLM judgements run on ``workers`` threads after a first one alone; a failed one is left
-    out (the question stays unjudged, out of the metrics, and a rerun judges it); a
-    :class:`~hle_reasoning.hle.judge.llm.JudgeConfigError` stops the judging, keeping the
-    verdicts received so far.
+    The first chunk holds the reusable stored verdicts (``records.resume``: a store keeps them
+    and drops the rest); later chunks hold new verdicts as they arrive (``judge_new``).
     """
+    keyed = judged_responses(questions, responses, judge=judge, rules=rules, llm=llm)
+    return resume(
+        previous,
+        keyed,
+        key_column="judge_key",
+        columns=VERDICT_COLUMNS,
+        make=lambda todo, kept: judge_new(
+            todo,
+            judge=judge,
+            rules=rules,
+            llm=llm,
+            workers=workers,
+            chunk_size=chunk_size,
+            progress=progress,
+            description=description,
+            reused=len(kept),
+        ),
+    )
+
+
+def judged_responses(
+    questions: pd.DataFrame,
+    responses: pd.DataFrame,
+    *,
+    judge: str = "rules",
+    rules: RulesOptions | None = None,
+    llm: LLMJudge | None = None,
+) -> pd.DataFrame:
+    """A row per response to ``questions`` with what judging it reads (question, answer,
+    answer type, response) and its ``judge_key``: the verdict a store may hold for it."""
     if judge not in JUDGES:
         raise ValueError(f"evaluation.judge.kind must be one of {JUDGES} (got {judge!r})")
     if judge == "llm" and llm is None:
         raise ValueError("the llm judge needs an LLMJudge")
     rules = rules or RulesOptions()
-    from tqdm.auto import tqdm
-
     merged = questions[["id", "question", "answer", "answer_type"]].merge(
         responses[["id", "response"]], on="id", how="inner"
     )
@@ -112,26 +136,38 @@ def judge_table(
     else:
         keys = [llm.key(r.question, r.response, str(r.answer)) for r in merged.itertuples()]
     merged["judge_key"] = keys
+    return merged
 
-    stored = reusable(
-        previous,
-        key_column="judge_key",
-        keys=keys,
-        unique=("id", "judge_key"),
-        columns=VERDICT_COLUMNS,
-    )
-    done = set(zip(stored["id"], stored["judge_key"], strict=True)) if len(stored) else set()
-    todo = merged[
-        [(i, k) not in done for i, k in zip(merged["id"], merged["judge_key"], strict=True)]
-    ]
+
+def judge_new(
+    todo: pd.DataFrame,
+    *,
+    judge: str = "rules",
+    rules: RulesOptions | None = None,
+    llm: LLMJudge | None = None,
+    workers: int = 8,
+    chunk_size: int = 8,
+    progress: bool = True,
+    description: str = "judging",
+    reused: int = 0,
+) -> Iterator[pd.DataFrame]:
+    """Verdicts of the rows of ``todo`` (``judged_responses``' rows), in chunks as they arrive.
+
+    LLM judgements run on ``workers`` threads after a first one alone; a failed one is left
+    out (the question stays unjudged, out of the metrics, and a rerun judges it); a
+    :class:`~hle_reasoning.hle.judge.llm.JudgeConfigError` stops the judging, keeping the
+    verdicts received so far.
+    """
+    rules = rules or RulesOptions()
+    from tqdm.auto import tqdm
+
     logger.info(
         "%s: %d stored verdict(s) reused, %d response(s) to judge (%s judge)",
         description,
-        len(done),
+        reused,
         len(todo),
         judge,
     )
-    yield stored
     if todo.empty:
         return
 

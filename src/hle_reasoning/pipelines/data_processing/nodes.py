@@ -8,7 +8,7 @@ from typing import Any
 import matplotlib.pyplot as plt
 import pandas as pd
 
-from hle_reasoning.config import SplitConfig
+from hle_reasoning.config import DataProcessingConfig
 from hle_reasoning.config.data_processing import FocusSplitError
 from hle_reasoning.hle.data import sampling, statistics
 from hle_reasoning.hle.formatting import slug
@@ -18,10 +18,10 @@ logger = logging.getLogger(__name__)
 
 
 def split_questions(
-    questions: pd.DataFrame, split_config: SplitConfig
+    questions: pd.DataFrame, config: DataProcessingConfig
 ) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:
     """Per category, a Cochran-sized test set drawn stratified by answer type and image."""
-    split = split_config
+    split = config.split
     return sampling.stratified_split(
         questions,
         confidence_level=split.confidence_level,
@@ -36,7 +36,9 @@ def select_focus(
     train: pd.DataFrame, test: pd.DataFrame, focus_categories: tuple[str, ...]
 ) -> tuple[pd.DataFrame, pd.DataFrame]:
     """The train and test questions of the focus categories (the proposal: Math); refused
-    (nothing returned, so nothing written) when a category is missing or a side is empty."""
+    (nothing returned, so nothing written) when a category is missing or a side is empty.
+    ``focus_categories``: the field of the ``data_processing`` block Kedro built for
+    ``split_questions``."""
     sizes = {str(c): int(n) for c, n in test["category"].value_counts().items()}
     problems = sampling.focus_problems(
         pd.concat([train["category"], test["category"]]), focus_categories, sizes

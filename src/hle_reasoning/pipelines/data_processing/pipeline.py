@@ -10,7 +10,7 @@ def create_pipeline(**kwargs) -> Pipeline:
         [
             node(
                 nodes.split_questions,
-                inputs=["hle_questions", "params:data_processing.split"],
+                inputs=["hle_questions", "params:data_processing"],
                 outputs=["hle_train", "hle_test", "split_sizes"],
                 name="split_questions_node",
             ),

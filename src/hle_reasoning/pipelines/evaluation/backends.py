@@ -10,7 +10,6 @@ from hle_reasoning.config import (
     ConfigError,
     EvaluationConfig,
     GenerationConfig,
-    parse_or_raise,
 )
 from hle_reasoning.datasets.endpoints import AnswerEndpoints, env_prefix
 from hle_reasoning.modeling import openai_backend
@@ -18,12 +17,11 @@ from hle_reasoning.modeling import openai_backend
 logger = logging.getLogger(__name__)
 
 
-def answering_for(answering_config: dict[str, Any] | None, variant: str) -> AnsweringConfig:
+def answering_for(
+    answering_config: dict[str, AnsweringConfig] | None, variant: str
+) -> AnsweringConfig:
     """The ``evaluation.answering.<variant>`` block (``local`` when the variant has none)."""
-    params = (answering_config or {}).get(variant) or {}
-    if isinstance(params, AnsweringConfig):  # parsed once by the preflight hook
-        return params
-    return parse_or_raise(AnsweringConfig, params, f"evaluation.answering.{variant}")
+    return (answering_config or {}).get(variant) or AnsweringConfig()
 
 
 def endpoint_problems(
@@ -89,28 +87,30 @@ def served_endpoint(
 
 
 def served_answerer(
-    answering_config: dict[str, Any] | None,
+    answering: AnsweringConfig,
     endpoints: AnswerEndpoints | None,
     generation: GenerationConfig,
     variant: str,
     image_position: str = "auto",
+    parameter: str | None = None,
 ) -> openai_backend.EndpointAnswerer | None:
-    """The answerer of a variant with the ``openai`` backend (``None`` for ``local``).
+    """The answerer of a variant with the ``openai`` backend (``None`` for another backend);
+    ``parameter``: where its block is (``evaluation.answering.<variant>`` by default).
 
     ``image_position`` (``model.image_position``): ``auto`` keeps HLE's request order (the image
     after the question), right for API models; the served model's family is not known here, so
     a Llama 3.2 Vision server needs ``before`` (the ``engine`` backend decides it by itself)."""
     from hle_reasoning.hle.data.prompts import image_goes_first
 
-    answering = answering_for(answering_config, variant)
     if answering.backend != "openai":
         return None
+    parameter = parameter or f"evaluation.answering.{variant}"
     endpoints = endpoints or AnswerEndpoints()
     answerer = openai_backend.EndpointAnswerer(
-        served_endpoint(answering, endpoints, variant),
+        served_endpoint(answering, endpoints, variant, parameter),
         generation,
         answering,
-        parameter=f"evaluation.answering.{variant}",
+        parameter=parameter,
         image_first=image_goes_first(image_position, cross_attention=False),
     )
     logger.info(

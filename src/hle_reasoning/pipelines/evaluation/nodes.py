@@ -1,4 +1,6 @@
-"""Nodes of the evaluation pipeline: thin adapters from config to hle_reasoning.hle and .modeling."""
+"""Nodes of the evaluation chain: every variant (baseline, fine-tuned, each comparison model)
+answered, judged, scored and compared by the same nodes; thin adapters from the plan to
+hle_reasoning.hle and .modeling."""
 
 from __future__ import annotations
 
@@ -8,144 +10,143 @@ from typing import Any
 
 import pandas as pd
 
-from hle_reasoning.config import (
-    DistributedConfig,
-    EvaluationConfig,
-    GenerationConfig,
-    JudgeConfig,
-    MetricsConfig,
-    ModelConfig,
-)
+from hle_reasoning.config import DistributedConfig, JudgeConfig, ModelConfig
 from hle_reasoning.datasets.endpoints import AnswerEndpoints
 from hle_reasoning.datasets.evaluation import JSONLinesShards, JudgeEndpoint
-from hle_reasoning.datasets.stores import first_replacing, replacing
-from hle_reasoning.hle.data.records import reusable
+from hle_reasoning.datasets.stores import Wanted
 from hle_reasoning.hle.formatting import ALL, format_number, slug
 from hle_reasoning.hle.judge import agreement
 from hle_reasoning.hle.judge import table as verdicts
 from hle_reasoning.hle.judge.llm import LLMJudge
 from hle_reasoning.hle.scoring import comparison, report
+from hle_reasoning.hle.scoring.comparison_models import compare_with_finetuned
 from hle_reasoning.hle.scoring.metrics import SCORES, small_sample_note
-from hle_reasoning.modeling import families, generation
+from hle_reasoning.modeling import generation, openai_backend
 from hle_reasoning.pipelines.evaluation import backends, workers
+from hle_reasoning.pipelines.evaluation.plan import (
+    EvaluationPlan,
+    Variant,
+    partitions,
+    questions_of,
+    rows_of,
+)
 
 logger = logging.getLogger(__name__)
 
 
-def select_test_questions(
-    focus_test: pd.DataFrame, base_model: str
-) -> tuple[pd.DataFrame, dict[str, Any]]:
-    """The test questions the model takes (a text-only model: the text-only subset) and what
-    was left out, for the report, Table 1, MLflow and the run's summary."""
-    family = families.family_of(base_model)
-    questions, subset = families.questions_for(focus_test, family, split="test")
-    if subset["note"]:
-        logger.info("%s (%s family)", subset["note"], family.name)
-    return questions, subset
-
-
 def answer_questions(
+    plan: EvaluationPlan,
     questions: pd.DataFrame,
-    base_model: str,
-    previous_responses: pd.DataFrame,
-    generation_config: GenerationConfig,
-    model_config: ModelConfig,
+    adapter: str | None,
+    answer_endpoints: AnswerEndpoints | None,
     distributed_config: DistributedConfig,
-    response_shards: JSONLinesShards | None = None,
-    answering_config: dict[str, Any] | None = None,
-    answer_endpoints: AnswerEndpoints | None = None,
-    adapter: str | None = None,
-    *,
-    variant: str = "",
-) -> Iterator[pd.DataFrame]:
-    """Answer the test questions batch by batch; stored answers of the same setup are kept.
+) -> dict[str, Wanted]:
+    """Every variant answers its test questions; the ``responses`` store keeps the stored
+    answers of the same setup and appends each new batch as it comes (``VariantStore``), so a
+    killed run resumes where it stopped.
 
-    ``evaluation.answering.<variant>.backend`` says who answers: ``local`` (in-process
-    generate, below) or ``openai`` (an OpenAI-compatible server, ``modeling.openai_backend``; each
-    answer stored as it arrives, ``distributed`` ignored).
-
-    Yields first the reusable stored responses (replacing the store, which drops stale ones),
-    then each new batch as soon as it is generated, so a killed run resumes where it stopped.
-    With ``distributed.num_processes`` > 1 the questions to answer are spread over worker
-    processes (``workers.answer_share``), each writing its own shard of ``response_shards``;
-    their answers are then merged into the store in question order, in one save. Answers left
-    in shards by a killed run count as stored.
+    A variant's ``backend`` says who answers: ``local`` (in-process generate; with
+    ``distributed.num_processes`` > 1 spread over worker processes, ``workers.answer_share``,
+    each writing its own shard, merged in question order), ``openai`` (an OpenAI-compatible
+    server, ``modeling.openai_backend``; each answer stored as it arrives) or ``engine`` (a
+    serving engine the run starts and stops). A comparison model is asked through ``openai``.
     """
-    config, model, scale = generation_config, model_config, distributed_config
-    answering = backends.answering_for(answering_config, variant)
-    if answering.backend == "engine":
-        served = backends.engine_answerer(answering, config, model, base_model, adapter, variant)
-    else:
-        served = backends.served_answerer(
-            answering_config, answer_endpoints, config, variant, model.image_position
+    return {
+        variant.name: _wanted_answers(
+            plan,
+            variant,
+            questions_of(questions, variant),
+            adapter,
+            answer_endpoints,
+            distributed_config,
         )
+        for variant in plan.variants
+    }
+
+
+def _wanted_answers(
+    plan: EvaluationPlan,
+    variant: Variant,
+    questions: pd.DataFrame,
+    adapter: str | None,
+    answer_endpoints: AnswerEndpoints | None,
+    distributed_config: DistributedConfig,
+) -> Wanted:
+    config, model, scale = plan.evaluation.generation, plan.model, distributed_config
+    name, answering = variant.name, variant.answering
+    adapter = adapter if variant.adapter else None
+    endpoints = answer_endpoints or AnswerEndpoints()
+    if answering.backend == "engine":
+        served = backends.engine_answerer(answering, config, model, plan.base_model, adapter, name)
+    elif answering.backend == "openai":
+        served = backends.served_answerer(
+            answering, endpoints, config, name, model.image_position, variant.parameter
+        )
+    else:
+        served = None
     if served is not None:
         key, scale = served.key, DistributedConfig.from_params({"num_processes": 1})
     else:
-        key = generation.generation_key(base_model, adapter, config, model)
-    ids = set(questions["id"].astype(str))
-    leftover = response_shards.load() if response_shards is not None else None
-    stored = previous_responses
-    if leftover is not None and len(leftover):
-        stored = pd.concat([previous_responses, leftover], ignore_index=True)
-    kept = replacing(
-        reusable(
-            stored,
-            key_column="generation_key",
-            keys={key},
-            ids=ids,
-            columns=generation.RESPONSE_COLUMNS,
+        key = generation.generation_key(plan.base_model, adapter, config, model)
+
+    def make(todo: pd.DataFrame, kept: pd.DataFrame, shards: JSONLinesShards | None):
+        logger.info(
+            "%s: %d stored response(s) reused, %d question(s) to answer (setup %s)%s",
+            name,
+            len(kept),
+            len(todo),
+            key,
+            f" by {scale.num_processes} worker processes" if scale.enabled and len(todo) else "",
         )
-    )
-    todo = questions[~questions["id"].astype(str).isin(set(kept["id"]))]
-    logger.info(
-        "%s: %d stored response(s) reused, %d question(s) to answer (setup %s)%s",
-        variant,
-        len(kept),
-        len(todo),
-        key,
-        f" by {scale.num_processes} worker processes" if scale.enabled and len(todo) else "",
-    )
-    if isinstance(served, backends.EngineAnswerer):
-        yield kept
-        if not todo.empty:
+        todo = todo.drop(columns="generation_key")
+        if todo.empty:
+            return
+        if isinstance(served, backends.EngineAnswerer):
             yield from _answer_by_engine(
-                served, todo, answering, base_model, adapter, model, variant
+                served, todo, answering, plan.base_model, adapter, model, name
             )
-        return
-    if served is not None:
-        yield kept
-        for answer in served.answer_all(todo, description=f"{variant} answers"):
-            yield answer.assign(generation_key=key, answered_by=served.answered_by)
-        return
-    if scale.enabled:
-        task = workers.AnswerTask(
-            questions=todo,
-            base_model=base_model,
-            adapter=adapter,
-            config=config,
-            model=model,
-            key=key,
-            shards=response_shards,
-            description=f"{variant} answers",
-        )
-        yield from workers.answer_distributed(questions, todo, kept, scale, variant, task)
-        return
-    yield kept
-    if not todo.empty:
-        network, processor = generation.load_for_evaluation(base_model, adapter, model)
-        for batch in generation.generate_responses(
-            network,
-            processor,
-            todo,
-            config,
-            description=f"{variant} answers",
-            chat_template_date=model.chat_template_date,
-            image_position=model.image_position,
-        ):
-            yield batch.assign(generation_key=key, answered_by="local")
-    if leftover is not None and len(leftover):
-        response_shards.clear()  # their answers are in the store now (saved at the last yield)
+        elif served is not None:
+            yield from _answer_served(served, todo, variant)
+        elif scale.enabled:
+            task = workers.AnswerTask(
+                questions=todo,
+                base_model=plan.base_model,
+                adapter=adapter,
+                config=config,
+                model=model,
+                key=key,
+                shards=shards,
+                description=f"{name} answers",
+            )
+            yield from workers.answer_distributed(todo, scale, name, task)
+        else:
+            network, processor = generation.load_for_evaluation(plan.base_model, adapter, model)
+            for batch in generation.generate_responses(
+                network,
+                processor,
+                todo,
+                config,
+                description=f"{name} answers",
+                chat_template_date=model.chat_template_date,
+                image_position=model.image_position,
+            ):
+                yield batch.assign(generation_key=key, answered_by="local")
+
+    return Wanted(rows=questions.assign(generation_key=key), make=make)
+
+
+def _answer_served(
+    served: openai_backend.EndpointAnswerer, todo: pd.DataFrame, variant: Variant
+) -> Iterator[pd.DataFrame]:
+    try:
+        for answer in served.answer_all(todo, description=f"{variant.name} answers"):
+            yield answer.assign(generation_key=served.key, answered_by=served.answered_by)
+    except openai_backend.EndpointConfigError as error:
+        if not variant.comparison:
+            raise
+        raise openai_backend.EndpointConfigError(
+            f"comparison model {variant.name!r}: {error}"
+        ) from None
 
 
 def _answer_by_engine(
@@ -170,25 +171,36 @@ def _answer_by_engine(
 
 
 def judge_responses(
-    questions: pd.DataFrame,
-    responses: pd.DataFrame,
-    previous_verdicts: pd.DataFrame,
-    judge_endpoint: JudgeEndpoint,
-    judge_config: JudgeConfig,
-    *,
-    variant: str = "",
-) -> Iterator[pd.DataFrame]:
-    """Judge every response with the configured judge (``rules`` or ``llm``), reusing stored verdicts."""
-    yield from first_replacing(
-        verdict_stream(
-            questions,
-            responses,
-            previous_verdicts,
-            judge_config,
-            llm_judge(judge_config, judge_endpoint, variant),
-            variant,
+    plan: EvaluationPlan, questions: pd.DataFrame, responses: pd.DataFrame
+) -> dict[str, Wanted]:
+    """Every variant's responses judged by the configured judge (``rules`` or ``llm``); the
+    ``verdicts`` store keeps the stored verdicts of the same judgement (an LLM judge is never
+    paid twice for one) and appends the new ones as they come."""
+    judge = plan.evaluation.judge
+    llm = llm_judge(judge, plan.judge_endpoint, "evaluation")
+    wanted = {}
+    for variant in plan.variants:
+        keyed = verdicts.judged_responses(
+            questions_of(questions, variant),
+            rows_of(responses, variant.name),
+            judge=judge.kind,
+            rules=judge.rules,
+            llm=llm,
         )
-    )
+
+        def make(todo, kept, shards, name=variant.name):
+            return verdicts.judge_new(
+                todo,
+                judge=judge.kind,
+                rules=judge.rules,
+                llm=llm,
+                workers=judge.llm.workers,
+                description=f"{name} verdicts",
+                reused=len(kept),
+            )
+
+        wanted[variant.name] = Wanted(rows=keyed, make=make)
+    return wanted
 
 
 def llm_judge(
@@ -211,32 +223,38 @@ def llm_judge(
     return llm
 
 
-def verdict_stream(
-    questions: pd.DataFrame,
-    responses: pd.DataFrame,
-    previous_verdicts: pd.DataFrame,
-    judge_config: JudgeConfig,
-    llm: LLMJudge | None,
-    variant: str,
-) -> Iterator[pd.DataFrame]:
-    """``judge_table`` with the configured judge: the reusable stored verdicts, then new ones."""
-    return verdicts.judge_table(
-        questions,
-        responses,
-        previous_verdicts,
-        judge=judge_config.kind,
-        rules=judge_config.rules,
-        llm=llm,
-        workers=judge_config.llm.workers,
-        description=f"{variant} verdicts",
-    )
-
-
 def score_answers(
+    plan: EvaluationPlan,
     questions: pd.DataFrame,
     responses: pd.DataFrame,
     verdict_records: pd.DataFrame,
-    metrics_config: MetricsConfig,
+) -> tuple[dict[str, pd.DataFrame], dict[str, pd.DataFrame]]:
+    """Every variant's predictions table and figures per category (``score_variant``), as
+    ``{file name: table}`` (one file per variant), each with a ``variant`` column first."""
+    predictions, figures = {}, {}
+    for variant in plan.variants:
+        table, by_category = score_variant(
+            questions_of(questions, variant),
+            rows_of(responses, variant.name),
+            rows_of(verdict_records, variant.name),
+            plan.evaluation.metrics,
+            plan.evaluation.judge,
+            variant=variant.name,
+        )
+        predictions[variant.slug] = _variant_first(table, variant.name)
+        figures[variant.slug] = _variant_first(by_category, variant.name)
+    return predictions, figures
+
+
+def _variant_first(table: pd.DataFrame, name: str) -> pd.DataFrame:
+    return table.assign(variant=name)[["variant", *table.columns]]
+
+
+def score_variant(
+    questions: pd.DataFrame,
+    responses: pd.DataFrame,
+    verdict_records: pd.DataFrame,
+    metrics_config: Any,
     judge_config: JudgeConfig,
     *,
     variant: str = "",
@@ -306,17 +324,37 @@ def _beside_the_llm(
 
 
 def compare_variants(
-    baseline_predictions: pd.DataFrame,
-    finetuned_predictions: pd.DataFrame,
-    evaluation_config: EvaluationConfig,
-) -> tuple[pd.DataFrame, dict[str, dict[str, float]], comparison.PairedComparison]:
-    """Fine-tuned against baseline on the questions both answered and were judged on.
+    plan: EvaluationPlan, predictions: dict[str, Any]
+) -> tuple[
+    pd.DataFrame,
+    pd.DataFrame,
+    dict[str, dict[str, float]],
+    dict[str, dict[str, float]],
+    comparison.PairedComparison,
+]:
+    """Fine-tuned against baseline, and against each comparison model, on the questions both
+    answered and were judged on (McNemar, Newcombe's interval, the calibration bootstrap).
 
-    Returns the comparison per category (``All`` first), its figures for the parent MLflow run
-    (``comparison.accuracy_diff``, ..., ``comparison.<category>.accuracy_diff``, ...; NaN when
-    undefined), and the overall comparison as a typed object for the run's summary.
+    Returns the baseline comparison per category (``All`` first), the comparison models'
+    (``compare_with_finetuned``), their figures for the parent MLflow run
+    (``comparison.accuracy_diff``, ..., ``comparison.<category>.accuracy_diff``, ...; and
+    ``evaluation.comparison_models.<model>.comparison.<figure>``, overall; NaN when undefined),
+    and the overall baseline comparison as a typed object for the run's summary.
     """
-    evaluation = evaluation_config
+    tables = {
+        name: frame.drop(columns="variant", errors="ignore")
+        for name, frame in partitions(predictions, plan).items()
+    }
+    table, metrics, overall = _baseline_comparison(
+        tables["baseline"], tables["finetuned"], plan.evaluation
+    )
+    models, model_metrics = _comparison_models(plan, tables)
+    return table, models, metrics, model_metrics, overall
+
+
+def _baseline_comparison(
+    baseline_predictions: pd.DataFrame, finetuned_predictions: pd.DataFrame, evaluation: Any
+) -> tuple[pd.DataFrame, dict[str, dict[str, float]], comparison.PairedComparison]:
     config = evaluation.comparison
     results = comparison.compare_predictions(
         baseline_predictions,
@@ -333,7 +371,7 @@ def compare_variants(
         prefix = "" if row["category"] == ALL else f"{slug(row['category'])}."
         for name, value in row.items():
             if name != "category":
-                metrics[f"{prefix}{name}"] = {"value": float(value), "step": 0}
+                metrics[f"{prefix}{name}"] = _value(value)
     overall = results[0]
     logger.info(
         "finetuned - baseline: %s pp [%s, %s] on %d paired questions, McNemar p = %s "
@@ -348,3 +386,47 @@ def compare_variants(
         overall.unpaired,
     )
     return table, metrics, overall
+
+
+def _comparison_models(
+    plan: EvaluationPlan, tables: dict[str, pd.DataFrame]
+) -> tuple[pd.DataFrame, dict[str, dict[str, float]]]:
+    """Fine-tuned minus each comparison model, paired, per category; and the overall figures
+    ``<model>.comparison.<figure>`` for the kedro run's MLflow run."""
+    evaluation, config = plan.evaluation, plan.evaluation.comparison
+    frames: list[pd.DataFrame] = []
+    metrics: dict[str, dict[str, float]] = {}
+    for variant in plan.comparison_models:
+        table = compare_with_finetuned(
+            variant.name,
+            tables[variant.name],
+            tables["finetuned"],
+            text_only=variant.text_only,
+            confidence_level=config.confidence_level,
+            n_resamples=config.bootstrap_resamples,
+            seed=config.seed,
+            beta=evaluation.metrics.beta,
+            p=evaluation.metrics.p,
+        )
+        frames.append(table)
+        paired = table.iloc[0].drop(["model", "subset", "category"])
+        metrics.update({f"{variant.slug}.comparison.{k}": _value(v) for k, v in paired.items()})
+        row = table.iloc[0]
+        logger.info(
+            "finetuned - %s: %+.1f pp on %d paired questions (%s), McNemar p = %.3g "
+            "(%d fine-tuned only, %d %s only)",
+            variant.name,
+            row["accuracy_diff"],
+            row["n"],
+            row["subset"],
+            row["mcnemar_p"],
+            row["finetuned_only"],
+            row["model_only"],
+            variant.name,
+        )
+    models = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(columns=["model"])
+    return models, metrics
+
+
+def _value(value: Any) -> dict[str, float]:
+    return {"value": float(value), "step": 0}

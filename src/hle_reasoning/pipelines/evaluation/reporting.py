@@ -9,29 +9,54 @@ from typing import Any
 import matplotlib.pyplot as plt
 import pandas as pd
 
-from hle_reasoning.config import EvaluationConfig, ModelConfig
-from hle_reasoning.datasets.evaluation import JudgeEndpoint
+from hle_reasoning.config import EvaluationConfig
 from hle_reasoning.hle.formatting import slug
 from hle_reasoning.hle.judge import table as verdicts
 from hle_reasoning.hle.scoring import report
 from hle_reasoning.hle.scoring.comparison_models import comparison_models_section
 from hle_reasoning.hle.scoring.metrics import SCORE_COLUMNS, small_sample_note
 from hle_reasoning.modeling import completions
-from hle_reasoning.pipelines.evaluation.comparison_models import rows_of
+from hle_reasoning.pipelines.evaluation.plan import (
+    STUDY_VARIANTS,
+    EvaluationPlan,
+    Variant,
+    partitions,
+)
 from hle_reasoning.summaries import VariantRun
+
+
+def publish_variants(
+    plan: EvaluationPlan,
+    predictions: dict[str, Any],
+    metrics_by_category: dict[str, Any],
+    adapter: str | None,
+) -> tuple[dict[str, plt.Figure], list[VariantRun], dict[str, dict[str, float]]]:
+    """Every variant's reliability diagram (``{file name: figure}``), MLflow child run
+    (``publish_variant``), and figures for the kedro run's own run, under the variant's
+    ``metric_prefix`` (``baseline.accuracy``, ``comparison_models.<model>.accuracy``, ...)."""
+    tables = partitions(predictions, plan)
+    figures = partitions(metrics_by_category, plan)
+    diagrams, runs, metrics = {}, [], {}
+    for variant in plan.variants:
+        diagram, run, mine = publish_variant(
+            tables[variant.name].drop(columns="variant", errors="ignore"),
+            figures[variant.name].drop(columns="variant", errors="ignore"),
+            plan,
+            variant,
+            adapter if variant.adapter else None,
+        )
+        diagrams[variant.slug] = diagram
+        runs.append(run)
+        metrics.update({f"{variant.metric_prefix}.{k}": v for k, v in mine.items()})
+    return diagrams, runs, metrics
 
 
 def publish_variant(
     predictions: pd.DataFrame,
     metrics_by_category: pd.DataFrame,
-    evaluation_config: EvaluationConfig,
-    model_config: ModelConfig,
-    judge_endpoint: JudgeEndpoint,
-    base_model: str,
-    test_subset: dict[str, Any] | None = None,
+    plan: EvaluationPlan,
+    variant: Variant,
     adapter: str | None = None,
-    *,
-    variant: str = "",
 ) -> tuple[plt.Figure, VariantRun, dict[str, dict[str, float]]]:
     """The reliability diagram, the variant's MLflow child run, and its metrics for the parent run.
 
@@ -41,10 +66,10 @@ def publish_variant(
     ``adapter`` and ``judge`` (the model that judged), so the MLflow UI compares variants side
     by side.
     """
-    evaluation, model = evaluation_config, model_config
+    evaluation, model, test_subset = plan.evaluation, plan.model, plan.subset
     beta = evaluation.metrics.beta
     judged = predictions[predictions["judged"]]
-    label = evaluation.report.label(variant, model.name_or_path)
+    label = variant.label
     diagram = report.reliability_diagram(
         judged["confidence"].astype(float),
         judged["correct"].astype(bool),
@@ -66,16 +91,28 @@ def publish_variant(
     for row in metrics_by_category.iloc[1:].to_dict("records"):
         for name in SCORE_COLUMNS:
             metrics[f"{slug(row['category'])}.{name}"] = float(row[name])
-    run = VariantRun(
-        variant=variant,
-        tags={
-            "variant": variant,
+    if variant.comparison:
+        model_tags = {"model": variant.answering.model or variant.name, "backend": "openai"}
+        subset = "text-only" if variant.text_only else "all"
+    else:
+        model_tags = {
             "model": model.name_or_path,
-            "base_model": base_model,
+            "base_model": plan.base_model,
             "adapter": adapter or "none",
-            "judge": evaluation.judge.label(judge_endpoint.model),
+        }
+        subset = (test_subset or {}).get("subset", "all")
+    run = VariantRun(
+        variant=variant.name,
+        tags={
+            "variant": variant.name,
+            **model_tags,
+            "judge": plan.judge_label(),
             "label": label,
-            **({"subset": test_subset["note"]} if test_subset and test_subset["note"] else {}),
+            **(
+                {"subset": test_subset["note"]}
+                if test_subset and test_subset["note"] and not variant.comparison
+                else {}
+            ),
         },
         params={
             **{f"generation.{k}": v for k, v in evaluation.generation.to_dict().items()},
@@ -83,13 +120,13 @@ def publish_variant(
             "metrics.beta": beta,
             "metrics.p": evaluation.metrics.p,
             "questions": len(predictions),
-            "subset": (test_subset or {}).get("subset", "all"),
-            **engine_params(evaluation, variant),
+            "subset": subset,
+            **engine_params(evaluation, variant.name),
         },
         metrics=metrics,
         artifacts={
             "predictions.csv": predictions,
-            f"judged_{variant}.json": verdicts.official_judged_format(predictions, label),
+            f"judged_{variant.slug}.json": verdicts.official_judged_format(predictions, label),
             "metrics_by_category.csv": metrics_by_category,
             "reliability_diagram.png": diagram,
         },
@@ -146,14 +183,9 @@ def _judging_notes(label: str, overall: dict[str, Any]) -> list[str]:
 
 
 def report_evaluation(
-    baseline_metrics: pd.DataFrame,
-    finetuned_metrics: pd.DataFrame,
-    evaluation_config: EvaluationConfig,
-    model_name_or_path: str,
-    judge_endpoint: JudgeEndpoint,
+    plan: EvaluationPlan,
+    metrics_by_category: dict[str, Any],
     paired_comparison: pd.DataFrame | None = None,
-    test_subset: dict[str, Any] | None = None,
-    comparison_models_metrics: pd.DataFrame | None = None,
     comparison_models_comparison: pd.DataFrame | None = None,
     training_completions: pd.DataFrame | None = None,
 ) -> tuple[pd.DataFrame, pd.DataFrame, str]:
@@ -161,9 +193,13 @@ def report_evaluation(
     models measured here), the per-category table, the report; a text-only model's rows and
     report say they cover the text-only subset. ``training_completions``: GRPO's completions
     table, a few of whose rows the report shows (none when the study has not trained yet)."""
-    evaluation = evaluation_config
+    evaluation = plan.evaluation
     report_config, beta = evaluation.report, evaluation.metrics.beta
-    subset_note = (test_subset or {}).get("note", "")
+    subset_note = (plan.subset or {}).get("note", "")
+    figures = {
+        name: frame.drop(columns="variant", errors="ignore")
+        for name, frame in partitions(metrics_by_category, plan).items()
+    }
     measured, frames, notes = [], [], []
     if subset_note:
         notes.append(
@@ -171,9 +207,10 @@ def report_evaluation(
             "evaluated, compared and trained on the questions without one, as the HLE paper "
             "evaluates text-only models."
         )
-    for variant, frame in (("baseline", baseline_metrics), ("finetuned", finetuned_metrics)):
+    for variant in STUDY_VARIANTS:
+        frame = figures[variant]
         overall = frame.iloc[0].to_dict()
-        label = report_config.label(variant, model_name_or_path)
+        label = plan.variant(variant).label
         measured.append({**overall, "model": label, "variant": variant, "note": subset_note})
         frames.append(frame.assign(variant=variant))
         note = small_sample_note(int(overall["judged"]), beta)
@@ -181,14 +218,14 @@ def report_evaluation(
             notes.append(f"{label}: {note}.")
         notes += _judging_notes(label, overall)
     sections = _comparison_parts(paired_comparison, evaluation)
-    if evaluation.comparison_models:
+    if plan.comparison_models:
         rows, others, other_notes = _comparison_model_rows(
-            evaluation, comparison_models_metrics, comparison_models_comparison
+            plan, figures, comparison_models_comparison
         )
         measured, frames, notes = measured + rows, frames + others, notes + other_notes
         section = comparison_models_section(
             comparison_models_comparison,
-            finetuned_label=report_config.label("finetuned", model_name_or_path),
+            finetuned_label=plan.variant("finetuned").label,
             confidence_level=evaluation.comparison.confidence_level,
         )
         sections["comparison"] = "\n\n".join(filter(None, [sections.get("comparison"), section]))
@@ -200,11 +237,11 @@ def report_evaluation(
         by_category,
         paper_source=report_config.paper_source,
         test_set=report_config.test_set,
-        judge=evaluation.judge.label(judge_endpoint.model, style="report"),
+        judge=plan.judge_label(style="report"),
         beta=beta,
         p=evaluation.metrics.p,
         notes=notes,
-        diagrams=[f"{v}_reliability_diagram.png" for v in ("baseline", "finetuned")],
+        diagrams=[f"{v.slug}_reliability_diagram.png" for v in plan.variants],
         training=completions.report_markdown(training_completions, report_config.training_examples),
         **sections,
     )
@@ -212,18 +249,18 @@ def report_evaluation(
 
 
 def _comparison_model_rows(
-    evaluation: EvaluationConfig, metrics: pd.DataFrame, comparison: pd.DataFrame
+    plan: EvaluationPlan, figures: dict[str, pd.DataFrame], comparison: pd.DataFrame
 ) -> tuple[list[dict[str, Any]], list[pd.DataFrame], list[str]]:
     """The comparison models' Table 1 rows, per-category figures and notes."""
-    beta = evaluation.metrics.beta
+    beta = plan.evaluation.metrics.beta
     rows, frames = [], []
     notes = [
         "Rows measured here (source: measured) answered the same test questions with the same "
         "prompt, judge and scoring code; the paper's rows are copied from the paper and were "
         "measured on a different question set (the whole release)."
     ]
-    for entry in evaluation.comparison_models:
-        frame = rows_of(metrics, entry.name)
+    for entry in plan.comparison_models:
+        frame = figures[entry.name]
         overall = frame.iloc[0].to_dict()
         paired = comparison[
             (comparison["model"] == entry.name) & (comparison["category"] == "All")

@@ -4,12 +4,11 @@ Started by ``hle_reasoning.modeling.distributed.run_workers`` from the answering
 Kedro): it joins the process group, takes its share of the questions, loads the model on its
 device and appends each answered batch to its own shard. It touches neither the catalog nor
 MLflow. :func:`answer_distributed` is the node's side: it launches the workers and merges their
-shards into one save in question order.
+shards into one chunk in question order.
 """
 
 from __future__ import annotations
 
-import dataclasses
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
@@ -18,7 +17,6 @@ import pandas as pd
 
 from hle_reasoning.config import DistributedConfig, GenerationConfig, ModelConfig
 from hle_reasoning.datasets.evaluation import JSONLinesShards
-from hle_reasoning.datasets.stores import replacing
 from hle_reasoning.hle.data.records import reusable
 from hle_reasoning.hle.data.schema import has_image
 from hle_reasoning.modeling import distributed, generation
@@ -59,7 +57,7 @@ def answer_share(task: AnswerTask) -> int:
     cpu = task.model.device == "cpu" or state.device.type == "cpu"
     device = "cpu" if cpu else str(state.device)
     model, processor = generation.load_for_evaluation(
-        task.base_model, task.adapter, dataclasses.replace(task.model, device=device)
+        task.base_model, task.adapter, task.model.model_copy(update={"device": device})
     )
     store = task.shards.store(state.process_index)
     answered = 0
@@ -81,43 +79,36 @@ def answer_share(task: AnswerTask) -> int:
 
 
 def answer_distributed(
-    questions: pd.DataFrame,
     todo: pd.DataFrame,
-    kept: pd.DataFrame,
     scale: DistributedConfig,
     variant: str,
     task: AnswerTask,
 ) -> Iterator[pd.DataFrame]:
-    """The workers answer ``todo`` into their shards; one save of every answer in question order."""
+    """The workers answer ``todo`` into their shards; then every new answer, in question order,
+    as one chunk (the store empties the shards once it holds them)."""
     shards = task.shards
     if shards is None:
         raise ValueError(
-            f"{variant}: distributed answering needs the {variant}.response_shards dataset "
-            "(conf/base/catalog_evaluation.yml) for the workers' shards."
+            f"{variant}: distributed answering needs the responses store's shards folder "
+            "(`shards:` of `responses` in conf/base/catalog_evaluation.yml) for the workers."
         )
-    new = pd.DataFrame(columns=list(generation.RESPONSE_COLUMNS))
-    if not todo.empty:
-        answered = distributed.run_workers(scale, answer_share, task)
-        written = shards.load()
-        todo_ids = set(todo["id"].astype(str))
-        new = reusable(
-            written,
-            key_column="generation_key",
-            keys={task.key},
-            ids=todo_ids,
-            columns=generation.RESPONSE_COLUMNS,
+    answered = distributed.run_workers(scale, answer_share, task)
+    written = shards.load()
+    todo_ids = set(todo["id"].astype(str))
+    new = reusable(
+        written,
+        key_column="generation_key",
+        keys={task.key},
+        ids=todo_ids,
+        columns=generation.RESPONSE_COLUMNS,
+    )
+    missing = sorted(todo_ids - set(new["id"].astype(str)))
+    if missing:
+        raise RuntimeError(
+            f"{variant}: the workers reported {sum(answered.values())} answer(s) but "
+            f"{len(missing)} question(s) have none in {shards.path} (first: {missing[:5]}); "
+            "run the same command again to answer them."
         )
-        missing = sorted(todo_ids - set(new["id"].astype(str)))
-        if missing:
-            raise RuntimeError(
-                f"{variant}: the workers reported {sum(answered.values())} answer(s) but "
-                f"{len(missing)} question(s) have none in {shards.path} (first: {missing[:5]}); "
-                "run the same command again to answer them."
-            )
-    merged = pd.concat([kept, new.reindex(columns=kept.columns)], ignore_index=True)
-    order = {qid: i for i, qid in enumerate(questions["id"].astype(str))}
-    merged = merged.sort_values("id", key=lambda ids: ids.astype(str).map(order), kind="stable")
-    merged = merged.reset_index(drop=True)
-    replacing(merged)
-    yield merged
-    shards.clear()  # every answer is in the store now (saved at the yield)
+    order = {qid: i for i, qid in enumerate(todo["id"].astype(str))}
+    new = new.sort_values("id", key=lambda ids: ids.astype(str).map(order), kind="stable")
+    yield new.reset_index(drop=True)

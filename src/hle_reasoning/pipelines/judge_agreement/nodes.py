@@ -7,18 +7,22 @@ from typing import Any
 
 import pandas as pd
 
-from hle_reasoning.config import JudgeConfig
+from hle_reasoning.config import EvaluationConfig
 from hle_reasoning.hle.judge import agreement
 
 logger = logging.getLogger(__name__)
 
 
 def measure_judge_agreement(
-    judged: dict[str, Any], questions: pd.DataFrame, judge_config: JudgeConfig
+    judged: dict[str, Any], questions: pd.DataFrame, evaluation_config: EvaluationConfig
 ) -> tuple[pd.DataFrame, pd.DataFrame, dict[str, dict[str, float]]]:
     """The agreement summary (overall, per answer type, category and deciding rule), the
-    disagreeing rows (false accepts first), and the overall figures for MLflow."""
-    rules = judge_config.rules
+    disagreeing rows (false accepts first), and the overall figures for MLflow.
+
+    It reads ``evaluation.judge.rules``, through the whole ``evaluation`` block as the
+    evaluation's nodes do: Kedro builds a block once, and a field of it annotated by another
+    node would have to be written into the block already built (Kedro refuses the run)."""
+    rules = evaluation_config.judge.rules
     summary, differ = agreement.judge_agreement(
         judged,
         questions,

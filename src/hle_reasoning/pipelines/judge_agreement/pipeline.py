@@ -13,7 +13,7 @@ def create_pipeline(**kwargs) -> Pipeline:
         [
             node(
                 nodes.measure_judge_agreement,
-                inputs=["judged_responses", "hle_questions", "params:evaluation.judge"],
+                inputs=["judged_responses", "hle_questions", "params:evaluation"],
                 outputs=["judge_agreement", "judge_disagreements", "judge_agreement_metrics"],
                 name="measure_judge_agreement_node",
             )

@@ -10,7 +10,6 @@ import pandas as pd
 from hle_reasoning import tracking
 from hle_reasoning.config import DistributedConfig, ModelConfig, TrainingConfig
 from hle_reasoning.config.training import TrainingConfigError
-from hle_reasoning.datasets.stores import replacing
 from hle_reasoning.modeling import curves, models
 from hle_reasoning.modeling.models import BuiltModel
 from hle_reasoning.pipelines.training import workers
@@ -83,7 +82,7 @@ def train_grpo(
         training.summary_metrics(summary),
         TrainingSummary(summary),
         history,
-        replacing(result.completions),
+        result.completions,
     )
 
 

@@ -1,5 +1,9 @@
 """GRPO reward functions: the proposal's cosine similarity, plus optional correctness and format.
 
+They read a completion as the judge does (its final answer, its confidence line); the registry
+``REWARDS`` is here, beside them and below ``config``, which checks ``training.rewards``' names
+against it before a run.
+
 Each reward is a callable with TRL's reward signature, ``f(completions=..., answer=..., **columns)
 -> list[float]``, and a ``__name__`` that TRL uses in its metric names (``rewards/cosine/mean``).
 
@@ -18,11 +22,12 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
-from typing import Any
-
-import torch
+from typing import TYPE_CHECKING, Any
 
 from hle_reasoning.hle.judge.rules import extract_answer, extract_confidence, judge_response
+
+if TYPE_CHECKING:
+    import torch
 
 logger = logging.getLogger(__name__)
 
@@ -108,6 +113,8 @@ class CosineSimilarityReward:
         """(cos + 1) / 2 of each text against the answer at the same position."""
         answers = [str(a) for a in answers]
         self._embed_answers(answers)
+        import torch  # imported with the encoder, not with the registry (config reads its names)
+
         texts_emb = self._encode(list(texts)).cpu()
         gold = torch.stack([self._answers[a] for a in answers])
         cos = (texts_emb * gold).sum(-1).clamp(-1.0, 1.0)
@@ -158,8 +165,8 @@ def _cosine(answers: Iterable[str], **settings: Any) -> CosineSimilarityReward:
 
 
 # The rewards GRPO can train on, in the order TRL receives them. A new reward is one function
-# with TRL's reward signature, one line here and its weight in training.rewards (conf/ and
-# config.training.RewardsConfig, which a test keeps in step with this registry).
+# with TRL's reward signature, one line here and its weight in training.rewards (conf/; the
+# training block accepts the names of this registry: config.training.RewardWeights).
 REWARDS: dict[str, Reward] = {
     "cosine": Reward(_cosine, "(cos + 1) / 2 of the final answer against the reference"),
     "correctness": Reward(
