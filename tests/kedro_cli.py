@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
@@ -76,10 +77,12 @@ def kedro_run_in_process(project: Path, *args: str) -> subprocess.CompletedProce
     of signals, exit handlers or a second process keeps :func:`kedro_run`. Returns the same
     shape: the exit status, and the console's lines (both log handlers and click's output) as
     stdout and stderr; an exception Kedro's command line lets through is printed as the
-    interpreter would (``Traceback ...``), exit status 1. The working directory, environment,
-    logging and MLflow state of this process are restored afterwards.
+    interpreter would (``Traceback ...``), exit status 1; Python warnings go to the console under
+    a process's filters (:func:`_process_warnings`). The working directory, environment, logging,
+    warnings and MLflow state of this process are restored afterwards. What a fresh interpreter
+    alone prints (import-time warnings) is not here: ``tests/test_console.py`` and the e2e study
+    check a real process's console.
     """
-    import contextlib
     import io
     import logging
     import logging.config
@@ -106,6 +109,7 @@ def kedro_run_in_process(project: Path, *args: str) -> subprocess.CompletedProce
         os.environ.update(ENV)
         os.environ.pop("MLFLOW_EXPERIMENT_ID", None)
         with (
+            contextlib.ExitStack() as stack,
             contextlib.chdir(project),
             contextlib.redirect_stdout(stdout),
             contextlib.redirect_stderr(stderr),
@@ -113,6 +117,7 @@ def kedro_run_in_process(project: Path, *args: str) -> subprocess.CompletedProce
             # As `kedro` does at start-up, from the project's folder: its handlers write to the
             # console (sys.stdout, here the captured one) and its log file.
             LOGGING.configure(yaml.safe_load((project / "conf" / "logging.yml").read_text()))
+            _process_warnings(stack)
             try:
                 KedroCLI(project_path=project).main(["run", *args], prog_name="kedro")
             except SystemExit as done:
@@ -160,3 +165,26 @@ def _forget_mlflow_stores() -> None:
         SqlAlchemyStore._engine_map.clear()
     for engine in engines:
         engine.dispose()
+
+
+def _process_warnings(stack: contextlib.ExitStack) -> None:
+    """Python warnings as a ``kedro`` process shows them, until ``stack`` closes: CPython's default
+    filters and the project's own (``settings.py``'s, installed when ``kedro`` imports it), each
+    shown through the ``py.warnings`` logger (``quiet.install``'s ``logging.captureWarnings``),
+    that is on the console. Under pytest they would be recorded for its summary instead, under
+    pytest's filters."""
+    import logging
+    import warnings
+
+    stack.enter_context(warnings.catch_warnings())
+    warnings.resetwarnings()
+    for category in (DeprecationWarning, PendingDeprecationWarning, ImportWarning, ResourceWarning):
+        warnings.simplefilter("ignore", category)
+    warnings.filterwarnings("default", category=DeprecationWarning, module="__main__")
+    warnings.filterwarnings("ignore", message=".*register_new_resolver.*", category=UserWarning)
+
+    def to_logging(message, category, filename, lineno, file=None, line=None):  # noqa: ANN001
+        text = warnings.formatwarning(message, category, filename, lineno, line)
+        logging.getLogger("py.warnings").warning("%s", text)
+
+    warnings.showwarning = to_logging

@@ -57,6 +57,29 @@ def test_an_exception_kedro_lets_through_is_a_traceback_and_exit_status_1(
     assert _state() == before
 
 
+def test_a_warning_of_the_run_is_on_the_console_as_a_process_shows_it(project_copy, monkeypatch):
+    """Under pytest a warning would go to pytest's summary: a process prints it (through the
+    ``py.warnings`` logger), and a one-screen check must count it."""
+    import warnings
+
+    import click
+
+    import hle_reasoning.settings  # noqa: F401  (its captureWarnings done, as in a long session)
+    from hle_reasoning import cli
+
+    def warns(kwargs):
+        warnings.warn("a library's warning", UserWarning, stacklevel=1)
+        raise click.ClickException("refused")
+
+    monkeypatch.setattr(cli, "_with_upstream", warns)
+    with warnings.catch_warnings(record=True) as pytest_would_see:
+        warnings.simplefilter("always")
+        result = kedro_run_in_process(project_copy, "--pipelines", "data_processing")
+    assert result.returncode == 1 and "Error: refused" in result.stderr
+    assert "py.warnings: " in result.stdout and "UserWarning: a library's warning" in result.stdout
+    assert not [w for w in pytest_would_see if "a library's warning" in str(w.message)]
+
+
 @pytest.mark.slow
 def test_the_console_and_mlflow_db_are_the_project_copys_own(project_copy, tmp_path):
     """Two copies one after the other: each run's console lines are captured and its MLflow run
