@@ -23,7 +23,7 @@ from hle_reasoning.config import (
 )
 from hle_reasoning.settings import CONFIG_LOADER_ARGS
 from tests.conftest import PROJECT_ROOT
-from tests.kedro_cli import kedro_run
+from tests.kedro_cli import kedro_run_in_process
 
 
 @functools.cache
@@ -209,7 +209,7 @@ def test_a_misspelt_key_and_a_keyless_llm_judge_stop_kedro_run_before_any_node(p
         if k in os.environ
     }
     try:
-        result = kedro_run(
+        result = kedro_run_in_process(
             project_copy,
             "--params",
             "training.grpo.tempreature=0.5,evaluation.judge.kind=llm",

@@ -9,7 +9,7 @@ from kedro.config import OmegaConfigLoader
 from hle_reasoning.preflight import preflight_problems
 from hle_reasoning.settings import CONFIG_LOADER_ARGS
 from tests.conftest import PROJECT_ROOT
-from tests.kedro_cli import kedro_run
+from tests.kedro_cli import kedro_run_in_process
 
 
 def paper_params() -> dict:
@@ -99,7 +99,9 @@ def test_paper_run_without_token_stops_before_any_node(project_copy):
         k: os.environ.pop(k) for k in ("HF_TOKEN", "HUGGING_FACE_HUB_TOKEN") if k in os.environ
     }
     try:
-        result = kedro_run(project_copy, "--env", "paper", "--pipelines", "data_processing")
+        result = kedro_run_in_process(
+            project_copy, "--env", "paper", "--pipelines", "data_processing"
+        )
     finally:
         os.environ.update(env_backup)
     output = result.stdout + result.stderr
@@ -111,7 +113,7 @@ def test_paper_run_without_token_stops_before_any_node(project_copy):
 
 @pytest.mark.slow
 def test_bad_training_config_stops_a_whole_run_before_any_node(project_copy):
-    result = kedro_run(project_copy, "--params", "training.grpo.num_generations=1")
+    result = kedro_run_in_process(project_copy, "--params", "training.grpo.num_generations=1")
     output = result.stdout + result.stderr
     assert result.returncode != 0
     assert "training.grpo.num_generations is 1" in output and "no node was run" in output

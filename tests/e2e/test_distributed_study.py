@@ -15,7 +15,7 @@ import pandas as pd
 import pytest
 
 from tests.conftest import make_project_copy
-from tests.kedro_cli import kedro_run
+from tests.kedro_cli import kedro_run, kedro_run_in_process
 
 pytestmark = pytest.mark.slow
 
@@ -82,7 +82,8 @@ def test_kedro_run_on_two_processes_answers_each_question_once_per_variant(tmp_p
 
 def test_a_distributed_block_that_cannot_work_stops_the_run_before_any_node(tmp_path):
     project = make_project_copy(tmp_path / "project")
-    result = kedro_run(
+    # Refused before any process starts: Kedro's command line in this process will do.
+    result = kedro_run_in_process(
         project, "--params", "distributed.num_processes=3,distributed.num_machines=2"
     )
     output = result.stdout + result.stderr

@@ -7,7 +7,7 @@ import hashlib
 import json
 from pathlib import Path
 
-from tests.kedro_cli import kedro_run
+from tests.kedro_cli import kedro_run_in_process
 
 
 def digests(folder: Path) -> dict[str, str]:
@@ -24,7 +24,9 @@ def assert_a_broken_export_changes_nothing(project: Path, source: Path) -> None:
     bad = project / "bad.jsonl"
     bad.write_text("\n".join(json.dumps(r) for r in rows) + "\n")
     bad_bytes = bad.read_bytes()
-    failed = kedro_run(project, "--pipelines", "data_processing", "--params", f"hle_source={bad}")
+    failed = kedro_run_in_process(
+        project, "--pipelines", "data_processing", "--params", f"hle_source={bad}"
+    )
     output = failed.stdout + failed.stderr
     assert failed.returncode != 0
     assert "bad.jsonl" in output and rows[3]["id"] in output and "answer_type" in output

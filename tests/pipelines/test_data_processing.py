@@ -9,7 +9,7 @@ from hle_reasoning.config import DataProcessingConfig, ModelConfig
 from hle_reasoning.modeling.models import load_tokenizer
 from hle_reasoning.pipelines.data_processing import create_pipeline, nodes
 from tests.conftest import put_blocks
-from tests.kedro_cli import kedro_run
+from tests.kedro_cli import kedro_run_in_process
 from tests.pipelines.exports import assert_a_broken_export_changes_nothing
 
 
@@ -90,7 +90,7 @@ def test_pipeline_describes_the_real_hle_subset(real_questions):
 
 @pytest.mark.slow
 def test_kedro_run_on_real_hle_and_bad_input_leaves_results_intact(project_copy, real_hle_path):
-    result = kedro_run(
+    result = kedro_run_in_process(
         project_copy, "--pipelines", "data_processing", "--params", f"hle_source={real_hle_path}"
     )
     assert result.returncode == 0, result.stderr[-3000:]

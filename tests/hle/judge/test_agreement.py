@@ -9,7 +9,7 @@ import pytest
 
 from hle_reasoning.hle.judge.agreement import JudgedFileError, judge_agreement
 from tests.conftest import SAMPLE, anchor
-from tests.kedro_cli import kedro_run
+from tests.kedro_cli import kedro_run_in_process
 
 QUESTIONS = pd.DataFrame(
     {
@@ -114,7 +114,7 @@ def test_kedro_run_judge_agreement_writes_the_report(project_copy, sample_questi
     }
     path = project_copy / "judged.json"
     path.write_text(json.dumps(judged))
-    result = kedro_run(
+    result = kedro_run_in_process(
         project_copy,
         "--pipelines",
         "judge_agreement",
@@ -133,7 +133,9 @@ def test_kedro_run_judge_agreement_writes_the_report(project_copy, sample_questi
 
     # A judged file that is not UTF-8 JSON: one message naming it, no traceback.
     path.write_bytes(b'{"q1": \xff')
-    broken = kedro_run(project_copy, "--pipelines", "judge_agreement", "--params", f"judged={path}")
+    broken = kedro_run_in_process(
+        project_copy, "--pipelines", "judge_agreement", "--params", f"judged={path}"
+    )
     output = broken.stdout + broken.stderr
     assert broken.returncode == 1 and "Traceback" not in output, output[-3000:]
     assert "judged.json (dataset 'judged_responses'), read by node" in output
