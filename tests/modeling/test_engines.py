@@ -442,6 +442,17 @@ def test_an_engine_answers_key_is_stable_across_ports_and_names_the_setup(tiny_d
     )
     hle_order = backends.engine_answerer(block, generation, after, str(tiny_dir), None, "b")
     assert not hle_order.image_first and hle_order.key != first
+    # Every request gives the template model.chat_template_date (issue 28), keyed by it.
+    assert (
+        backends.engine_answerer(
+            block, generation, model, str(tiny_dir), None, "b"
+        ).chat_template_date
+        == model.chat_template_date
+    )
+    dated = ModelConfig.from_params(
+        {"name_or_path": "tiny", "device": "cpu", "chat_template_date": "1 Jan 2025"}
+    )
+    assert backends.engine_answerer(block, generation, dated, str(tiny_dir), None, "b").key != first
     assert key(engine_options={"attn_implementation": "sdpa"})[0] != first
     assert key(max_retries=0, concurrency=1)[0] == first  # not what an answer depends on
     refused = AnsweringConfig(
