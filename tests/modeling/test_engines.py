@@ -30,9 +30,10 @@ from hle_reasoning.config import (
     parse_or_raise,
 )
 from hle_reasoning.datasets.endpoints import AnswerEndpoints
+from hle_reasoning.hle.data.prompts import DEFAULT_CHAT_TEMPLATE_DATE, render_chat
 from hle_reasoning.modeling import engines
 from hle_reasoning.modeling.engines import EngineError, ManagedEngine, engine_command
-from hle_reasoning.modeling.openai_backend import Endpoint, EndpointAnswerer
+from hle_reasoning.modeling.openai_backend import Endpoint, EndpointAnswerer, request_messages
 from hle_reasoning.pipelines.evaluation import backends
 from hle_reasoning.preflight import preflight_problems
 
@@ -241,6 +242,38 @@ def test_an_engine_answers_and_is_stopped_on_success(tiny_dir, tmp_path):
         )
         (answer,) = list(answerer.answer_all(QUESTION, progress=False))
         assert answer.loc[0, "response_tokens"] == 8
+        # Issue 28: the served prompt's date is the one sent (transformers serve hands the
+        # request's chat_template_kwargs to the template): the served prompt's length is the
+        # template's rendering, with that date, of what the server gives it. transformers serve
+        # 5.24 gives it every message as a list of text parts, so the released template, which
+        # writes the system message with `|trim`, writes that list's repr (not the in-process
+        # prompt: reported separately); hence the parts below.
+        from transformers import AutoProcessor
+
+        processor = AutoProcessor.from_pretrained(tiny_dir)
+        as_parts = [
+            {**m, "content": [{"type": "text", "text": m["content"]}]}
+            if isinstance(m["content"], str)
+            else m
+            for m in request_messages(QUESTION.question[0], "")
+        ]
+
+        def prompt_tokens(date: str) -> tuple[int, int]:
+            served = EndpointAnswerer(
+                Endpoint(base_url=engine.base_url, model=engine.model),
+                GenerationConfig(max_new_tokens=1),
+                AnsweringConfig(backend="openai", max_retries=0),
+                chat_template_date=date,
+            )
+            (record,) = list(served.answer_all(QUESTION, progress=False))
+            text = render_chat(processor, as_parts, date)
+            local = len(processor.tokenizer(text, add_special_tokens=False)["input_ids"])
+            return int(record.loc[0, "prompt_tokens"]), local
+
+        served, local = prompt_tokens(DEFAULT_CHAT_TEMPLATE_DATE)
+        assert served == local
+        later, later_local = prompt_tokens("1 September 2031, a later day")
+        assert later == later_local and later > served  # the date sent is the date written
         info = engine.info()
         assert info["engine"] == "transformers" and info["precision"] == "float32"
         assert info["command"].split()[1:3] == ["serve", str(tiny_dir)]

@@ -190,9 +190,9 @@ class AnsweringConfig(Block):
 
     ``chat_template_kwargs`` (``openai`` only): ``true`` sends ``model.chat_template_date`` as
     ``chat_template_kwargs: {date_string: ...}`` in each request, which vLLM, SGLang and
-    ``transformers serve`` give to the chat template, so the served prompt is the in-process one
-    whatever the server's day; ``false`` (the default) sends nothing beyond HLE's request (a
-    hosted API may refuse unknown fields). A managed engine always sends it. When sent, the date
+    ``transformers serve`` give to the chat template, so the served prompt writes the in-process
+    date whatever the server's day; ``false`` (the default) sends nothing beyond HLE's request
+    (a hosted API may refuse unknown fields). A managed engine always sends it. When sent, the date
     is part of the answers' key.
     """
 

@@ -206,7 +206,7 @@ class EngineAnswerer(openai_backend.EndpointAnswerer):
     (name, precision, options) in place of the server's URL, whose port changes at every start,
     and the weights' fingerprint in place of the served path: a rerun reuses every stored answer.
     Every request sends ``model.chat_template_date`` to the chat template (all three engines take
-    ``chat_template_kwargs``), so served prompts are the in-process ones.
+    ``chat_template_kwargs``), so served prompts write the in-process date.
     """
 
     def __init__(
