@@ -196,3 +196,84 @@ def test_a_reply_that_is_no_chat_completion_is_a_failed_request_never_a_tracebac
     with pytest.raises(EndpointUnreachableError, match="gave no usable reply 3 times in a row"):
         list(answerer.answer_all(questions, progress=False))
     assert judge.judge("q", "r", "4") is None
+
+
+def test_a_run_stopped_by_an_unreachable_server_or_judge_is_tagged_with_the_known_counts(
+    tmp_path, closed_port, mlflow_store
+):
+    """Issue 29: a run that stops on an error gets the count tags a complete-but-partial run
+    gets, from the stores on disk against what the run wanted: ``unanswered`` when answering
+    stopped (``unjudged`` unknown: the judge never ran), both when judging stopped."""
+    from kedro.io import DataCatalog
+
+    from hle_reasoning.completeness import UNANSWERED_TAG, UNJUDGED_TAG
+    from hle_reasoning.config import DistributedConfig
+    from hle_reasoning.datasets.evaluation import JudgeEndpoint
+    from hle_reasoning.datasets.stores import VariantStore
+    from hle_reasoning.pipelines.evaluation import nodes
+    from tests.fake_openai import FakeJudgeServer
+
+    questions = QUESTIONS.assign(image="")
+    answers = responses_store(tmp_path)
+    verdicts = VariantStore(
+        filepath=str(tmp_path / "{variant}" / "verdicts.jsonl"),
+        key_column="judge_key",
+        columns="hle_reasoning.hle.judge.table.VERDICT_COLUMNS",
+    )
+    catalog = DataCatalog({"responses": answers, "verdicts": verdicts})
+    mlflow = mlflow_store
+
+    def stopped_run(plan, variant: str, judge: bool = False) -> dict[str, str]:
+        """The answering (or, with ``judge``, the judging) node of ``variant`` run as Kedro runs
+        it under the hook, its save stopped by the server; the MLflow run's tags."""
+        hook = StudySummaryHook()
+        hook.before_pipeline_run({}, None, None)
+        run = mlflow.start_run(run_name="evaluation")
+        try:
+            hook.before_node_run(None, None, {}, False, "r")
+            wanted = nodes.answer_questions(plan, questions, None, None, DistributedConfig())
+            hook.after_node_run(None, None, {}, {"responses": wanted})
+            outputs, store = {"responses": wanted}, answers
+            if judge:
+                answers.save({variant: wanted[variant]})
+                judged = nodes.judge_responses(plan, questions, answers.load())
+                hook.after_node_run(None, None, {}, {"verdicts": judged})
+                outputs, store = {"verdicts": judged}, verdicts
+            with pytest.raises(Exception) as raised:
+                store.save({variant: next(iter(outputs.values()))[variant]})
+            hook.on_pipeline_error(raised.value, {}, None, catalog)
+        finally:
+            mlflow.end_run("FAILED")
+        tags = mlflow.MlflowClient().get_run(run.info.run_id).data.tags
+        return {k: v for k, v in tags.items() if k in (UNANSWERED_TAG, UNJUDGED_TAG)}
+
+    with FakeJudgeServer(reply=lambda body: "Answer: 4\nConfidence: 90%") as server:
+        base_url = server.base_url
+        model = {"name": "R1", "base_url": base_url, "model": "r1", "max_retries": 0,
+                 "unreachable_after": 1}  # fmt: skip
+        plan = plan_for(
+            "unused-base-model",
+            {"name_or_path": "tiny"},
+            generation={"max_new_tokens": 8},
+            comparison_models=[model],
+        )
+        answers.save({"R1": nodes.answer_questions(
+            plan, questions.iloc[:1], None, None, DistributedConfig()
+        )["R1"]})  # fmt: skip
+    # The server is gone: R1's q1 stays answered, q2 and q3 are not; the local baseline and
+    # fine-tuned variants, wanted by the run too, have no answer (3 questions each).
+    assert stopped_run(plan, "R1") == {UNANSWERED_TAG: str(2 + 3 + 3)}
+
+    # R1 answered by a live server, judged by a dead one: its 3 answers unjudged.
+    with FakeJudgeServer(reply=lambda body: "Answer: 4\nConfidence: 90%") as server:
+        model = {"name": "R1", "base_url": server.base_url, "model": "r1", "max_retries": 0}
+        judged_plan = plan_for(
+            "unused-base-model",
+            {"name_or_path": "tiny"},
+            JudgeEndpoint(base_url=closed_port, api_key="sk-x"),
+            generation={"max_new_tokens": 8},
+            comparison_models=[model],
+            judge={"kind": "llm", "llm": {"max_retries": 0, "unreachable_after": 1}},
+        )
+        tags = stopped_run(judged_plan, "R1", judge=True)
+    assert tags == {UNANSWERED_TAG: str(3 + 3), UNJUDGED_TAG: "3"}

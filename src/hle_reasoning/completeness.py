@@ -6,6 +6,14 @@ summary, calls :func:`refuse_incomplete`: a run that leaves questions unanswered
 server down, a failed request) has its MLflow run set FAILED with the counts as the tags
 ``hle_reasoning.unanswered`` and ``hle_reasoning.unjudged``, and :class:`IncompleteRunError`
 ends the command with the counts and the command that finishes it (exit status 1).
+
+A run that stops on an error (an unreachable server, a refused key, an engine that exits) is
+recorded FAILED by ``launch.recorded_outcome`` with ``hle_reasoning.ended_by``; the hook then
+tags the same counts where they can be known (:func:`counts_on_disk`): from the answers and
+verdicts the run wanted (the nodes' :class:`~hle_reasoning.datasets.stores.Wanted` rows, each
+with its key) against what the stores on disk hold under those keys. ``unjudged`` is left out
+where the judging node never ran (the stop came while answering: which verdicts would be
+reused is not known), and both where answering never started (e.g. the plan failed).
 """
 
 from __future__ import annotations
@@ -56,6 +64,74 @@ def completeness(name: str, predictions: Any) -> dict[str, tuple[int, int, int]]
         )
         for model, group in groups
     }
+
+
+def wanted_rows(name: str, value: Any) -> dict[tuple[str, str], Any]:
+    """``{(dataset, variant): rows}`` of a node's ``{variant: Wanted}`` output (what it asks the
+    ``responses`` or ``verdicts`` store to hold, each row an id and its key), else nothing."""
+    from collections.abc import Mapping
+
+    from hle_reasoning.datasets.stores import Wanted
+
+    if not isinstance(value, Mapping) or not value:
+        return {}
+    if not all(isinstance(w, Wanted) for w in value.values()):
+        return {}
+    return {(name, str(variant)): wanted.rows for variant, wanted in value.items()}
+
+
+def counts_on_disk(
+    wanted: dict[tuple[str, str], Any], catalog: Any
+) -> dict[str, tuple[int, int, int | None]]:
+    """``{model: (questions, answered, judged)}`` of a run that stopped, from the stores on disk:
+    ``wanted`` (:func:`wanted_rows` of the nodes that ran) against the ``responses`` and
+    ``verdicts`` datasets of ``catalog``; ``judged`` is ``None`` where the judging node did not
+    run. Models the run wanted no answers of are left out."""
+    responses = {v: rows for (name, v), rows in wanted.items() if name == "responses"}
+    verdicts = {v: rows for (name, v), rows in wanted.items() if name == "verdicts"}
+    answers, judgements = _store(catalog, "responses"), _store(catalog, "verdicts")
+    if answers is None:
+        return {}
+    found: dict[str, tuple[int, int, int | None]] = {}
+    for variant, rows in sorted(responses.items()):
+        answered = answers.held(variant, rows, "response")
+        judged = None
+        if variant in verdicts and judgements is not None:
+            judged = judgements.held(variant, verdicts[variant], "correct")
+        found[variant] = (len(rows), answered, judged)
+    return found
+
+
+def _store(catalog: Any, name: str) -> Any:
+    from hle_reasoning.datasets.stores import VariantStore
+
+    try:
+        dataset = catalog.get(name) if catalog is not None else None
+    except Exception:  # noqa: BLE001 - no such dataset: nothing to count
+        return None
+    return dataset if isinstance(dataset, VariantStore) else None
+
+
+def tag_stopped_run(
+    counts: dict[str, tuple[int, int, int | None]], mlflow_run: str | None
+) -> dict[str, str]:
+    """Tag the stopped run ``mlflow_run`` with the counts that are known (``unjudged`` only where
+    every model's judging ran); the tags set."""
+    if mlflow_run is None or not counts:
+        return {}
+    tags = {UNANSWERED_TAG: str(sum(n - answered for n, answered, _ in counts.values()))}
+    if all(judged is not None for _, _, judged in counts.values()):
+        tags[UNJUDGED_TAG] = str(sum(a - (j or 0) for _, a, j in counts.values()))
+    try:
+        import mlflow
+
+        client = mlflow.MlflowClient()
+        for key, value in tags.items():
+            client.set_tag(mlflow_run, key, value)
+    except Exception as error:  # the run's own error is the one to report
+        logger.warning("could not tag the stopped MLflow run with its counts: %s", error)
+        return {}
+    return tags
 
 
 def refuse_incomplete(

@@ -16,7 +16,13 @@ import click
 from kedro.framework.hooks import hook_impl
 
 from hle_reasoning import tracking
-from hle_reasoning.completeness import completeness, refuse_incomplete
+from hle_reasoning.completeness import (
+    completeness,
+    counts_on_disk,
+    refuse_incomplete,
+    tag_stopped_run,
+    wanted_rows,
+)
 from hle_reasoning.damaged import dataset_path
 from hle_reasoning.summaries import TrainingSummary, VariantRun
 
@@ -198,7 +204,8 @@ class StudySummaryHook:
     down, a failed request) is not a success: after the summary its MLflow run is set FAILED
     with the tags ``hle_reasoning.unanswered`` and ``hle_reasoning.unjudged`` (the counts), and
     ``IncompleteRunError`` ends the command with the counts and the command that finishes it
-    (exit status 1): ``hle_reasoning.completeness``.
+    (exit status 1): ``hle_reasoning.completeness``. A run stopped by an error gets the same
+    tags where the counts can be known (``on_pipeline_error``).
     """
 
     def __init__(self) -> None:
@@ -217,6 +224,7 @@ class StudySummaryHook:
         self._variants = {}
         self._comparison = None
         self._counts: dict[str, tuple[int, int, int]] = {}
+        self._wanted: dict[tuple[str, str], Any] = {}
 
     @hook_impl
     def before_node_run(
@@ -235,6 +243,7 @@ class StudySummaryHook:
 
         for name, value in (outputs or {}).items():
             self._counts.update(completeness(name, value))
+            self._wanted.update(wanted_rows(name, value))  # seen before the store saves it
             if isinstance(value, TrainingSummary):
                 self._training = value
             elif isinstance(value, VariantRun):
@@ -278,6 +287,19 @@ class StudySummaryHook:
         ]
         click.echo("\n".join(["", *lines, ""]))
         self.refuse_incomplete(names)
+
+    @hook_impl
+    def on_pipeline_error(
+        self, error: Exception, run_params: dict, pipeline: Any, catalog: Any
+    ) -> None:
+        """A run stopped by an error: its MLflow run gets the ``unanswered`` / ``unjudged`` count
+        tags where they can be known (``completeness.counts_on_disk``; the predictions' counts
+        where the scoring node ran)."""
+        known = getattr(self, "_counts", {})  # the scoring node's, where it ran
+        counts = {**counts_on_disk(getattr(self, "_wanted", {}), catalog), **known}
+        tags = tag_stopped_run(counts, self._mlflow_run)
+        if tags:
+            logger.info("The stopped run's MLflow run %s is tagged %s", self._mlflow_run, tags)
 
     def refuse_incomplete(self, pipelines: list[str]) -> None:
         """Raise :class:`~hle_reasoning.completeness.IncompleteRunError` (its MLflow run FAILED,

@@ -30,9 +30,10 @@ from hle_reasoning.config import (
     parse_or_raise,
 )
 from hle_reasoning.datasets.endpoints import AnswerEndpoints
+from hle_reasoning.hle.data.prompts import DEFAULT_CHAT_TEMPLATE_DATE, render_chat
 from hle_reasoning.modeling import engines
 from hle_reasoning.modeling.engines import EngineError, ManagedEngine, engine_command
-from hle_reasoning.modeling.openai_backend import Endpoint, EndpointAnswerer
+from hle_reasoning.modeling.openai_backend import Endpoint, EndpointAnswerer, request_messages
 from hle_reasoning.pipelines.evaluation import backends
 from hle_reasoning.preflight import preflight_problems
 
@@ -241,6 +242,38 @@ def test_an_engine_answers_and_is_stopped_on_success(tiny_dir, tmp_path):
         )
         (answer,) = list(answerer.answer_all(QUESTION, progress=False))
         assert answer.loc[0, "response_tokens"] == 8
+        # Issue 28: the served prompt's date is the one sent (transformers serve hands the
+        # request's chat_template_kwargs to the template): the served prompt's length is the
+        # template's rendering, with that date, of what the server gives it. transformers serve
+        # 5.24 gives it every message as a list of text parts, so the released template, which
+        # writes the system message with `|trim`, writes that list's repr (not the in-process
+        # prompt: reported separately); hence the parts below.
+        from transformers import AutoProcessor
+
+        processor = AutoProcessor.from_pretrained(tiny_dir)
+        as_parts = [
+            {**m, "content": [{"type": "text", "text": m["content"]}]}
+            if isinstance(m["content"], str)
+            else m
+            for m in request_messages(QUESTION.question[0], "")
+        ]
+
+        def prompt_tokens(date: str) -> tuple[int, int]:
+            served = EndpointAnswerer(
+                Endpoint(base_url=engine.base_url, model=engine.model),
+                GenerationConfig(max_new_tokens=1),
+                AnsweringConfig(backend="openai", max_retries=0),
+                chat_template_date=date,
+            )
+            (record,) = list(served.answer_all(QUESTION, progress=False))
+            text = render_chat(processor, as_parts, date)
+            local = len(processor.tokenizer(text, add_special_tokens=False)["input_ids"])
+            return int(record.loc[0, "prompt_tokens"]), local
+
+        served, local = prompt_tokens(DEFAULT_CHAT_TEMPLATE_DATE)
+        assert served == local
+        later, later_local = prompt_tokens("1 September 2031, a later day")
+        assert later == later_local and later > served  # the date sent is the date written
         info = engine.info()
         assert info["engine"] == "transformers" and info["precision"] == "float32"
         assert info["command"].split()[1:3] == ["serve", str(tiny_dir)]
@@ -442,6 +475,17 @@ def test_an_engine_answers_key_is_stable_across_ports_and_names_the_setup(tiny_d
     )
     hle_order = backends.engine_answerer(block, generation, after, str(tiny_dir), None, "b")
     assert not hle_order.image_first and hle_order.key != first
+    # Every request gives the template model.chat_template_date (issue 28), keyed by it.
+    assert (
+        backends.engine_answerer(
+            block, generation, model, str(tiny_dir), None, "b"
+        ).chat_template_date
+        == model.chat_template_date
+    )
+    dated = ModelConfig.from_params(
+        {"name_or_path": "tiny", "device": "cpu", "chat_template_date": "1 Jan 2025"}
+    )
+    assert backends.engine_answerer(block, generation, dated, str(tiny_dir), None, "b").key != first
     assert key(engine_options={"attn_implementation": "sdpa"})[0] != first
     assert key(max_retries=0, concurrency=1)[0] == first  # not what an answer depends on
     refused = AnsweringConfig(

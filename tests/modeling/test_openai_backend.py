@@ -45,13 +45,16 @@ def answers(body: dict) -> str:
     return f"Explanation: computed.\nAnswer: {answer}\nConfidence: 80%"
 
 
-def answer_all(server, questions=QUESTIONS, generation=None, image_first=False, **answering):
+def answer_all(
+    server, questions=QUESTIONS, generation=None, image_first=False, date=None, **answering
+):
     endpoint = Endpoint(base_url=server.base_url, model="served-model", api_key="sk-secret")
     answerer = EndpointAnswerer(
         endpoint,
         GenerationConfig(**(generation or {"max_new_tokens": 64})),
         AnsweringConfig(backend="openai", **{"concurrency": 2, "max_retries": 2, **answering}),
         image_first=image_first,
+        chat_template_date=date,
     )
     return list(answerer.answer_all(questions, progress=False))
 
@@ -97,6 +100,47 @@ def test_image_first_sends_the_image_before_the_question_under_its_own_key():
     hle_order = endpoint_key(endpoint, generation, answering)
     assert endpoint_key(endpoint, generation, answering, image_first=False) == hle_order
     assert endpoint_key(endpoint, generation, answering, image_first=True) != hle_order
+
+
+def test_the_chat_template_date_is_sent_and_keyed_only_when_given():
+    """Issue 28: vLLM, SGLang and transformers serve hand chat_template_kwargs to the template, so
+    a served prompt writes model.chat_template_date, not the server's day; without a date the
+    request is HLE's alone (a hosted API may refuse unknown fields) and the key is unchanged."""
+    with FakeJudgeServer(reply=answers) as server:
+        answer_all(server, QUESTIONS.iloc[:2], date="26 Jul 2024")
+    assert [r["body"]["chat_template_kwargs"] for r in server.requests] == [
+        {"date_string": "26 Jul 2024"}
+    ] * 2
+    with FakeJudgeServer(reply=answers) as server:
+        answer_all(server, QUESTIONS.iloc[:1])
+    assert "chat_template_kwargs" not in server.requests[0]["body"]
+    endpoint = Endpoint(base_url="http://127.0.0.1:8000/v1", model="m")
+    generation, answering = GenerationConfig(), AnsweringConfig(backend="openai")
+    unsent = endpoint_key(endpoint, generation, answering)
+    assert endpoint_key(endpoint, generation, answering, chat_template_date=None) == unsent
+    dated = endpoint_key(endpoint, generation, answering, chat_template_date="26 Jul 2024")
+    assert dated != unsent
+    assert dated != endpoint_key(endpoint, generation, answering, chat_template_date="1 Jan 2025")
+
+
+def test_the_openai_backend_sends_the_date_only_where_its_block_opts_in():
+    from hle_reasoning.pipelines.evaluation.backends import served_answerer
+
+    endpoints = AnswerEndpoints()
+    block = {"backend": "openai", "model": "m", "base_url": "http://127.0.0.1:8000/v1"}
+
+    def answerer(**opt_in):
+        answering = AnsweringConfig(**block, **opt_in)
+        return served_answerer(
+            answering, endpoints, GenerationConfig(), "baseline", chat_template_date="26 Jul 2024"
+        )
+
+    assert answerer().chat_template_date is None  # the default: HLE's request alone
+    assert answerer().key == endpoint_key(
+        Endpoint(block["base_url"], "m"), GenerationConfig(), AnsweringConfig(**block)
+    )
+    on = answerer(chat_template_kwargs=True)
+    assert on.chat_template_date == "26 Jul 2024" and on.key != answerer().key
 
 
 def test_sampling_sends_the_configured_temperature_top_p_and_seed():

@@ -452,8 +452,11 @@ def test_kedro_run_with_the_llm_judge_logs_both_variants_and_never_the_key(
         iter(names.values())
     )
     assert len(parents) == 2  # one parent (kedro run) per finished run, two children each
-    # Incomplete: FAILED with the count; complete: FINISHED; refused, unreachable: FAILED.
-    assert parent_runs == [("FAILED", "1"), ("FINISHED", None), ("FAILED", None), ("FAILED", None)]
+    # Incomplete: FAILED with the count; complete: FINISHED; refused, unreachable: FAILED, with
+    # the counts of the stores on disk (issue 29): the other judge's key wants all 2 x 12
+    # verdicts anew; the refusal had emptied the baseline's verdicts, so the unreachable run
+    # (back to fake-judge) lacks its 12 and holds the fine-tuned variant's.
+    assert parent_runs == [("FAILED", "1"), ("FINISHED", None), ("FAILED", "24"), ("FAILED", "12")]
     assert judge_tags == {"llm:fake-judge"}
 
     # The key is nowhere: not in the output, the MLflow store, the artifacts or the data.

@@ -21,6 +21,7 @@ import pytest
 
 from hle_reasoning.config import AnsweringConfig, GenerationConfig
 from hle_reasoning.datasets import BaseModelDataset
+from hle_reasoning.hle.data.prompts import DEFAULT_CHAT_TEMPLATE_DATE
 from hle_reasoning.modeling.openai_backend import Endpoint, EndpointAnswerer
 from tests.e2e.servers import free_port, server
 from tests.kedro_cli import ENV, KEDRO, kedro_run, stored_responses
@@ -190,6 +191,7 @@ def test_a_managed_engine_stops_with_the_run_resumes_after_its_death_and_matches
             GenerationConfig(max_new_tokens=8),
             AnsweringConfig(backend="openai", concurrency=4),
             image_first=True,  # as the engine asks the Llama 3.2 Vision it serves
+            chat_template_date=DEFAULT_CHAT_TEMPLATE_DATE,  # as the engine sends it
         )
         by_hand = pd.concat(list(answerer.answer_all(questions, progress=False)))
     assert dict(zip(by_hand["id"], by_hand["response"], strict=True)) == {

@@ -187,6 +187,13 @@ class AnsweringConfig(Block):
     ``fallback``: what a refused engine (not installed, no GPU for a GPU-only engine, a family
     it cannot serve) does: ``none`` stops the run in the preflight; ``local`` answers the
     variant in-process instead, with a warning (the paper setup's switch, conf/paper).
+
+    ``chat_template_kwargs`` (``openai`` only): ``true`` sends ``model.chat_template_date`` as
+    ``chat_template_kwargs: {date_string: ...}`` in each request, which vLLM, SGLang and
+    ``transformers serve`` give to the chat template, so the served prompt writes the in-process
+    date whatever the server's day; ``false`` (the default) sends nothing beyond HLE's request
+    (a hosted API may refuse unknown fields). A managed engine always sends it. When sent, the date
+    is part of the answers' key.
     """
 
     PATH: ClassVar[str] = "evaluation.answering.<variant>"
@@ -203,6 +210,7 @@ class AnsweringConfig(Block):
     engine_log_dir: str = "data/07_model_output/engine_logs"
     merged_model: str = "data/06_models/merged_model"
     fallback: Literal["none", "local"] = "none"
+    chat_template_kwargs: bool = False
 
 
 class ComparisonModelConfig(AnsweringConfig):

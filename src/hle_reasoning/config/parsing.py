@@ -190,7 +190,11 @@ class Block(BaseModel):
 
     # Only the error's type changes here, not what is validated: pydantic may validate a block
     # nested in another without calling this (as it does for BaseModel's own __init__), so a
-    # nested block's problems stay pydantic errors with their full key path.
+    # nested block's problems stay pydantic errors with their full key path. The marker is the
+    # one pydantic sets on BaseModel.__init__ and RootModel.__init__ (not in its documentation):
+    # without it, a nested block's problems would reach the message as one folded line (tests
+    # test_config.py::test_building_a_block_directly_runs_the_same_checks and test_generation's
+    # fail then).
     __init__.__pydantic_base_init__ = True  # type: ignore[attr-defined]
 
     @field_validator("*", mode="before")

@@ -120,6 +120,22 @@ class VariantStore(AbstractDataset[pd.DataFrame, Mapping[str, Wanted]]):
             return pd.DataFrame(columns=self._columns)
         return JSONLinesStore(filepath=self._also_read, columns=self._columns).load()
 
+    @property
+    def key_column(self) -> str:
+        """The column a stored record's key is in (``generation_key``, ``judge_key``)."""
+        return self._key_column
+
+    def held(self, variant: str, wanted: pd.DataFrame, done: str) -> int:
+        """How many of ``wanted``'s rows (``id`` and the key column, as a node's :class:`Wanted`
+        has them) the variant's stored records hold under their key with ``done`` set (an
+        answer's ``response``, a verdict's ``correct``), as the run would reuse them."""
+        stored = self.stored(variant)
+        key = self._key_column
+        if stored.empty or not {"id", key, done} <= set(stored.columns):
+            return 0
+        stored = stored[stored[done].notna()][["id", key]].astype(str).drop_duplicates()
+        return len(wanted[["id", key]].astype(str).merge(stored, on=["id", key]))
+
     def stored(self, variant: str) -> pd.DataFrame:
         """The variant's stored records: its file's, or the earlier layout's; and its shards'."""
         from hle_reasoning.hle.formatting import slug

@@ -4,7 +4,11 @@ serve``, a hosted API), with the request of HLE's own run_model_predictions.py.
 The request: the official system prompt as a system message (or a first user message where
 ``system_role`` says so, e.g. for image questions to Llama 3.2 Vision), the question, the image
 as a data-URI ``image_url`` part after the text, ``max_completion_tokens`` = the configured
-budget, temperature 0 unless ``do_sample``. The first question is asked alone, so a refused
+budget, temperature 0 unless ``do_sample``; with a ``chat_template_date`` also
+``chat_template_kwargs: {"date_string": <date>}`` (vLLM, SGLang and ``transformers serve`` pass it
+to the chat template, as the local backend passes ``model.chat_template_date``, so a served prompt
+never depends on the server's day; a managed engine always sends it, the ``openai`` backend where
+``evaluation.answering.<variant>.chat_template_kwargs`` is true). The first question is asked alone, so a refused
 key or an unknown model stops the run at the first request (:class:`EndpointConfigError`);
 the rest go ``concurrency`` at a time, and each answer is yielded as soon as it arrives, so a
 caller stores it at once and a killed run resumes where it stopped. Transient failures
@@ -82,15 +86,25 @@ def sampling_arguments(config: GenerationConfig) -> dict[str, Any]:
     return {"temperature": config.temperature, "top_p": config.top_p, "seed": config.seed}
 
 
+def template_arguments(chat_template_date: str | None) -> dict[str, Any]:
+    """The request's extra body: the chat template's date (``chat_template_kwargs.date_string``,
+    what vLLM, SGLang and ``transformers serve`` hand to ``apply_chat_template``) when one is
+    given, else nothing (a hosted API may refuse fields it does not know)."""
+    if chat_template_date is None:
+        return {}
+    return {"chat_template_kwargs": {"date_string": chat_template_date}}
+
+
 def endpoint_key(
     endpoint: Endpoint,
     config: GenerationConfig,
     answering: AnsweringConfig,
     image_first: bool = False,
+    chat_template_date: str | None = None,
 ) -> str:
     """What a served answer depends on: the backend, the server, the served model, the decoding
     and the prompt (not the key, the concurrency or the retries). Answers stored under another
-    key are asked again."""
+    key are asked again. The chat template's date is part of it only when it is sent."""
     payload = {
         "backend": "openai",
         "base_url": endpoint.base_url,
@@ -102,6 +116,7 @@ def endpoint_key(
     }
     if image_first:  # HLE's order (image after the text) keeps the keys answers were stored under
         payload["image_first"] = True
+    payload.update(template_arguments(chat_template_date))  # not sent: the keys stored before
     return content_key(payload, 16)
 
 
@@ -116,6 +131,7 @@ class EndpointAnswerer:
         *,
         parameter: str = "evaluation.answering.<variant>",
         image_first: bool = False,
+        chat_template_date: str | None = None,
     ) -> None:
         from openai import OpenAI
 
@@ -123,6 +139,8 @@ class EndpointAnswerer:
         # The image part before the question text: a served Llama 3.2 Vision reads the question
         # only after its <|image|> (cross-attention; hle.data.prompts.image_goes_first).
         self.image_first = image_first
+        # Sent as chat_template_kwargs.date_string (None: not sent, see template_arguments).
+        self.chat_template_date = chat_template_date
         self.config = config
         self.answering = answering
         self.parameter = parameter  # the block that set model and base_url, for error messages
@@ -149,7 +167,9 @@ class EndpointAnswerer:
     @property
     def key(self) -> str:
         """The ``generation_key`` of this answerer's answers (:func:`endpoint_key`)."""
-        return endpoint_key(self.endpoint, self.config, self.answering, self.image_first)
+        return endpoint_key(
+            self.endpoint, self.config, self.answering, self.image_first, self.chat_template_date
+        )
 
     @property
     def answered_by(self) -> str:
@@ -169,6 +189,7 @@ class EndpointAnswerer:
                     row.question, row.image, self.config.system_role, self.image_first
                 ),
                 max_completion_tokens=self.config.max_new_tokens,
+                extra_body=template_arguments(self.chat_template_date) or None,
                 **sampling_arguments(self.config),
             )
         except (

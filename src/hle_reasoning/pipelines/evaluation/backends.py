@@ -93,9 +93,12 @@ def served_answerer(
     variant: str,
     image_position: str = "auto",
     parameter: str | None = None,
+    chat_template_date: str | None = None,
 ) -> openai_backend.EndpointAnswerer | None:
     """The answerer of a variant with the ``openai`` backend (``None`` for another backend);
     ``parameter``: where its block is (``evaluation.answering.<variant>`` by default).
+    ``chat_template_date`` (``model.chat_template_date``) is sent to the server's chat template
+    only where the block opts in (``chat_template_kwargs: true``): a hosted API may refuse it.
 
     ``image_position`` (``model.image_position``): ``auto`` keeps HLE's request order (the image
     after the question), right for API models; the served model's family is not known here, so
@@ -112,6 +115,7 @@ def served_answerer(
         answering,
         parameter=parameter,
         image_first=image_goes_first(image_position, cross_attention=False),
+        chat_template_date=chat_template_date if answering.chat_template_kwargs else None,
     )
     logger.info(
         "%s: answering through %r, %d request(s) at a time (key from %s)",
@@ -201,6 +205,8 @@ class EngineAnswerer(openai_backend.EndpointAnswerer):
     Its ``generation_key`` is the ``openai`` backend's (``openai_backend.endpoint_key``) with the engine
     (name, precision, options) in place of the server's URL, whose port changes at every start,
     and the weights' fingerprint in place of the served path: a rerun reuses every stored answer.
+    Every request sends ``model.chat_template_date`` to the chat template (all three engines take
+    ``chat_template_kwargs``), so served prompts write the in-process date.
     """
 
     def __init__(
@@ -212,6 +218,7 @@ class EngineAnswerer(openai_backend.EndpointAnswerer):
         *,
         parameter: str,
         image_first: bool = False,
+        chat_template_date: str | None = None,
     ) -> None:
         super().__init__(
             openai_backend.Endpoint(base_url=engine.base_url, model=engine.model),
@@ -219,6 +226,7 @@ class EngineAnswerer(openai_backend.EndpointAnswerer):
             answering,
             parameter=parameter,
             image_first=image_first,
+            chat_template_date=chat_template_date,
         )
         self.engine = engine
         self.weights = weights
@@ -243,6 +251,7 @@ class EngineAnswerer(openai_backend.EndpointAnswerer):
             self.config,
             self.answering,
             self.image_first,
+            self.chat_template_date,
         )
 
     @property
@@ -328,7 +337,13 @@ def engine_answerer(
     weights = f"{files_fingerprint(base_model)}+{files_fingerprint(adapter)}"
     image_first = image_goes_first(model_config.image_position, serves_mllama(base_model))
     return EngineAnswerer(
-        engine, generation, answering, weights, parameter=parameter, image_first=image_first
+        engine,
+        generation,
+        answering,
+        weights,
+        parameter=parameter,
+        image_first=image_first,
+        chat_template_date=model_config.chat_template_date,
     )
 
 

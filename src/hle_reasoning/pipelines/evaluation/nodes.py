@@ -80,7 +80,13 @@ def _wanted_answers(
         served = backends.engine_answerer(answering, config, model, plan.base_model, adapter, name)
     elif answering.backend == "openai":
         served = backends.served_answerer(
-            answering, endpoints, config, name, model.image_position, variant.parameter
+            answering,
+            endpoints,
+            config,
+            name,
+            model.image_position,
+            variant.parameter,
+            model.chat_template_date,
         )
     else:
         served = None
