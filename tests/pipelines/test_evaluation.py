@@ -23,7 +23,7 @@ from hle_reasoning.pipelines.evaluation import create_pipeline
 from hle_reasoning.pipelines.evaluation.plan import STUDY_VARIANTS as VARIANTS
 from tests.conftest import PROJECT_ROOT, put_blocks
 from tests.fake_openai import FakeJudgeServer
-from tests.kedro_cli import kedro_run
+from tests.kedro_cli import kedro_run, kedro_run_in_process
 from tests.pipelines.evaluation_runs import answer_into, plan_for, responses_store
 
 STORES = {
@@ -468,7 +468,9 @@ def test_kedro_run_with_the_llm_judge_logs_both_variants_and_never_the_key(
 
 @pytest.mark.slow
 def test_a_bad_comparison_config_stops_the_run_before_any_answer(project_copy):
-    result = kedro_run(project_copy, "--params", "evaluation.comparison.confidence_level=95")
+    result = kedro_run_in_process(
+        project_copy, "--params", "evaluation.comparison.confidence_level=95"
+    )
     output = result.stdout + result.stderr
     assert result.returncode != 0
     assert "no node was run" in output
