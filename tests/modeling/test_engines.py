@@ -272,6 +272,35 @@ def test_an_engine_answers_and_is_stopped_on_success(tiny_dir, tmp_path):
 
         served, local = prompt_tokens(DEFAULT_CHAT_TEMPLATE_DATE)
         assert served == local
+        # Issue 30: so the served prompt is not the in-process one: it differs by the list's
+        # text in place of the system prompt (104 tokens against 88). No server flag or request
+        # field avoids it (the preflight warns: backends.system_message_warning). When this
+        # fails, transformers serve writes the in-process prompt: drop that warning.
+        messages = request_messages(QUESTION.question[0], "")
+        system = messages[0]["content"]
+        in_process = render_chat(processor, messages, DEFAULT_CHAT_TEMPLATE_DATE)
+        as_list = in_process.replace(system, repr([{"type": "text", "text": system}]))
+        assert render_chat(processor, as_parts, DEFAULT_CHAT_TEMPLATE_DATE) == as_list
+        in_process_tokens = len(
+            processor.tokenizer(in_process, add_special_tokens=False)["input_ids"]
+        )
+        assert served > in_process_tokens, "transformers serve now writes the in-process prompt"
+        # The system prompt as a first user turn is written part by part: as in-process.
+        as_user = EndpointAnswerer(
+            Endpoint(base_url=engine.base_url, model=engine.model),
+            GenerationConfig(max_new_tokens=1, system_role="user"),
+            AnsweringConfig(backend="openai", max_retries=0),
+            chat_template_date=DEFAULT_CHAT_TEMPLATE_DATE,
+        )
+        (record,) = list(as_user.answer_all(QUESTION, progress=False))
+        user_turn = render_chat(
+            processor,
+            request_messages(QUESTION.question[0], "", "user"),
+            DEFAULT_CHAT_TEMPLATE_DATE,
+        )
+        user_tokens = len(processor.tokenizer(user_turn, add_special_tokens=False)["input_ids"])
+        assert int(record.loc[0, "prompt_tokens"]) == user_tokens
+        print(f"served {served}, in-process {in_process_tokens}, as a user turn {user_tokens}")
         later, later_local = prompt_tokens("1 September 2031, a later day")
         assert later == later_local and later > served  # the date sent is the date written
         info = engine.info()
@@ -441,6 +470,35 @@ def test_the_preflight_refuses_an_engine_that_cannot_serve_here_before_any_node(
         "evaluation.answering.baseline.backend is engine but evaluation.answering.baseline.engine "
         "is not set: set it to one of sglang, vllm, transformers"
     ]
+
+
+def test_the_preflight_warns_that_transformers_serve_writes_mllamas_system_prompt_as_a_list(
+    caplog,
+):
+    # Issue 30: transformers serve 5.24 writes Llama 3.2 Vision's system message as a Python
+    # list (the slow test above pins it on a real server): warned, not refused, naming the
+    # parameter, the consequence and what to use; not with the system prompt as a user turn.
+    params = evaluation_params(baseline={"backend": "engine", "engine": "transformers"})
+    with caplog.at_level(logging.WARNING):
+        assert (
+            preflight_problems(params, None, False, False, answer_endpoints=AnswerEndpoints()) == []
+        )
+    (warning,) = [r.getMessage() for r in caplog.records if "system message" in r.getMessage()]
+    assert warning.startswith(
+        "evaluation.answering.baseline.engine is transformers: `transformers serve` writes Llama "
+        "3.2 Vision's system message as a Python list"
+    )
+    assert "evaluation.generation.system_role is auto" in warning
+    assert "not comparable with backend: local or engine: sglang" in warning
+    assert "use engine: sglang on a GPU or backend: local" in warning
+    caplog.clear()
+    params["evaluation"]["generation"]["system_role"] = "user"
+    with caplog.at_level(logging.WARNING):
+        preflight_problems(params, None, False, False, answer_endpoints=AnswerEndpoints())
+    assert "system message" not in caplog.text
+    # A text-only model: transformers serve joins its parts into one string (no warning).
+    assert backends.system_message_warning("p", "user") is None
+    assert not backends.serves_mllama("HuggingFaceTB/SmolLM2-135M-Instruct")
 
 
 def test_the_paper_setup_answers_through_sglang_with_the_in_process_fallback():

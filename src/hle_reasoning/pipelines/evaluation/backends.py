@@ -172,7 +172,38 @@ def engine_problems(
                     logger.warning("%s; answered in-process instead (fallback: local)", refusal)
             else:
                 problems += refusals
+            if not refusals and answering.engine == "transformers" and serves_mllama(model_name):
+                warning = system_message_warning(
+                    f"evaluation.answering.{variant}", evaluation.generation.system_role
+                )
+                if warning:
+                    logger.warning("%s", warning)
     return problems
+
+
+def system_message_warning(parameter: str, system_role: str) -> str | None:
+    """The warning for ``transformers serve`` asked to serve Llama 3.2 Vision with the system
+    prompt as a system message (``system_role`` ``system``, or ``auto`` for text questions), or
+    ``None`` when the system prompt is a user turn.
+
+    ``transformers serve`` (5.24, the pinned version) gives a vision-language model's chat
+    template every message's content as a list of text parts, the system prompt's string
+    included; Llama 3.2 Vision's released template writes the system message with ``|trim``,
+    so the served prompt holds the list's Python text (``[{'type': 'text', 'text': ...}]``: 104
+    prompt tokens instead of 88 for "What is 2 + 2?"). No server flag or request field avoids
+    it (tests/modeling/test_engines.py checks it on a real server, and says when a transformers
+    upgrade fixes it). A user turn's parts are written part by part, as in-process.
+    """
+    if system_role == "user":
+        return None
+    return (
+        f"{parameter}.engine is transformers: `transformers serve` writes Llama 3.2 Vision's "
+        "system message as a Python list ([{'type': 'text', 'text': ...}]) in place of the "
+        f"system prompt (evaluation.generation.system_role is {system_role}), so these answers "
+        "are not comparable with backend: local or engine: sglang; use engine: sglang on a GPU "
+        "or backend: local (or evaluation.generation.system_role: user, the system prompt as "
+        "a first user turn, which transformers serve writes as in-process)"
+    )
 
 
 def merged_checkpoint(base_model: str, adapter: str, model_config: Any, path: str) -> str:
