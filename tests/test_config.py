@@ -263,3 +263,12 @@ def test_kedro_builds_every_pipelines_typed_parameters_from_conf(env):
     assert {"model", "data_processing", "training", "evaluation", "distributed"} <= set(
         TypeExtractor({"all": registered["__default__"]}).extract_types_from_pipelines()
     )
+
+
+def test_a_list_where_a_block_expects_one_is_named_in_plain_words():
+    """A list's elements are named in the plural (was "a list of a block of keys")."""
+    problems = parse_blocks(
+        {"evaluation": {"comparison_models": "x"}, "training": {"lora": {"target_modules": 3}}}
+    )[1]
+    assert "evaluation.comparison_models is 'x'; it must be a list of blocks of keys." in problems
+    assert "training.lora.target_modules is 3; it must be a list of strings." in problems

@@ -94,7 +94,7 @@ def _type_name(tp: Any) -> str:
     if tp is type(None):
         return "null"
     if origin is tuple:
-        return f"a list of {_type_name(get_args(tp)[0])}"
+        return f"a list of {_plural(_type_name(get_args(tp)[0]))}"
     if origin is dict:
         return f"a mapping of names to {_type_name(get_args(tp)[1])}"
     if _fields(tp) is not None:
@@ -102,6 +102,18 @@ def _type_name(tp: Any) -> str:
     return {int: "an integer", float: "a number", bool: "true or false", str: "a string"}.get(
         tp, getattr(tp, "__name__", str(tp))
     )
+
+
+def _plural(name: str) -> str:
+    """A list's element as its plural: "a block of keys" -> "blocks of keys"."""
+    plurals = {
+        "a block of keys": "blocks of keys",
+        "an integer": "integers",
+        "a number": "numbers",
+        "a string": "strings",
+        "true or false": "true or false values",
+    }
+    return plurals.get(name, name)
 
 
 def _locate(cls: type, loc: tuple[Any, ...], root: str) -> tuple[str, Any, Any]:
