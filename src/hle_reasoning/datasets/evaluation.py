@@ -65,7 +65,7 @@ class JSONLinesStore(AbstractDataset[pd.DataFrame, pd.DataFrame]):
                 f"JSONLinesStore {filepath} mode must be 'a' (append) or 'w' (replace), not {mode!r}"
             )
         self._filepath = Path(filepath)
-        self._columns = _columns(columns)
+        self._columns = column_list(columns)
         self._mode = mode
         self.metadata = metadata
 
@@ -143,7 +143,7 @@ class JSONLinesStore(AbstractDataset[pd.DataFrame, pd.DataFrame]):
         return {"filepath": str(self._filepath)}
 
 
-def _columns(columns: list[str] | str | None) -> list[str]:
+def column_list(columns: list[str] | str | None) -> list[str]:
     """A column list, or the dotted name of the code's constant that holds it
     (``hle_reasoning.hle.judge.table.VERDICT_COLUMNS``), so the list has one home."""
     if not isinstance(columns, str):

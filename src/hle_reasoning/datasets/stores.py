@@ -77,7 +77,7 @@ class VariantStore(AbstractDataset[pd.DataFrame, Mapping[str, Wanted]]):
         also_read: str | None = None,
         metadata: dict[str, Any] | None = None,
     ) -> None:
-        from hle_reasoning.datasets.evaluation import _columns
+        from hle_reasoning.datasets.evaluation import column_list
 
         if filepath.count("{variant}") != 1:
             raise DatasetError(
@@ -86,7 +86,7 @@ class VariantStore(AbstractDataset[pd.DataFrame, Mapping[str, Wanted]]):
             )
         self._filepath = filepath
         self._key_column = key_column
-        self._columns = ["variant", *[c for c in _columns(columns) if c != "variant"]]
+        self._columns = ["variant", *[c for c in column_list(columns) if c != "variant"]]
         self._shards = shards
         self._also_read = also_read
         self.metadata = metadata
