@@ -84,7 +84,7 @@ def main() -> int:
     from hle_reasoning.config import AnsweringConfig, GenerationConfig, ModelConfig
     from hle_reasoning.datasets import BaseModelDataset
     from hle_reasoning.hle.data.schema import has_image, is_hub_id
-    from hle_reasoning.modeling import engines
+    from hle_reasoning.modeling import engine_checks, engines
     from hle_reasoning.modeling.generation import generate_responses, load_for_evaluation
     from hle_reasoning.modeling.models import prepare_base_model
     from hle_reasoning.modeling.openai_backend import Endpoint, EndpointAnswerer
@@ -126,7 +126,9 @@ def main() -> int:
             tiny = {**params, "name_or_path": "tiny", "device": "cpu"}
             dataset.save(prepare_base_model(ModelConfig.from_params(tiny)))
             model = dataset.load()
-        refusals = engines.engine_refusals(args.engine, "--engine", mllama=serves_mllama(model))
+        refusals = engine_checks.engine_refusals(
+            args.engine, "--engine", mllama=serves_mllama(model)
+        )
         if refusals:
             print("\n".join(refusals))
             return 1

@@ -201,6 +201,7 @@ NEEDED = (
     "hle_reasoning.modeling.models",
     "hle_reasoning.hle.judge.rewards",
     "hle_reasoning.modeling.training",
+    "hle_reasoning.modeling.training_data",
     "hle_reasoning.modeling.trl_mapping",
     "hle_reasoning.hle.data.schema",
 )
@@ -248,7 +249,7 @@ def main() -> int:
     from hle_reasoning.hle.judge.rewards import build_reward_functions
     from hle_reasoning.modeling import memory
     from hle_reasoning.modeling.models import build_tiny_processor, load_model
-    from hle_reasoning.modeling.training import training_dataset
+    from hle_reasoning.modeling.training_data import training_dataset
     from hle_reasoning.modeling.trl_mapping import grpo_config, lora_config
 
     transformers.logging.set_verbosity_error()

@@ -133,7 +133,7 @@ def main() -> int:
     import trl
 
     from hle_reasoning.hle.data.schema import read_export, validate_hle
-    from hle_reasoning.modeling.training import training_dataset
+    from hle_reasoning.modeling.training_data import training_dataset
 
     transformers.logging.set_verbosity_error()
     conf = ROOT / "conf" / "base"

@@ -7,7 +7,7 @@ from types import SimpleNamespace
 from kedro.io import DataCatalog, MemoryDataset
 
 from hle_reasoning.config import DistributedConfig, parsing
-from hle_reasoning.hooks import WorkerMachineHook
+from hle_reasoning.worker_machine import WorkerMachineHook
 
 MACHINE_0 = {
     "num_processes": 4,

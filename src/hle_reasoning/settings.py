@@ -9,9 +9,9 @@ from hle_reasoning.hooks import (
     ReleaseRunHook,
     StudySummaryHook,
     TrackingTagsHook,
-    WorkerMachineHook,
 )
 from hle_reasoning.preflight import PreflightHook
+from hle_reasoning.worker_machine import WorkerMachineHook
 
 # Library deprecation chatter that says nothing about the user's run.
 warnings.filterwarnings("ignore", message=".*register_new_resolver.*", category=UserWarning)

@@ -31,7 +31,7 @@ from hle_reasoning.config import (
 )
 from hle_reasoning.datasets.endpoints import AnswerEndpoints
 from hle_reasoning.hle.data.prompts import DEFAULT_CHAT_TEMPLATE_DATE, render_chat
-from hle_reasoning.modeling import engines
+from hle_reasoning.modeling import engine_checks, engines
 from hle_reasoning.modeling.engines import EngineError, ManagedEngine, engine_command
 from hle_reasoning.modeling.openai_backend import Endpoint, EndpointAnswerer, request_messages
 from hle_reasoning.pipelines.evaluation import backends
@@ -148,20 +148,20 @@ def test_any_pass_through_options_give_one_flag_each_after_the_engines_own(engin
 
 def test_refusals_name_the_parameter_and_what_to_use_instead():
     where = "evaluation.answering.baseline"
-    (vllm_mllama, *rest) = engines.engine_refusals("vllm", where, mllama=True, gpu=True)
+    (vllm_mllama, *rest) = engine_checks.engine_refusals("vllm", where, mllama=True, gpu=True)
     assert vllm_mllama.startswith(f"{where}.engine is vllm, which cannot serve Llama 3.2 Vision")
     assert "engine: sglang" in vllm_mllama
-    no_gpu = engines.engine_refusals("sglang", where, mllama=True, gpu=False)
+    no_gpu = engine_checks.engine_refusals("sglang", where, mllama=True, gpu=False)
     assert any("needs a CUDA GPU" in p and "engine: transformers" in p for p in no_gpu)
     # Not installed here: SGLang and vLLM (real lookups in this environment).
     for engine in ("sglang", "vllm"):
-        missing = engines.engine_refusals(engine, where, mllama=False, gpu=True)
+        missing = engine_checks.engine_refusals(engine, where, mllama=False, gpu=True)
         assert missing == [
             f"{where}.engine is {engine} but {engine} is not installed in this environment: "
             f"`{engines.ENGINES[engine].install}`, or use engine: transformers or backend: local"
         ]
-    assert engines.engine_refusals("transformers", where, mllama=True, gpu=False) == []
-    assert "engine is not set" in engines.engine_refusals(None, where, mllama=True)[0]
+    assert engine_checks.engine_refusals("transformers", where, mllama=True, gpu=False) == []
+    assert "engine is not set" in engine_checks.engine_refusals(None, where, mllama=True)[0]
 
 
 def test_an_engine_option_the_engine_would_read_as_a_flag_is_refused_naming_its_key():
@@ -175,7 +175,7 @@ def test_an_engine_option_the_engine_would_read_as_a_flag_is_refused_naming_its_
         "--log-level": "info",
         "tokenizer": "./-tok",
     }
-    assert engines.engine_option_problems(options, where) == [
+    assert engine_checks.engine_option_problems(options, where) == [
         f"{where}.engine_options.chat_template is '--jinja', which starts with '-': the engine's "
         "argument parser would read it as an option of its own, not as the value of "
         "--chat-template; pass a value that does not start with '-' (a path as ./--jinja)",
@@ -185,8 +185,8 @@ def test_an_engine_option_the_engine_would_read_as_a_flag_is_refused_naming_its_
         f"{where}.engine_options.--log-level: write the option's name without its dashes "
         "('log-level'); the project adds them",
     ]
-    assert engines.engine_option_problems({"tp_size": 2, "x": "y"}, where) == []
-    assert engines.engine_option_problems(None, where) == []
+    assert engine_checks.engine_option_problems({"tp_size": 2, "x": "y"}, where) == []
+    assert engine_checks.engine_option_problems(None, where) == []
 
 
 def test_the_answering_block_takes_an_engine_and_its_options():

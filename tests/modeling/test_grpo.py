@@ -19,7 +19,7 @@ from hle_reasoning.modeling.grpo import (
     truncate_prompt_ids,
 )
 from hle_reasoning.modeling.models import build_tiny_mllama, load_model, load_processor
-from hle_reasoning.modeling.training import training_dataset
+from hle_reasoning.modeling.training_data import training_dataset
 from hle_reasoning.modeling.trl_mapping import grpo_config, lora_config
 
 

@@ -14,7 +14,7 @@ import time
 import pytest
 
 from hle_reasoning.config import ModelConfig, TrainingConfig, parse
-from hle_reasoning.modeling import completions, training
+from hle_reasoning.modeling import completions, training_data
 from hle_reasoning.modeling.training import (
     TrainingConfigError,
     config_problems,
@@ -343,7 +343,7 @@ def test_a_run_killed_with_sigkill_resumes_from_its_last_checkpoint(
 
 
 def test_training_dataset_rows(math_questions):
-    rows = training.training_dataset(math_questions.iloc[[0, len(math_questions) - 1]])
+    rows = training_data.training_dataset(math_questions.iloc[[0, len(math_questions) - 1]])
     image_row, text_row = rows[0], rows[1]
     assert len(image_row["images"]) == 1 and text_row["images"] == []
     # Image questions put the HLE system prompt in a user turn (Llama 3.2 Vision refuses system + image).

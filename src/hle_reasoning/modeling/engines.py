@@ -3,10 +3,8 @@ engine``): SGLang, vLLM and ``transformers serve``, each an OpenAI-compatible se
 
 :func:`engine_command` builds the engine's own command line (the real CLIs: ``python -m
 sglang.launch_server --model-path ...``, ``vllm serve ...``, ``transformers serve ...``);
-:func:`engine_refusals` says, before any node runs, why an engine cannot serve here (not
-installed, GPU-only without a GPU, a model family it cannot serve), and
-:func:`engine_option_problems` which pass-through option the engine would misread (a value
-starting with ``-``); :class:`ManagedEngine`
+``modeling.engine_checks`` says, before any node runs, why an engine cannot serve here and
+which pass-through option it would misread; :class:`ManagedEngine`
 starts the engine as a subprocess in its own process group on a free local port, waits for its
 ``/health`` endpoint, and stops the whole group on leaving its ``with`` block: on success, on an
 error, on Ctrl-C and (while it runs in the main thread) on SIGTERM, which it turns into an
@@ -21,7 +19,6 @@ from __future__ import annotations
 import atexit
 import contextlib
 import importlib.metadata
-import importlib.util
 import json
 import logging
 import os
@@ -145,29 +142,6 @@ def engine_command(
     return command
 
 
-def engine_option_problems(options: dict[str, Any] | None, parameter: str) -> list[str]:
-    """Each pass-through option of ``options`` (``<parameter>.engine_options``) that the engine's
-    own argument parser would misread: a text value starting with ``-`` (read as an option, not
-    as the value of ``--<name>``), and a name written with its dashes. Numbers are fine
-    (``-1`` is read as a negative number)."""
-    problems = []
-    for name, value in (options or {}).items():
-        where = f"{parameter}.engine_options.{name}"
-        if str(name).startswith("-"):
-            problems.append(
-                f"{where}: write the option's name without its dashes "
-                f"({str(name).lstrip('-')!r}); the project adds them"
-            )
-        if isinstance(value, str) and value.startswith("-"):
-            flag = "--" + str(name).lstrip("-").replace("_", "-")
-            problems.append(
-                f"{where} is {value!r}, which starts with '-': the engine's argument parser "
-                f"would read it as an option of its own, not as the value of {flag}; pass a "
-                "value that does not start with '-' (a path as ./" + value + ")"
-            )
-    return problems
-
-
 def merged_from(base_model: str, adapter: str, dtype: str) -> dict[str, str]:
     """What a merged checkpoint (``base_model`` with the LoRA ``adapter`` merged in, in
     ``dtype``) is made from: the two folders' content hashes and the dtype. Both writers of the
@@ -187,45 +161,6 @@ def engine_version(engine: str) -> str:
         return importlib.metadata.version(ENGINES[engine].distribution)
     except importlib.metadata.PackageNotFoundError:
         return "not installed"
-
-
-def engine_refusals(
-    engine: str | None, parameter: str, *, mllama: bool, gpu: bool | None = None
-) -> list[str]:
-    """Why ``engine`` cannot serve the model here, each naming ``parameter`` and what to use.
-
-    ``gpu``: whether a CUDA GPU is visible (``None``: asked of torch, only for a GPU-only engine).
-    """
-    if engine is None:
-        return [
-            f"{parameter}.backend is engine but {parameter}.engine is not set: "
-            f"set it to one of {', '.join(ENGINES)}"
-        ]
-    kind = ENGINES[engine]
-    problems = []
-    if kind.name == "vllm" and mllama:
-        problems.append(
-            f"{parameter}.engine is vllm, which cannot serve Llama 3.2 Vision (Mllama; vLLM "
-            "dropped it after 0.10.2): use engine: sglang on a GPU, engine: transformers, or "
-            "backend: local"
-        )
-    missing = [m for m in kind.modules if importlib.util.find_spec(m) is None]
-    if missing:
-        problems.append(
-            f"{parameter}.engine is {engine} but {', '.join(missing)} is not installed in this "
-            f"environment: `{kind.install}`, or use engine: transformers or backend: local"
-        )
-    if kind.gpu_only:
-        if gpu is None:
-            import torch
-
-            gpu = torch.cuda.is_available()
-        if not gpu:
-            problems.append(
-                f"{parameter}.engine is {engine}, which needs a CUDA GPU, and none is visible: "
-                "run on a GPU machine, or use engine: transformers (CPU) or backend: local"
-            )
-    return problems
 
 
 def log_tail(path: Path, lines: int = LOG_TAIL_LINES) -> str:

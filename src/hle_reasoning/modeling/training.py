@@ -26,8 +26,7 @@ from hle_reasoning import tracking
 from hle_reasoning.config.distributed import world_size_problems
 from hle_reasoning.config.model import ModelConfig
 from hle_reasoning.config.training import TrainingConfig, TrainingConfigError
-from hle_reasoning.hle.data.prompts import SYSTEM_PROMPT, build_messages, image_goes_first
-from hle_reasoning.hle.data.schema import has_image, load_image
+from hle_reasoning.hle.data.prompts import image_goes_first
 from hle_reasoning.hle.judge.rewards import build_reward_functions
 from hle_reasoning.modeling import completions as completions_table
 from hle_reasoning.modeling import memory
@@ -52,6 +51,7 @@ from hle_reasoning.modeling.training_callbacks import (
     LiveMetricsCallback,
     metrics_history,
 )
+from hle_reasoning.modeling.training_data import training_dataset
 from hle_reasoning.modeling.trl_mapping import grpo_config, lora_config, trainer_params
 
 logger = logging.getLogger(__name__)
@@ -65,7 +65,6 @@ __all__ = [
     "resolve_resume",
     "summary_metrics",
     "train_grpo",
-    "training_dataset",
 ]
 
 
@@ -97,51 +96,6 @@ def config_problems(
     if check_access:
         problems += _access_problems(model)
     return problems
-
-
-def training_dataset(
-    questions: pd.DataFrame,
-    system_prompt: str = SYSTEM_PROMPT,
-    system_role: str = "auto",
-    plain: bool = False,
-    image_first: bool = True,
-):
-    """HLE questions as TRL rows: chat ``prompt``, ``images`` (0 or 1 PIL image) and the answer.
-
-    ``answer``, ``answer_type`` and ``id`` reach the reward functions as keyword arguments.
-    ``plain``: string message contents and no ``images`` column (a text-only model's rows).
-    Otherwise every content is a list of parts, as TRL's VLM path wants them (a string content
-    of the first user message would receive TRL's image placeholders); the trainer renders
-    text-only contents, the system prompt among them, as strings again
-    (``grpo.text_contents_as_strings``). ``image_first``: the image before the question text.
-    """
-    import datasets
-
-    if questions.empty:
-        raise ValueError("focus_train has no questions: nothing to train on.")
-    rows = []
-    for q in questions.itertuples(index=False):
-        with_image = has_image(q.image)
-        messages = build_messages(
-            q.question, with_image, system_prompt, system_role, plain, image_first
-        )
-        if not plain:
-            messages = [
-                {**m, "content": [{"type": "text", "text": m["content"]}]}
-                if isinstance(m["content"], str)
-                else m
-                for m in messages
-            ]
-        row = {
-            "prompt": messages,
-            "answer": str(q.answer),
-            "answer_type": str(q.answer_type),
-            "id": str(q.id),
-        }
-        if not plain:
-            row["images"] = [load_image(q.image, q.id)] if with_image else []
-        rows.append(row)
-    return datasets.Dataset.from_list(rows)
 
 
 @contextlib.contextmanager

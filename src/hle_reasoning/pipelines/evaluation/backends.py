@@ -153,15 +153,15 @@ def engine_problems(
 ) -> list[str]:
     """Every variant with ``backend: engine`` whose engine cannot serve here (the preflight's
     check, before any node runs): not installed, GPU-only without a GPU, vLLM with Mllama."""
-    from hle_reasoning.modeling import engines
+    from hle_reasoning.modeling import engine_checks
 
     problems = []
     for variant, answering in evaluation.answering.items():
         if answering.backend == "engine":
-            problems += engines.engine_option_problems(
+            problems += engine_checks.engine_option_problems(
                 answering.engine_options, f"evaluation.answering.{variant}"
             )
-            refusals = engines.engine_refusals(
+            refusals = engine_checks.engine_refusals(
                 answering.engine,
                 f"evaluation.answering.{variant}",
                 mllama=serves_mllama(model_name),
@@ -336,11 +336,11 @@ def engine_answerer(
     from pathlib import Path
 
     from hle_reasoning.hle.data.prompts import image_goes_first
-    from hle_reasoning.modeling import engines
+    from hle_reasoning.modeling import engine_checks, engines
     from hle_reasoning.modeling.generation import files_fingerprint
 
     parameter = f"evaluation.answering.{variant}"
-    refusals = engines.engine_refusals(
+    refusals = engine_checks.engine_refusals(
         answering.engine, parameter, mllama=serves_mllama(base_model)
     )
     if refusals and answering.fallback == "local" and answering.engine is not None:
